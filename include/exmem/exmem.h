@@ -1,0 +1,140 @@
+/* exmem: exclusive memory for secrets.
+ *
+ * Memory handed out by this library lives in memfd_secret(2) regions: pages that
+ * the kernel removed from its direct map, so that other processes (even root,
+ * through /proc/PID/mem, process_vm_readv or ptrace), core dumps and swap cannot
+ * reach them. Many small secrets are packed into few pages; every region is
+ * reserved and pre-faulted when it is created, so that using memory after a
+ * successful allocation never faults and fails.
+ *
+ * When memfd_secret is unavailable, the policy decides: fall back to locked
+ * memory (mlock + MADV_DONTDUMP + MADV_WIPEONFORK + guard pages), or fail.
+ *
+ * Every function is thread-safe. Allocation functions return NULL on failure
+ * with errno set (ENOMEM, or EINVAL for an impossible size); the precise reason
+ * is available from exmem_last_error() and exmem_last_error_message().
+ */
+#ifndef EXMEM_EXMEM_H
+#define EXMEM_EXMEM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EXMEM_VERSION_MAJOR 0
+#define EXMEM_VERSION_MINOR 1
+#define EXMEM_VERSION_PATCH 0
+
+/* Where exclusive memory may come from (exmem_config.policy). */
+enum exmem_policy {
+  EXMEM_PREFER_SECRET = 0,  /* default: memfd_secret, else locked memory (said once on stderr) */
+  EXMEM_REQUIRE_SECRET = 1, /* memfd_secret or nothing: fail if it is unavailable */
+  EXMEM_LOCKED_ONLY = 2     /* never memfd_secret: locked anonymous memory only */
+};
+
+/* What protects the memory in use (exmem_protection()). */
+enum exmem_protection_level {
+  EXMEM_PROT_NONE = 0,   /* no backend chosen yet, or none could be had */
+  EXMEM_PROT_SECRET = 1, /* memfd_secret: removed from the kernel direct map */
+  EXMEM_PROT_LOCKED = 2  /* mlock + MADV_DONTDUMP + MADV_WIPEONFORK + guard pages */
+};
+
+/* What a child process created by fork() gets (exmem_config.fork_mode). */
+enum exmem_fork_mode {
+  EXMEM_FORK_PRIVATE = 0, /* default: the child cannot reach the parent's secrets
+                             (MADV_DONTFORK); its allocator starts clean */
+  EXMEM_FORK_SHARE = 1    /* the child keeps the parent's regions mapped and shared;
+                             it allocates from new regions of its own, and its
+                             exmem_free() of an inherited object leaves it alone */
+};
+
+/* Error codes (exmem_init, exmem_last_error, exmem_share_*). 0 is success. */
+enum exmem_error {
+  EXMEM_OK = 0,
+  EXMEM_E_INVALID = 1,     /* an argument is out of range */
+  EXMEM_E_NO_SECRET = 2,   /* memfd_secret unavailable and the policy requires it */
+  EXMEM_E_MEMLOCK = 3,     /* RLIMIT_MEMLOCK refused the region */
+  EXMEM_E_MAXIMUM = 4,     /* the configured maximum would be exceeded */
+  EXMEM_E_NO_MEMORY = 5,   /* the kernel has no memory (or address space) for it */
+  EXMEM_E_SYSTEM = 6,      /* a system call failed for another reason */
+  EXMEM_E_ALREADY = 7,     /* exmem_init after the heap was set up with another config */
+  EXMEM_E_PROTOCOL = 8     /* a share message was malformed or carried no descriptor */
+};
+
+struct exmem_config {
+  size_t reserve;  /* bytes to reserve and pre-fault now (0: none until first use) */
+  size_t growth;   /* bytes per new region (0: 1 MiB; regions grow up to 16x this) */
+  size_t maximum;  /* cap on exclusive bytes held (0: no cap but the address-space reserve) */
+  int policy;      /* enum exmem_policy */
+  int fork_mode;   /* enum exmem_fork_mode */
+  int canaries;    /* nonzero: a canary after every small object, checked at free */
+  int quiet;       /* nonzero: do not announce a fallback to locked memory on stderr */
+};
+
+struct exmem_stats {
+  size_t live_objects;    /* objects allocated and not yet freed */
+  size_t live_bytes;      /* their usable bytes (size-class rounded) */
+  size_t reserved_bytes;  /* bytes of exclusive memory mapped and pre-faulted */
+  size_t exclusive_pages; /* pages removed from the direct map (0 for locked memory) */
+  size_t memlock_bytes;   /* bytes charged to RLIMIT_MEMLOCK */
+  size_t mappings;        /* VMAs the heap uses (regions, large objects, guards) */
+  size_t regions;         /* memfd_secret files (or locked mappings) in use */
+  int protection;         /* enum exmem_protection_level */
+};
+
+/* Optional explicit set-up; the first allocation otherwise sets up the defaults.
+ * cfg may be NULL (defaults). Returns EXMEM_OK or an enum exmem_error; a second
+ * call with an identical config returns EXMEM_OK, with another EXMEM_E_ALREADY. */
+int exmem_init(const struct exmem_config *cfg);
+
+void *exmem_alloc(size_t size);
+void *exmem_calloc(size_t n, size_t size);
+/* Moves the object when it must; the old object is wiped. realloc(p, 0) frees p
+ * and returns NULL. On failure returns NULL and leaves p untouched. */
+void *exmem_realloc(void *p, size_t size);
+/* Wipes the object and releases it. NULL is ignored. A pointer the heap does not
+ * own, a double free, or a damaged canary aborts with a message naming it. */
+void exmem_free(void *p);
+/* Usable bytes of a live object (>= the size asked for). */
+size_t exmem_usable_size(const void *p);
+
+/* enum exmem_protection_level of the backend in use (sets up the heap if needed). */
+int exmem_protection(void);
+const char *exmem_strerror(int error);
+/* The calling thread's last error (enum exmem_error) and its full message, which
+ * names the limit, the amount asked and the remedy. */
+int exmem_last_error(void);
+const char *exmem_last_error_message(void);
+/* In C++ the function hides the struct's name: write `struct exmem_stats s;`. */
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
+int exmem_stats(struct exmem_stats *out);
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+/* Passing exclusive memory to another process. */
+struct exmem_shared {
+  void *addr;     /* mapping in this process (pre-faulted, guard pages around) */
+  size_t size;    /* bytes, a whole number of pages */
+  int fd;         /* the memfd_secret (or locked memfd) file behind it */
+  int protection; /* enum exmem_protection_level */
+};
+/* Creates a shared exclusive region of at least size bytes, zeroed. */
+int exmem_share_create(size_t size, struct exmem_shared *out);
+/* Sends the region's descriptor and size over a connected AF_UNIX socket. */
+int exmem_share_send(int sock, const struct exmem_shared *s);
+/* Receives a region sent with exmem_share_send and maps it here. */
+int exmem_share_recv(int sock, struct exmem_shared *out);
+/* Unmaps the region and closes its descriptor (the last holder's close frees it). */
+int exmem_share_release(struct exmem_shared *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EXMEM_EXMEM_H */

@@ -1,0 +1,83 @@
+// The C API (include/exmem/exmem.h): argument checks and errno, over heap/.
+#include <exmem/exmem.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "error.hpp"
+#include "heap/arena.hpp"
+#include "heap/heap.hpp"
+
+using namespace exmem;
+
+extern "C" {
+
+int exmem_init(const struct exmem_config* cfg) { return heap::arena_init(cfg); }
+
+void* exmem_alloc(size_t size) { return heap::alloc(size); }
+
+void* exmem_calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    detail::set_error(EXMEM_E_INVALID, "exmem_calloc(%zu, %zu): the product overflows size_t", n, size);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // Free objects are always zero (wiped at free, fresh pages are zero), so
+  // there is nothing to clear.
+  return heap::alloc(total);
+}
+
+void* exmem_realloc(void* p, size_t size) {
+  if (!p) return heap::alloc(size);
+  if (size == 0) {
+    heap::free(p);
+    return nullptr;
+  }
+  size_t have = heap::arena_usable_size(p);
+  if (have == 0) detail::fatal("exmem_realloc(%p): pointer not owned by the exmem heap", p);
+  if (size <= have && size > have / 2) return p;
+  void* q = heap::alloc(size);
+  if (!q) return nullptr;  // p is untouched
+  std::memcpy(q, p, size < have ? size : have);
+  heap::free(p);  // wipes the old copy
+  return q;
+}
+
+void exmem_free(void* p) { heap::free(p); }
+
+size_t exmem_usable_size(const void* p) { return heap::arena_usable_size(p); }
+
+int exmem_protection(void) { return heap::arena_protection(); }
+
+const char* exmem_strerror(int error) {
+  switch (error) {
+    case EXMEM_OK:
+      return "success";
+    case EXMEM_E_INVALID:
+      return "invalid argument";
+    case EXMEM_E_NO_SECRET:
+      return "memfd_secret is unavailable and the policy requires it";
+    case EXMEM_E_MEMLOCK:
+      return "RLIMIT_MEMLOCK refused the exclusive memory";
+    case EXMEM_E_MAXIMUM:
+      return "the configured maximum of exclusive memory is reached";
+    case EXMEM_E_NO_MEMORY:
+      return "out of memory";
+    case EXMEM_E_SYSTEM:
+      return "a system call failed";
+    case EXMEM_E_ALREADY:
+      return "the heap is already set up with another configuration";
+    case EXMEM_E_PROTOCOL:
+      return "malformed share message";
+    default:
+      return "unknown exmem error";
+  }
+}
+
+int exmem_last_error(void) { return detail::last_error(); }
+const char* exmem_last_error_message(void) { return detail::last_error_message(); }
+
+int exmem_stats(struct exmem_stats* out) { return heap::arena_stats(out); }
+
+}  // extern "C"

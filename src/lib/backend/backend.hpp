@@ -1,0 +1,53 @@
+// Backend: where exclusive pages come from, and nothing about how they are
+// carved (that is heap/). Two kinds:
+//   secret: one memfd_secret(2) file per region, mapped MAP_SHARED: the pages
+//           leave the kernel direct map when they are faulted in.
+//   locked: anonymous memory, mlock + MADV_DONTDUMP + MADV_WIPEONFORK.
+// Regions are placed inside a PROT_NONE reservation owned by the caller, so the
+// unmapped neighbours of every region are its guard pages. Every region is
+// faulted in when it is created, from the kernel side (read(2) from /dev/zero),
+// so that a fault that cannot be satisfied is a clean error here and never a
+// SIGBUS or an OOM kill later, at use.
+#pragma once
+
+#include <cstddef>
+
+namespace exmem::backend {
+
+enum class Kind { none = 0, secret = 1, locked = 2 };
+
+// Calls memfd_secret once. Returns 0 when available, else the errno it gave.
+int probe_secret();
+// A sentence saying why memfd_secret is unavailable, for errno e.
+const char* why_unavailable(int e);
+
+// Reserves len bytes of address space, PROT_NONE, charged to nothing.
+// Returns nullptr (and sets the last error) on failure.
+void* reserve(size_t len);
+// Gives back a reservation (and whatever is mapped inside it).
+void release(void* addr, size_t len);
+
+struct Region {
+  void* addr = nullptr;
+  size_t len = 0;
+  int fd = -1;  // kept open only when asked (for sharing)
+};
+
+struct MapOptions {
+  Kind kind = Kind::secret;
+  bool dontfork = true;   // children do not inherit the mapping
+  bool shared = false;    // locked kind: MAP_SHARED so children see it (fork share mode)
+  bool keep_fd = false;   // keep the file open (regions to be passed to another process)
+  size_t charged = 0;     // bytes this heap already charged to RLIMIT_MEMLOCK (for messages)
+};
+
+// Maps len bytes (page multiple) at addr, which must lie inside a reservation,
+// and faults every page in. On failure the reservation is restored at
+// [addr, addr+len), the last error is set, and an enum exmem_error is returned.
+int map(void* addr, size_t len, const MapOptions& opt, Region* out);
+// Maps an existing exclusive file (received from another process) at addr.
+int map_fd(void* addr, size_t len, int fd, Kind kind, Region* out);
+// Returns [addr, addr+len) to the reservation (PROT_NONE) and closes fd if open.
+void unmap(const Region& r);
+
+}  // namespace exmem::backend

@@ -1,0 +1,132 @@
+#include "heap/heap.hpp"
+
+#include <cerrno>
+
+#include <exmem/exmem.h>
+
+#include "error.hpp"
+#include "heap/arena.hpp"
+
+namespace exmem::heap {
+
+void report_double_free(const void* p) {
+  detail::fatal("exmem_free(%p): double free (the object is not allocated)", p);
+}
+
+void report_canary(const void* p) {
+  detail::fatal("exmem_free(%p): damaged canary after the object: it was written past its end", p);
+}
+
+void* alloc_slow(size_t size) {
+  if (size == 0) size = 1;  // a unique, freeable pointer
+  ThreadHeap* h = thread_heap();
+  if (!h) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (size + (g_fast.canaries ? 8 : 0) <= kMaxSmall) return alloc(size);
+  void* p = arena_alloc_large(size);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void* alloc_refill(ThreadHeap* h, size_t cls) {
+  if (Slab* s = h->current[cls]) {
+    collect_remote(s);
+    if (void* p = slab_take(s)) return p;
+    h->current[cls] = nullptr;
+    h->full[cls].push(s, SlabList::full);
+  }
+  // Other threads freed into full slabs of this heap: give them room back.
+  if (h->remote_pending.exchange(false, std::memory_order_acquire)) {
+    for (size_t c = 0; c < kClasses; ++c) {
+      for (Slab* s = h->full[c].head; s;) {
+        Slab* next = s->next;
+        if (s->remote_count.load(std::memory_order_acquire)) {
+          collect_remote(s);
+          h->full[c].remove(s);
+          if (s->used == 0)
+            arena_give_slab_locked(s);
+          else
+            h->partial[c].push(s, SlabList::partial);
+        }
+        s = next;
+      }
+    }
+  }
+  while (Slab* s = h->partial[cls].pop()) {
+    collect_remote(s);
+    s->list = SlabList::current;
+    h->current[cls] = s;
+    if (void* p = slab_take(s)) return p;
+    h->current[cls] = nullptr;
+    h->full[cls].push(s, SlabList::full);
+  }
+  Slab* s = arena_take_slab(h, cls);
+  if (!s) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  s->list = SlabList::current;
+  h->current[cls] = s;
+  return slab_take(s);
+}
+
+void free_list_change(ThreadHeap* h, Slab* s) {
+  if (s->list == SlabList::full) {
+    h->full[s->cls].remove(s);
+    if (s->used) {
+      h->partial[s->cls].push(s, SlabList::partial);
+      return;
+    }
+  } else if (s->list == SlabList::partial && s->used == 0) {
+    h->partial[s->cls].remove(s);
+  } else {
+    return;
+  }
+  arena_give_slab_locked(s);
+}
+
+void free_slow(void* p) {
+  if (!p) return;
+  size_t off = static_cast<size_t>(static_cast<uint8_t*>(p) - g_fast.base);
+  if (!g_fast.base || off >= g_fast.span) {
+    if (arena_inherited(p)) return;  // the parent's object (EXMEM_FORK_SHARE): not ours to wipe
+    detail::fatal("exmem_free(%p): pointer not owned by the exmem heap", p);
+  }
+  Slab* s = &g_fast.table[off >> kSlabShift];
+  UnitKind kind = s->kind.load(std::memory_order_acquire);
+  if (kind == UnitKind::large) {
+    if (p != s->start)
+      detail::fatal("exmem_free(%p): pointer into a large object, not its start: not owned by the exmem heap", p);
+    return arena_free_large(s, p);
+  }
+  if (kind != UnitKind::slab)
+    detail::fatal("exmem_free(%p): double free, or a pointer the exmem heap does not own (no live object there)", p);
+  uint32_t rel = static_cast<uint32_t>(static_cast<uint8_t*>(p) - s->start);
+  uint32_t idx = static_cast<uint32_t>((uint64_t{rel} * s->inv) >> 32);
+  if (idx * s->obj_size != rel || idx >= s->nobj)
+    detail::fatal("exmem_free(%p): pointer inside an object, not its start: not owned by the exmem heap", p);
+
+  ThreadHeap* h = thread_heap();
+  if (h && s->owner.load(std::memory_order_relaxed) == h) return free(p);  // now the fast path applies
+
+  // Another thread's slab (or an orphan): publish the free through `remote`.
+  uint32_t w = idx >> 6;
+  uint64_t bit = uint64_t{1} << (idx & 63);
+  if (!(s->bits[w].load(std::memory_order_relaxed) & bit)) report_double_free(p);
+  if (g_fast.canaries) {
+    uint64_t c;
+    std::memcpy(&c, static_cast<uint8_t*>(p) + s->obj_size - 8, 8);
+    if (c != canary_for(p)) report_canary(p);
+  }
+  wipe(p, s->obj_size);
+  uint64_t old = s->remote[w].fetch_or(bit, std::memory_order_release);
+  if (old & bit) report_double_free(p);
+  s->remote_count.fetch_add(1, std::memory_order_release);
+  if (ThreadHeap* owner = s->owner.load(std::memory_order_acquire))
+    owner->remote_pending.store(true, std::memory_order_release);
+  if (h) count(h, -1, -static_cast<int64_t>(s->obj_size));
+}
+
+}  // namespace exmem::heap

@@ -1,0 +1,211 @@
+// The heap: how exclusive regions are carved into objects. Owns slabs, thread
+// heaps and the fast paths; asks arena.hpp for slabs and large objects and never
+// calls the kernel itself.
+//
+// Layout. One PROT_NONE reservation holds every region and large object; the
+// 64 KiB units of that reservation are described by a table of Slab records kept
+// in ordinary memory, so a pointer finds its slab by arithmetic and no allocator
+// metadata lives inside the exclusive pages (they hold secrets and nothing else).
+//
+// Ownership. A slab belongs to one thread heap at a time. Its owner allocates
+// and frees with plain loads and stores on the `bits` bitmap (relaxed atomics,
+// no read-modify-write): no lock and no atomic instruction on the fast path.
+// Another thread frees by setting the object's bit in `remote` (one fetch_or);
+// the owner folds remote bits back in when it needs room. A thread that exits
+// leaves its slabs as orphans, which other threads adopt.
+//
+// Invariants (per slab, per object index i < nobj):
+//   allocated  <=> bits[i] == 1 && remote[i] == 0
+//   free       <=> bits[i] == 0 (then remote[i] == 0 and the bytes are zero)
+//   freed by another thread, not yet collected <=> bits[i] == 1 && remote[i] == 1
+//   indices >= nobj have bits == 1 forever; `used` counts ones in bits.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "heap/size_class.hpp"
+
+namespace exmem::heap {
+
+struct ThreadHeap;
+
+enum class UnitKind : uint8_t {
+  unmapped = 0,  // not part of any mapping (guard or never used)
+  slab_free,     // in a region, not assigned to a class
+  slab,          // carved into objects of one class
+  large,         // first unit of a large object
+  large_tail     // later units of a large object
+};
+
+enum class SlabList : uint8_t { none, current, partial, full, orphan, free };
+
+struct alignas(64) Slab {
+  // Set when the slab is assigned a class; read by every thread.
+  uint8_t* start = nullptr;
+  uint32_t obj_size = 0;
+  uint32_t nobj = 0;
+  uint32_t inv = 0;  // ceil(2^32 / obj_size): index = (offset * inv) >> 32
+  uint16_t nwords = 0;
+  uint8_t cls = 0;
+  std::atomic<UnitKind> kind{UnitKind::unmapped};
+  std::atomic<ThreadHeap*> owner{nullptr};
+
+  // Owner only.
+  uint16_t hint = 0;  // no free bit below this word
+  SlabList list = SlabList::none;
+  uint32_t used = 0;
+  Slab* next = nullptr;
+  Slab* prev = nullptr;
+
+  // Large objects (kind == large).
+  size_t large_len = 0;  // bytes mapped (page multiple)
+  size_t extent_units = 0;
+
+  std::atomic<uint32_t> remote_count{0};
+  std::atomic<uint64_t> bits[kSlabSize / 16 / 64];
+  std::atomic<uint64_t> remote[kSlabSize / 16 / 64];
+};
+
+struct List {
+  Slab* head = nullptr;
+  void push(Slab* s, SlabList which) {
+    s->list = which;
+    s->prev = nullptr;
+    s->next = head;
+    if (head) head->prev = s;
+    head = s;
+  }
+  void remove(Slab* s) {
+    if (s->prev) s->prev->next = s->next;
+    else head = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = nullptr;
+    s->list = SlabList::none;
+  }
+  Slab* pop() {
+    Slab* s = head;
+    if (s) remove(s);
+    return s;
+  }
+};
+
+struct alignas(64) ThreadHeap {
+  Slab* current[kClasses] = {};
+  List partial[kClasses];
+  List full[kClasses];
+  // Written only by the owning thread (relaxed store), summed by exmem_stats.
+  std::atomic<int64_t> live_objects{0};
+  std::atomic<int64_t> live_bytes{0};
+  // Set by other threads when they free into one of this heap's slabs.
+  std::atomic<bool> remote_pending{false};
+  ThreadHeap* next_heap = nullptr;
+};
+
+// What the fast paths read; written only at set-up (under the arena lock, before
+// any pointer of the heap is handed out) and in a forked child.
+struct Fast {
+  uint8_t* base = nullptr;
+  size_t span = 0;
+  Slab* table = nullptr;
+  bool canaries = false;
+  uint64_t canary_key = 0;
+};
+extern Fast g_fast;
+
+extern thread_local ThreadHeap* t_heap __attribute__((tls_model("initial-exec")));
+
+// Slow paths (heap.cpp).
+void* alloc_slow(size_t size);
+void free_slow(void* p);
+void* alloc_refill(ThreadHeap* h, size_t cls);
+void free_list_change(ThreadHeap* h, Slab* s);
+[[noreturn]] void report_double_free(const void* p);
+[[noreturn]] void report_canary(const void* p);
+
+inline uint64_t canary_for(const void* slot) {
+  return g_fast.canary_key ^ reinterpret_cast<uintptr_t>(slot) ^ 0x9e3779b97f4a7c15ull;
+}
+
+inline void wipe(void* p, size_t n) {
+  std::memset(p, 0, n);
+  asm volatile("" : : "r"(p) : "memory");
+}
+
+// Takes the lowest free object of s, or nullptr when s is full. Owner only.
+inline void* slab_take(Slab* s) {
+  for (uint32_t w = s->hint; w < s->nwords; ++w) {
+    uint64_t b = s->bits[w].load(std::memory_order_relaxed);
+    if (~b) {
+      unsigned i = static_cast<unsigned>(__builtin_ctzll(~b));
+      s->bits[w].store(b | (uint64_t{1} << i), std::memory_order_relaxed);
+      s->hint = static_cast<uint16_t>(w);
+      ++s->used;
+      return s->start + (size_t{w} * 64 + i) * s->obj_size;
+    }
+  }
+  s->hint = s->nwords;
+  return nullptr;
+}
+
+inline void count(ThreadHeap* h, int64_t objects, int64_t bytes) {
+  h->live_objects.store(h->live_objects.load(std::memory_order_relaxed) + objects, std::memory_order_relaxed);
+  h->live_bytes.store(h->live_bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+}
+
+inline void* alloc(size_t size) {
+  size_t need = size + (g_fast.canaries ? 8 : 0);
+  ThreadHeap* h = t_heap;
+  if (__builtin_expect(need > kMaxSmall || size == 0 || h == nullptr, 0)) return alloc_slow(size);
+  size_t cls = class_of(need);
+  Slab* s = h->current[cls];
+  void* p = s ? slab_take(s) : nullptr;
+  if (__builtin_expect(p == nullptr, 0)) {
+    p = alloc_refill(h, cls);
+    if (!p) return nullptr;
+    s = h->current[cls];
+  }
+  count(h, 1, s->obj_size);
+  if (g_fast.canaries) {
+    uint64_t c = canary_for(p);
+    std::memcpy(static_cast<uint8_t*>(p) + s->obj_size - 8, &c, 8);
+  }
+  return p;
+}
+
+inline void free(void* p) {
+  uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_fast.base);
+  ThreadHeap* h = t_heap;
+  if (__builtin_expect(p == nullptr || off >= g_fast.span || h == nullptr, 0)) return free_slow(p);
+  Slab* s = &g_fast.table[off >> kSlabShift];
+  if (__builtin_expect(s->kind.load(std::memory_order_relaxed) != UnitKind::slab ||
+                           s->owner.load(std::memory_order_relaxed) != h,
+                       0))
+    return free_slow(p);
+  uint32_t rel = static_cast<uint32_t>(static_cast<uint8_t*>(p) - s->start);
+  uint32_t idx = static_cast<uint32_t>((uint64_t{rel} * s->inv) >> 32);
+  if (__builtin_expect(idx * s->obj_size != rel || idx >= s->nobj, 0)) return free_slow(p);
+  uint32_t w = idx >> 6;
+  uint64_t bit = uint64_t{1} << (idx & 63);
+  uint64_t b = s->bits[w].load(std::memory_order_relaxed);
+  if (__builtin_expect(!(b & bit) || (s->remote[w].load(std::memory_order_relaxed) & bit), 0))
+    report_double_free(p);
+  if (g_fast.canaries) {
+    uint64_t c;
+    std::memcpy(&c, static_cast<uint8_t*>(p) + s->obj_size - 8, 8);
+    if (c != canary_for(p)) report_canary(p);
+  }
+  wipe(p, s->obj_size);
+  s->bits[w].store(b & ~bit, std::memory_order_relaxed);
+  if (w < s->hint) s->hint = static_cast<uint16_t>(w);
+  count(h, -1, -static_cast<int64_t>(s->obj_size));
+  uint32_t used = --s->used;
+  // The current slab stays put; others move between lists when they stop
+  // being full or become empty.
+  if (__builtin_expect(s->list != SlabList::current, 0) && (used == 0 || used + 1 == s->nobj))
+    free_list_change(h, s);
+}
+
+}  // namespace exmem::heap
