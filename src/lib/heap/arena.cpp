@@ -19,7 +19,7 @@
 namespace exmem::heap {
 
 Fast g_fast;
-thread_local ThreadHeap* t_heap __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit thread_local ThreadHeap* t_heap __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
 
@@ -228,7 +228,13 @@ int setup(Arena& a) {
 
   size_t span = kDefaultSpan;
   if (c.maximum) span = std::clamp(round_up(c.maximum, kSlabSize) * 4, size_t{1} << 30, kDefaultSpan);
+  // Address space can be limited (RLIMIT_AS, tools like valgrind): take what
+  // is given, down to 64 MiB.
   void* base = backend::reserve(span);
+  while (!base && span > (size_t{64} << 20)) {
+    span /= 2;
+    base = backend::reserve(span);
+  }
   if (!base) return detail::last_error();
   size_t nunits = span / kSlabSize;
   size_t table_bytes = round_up(nunits * sizeof(Slab), kPage);
