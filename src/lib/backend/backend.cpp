@@ -27,7 +27,7 @@ constexpr size_t kPage = 4096;
 // Puts the PROT_NONE reservation back over [addr, addr+len) after a failed or
 // released mapping, so the range stays ours and keeps guarding its neighbours.
 void restore_reservation(void* addr, size_t len) {
-  void* p = sys::mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  void* p = sys::mmap_restore(addr, len);
   if (p == MAP_FAILED) detail::fatal("cannot restore the guard reservation at %p (+%zu bytes): %s", addr, len, std::strerror(errno));
 }
 
