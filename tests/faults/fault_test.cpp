@@ -1,0 +1,224 @@
+// Every system call the backend makes can fail; for each, the public API must
+// return a clean error, leak nothing (descriptors, mappings, reserved bytes),
+// and work again once the fault stops. Each case runs in a fresh process.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <tuple>
+
+#include <exmem/exmem.h>
+
+#include "backend/sys.hpp"
+
+namespace {
+
+using exmem::sys::Call;
+
+size_t open_fds() {
+  size_t n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  closedir(d);
+  return n - 1;  // the directory stream itself
+}
+
+size_t vmas() {
+  FILE* f = std::fopen("/proc/self/maps", "r");
+  size_t n = 0;
+  for (int c; (c = std::fgetc(f)) != EOF;)
+    if (c == '\n') ++n;
+  std::fclose(f);
+  return n;
+}
+
+struct Snapshot {
+  size_t fds, maps, reserved, live;
+};
+Snapshot snap() {
+  struct exmem_stats s{};
+  exmem_stats(&s);
+  return {open_fds(), vmas(), s.reserved_bytes, s.live_objects};
+}
+
+// Runs body in a child process and expects it to exit 0; the child reports
+// what went wrong on stderr.
+template <class F>
+void in_child(F body) {
+  EXPECT_EXIT(
+      {
+        body();
+        std::fflush(stderr);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+#define CHECK_OR_DIE(cond, ...)                                     \
+  do {                                                              \
+    if (!(cond)) {                                                  \
+      std::fprintf(stderr, "check failed: %s: ", #cond);            \
+      std::fprintf(stderr, __VA_ARGS__);                            \
+      std::fprintf(stderr, "\n");                                   \
+      _exit(1);                                                     \
+    }                                                               \
+  } while (0)
+
+// One allocation that needs a new region (a large object always does).
+void* fresh_region_alloc() { return exmem_alloc(100000); }
+
+using Case = std::tuple<Call, int, bool>;  // call, errno, every
+
+class FailingCall : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FailingCall, GivesACleanErrorLeaksNothingAndRecovers) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto [call, err, every] = GetParam();
+  in_child([call = call, err = err, every = every] {
+    // Set the heap up first, so the fault hits region creation.
+    void* warm = exmem_alloc(32);
+    CHECK_OR_DIE(warm != nullptr, "%s", exmem_last_error_message());
+    Snapshot before = snap();
+    exmem::sys::clear_faults();
+    exmem::sys::inject(call, err, 1, every);
+    errno = 0;
+    void* p = fresh_region_alloc();
+    bool failed = p == nullptr;
+    int saved = errno;
+    exmem::sys::clear_faults();
+    if (failed) {
+      CHECK_OR_DIE(saved == ENOMEM, "errno %d after a failed %s", saved, exmem::sys::call_name(call));
+      CHECK_OR_DIE(exmem_last_error() != EXMEM_OK, "no error code recorded");
+      CHECK_OR_DIE(std::strlen(exmem_last_error_message()) > 10, "empty message");
+      Snapshot after = snap();
+      CHECK_OR_DIE(after.fds == before.fds, "descriptors %zu -> %zu", before.fds, after.fds);
+      CHECK_OR_DIE(after.reserved == before.reserved, "reserved %zu -> %zu", before.reserved, after.reserved);
+      CHECK_OR_DIE(after.maps == before.maps, "VMAs %zu -> %zu", before.maps, after.maps);
+      CHECK_OR_DIE(after.live == before.live, "live objects %zu -> %zu", before.live, after.live);
+    } else {
+      exmem_free(p);
+    }
+    // Works again once the fault stops, and the earlier object is intact.
+    void* q = fresh_region_alloc();
+    CHECK_OR_DIE(q != nullptr, "no recovery after %s failed: %s", exmem::sys::call_name(call),
+                 exmem_last_error_message());
+    std::memset(q, 0x5a, 100000);
+    exmem_free(q);
+    std::memset(warm, 1, 32);
+    exmem_free(warm);
+  });
+}
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  auto [call, err, every] = info.param;
+  std::string e = err == ENOMEM   ? "ENOMEM"
+                  : err == EAGAIN ? "EAGAIN"
+                  : err == ENOSYS ? "ENOSYS"
+                  : err == EPERM  ? "EPERM"
+                                  : "EMFILE";
+  return std::string(exmem::sys::call_name(call)) + "_" + e + (every ? "_every" : "_first");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backend, FailingCall,
+                         ::testing::Combine(::testing::Values(Call::memfd_secret, Call::ftruncate, Call::mmap,
+                                                              Call::madvise, Call::open, Call::read),
+                                            ::testing::Values(ENOMEM, EAGAIN, ENOSYS, EPERM, EMFILE),
+                                            ::testing::Bool()),
+                         CaseName);
+
+TEST(FailingCallAtSetUp, MemfdSecretEnosysFallsBackToLockedMemoryWhenThePolicyAllows) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  in_child([] {
+    exmem::sys::inject(Call::memfd_secret, ENOSYS, 1, true);
+    exmem_config cfg{};
+    cfg.quiet = 1;
+    CHECK_OR_DIE(exmem_init(&cfg) == EXMEM_OK, "%s", exmem_last_error_message());
+    CHECK_OR_DIE(exmem_protection() == EXMEM_PROT_LOCKED, "protection %d", exmem_protection());
+    void* p = exmem_alloc(64);
+    CHECK_OR_DIE(p != nullptr, "%s", exmem_last_error_message());
+    exmem_free(p);
+  });
+}
+
+TEST(FailingCallAtSetUp, MemfdSecretEnosysFailsCleanlyWhenSecretIsRequired) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  in_child([] {
+    exmem::sys::inject(Call::memfd_secret, ENOSYS, 1, true);
+    exmem_config cfg{};
+    cfg.policy = EXMEM_REQUIRE_SECRET;
+    CHECK_OR_DIE(exmem_init(&cfg) == EXMEM_E_NO_SECRET, "%s", exmem_last_error_message());
+    CHECK_OR_DIE(std::strstr(exmem_last_error_message(), "memfd_secret") != nullptr, "%s",
+                 exmem_last_error_message());
+    // Once the kernel offers it again, set-up succeeds.
+    exmem::sys::clear_faults();
+    CHECK_OR_DIE(exmem_init(&cfg) == EXMEM_OK, "%s", exmem_last_error_message());
+    CHECK_OR_DIE(exmem_protection() == EXMEM_PROT_SECRET, "protection %d", exmem_protection());
+  });
+}
+
+TEST(FailingCallAtSetUp, ReservationFailureLeavesTheHeapRetryable) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  in_child([] {
+    exmem::sys::inject(Call::mmap, ENOMEM, 1, true);
+    errno = 0;
+    CHECK_OR_DIE(exmem_alloc(32) == nullptr, "allocated with mmap failing");
+    CHECK_OR_DIE(errno == ENOMEM, "errno %d", errno);
+    exmem::sys::clear_faults();
+    void* p = exmem_alloc(32);
+    CHECK_OR_DIE(p != nullptr, "%s", exmem_last_error_message());
+    exmem_free(p);
+  });
+}
+
+TEST(FailingCallLocked, MlockFailureIsAMemlockErrorAndRecovers) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (int err : {ENOMEM, EAGAIN, EPERM}) {
+    in_child([err] {
+      exmem_config cfg{};
+      cfg.policy = EXMEM_LOCKED_ONLY;
+      CHECK_OR_DIE(exmem_init(&cfg) == EXMEM_OK, "%s", exmem_last_error_message());
+      void* warm = exmem_alloc(32);
+      CHECK_OR_DIE(warm != nullptr, "%s", exmem_last_error_message());
+      Snapshot before = snap();
+      exmem::sys::inject(Call::mlock, err, 1, true);
+      CHECK_OR_DIE(exmem_alloc(100000) == nullptr, "allocated with mlock failing");
+      CHECK_OR_DIE(exmem_last_error() == EXMEM_E_MEMLOCK, "error %d: %s", exmem_last_error(),
+                   exmem_last_error_message());
+      CHECK_OR_DIE(std::strstr(exmem_last_error_message(), "RLIMIT_MEMLOCK") != nullptr, "%s",
+                   exmem_last_error_message());
+      Snapshot after = snap();
+      CHECK_OR_DIE(after.maps == before.maps && after.reserved == before.reserved, "leaked a mapping");
+      exmem::sys::clear_faults();
+      void* p = exmem_alloc(100000);
+      CHECK_OR_DIE(p != nullptr, "%s", exmem_last_error_message());
+      exmem_free(p);
+      exmem_free(warm);
+    });
+  }
+}
+
+TEST(FailingCallShare, ShareCreateFailsCleanlyAndRecovers) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (Call c : {Call::memfd_secret, Call::ftruncate, Call::mmap, Call::read, Call::madvise}) {
+    in_child([c] {
+      CHECK_OR_DIE(exmem_protection() == EXMEM_PROT_SECRET, "needs memfd_secret");
+      size_t fds = open_fds();
+      exmem::sys::inject(c, ENOMEM, 1, true);
+      struct exmem_shared s{};
+      CHECK_OR_DIE(exmem_share_create(8192, &s) != EXMEM_OK, "created with %s failing", exmem::sys::call_name(c));
+      exmem::sys::clear_faults();
+      CHECK_OR_DIE(open_fds() == fds, "leaked a descriptor after %s failed", exmem::sys::call_name(c));
+      CHECK_OR_DIE(exmem_share_create(8192, &s) == EXMEM_OK, "%s", exmem_last_error_message());
+      CHECK_OR_DIE(exmem_share_release(&s) == EXMEM_OK, "%s", exmem_last_error_message());
+    });
+  }
+}
+
+}  // namespace
