@@ -47,8 +47,8 @@ struct Arena {
   size_t regions = 0;
   ThreadHeap* heaps = nullptr;  // live thread heaps
   ThreadHeap* idle = nullptr;   // heaps of exited threads, for reuse
-  int64_t retired_objects = 0;  // counts of exited heaps and large objects
-  int64_t retired_bytes = 0;
+  size_t large_objects = 0;  // live large objects and their bytes
+  size_t large_bytes = 0;
   bool announced = false;
   struct Inherited {
     uint8_t* base;
@@ -295,7 +295,7 @@ void init_slab(Slab* s, ThreadHeap* h, size_t cls, size_t unit) {
   s->nwords = static_cast<uint16_t>((s->nobj + 63) / 64);
   s->cls = static_cast<uint8_t>(cls);
   s->hint = 0;
-  s->used = 0;
+  set_used(s, 0);
   for (uint32_t w = 0; w < s->nwords; ++w) {
     s->bits[w].store(0, std::memory_order_relaxed);
     s->remote[w].store(0, std::memory_order_relaxed);
@@ -328,8 +328,6 @@ void retire(ThreadHeap* h) {
     while (Slab* s = h->partial[c].pop()) leave(s);
     while (Slab* s = h->full[c].pop()) leave(s);
   }
-  a.retired_objects += h->live_objects.load(std::memory_order_relaxed);
-  a.retired_bytes += h->live_bytes.load(std::memory_order_relaxed);
   for (ThreadHeap** pp = &a.heaps; *pp; pp = &(*pp)->next_heap) {
     if (*pp == h) {
       *pp = h->next_heap;
@@ -405,7 +403,7 @@ void collect_remote(Slab* s) {
     n += static_cast<uint32_t>(__builtin_popcountll(r));
   }
   s->remote_count.fetch_sub(n, std::memory_order_relaxed);
-  s->used -= n;
+  set_used(s, s->used - n);
 }
 
 int arena_init(const exmem_config* cfg) {
@@ -517,8 +515,8 @@ void* arena_alloc_large(size_t size) {
   s->obj_size = 0;
   for (size_t i = 1; i < units - 1; ++i) g_fast.table[first + i].kind.store(UnitKind::large_tail);
   s->kind.store(UnitKind::large, std::memory_order_release);
-  a.retired_objects += 1;
-  a.retired_bytes += static_cast<int64_t>(len);
+  a.large_objects += 1;
+  a.large_bytes += len;
   return r.addr;
 }
 
@@ -533,8 +531,8 @@ void arena_free_large(Slab* s, void* p) {
   backend::unmap(backend::Region{p, s->large_len, -1});
   a.mapped.erase(reinterpret_cast<uintptr_t>(p));
   a.reserved -= s->large_len;
-  a.retired_objects -= 1;
-  a.retired_bytes -= static_cast<int64_t>(s->large_len);
+  a.large_objects -= 1;
+  a.large_bytes -= s->large_len;
   give_extent(a, first, s->extent_units);
   s->large_len = 0;
   s->extent_units = 0;
@@ -574,13 +572,23 @@ int arena_stats(struct exmem_stats* out) {
   Locked l;
   Arena& a = A();
   *out = {};
-  int64_t objects = a.retired_objects, bytes = a.retired_bytes;
-  for (ThreadHeap* h = a.heaps; h; h = h->next_heap) {
-    objects += h->live_objects.load(std::memory_order_relaxed);
-    bytes += h->live_bytes.load(std::memory_order_relaxed);
+  // Live small objects are counted from the slabs (no counter on the fast
+  // paths): set bits, less those freed by other threads and not yet collected.
+  size_t objects = a.large_objects, bytes = a.large_bytes;
+  if (a.ready) {
+    for (size_t u = 1; u < a.bump; ++u) {
+      const Slab& s = g_fast.table[u];
+      if (s.kind.load(std::memory_order_acquire) != UnitKind::slab) continue;
+      // The two counts move at different instants while threads run: clamp.
+      int64_t diff = int64_t{__atomic_load_n(&s.used, __ATOMIC_RELAXED)} -
+                     int64_t{s.remote_count.load(std::memory_order_relaxed)};
+      size_t live = diff > 0 ? static_cast<size_t>(diff) : 0;
+      objects += live;
+      bytes += live * (s.obj_size - (g_fast.canaries ? 8 : 0));
+    }
   }
-  out->live_objects = static_cast<size_t>(std::max<int64_t>(objects, 0));
-  out->live_bytes = static_cast<size_t>(std::max<int64_t>(bytes, 0));
+  out->live_objects = objects;
+  out->live_bytes = bytes;
   out->reserved_bytes = a.reserved;
   out->exclusive_pages = a.kind == backend::Kind::secret ? a.reserved / kPage : 0;
   out->memlock_bytes = a.reserved;

@@ -126,7 +126,6 @@ void free_slow(void* p) {
   s->remote_count.fetch_add(1, std::memory_order_release);
   if (ThreadHeap* owner = s->owner.load(std::memory_order_acquire))
     owner->remote_pending.store(true, std::memory_order_release);
-  if (h) count(h, -1, -static_cast<int64_t>(s->obj_size));
 }
 
 }  // namespace exmem::heap

@@ -57,7 +57,7 @@ struct alignas(64) Slab {
   // Owner only.
   uint16_t hint = 0;  // no free bit below this word
   SlabList list = SlabList::none;
-  uint32_t used = 0;
+  uint32_t used = 0;  // written by the owner with set_used(), read by exmem_stats
   Slab* next = nullptr;
   Slab* prev = nullptr;
 
@@ -97,9 +97,6 @@ struct alignas(64) ThreadHeap {
   Slab* current[kClasses] = {};
   List partial[kClasses];
   List full[kClasses];
-  // Written only by the owning thread (relaxed store), summed by exmem_stats.
-  std::atomic<int64_t> live_objects{0};
-  std::atomic<int64_t> live_bytes{0};
   // Set by other threads when they free into one of this heap's slabs.
   std::atomic<bool> remote_pending{false};
   ThreadHeap* next_heap = nullptr;
@@ -147,6 +144,10 @@ inline void wipe(void* p, size_t n) {
   asm volatile("" : : "r"(p) : "memory");
 }
 
+// The owner's store of a slab's count; exmem_stats reads it from another
+// thread, so it is a relaxed atomic store (a plain mov, no lock prefix).
+inline void set_used(Slab* s, uint32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
+
 // Takes the lowest free object of s, or nullptr when s is full. Owner only.
 inline void* slab_take(Slab* s) {
   for (uint32_t w = s->hint; w < s->nwords; ++w) {
@@ -155,7 +156,7 @@ inline void* slab_take(Slab* s) {
       unsigned i = static_cast<unsigned>(__builtin_ctzll(~b));
       s->bits[w].store(b | (uint64_t{1} << i), std::memory_order_relaxed);
       s->hint = static_cast<uint16_t>(w);
-      ++s->used;
+      set_used(s, s->used + 1);
       return s->start + (size_t{w} * 64 + i) * s->obj_size;
     }
   }
@@ -163,10 +164,6 @@ inline void* slab_take(Slab* s) {
   return nullptr;
 }
 
-inline void count(ThreadHeap* h, int64_t objects, int64_t bytes) {
-  h->live_objects.store(h->live_objects.load(std::memory_order_relaxed) + objects, std::memory_order_relaxed);
-  h->live_bytes.store(h->live_bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
-}
 
 inline void* alloc(size_t size) {
   size_t need = size + (g_fast.canaries ? 8 : 0);
@@ -180,7 +177,6 @@ inline void* alloc(size_t size) {
     if (!p) return nullptr;
     s = h->current[cls];
   }
-  count(h, 1, s->obj_size);
   if (g_fast.canaries) {
     uint64_t c = canary_for(p);
     std::memcpy(static_cast<uint8_t*>(p) + s->obj_size - 8, &c, 8);
@@ -213,8 +209,8 @@ inline void free(void* p) {
   wipe(p, s->obj_size);
   s->bits[w].store(b & ~bit, std::memory_order_relaxed);
   if (w < s->hint) s->hint = static_cast<uint16_t>(w);
-  count(h, -1, -static_cast<int64_t>(s->obj_size));
-  uint32_t used = --s->used;
+  uint32_t used = s->used - 1;
+  set_used(s, used);
   // The current slab stays put; others move between lists when they stop
   // being full or become empty.
   if (__builtin_expect(s->list != SlabList::current, 0) && (used == 0 || used + 1 == s->nobj))
