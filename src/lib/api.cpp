@@ -35,7 +35,13 @@ void* exmem_realloc(void* p, size_t size) {
     return nullptr;
   }
   size_t have = heap::arena_usable_size(p);
-  if (have == 0) detail::fatal("exmem_realloc(%p): pointer not owned by the exmem heap", p);
+  if (have == 0) {
+    if (heap::arena_inherited(p))
+      detail::fatal("exmem_realloc(%p): the object belongs to the parent process and is not mapped in this child "
+                    "(EXMEM_FORK_PRIVATE)",
+                    p);
+    detail::fatal("exmem_realloc(%p): pointer not owned by the exmem heap", p);
+  }
   if (size <= have && size > have / 2) return p;
   void* q = heap::alloc(size);
   if (!q) return nullptr;  // p is untouched

@@ -55,7 +55,7 @@ struct Arena {
     size_t span;
     Slab* table;
   };
-  std::vector<Inherited> inherited;  // EXMEM_FORK_SHARE: the parents' reservations
+  std::vector<Inherited> inherited;  // the parents' reservations (table: nullptr when not mapped here)
 };
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -246,6 +246,8 @@ int setup(Arena& a) {
     return detail::set_error(EXMEM_E_NO_MEMORY, "cannot map the heap's %zu-byte slab table: %s", table_bytes,
                              std::strerror(e));
   }
+  // Ordinary memory, but nothing a core dump needs (and up to a GiB of it).
+  sys::madvise(table, table_bytes, MADV_DONTDUMP);
   // Slab records are all-zero bytes when unused: unmapped kind, no owner.
   g_fast.base = static_cast<uint8_t*>(base);
   g_fast.span = span;
@@ -336,8 +338,14 @@ void retire(ThreadHeap* h) {
   }
   // Kept for reuse, never freed: another thread may still be setting its
   // remote_pending flag through a slab's stale owner pointer.
-  h->~ThreadHeap();
-  new (h) ThreadHeap();
+  // Reset field by field (not destroy + construct): remote_pending may be
+  // written concurrently, and must stay a live atomic object.
+  for (size_t c = 0; c < kClasses; ++c) {
+    h->current[c] = nullptr;
+    h->partial[c].head = nullptr;
+    h->full[c].head = nullptr;
+  }
+  h->remote_pending.store(false, std::memory_order_relaxed);
   h->next_heap = a.idle;
   a.idle = h;
 }
@@ -361,9 +369,13 @@ void on_fork_child() {
       // writes them, and allocates from reservations of its own.
       a.inherited.push_back({g_fast.base, g_fast.span, g_fast.table});
     } else {
-      // MADV_DONTFORK kept the regions out of this process; drop the rest.
-      backend::release(g_fast.base, g_fast.span);
+      // MADV_DONTFORK kept the regions out of this process. The address range
+      // stays reserved (PROT_NONE, one VMA) so that no new object ever takes an
+      // address the parent used: code run in the child (destructors, say) may
+      // still free the parent's pointers, which is then a no-op.
+      sys::mmap_restore(g_fast.base, g_fast.span);
       sys::munmap(g_fast.table, a.table_bytes);
+      a.inherited.push_back({g_fast.base, g_fast.span, nullptr});
     }
   }
   // The parent's other threads do not exist here: their heaps can go.
@@ -410,21 +422,22 @@ int arena_init(const exmem_config* cfg) {
   exmem_config c = cfg ? *cfg : exmem_config{};
   Locked l;
   Arena& a = A();
-  if (a.configured) {
+  if (a.ready) {
     if (!same_config(a.cfg, c))
       return detail::set_error(EXMEM_E_ALREADY,
                                "exmem_init: the heap is already set up with another configuration (call exmem_init "
                                "once, before the first allocation)");
-    return setup(a);
+    return EXMEM_OK;
   }
   if (int rc = validate(c); rc != EXMEM_OK) return rc;
+  // Not set up yet (or a set-up failed): this configuration replaces the last
+  // one, and stays in force if set-up fails, so that later allocations obey
+  // it (EXMEM_REQUIRE_SECRET must never quietly become locked memory).
   a.cfg = c;
   a.configured = true;
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, [] { pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child); });
-  int rc = setup(a);
-  if (rc != EXMEM_OK) a.configured = false;  // a failed set-up may be retried, with any config
-  return rc;
+  return setup(a);
 }
 
 int arena_protection() {
@@ -563,7 +576,8 @@ size_t arena_usable_size(const void* p) {
   if (!g_arena) return 0;
   Locked l;
   for (const auto& in : A().inherited)
-    if (static_cast<size_t>(static_cast<const uint8_t*>(p) - in.base) < in.span) return usable(in.table, in.base, p);
+    if (static_cast<size_t>(static_cast<const uint8_t*>(p) - in.base) < in.span)
+      return in.table ? usable(in.table, in.base, p) : 0;
   return 0;
 }
 
@@ -592,7 +606,7 @@ int arena_stats(struct exmem_stats* out) {
   out->reserved_bytes = a.reserved;
   out->exclusive_pages = a.kind == backend::Kind::secret ? a.reserved / kPage : 0;
   out->memlock_bytes = a.reserved;
-  out->regions = a.regions;
+  out->regions = a.mapped.size();  // slab regions, large objects, shared regions
   // VMAs: each mapping, each PROT_NONE piece of the reservation between and
   // around them, and the slab table.
   if (a.ready) {

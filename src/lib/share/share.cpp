@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -107,11 +108,22 @@ int exmem_share_recv(int sock, struct exmem_shared* out) {
   if (extra) return protocol("the message carries more than one file descriptor");
   if (m.size == 0 || m.size > kMaxShare || m.size % 4096)
     return protocol("the message names an impossible region size");
+  if (m.protection != EXMEM_PROT_SECRET && m.protection != EXMEM_PROT_LOCKED)
+    return protocol("the message names an unknown protection level");
+  // The descriptor must be what the message claims: a memfd_secret file for
+  // EXMEM_PROT_SECRET, a memfd (tmpfs) for EXMEM_PROT_LOCKED. A peer must not
+  // pass off ordinary memory or a regular file as exclusive memory.
+  struct statfs fs{};
+  if (fstatfs(fd, &fs) != 0) return protocol("the descriptor cannot be inspected");
+  constexpr long kSecretmemMagic = 0x5345434d;  // "SECM"
+  constexpr long kTmpfsMagic = 0x01021994;
+  if (m.protection == EXMEM_PROT_SECRET && static_cast<long>(fs.f_type) != kSecretmemMagic)
+    return protocol("the descriptor is not a memfd_secret file, though the message says it is");
+  if (m.protection == EXMEM_PROT_LOCKED && static_cast<long>(fs.f_type) != kTmpfsMagic)
+    return protocol("the descriptor is not a memfd, though the message says it is");
   struct stat st{};
   if (fstat(fd, &st) == 0 && st.st_size > 0 && static_cast<uint64_t>(st.st_size) < m.size)
     return protocol("the region is smaller than the message says");
-  if (m.protection != EXMEM_PROT_SECRET && m.protection != EXMEM_PROT_LOCKED)
-    return protocol("the message names an unknown protection level");
   int rc = heap::arena_map_shared(static_cast<size_t>(m.size), fd, m.protection, out);
   if (rc != EXMEM_OK) close(fd);
   return rc;
