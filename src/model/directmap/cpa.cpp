@@ -1,0 +1,298 @@
+// directmap/: the direct map (see flush.hpp for what the folder owns).
+// cpa.cpp: change_page_attr_set_clr() and friends from
+// arch/x86/mm/pat/set_memory.c: the split decision, the 1G -> 2M -> 4K
+// cascade, and the collapse that set_memory_rox() asks for since Linux 6.15.
+#include <algorithm>
+
+#include "model/directmap/directmap.hpp"
+
+namespace exmem::model::directmap {
+
+// mirrors __set_pages_np() behind set_direct_map_invalid_noflush()
+int DirectMap::set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu) {
+  Cpa cpa{0, _PAGE_PRESENT | _PAGE_RW, false, false, 0, cpu};
+  ++counters_.cpa_calls;
+  return change_page_attr_set_clr_core(cpa, pfn, 1);
+}
+
+// mirrors __set_pages_p() behind set_direct_map_default_noflush()
+int DirectMap::set_direct_map_default_noflush(Pfn pfn, CpuId cpu) {
+  Cpa cpa{_PAGE_PRESENT | _PAGE_RW, 0, false, false, 0, cpu};
+  ++counters_.cpa_calls;
+  return change_page_attr_set_clr_core(cpa, pfn, 1);
+}
+
+// mirrors set_direct_map_valid_noflush()
+int DirectMap::set_direct_map_valid_noflush(Pfn pfn, Pfn nr, bool valid, CpuId cpu) {
+  Cpa cpa{};
+  cpa.cpu = cpu;
+  if (valid) {
+    cpa.set = _PAGE_PRESENT | _PAGE_RW;
+  } else {
+    cpa.clr = _PAGE_PRESENT | _PAGE_RW;
+  }
+  ++counters_.cpa_calls;
+  return change_page_attr_set_clr_core(cpa, pfn, nr);
+}
+
+// mirrors set_memory_ro()
+int DirectMap::set_memory_ro(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW, false, false, cpu);
+}
+// mirrors set_memory_rw()
+int DirectMap::set_memory_rw(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, _PAGE_RW, 0, false, false, cpu);
+}
+// mirrors set_memory_np()
+int DirectMap::set_memory_np(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, 0, _PAGE_PRESENT, false, false, cpu);
+}
+// mirrors set_memory_p()
+int DirectMap::set_memory_p(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, _PAGE_PRESENT, 0, false, false, cpu);
+}
+// mirrors set_memory_nx()
+int DirectMap::set_memory_nx(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, _PAGE_NX, 0, false, false, cpu);
+}
+// mirrors set_memory_x()
+int DirectMap::set_memory_x(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, 0, _PAGE_NX, false, false, cpu);
+}
+// mirrors set_memory_4k(): sets _PAGE_KERNEL_4K and forces the split
+int DirectMap::set_memory_4k(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, _PAGE_KERNEL_4K, 0, true, false, cpu);
+}
+// mirrors set_memory_rox(): clear RW and NX, and ask for CPA_COLLAPSE
+int DirectMap::set_memory_rox(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW | _PAGE_NX, false, true, cpu);
+}
+
+// mirrors change_page_attr_set_clr(): change, then flush (cpa_flush), then
+// collapse when CPA_COLLAPSE was asked for and something changed.
+int DirectMap::change_page_attr_set_clr(Pfn start, Pfn numpages, std::uint8_t set,
+                                        std::uint8_t clr, bool force_split, bool collapse,
+                                        CpuId cpu) {
+  ++counters_.cpa_calls;
+  if (set == 0 && clr == 0 && !force_split) return 0;
+  Cpa cpa{set, clr, force_split, false, 0, cpu};
+  const int ret = change_page_attr_set_clr_core(cpa, start, numpages);
+  if (!cpa.flushtlb) return ret;
+  if (ret != 0) {
+    flushes_.all(cpu, FlushReason::Error);  // cpa_flush_all()
+    return ret;
+  }
+  // cpa_flush(): per-page flushes on every CPU, or everything above the ceiling.
+  flushes_.kernel_range(start, numpages, cpu, FlushReason::CpaFlush);
+  if (collapse) cpa_collapse_large_pages(start, numpages, cpu);
+  return 0;
+}
+
+// mirrors __change_page_attr_set_clr(): step through the range one leaf at a time
+int DirectMap::change_page_attr_set_clr_core(Cpa& cpa, Pfn start, Pfn numpages) {
+  Pfn rempages = numpages;
+  Pfn addr = start;
+  while (rempages != 0) {
+    cpa.numpages = rempages;  // for the large-page preservation check
+    const int ret = change_page_attr(cpa, addr);
+    if (ret != 0) return ret;
+    rempages -= cpa.numpages;
+    addr += cpa.numpages;
+  }
+  return 0;
+}
+
+// mirrors __change_page_attr()
+int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
+  while (true) {
+    const std::size_t gi = addr / kPagesPer1G;
+    Entry* pud = gi < pud_.size() ? &pud_[gi] : nullptr;
+    Entry* leaf = nullptr;
+    Level level = Level::None;
+    std::uint8_t* pte = nullptr;
+    if (pud != nullptr && pud->kind == kLeaf) {
+      leaf = pud;
+      level = Level::Pud1G;
+    } else if (pud != nullptr && pud->kind == kTable) {
+      Entry& pmd = pmd_tables_[pud->table].e[(addr / kPagesPer2M) % kPtrsPerTable];
+      if (pmd.kind == kLeaf) {
+        leaf = &pmd;
+        level = Level::Pmd2M;
+      } else if (pmd.kind == kTable) {
+        std::uint8_t& e = pte_tables_[pmd.table].pte[addr % kPtrsPerTable];
+        if (e != 0) {
+          pte = &e;
+          level = Level::Pte4K;
+        }
+      }
+    }
+    if (level == Level::None) {
+      // __cpa_process_fault(): holes inside the direct map are skipped.
+      if (addr < max_pfn_mapped_) {
+        cpa.numpages = 1;
+        return 0;
+      }
+      return -EFAULT;
+    }
+    if (level == Level::Pte4K) {
+      const auto new_prot = static_cast<std::uint8_t>((*pte & ~cpa.clr) | cpa.set);
+      if (new_prot != *pte) {
+        *pte = new_prot;
+        cpa.flushtlb = true;
+      }
+      cpa.numpages = 1;
+      return 0;
+    }
+    const Pfn psize = level == Level::Pud1G ? kPagesPer1G : kPagesPer2M;
+    const int do_split = cpa.force_split ? 1 : should_split_large_page(cpa, *leaf, addr, psize);
+    if (do_split <= 0) return do_split;
+    const int err = split_large_page(cpa, addr, level);
+    if (err != 0) return err;
+    // repeat: the address now resolves one level lower.
+  }
+}
+
+// mirrors __should_split_large_page(): keep the leaf when the protection does
+// not change; change it in place when the request covers the whole leaf;
+// otherwise split.
+int DirectMap::should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psize) {
+  const Pfn lpaddr = addr & ~(psize - 1);
+  const Pfn to_end = lpaddr + psize - addr;  // pages that fit in the leaf from addr
+  if (to_end < cpa.numpages) cpa.numpages = to_end;
+  const std::uint8_t old_prot = leaf.flags;
+  const auto req_prot = static_cast<std::uint8_t>((old_prot & ~cpa.clr) | cpa.set);
+  if (req_prot == old_prot) return 0;
+  if (addr != lpaddr || cpa.numpages != psize) return 1;
+  // (static_protections() finds no conflict: the model has no kernel text alias.)
+  leaf.flags = req_prot;
+  cpa.flushtlb = true;
+  return 0;
+}
+
+// mirrors split_page_count()
+void DirectMap::split_page_count(Level level) {
+  if (level == Level::Pmd2M) {
+    if (counters_.leaves_2m == 0) return;
+    --counters_.leaves_2m;
+    if (running_) ++counters_.level2_splits;
+    counters_.leaves_4k += kPtrsPerTable;
+  } else {
+    if (counters_.leaves_1g == 0) return;
+    --counters_.leaves_1g;
+    if (running_) ++counters_.level3_splits;
+    counters_.leaves_2m += kPtrsPerTable;
+  }
+}
+
+// mirrors collapse_page_count()
+void DirectMap::collapse_page_count(Level level) {
+  if (level == Level::Pmd2M) {
+    ++counters_.leaves_2m;
+    if (running_) ++counters_.level2_collapses;
+    counters_.leaves_4k -= kPtrsPerTable;
+  } else {
+    ++counters_.leaves_1g;
+    if (running_) ++counters_.level3_collapses;
+    counters_.leaves_2m -= kPtrsPerTable;
+  }
+}
+
+// mirrors split_large_page() and __split_large_page(): one page-table page from
+// alloc_pages(GFP_KERNEL, 0), 512 entries with the leaf's protection, then
+// flush_tlb_all(). Failing to get the page is the split's only failure.
+int DirectMap::split_large_page(Cpa& cpa, Pfn addr, Level level) {
+  const Result<Pfn> base = allocator_.alloc_table_page(cpa.cpu);
+  if (!base.ok()) {
+    ++counters_.split_enomem;
+    return -ENOMEM;
+  }
+  ++counters_.table_pages_allocated;
+  if (level == Level::Pmd2M) {
+    Entry& pud = pud_[addr / kPagesPer1G];
+    const std::uint32_t pmd_table = pud.table;
+    const std::size_t slot = (addr / kPagesPer2M) % kPtrsPerTable;
+    const std::uint8_t ref_prot = pmd_tables_[pmd_table].e[slot].flags;
+    const std::uint32_t t = new_pte_table(base.value, ref_prot);
+    pmd_tables_[pmd_table].e[slot] = Entry{kTable, 0, t};
+  } else {
+    Entry& pud = pud_[addr / kPagesPer1G];
+    const std::uint8_t ref_prot = pud.flags;
+    const std::uint32_t t = new_pmd_table(base.value, ref_prot, true);
+    pud_[addr / kPagesPer1G] = Entry{kTable, 0, t};
+  }
+  split_page_count(level);
+  flushes_.all(cpa.cpu, FlushReason::Split);
+  return 0;
+}
+
+// mirrors cpa_collapse_large_pages(): try every 2 MiB region the range touches;
+// flush everything once, then free the old tables.
+void DirectMap::cpa_collapse_large_pages(Pfn start, Pfn numpages, CpuId cpu) {
+  std::vector<Pfn> pgtables;
+  int collapsed = 0;
+  const Pfn first = start & ~(kPagesPer2M - 1);
+  const std::uint64_t end = std::uint64_t{start} + numpages;
+  for (std::uint64_t addr = first; addr < end; addr += kPagesPer2M) {
+    collapsed += collapse_large_pages(static_cast<Pfn>(addr), pgtables);
+  }
+  if (collapsed == 0) return;
+  flushes_.all(cpu, FlushReason::Collapse);
+  for (const Pfn page : pgtables) {
+    if (page == kNoPfn) continue;  // a boot-time table from memblock stays reserved
+    ++counters_.table_pages_freed;
+    allocator_.free_table_page(page, cpu);
+  }
+}
+
+// mirrors collapse_large_pages()
+int DirectMap::collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables) {
+  const std::size_t gi = addr / kPagesPer1G;
+  if (gi >= pud_.size()) return 0;
+  Entry& pud = pud_[gi];
+  if (pud.kind != kTable) return 0;  // !pud_present() || pud_leaf()
+  Entry& pmd = pmd_tables_[pud.table].e[(addr / kPagesPer2M) % kPtrsPerTable];
+  if (pmd.kind != kTable) return 0;  // !pmd_present() || pmd_leaf()
+  int collapsed = collapse_pmd_page(pmd, pgtables);
+  if (collapsed != 0) collapsed += collapse_pud_page(pud, pgtables);
+  return collapsed;
+}
+
+// mirrors collapse_pmd_page(): 512 present PTEs with identical flags, the first
+// not pinned by _PAGE_KERNEL_4K (pfns are contiguous in the direct map).
+int DirectMap::collapse_pmd_page(Entry& pmd, std::vector<Pfn>& pgtables) {
+  const std::uint32_t idx = pmd.table;
+  const PteTable& t = pte_tables_[idx];
+  const std::uint8_t first = t.pte[0];
+  if (first & _PAGE_KERNEL_4K) return 0;  // the page is 4k intentionally
+  for (unsigned i = 1; i < kPtrsPerTable; ++i) {
+    if (!(t.pte[i] & _PAGE_PRESENT)) return 0;
+    if (t.pte[i] != first) return 0;
+  }
+  pgtables.push_back(t.page);
+  pmd = Entry{kLeaf, first, 0};
+  free_pte_tables_.push_back(idx);
+  collapse_page_count(Level::Pmd2M);
+  return 1;
+}
+
+// mirrors collapse_pud_page(): needs direct_gbpages and 512 present PMD leaves
+// with identical flags.
+int DirectMap::collapse_pud_page(Entry& pud, std::vector<Pfn>& pgtables) {
+  if (!gbpages_) return 0;
+  const std::uint32_t idx = pud.table;
+  const PmdTable& t = pmd_tables_[idx];
+  const Entry& first = t.e[0];
+  if (first.kind != kLeaf || !(first.flags & _PAGE_PRESENT)) return 0;  // pmd_leaf()
+  for (unsigned i = 1; i < kPtrsPerTable; ++i) {
+    const Entry& e = t.e[i];
+    if (e.kind != kLeaf || !(e.flags & _PAGE_PRESENT)) return 0;
+    if (e.flags != first.flags) return 0;
+  }
+  pgtables.push_back(t.page);
+  pud = Entry{kLeaf, first.flags, 0};
+  free_pmd_tables_.push_back(idx);
+  collapse_page_count(Level::Pud1G);
+  return 1;
+}
+
+}  // namespace exmem::model::directmap

@@ -1,0 +1,164 @@
+// directmap/: the direct map (see flush.hpp for what the folder owns).
+// directmap.hpp: the kernel page tables of the direct map, stored sparsely:
+// one entry per GiB, PMD tables only under split or partly mapped GiBs, PTE
+// tables only under split or partly mapped 2 MiB leaves. The direct map is
+// linear (pfn N maps at PAGE_OFFSET + N * 4 KiB), so entries keep attributes
+// only; a leaf's pfn is implied by its position.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/directmap/flush.hpp"
+#include "model/types.hpp"
+
+namespace exmem::model::directmap {
+
+// Attribute bits the model distinguishes (pgprot bits of arch/x86).
+inline constexpr std::uint8_t _PAGE_PRESENT = 0x01;
+inline constexpr std::uint8_t _PAGE_RW = 0x02;
+inline constexpr std::uint8_t _PAGE_NX = 0x04;
+inline constexpr std::uint8_t _PAGE_KERNEL_4K = 0x08;  // software bit set by set_memory_4k()
+inline constexpr std::uint8_t kEntryMapped = 0x80;     // the entry holds a pfn (!pte_none)
+inline constexpr std::uint8_t PAGE_KERNEL = kEntryMapped | _PAGE_PRESENT | _PAGE_RW | _PAGE_NX;
+
+enum class Level : std::uint8_t { None = 0, Pte4K = 1, Pmd2M = 2, Pud1G = 3 };  // PG_LEVEL_*
+
+struct Lookup {
+  Level level = Level::None;
+  std::uint8_t flags = 0;
+  [[nodiscard]] bool present() const { return (flags & _PAGE_PRESENT) != 0; }
+};
+
+// Where split page tables come from: alloc_pages(GFP_KERNEL, 0) and __free_page().
+class PageTableAllocator {
+ public:
+  virtual ~PageTableAllocator() = default;
+  virtual Result<Pfn> alloc_table_page(CpuId cpu) = 0;
+  virtual void free_table_page(Pfn pfn, CpuId cpu) = 0;
+};
+
+struct DirectMapCounters {
+  // direct_pages_count[]: leaves of each size (DirectMap4k/2M/1G in kB below).
+  std::uint64_t leaves_4k = 0;
+  std::uint64_t leaves_2m = 0;
+  std::uint64_t leaves_1g = 0;
+  // /proc/vmstat events, counted once the system is running.
+  std::uint64_t level2_splits = 0;
+  std::uint64_t level3_splits = 0;
+  std::uint64_t level2_collapses = 0;
+  std::uint64_t level3_collapses = 0;
+  // The model's own.
+  std::uint64_t split_enomem = 0;          // splits that failed for want of a table page
+  std::uint64_t table_pages_allocated = 0;
+  std::uint64_t table_pages_freed = 0;
+  std::uint64_t cpa_calls = 0;
+
+  [[nodiscard]] std::uint64_t direct_map_4k_kb() const { return leaves_4k * 4; }
+  [[nodiscard]] std::uint64_t direct_map_2m_kb() const { return leaves_2m * 2048; }
+  [[nodiscard]] std::uint64_t direct_map_1g_kb() const { return leaves_1g * 1024 * 1024; }
+};
+
+struct MappedRange {
+  Pfn start = 0;
+  Pfn end = 0;
+};
+
+class DirectMap {
+ public:
+  // mirrors init_mem_mapping(): the ISA range (first 1 MiB) with 4 KiB pages,
+  // then every RAM range with the largest leaves that fit (1 GiB only with
+  // direct_gbpages). Boot-time page tables come from memblock, not the buddy.
+  DirectMap(const std::vector<MappedRange>& ram, bool direct_gbpages,
+            PageTableAllocator& allocator, FlushLog& flushes);
+
+  // system_state = SYSTEM_RUNNING: splits and collapses count in vmstat from now.
+  void set_running() { running_ = true; }
+
+  // set_direct_map_*_noflush(): clear or set PRESENT|RW, never flush.
+  int set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu);
+  int set_direct_map_default_noflush(Pfn pfn, CpuId cpu);
+  int set_direct_map_valid_noflush(Pfn pfn, Pfn nr, bool valid, CpuId cpu);
+  // set_memory_*() on direct-map addresses; these flush as cpa_flush() does.
+  int set_memory_ro(Pfn pfn, Pfn numpages, CpuId cpu);
+  int set_memory_rw(Pfn pfn, Pfn numpages, CpuId cpu);
+  int set_memory_np(Pfn pfn, Pfn numpages, CpuId cpu);
+  int set_memory_p(Pfn pfn, Pfn numpages, CpuId cpu);
+  int set_memory_nx(Pfn pfn, Pfn numpages, CpuId cpu);
+  int set_memory_x(Pfn pfn, Pfn numpages, CpuId cpu);
+  int set_memory_4k(Pfn pfn, Pfn numpages, CpuId cpu);
+  // The only caller that asks for collapse (CPA_COLLAPSE), since Linux 6.15.
+  int set_memory_rox(Pfn pfn, Pfn numpages, CpuId cpu);
+
+  // mirrors lookup_address() on the direct-map address of pfn
+  [[nodiscard]] Lookup lookup(Pfn pfn) const;
+  [[nodiscard]] bool is_present(Pfn pfn) const { return lookup(pfn).present(); }
+  [[nodiscard]] const DirectMapCounters& counters() const { return counters_; }
+  [[nodiscard]] std::uint64_t mapped_pages() const { return mapped_pages_; }
+  [[nodiscard]] bool direct_gbpages() const { return gbpages_; }
+  // Pfns of the page-table pages that splits took from the buddy allocator.
+  [[nodiscard]] std::vector<Pfn> table_pages() const;
+  [[nodiscard]] std::size_t model_bytes() const;
+  // Counters add up to the mapped RAM and match the tables; tables are sound.
+  [[nodiscard]] std::vector<std::string> check() const;
+
+ private:
+  enum EntryKind : std::uint8_t { kNone = 0, kLeaf = 1, kTable = 2 };
+  struct Entry {  // a PUD or PMD entry
+    EntryKind kind = kNone;
+    std::uint8_t flags = 0;
+    std::uint32_t table = 0;  // index of the lower table when kind == kTable
+  };
+  struct PmdTable {
+    Pfn page = kNoPfn;  // the page-table page (kNoPfn: allocated at boot by memblock)
+    std::array<Entry, kPtrsPerTable> e{};
+  };
+  struct PteTable {
+    Pfn page = kNoPfn;
+    std::array<std::uint8_t, kPtrsPerTable> pte{};  // 0: pte_none
+  };
+  struct Cpa {  // struct cpa_data, for one call
+    std::uint8_t set = 0;
+    std::uint8_t clr = 0;
+    bool force_split = false;
+    bool flushtlb = false;  // CPA_FLUSHTLB
+    Pfn numpages = 0;       // remaining pages, then pages consumed by one step
+    CpuId cpu = 0;
+  };
+
+  void map_boot_range(Pfn start, Pfn end);
+  Entry& pmd_entry_for(Pfn pfn, bool boot);  // allocate boot tables on demand
+  std::uint32_t new_pmd_table(Pfn page, std::uint8_t flags, bool leaves);
+  std::uint32_t new_pte_table(Pfn page, std::uint8_t flags);
+
+  int change_page_attr_set_clr(Pfn start, Pfn numpages, std::uint8_t set, std::uint8_t clr,
+                               bool force_split, bool collapse, CpuId cpu);
+  int change_page_attr_set_clr_core(Cpa& cpa, Pfn start, Pfn numpages);
+  int change_page_attr(Cpa& cpa, Pfn addr);
+  int should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psize);
+  int split_large_page(Cpa& cpa, Pfn addr, Level level);
+  void split_page_count(Level level);
+  void collapse_page_count(Level level);
+  void cpa_collapse_large_pages(Pfn start, Pfn numpages, CpuId cpu);
+  int collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables);
+  int collapse_pmd_page(Entry& pmd, std::vector<Pfn>& pgtables);
+  int collapse_pud_page(Entry& pud, std::vector<Pfn>& pgtables);
+
+  std::vector<Entry> pud_;  // one per GiB of physical address space
+  std::vector<PmdTable> pmd_tables_;
+  std::vector<std::uint32_t> free_pmd_tables_;
+  std::vector<PteTable> pte_tables_;
+  std::vector<std::uint32_t> free_pte_tables_;
+  std::vector<MappedRange> ram_;
+  PageTableAllocator& allocator_;
+  FlushLog& flushes_;
+  DirectMapCounters counters_;
+  std::uint64_t mapped_pages_ = 0;
+  Pfn max_pfn_mapped_ = 0;
+  bool gbpages_ = true;
+  bool running_ = false;
+};
+
+}  // namespace exmem::model::directmap

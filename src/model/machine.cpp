@@ -1,0 +1,88 @@
+// The kernel model, root folder (see types.hpp for what the folder owns).
+// machine.cpp: boot order and the checks across parts.
+#include "model/machine.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace exmem::model {
+
+phys::PhysConfig MachineConfig::phys_config() const {
+  phys::PhysConfig pc;
+  pc.ram_bytes = ram_bytes;
+  pc.cpus = cpus;
+  pc.pci_hole_start = pci_hole_start;
+  pc.pci_hole_end = pci_hole_end;
+  pc.kernel_image_bytes = kernel_image_bytes;
+  pc.reserve_memmap = reserve_memmap;
+  pc.cma_bytes = cma_bytes;
+  pc.thp = thp;
+  return pc;
+}
+
+Machine::Machine(const MachineConfig& config) : config_(config) {
+  flushes_.set_recording(config_.flush_log_limit);
+  policy_ = policy::make_policy(config_.policy);  // fail early on an unknown name
+  phys_ = std::make_unique<phys::PhysMem>(config_.phys_config());
+  std::vector<directmap::MappedRange> ram;
+  for (const phys::PfnRange& r : phys_->ram()) ram.push_back({r.start, r.end});
+  directmap::PageTableAllocator& tables = *this;
+  dmap_ = std::make_unique<directmap::DirectMap>(ram, config_.direct_gbpages, tables, flushes_);
+  mm_ = std::make_unique<mm::Mm>(*this);
+  dmap_->set_running();  // system_state = SYSTEM_RUNNING
+}
+
+Machine::~Machine() = default;
+
+// mirrors alloc_pages(GFP_KERNEL, 0) in split_large_page()
+Result<Pfn> Machine::alloc_table_page(CpuId cpu) {
+  return phys_->alloc_pages(phys::GFP_KERNEL, 0, cpu, phys::FrameKind::PageTable);
+}
+
+// mirrors __free_page() of a page table after a collapse
+void Machine::free_table_page(Pfn pfn, CpuId cpu) { phys_->free_pages(pfn, 0, cpu); }
+
+std::vector<std::string> Machine::check() const {
+  std::vector<std::string> v = phys_->check();
+  for (std::string& s : dmap_->check()) v.push_back(std::move(s));
+  for (std::string& s : mm_->check()) v.push_back(std::move(s));
+  for (std::string& s : policy_->check(*this)) v.push_back(std::move(s));
+
+  // Page-table pages: allocated PageTable frames, exactly the direct map's.
+  std::vector<Pfn> tables = dmap_->table_pages();
+  std::sort(tables.begin(), tables.end());
+  for (const Pfn p : tables) {
+    if (phys_->kind(p) != phys::FrameKind::PageTable) {
+      v.push_back(fmt::format("direct-map page table at pfn {:#x} is a {} frame", p,
+                              phys::frame_kind_name(phys_->frame_byte(p))));
+    }
+  }
+  if (phys_->pages_of_kind(phys::FrameKind::PageTable) != tables.size()) {
+    v.push_back(fmt::format("{} PageTable frames but the direct map uses {} table pages",
+                            phys_->pages_of_kind(phys::FrameKind::PageTable), tables.size()));
+  }
+  // No secret page is present in the direct map.
+  std::uint64_t secret = 0;
+  for (Pfn p = 0; p < phys_->nr_frames(); ++p) {
+    const phys::FrameKind k = phys_->kind(p);
+    if (k == phys::FrameKind::Secret || k == phys::FrameKind::Unmapped) {
+      if (k == phys::FrameKind::Secret) ++secret;
+      if (dmap_->is_present(p)) {
+        if (v.size() < 128) v.push_back(fmt::format("secret page {:#x} is present in the direct map", p));
+      }
+    }
+  }
+  if (secret != mm_->secret_pages()) {
+    v.push_back(fmt::format("{} Secret frames but the secretmem files hold {} pages", secret,
+                            mm_->secret_pages()));
+  }
+  return v;
+}
+
+std::size_t Machine::model_bytes() const {
+  return phys_->model_bytes() + dmap_->model_bytes() + mm_->model_bytes() + sizeof(*this) +
+         flushes_.events().capacity() * sizeof(directmap::FlushEvent);
+}
+
+}  // namespace exmem::model

@@ -1,0 +1,156 @@
+// mm/: processes, their file descriptors and mappings, and memfd_secret(2)
+// exactly as merged (mm/secretmem.c, Linux 6.18): the syscall, ftruncate once,
+// mmap (MAP_SHARED only, RLIMIT_MEMLOCK), the fault, GUP refusal, fork, fd
+// passing, release.
+// Owns: processes, fd tables, VMAs, secretmem files and their page caches.
+// Must not touch: frames, free lists or the direct map directly; pages come
+// from and go back to the machine's policy (policy/), which uses phys/ and
+// directmap/.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/types.hpp"
+
+namespace exmem::model {
+class Machine;
+}
+
+namespace exmem::model::mm {
+
+using Pid = int;
+
+// uapi constants (values of x86-64 Linux).
+inline constexpr unsigned kO_CLOEXEC = 02000000;
+inline constexpr unsigned kPROT_READ = 0x1;
+inline constexpr unsigned kPROT_WRITE = 0x2;
+inline constexpr unsigned kPROT_EXEC = 0x4;
+inline constexpr unsigned kMAP_SHARED = 0x01;
+inline constexpr unsigned kMAP_PRIVATE = 0x02;
+inline constexpr unsigned kMAP_SHARED_VALIDATE = 0x03;
+inline constexpr unsigned kMAP_TYPE = 0x0f;
+inline constexpr unsigned kMAP_LOCKED = 0x2000;
+inline constexpr unsigned kMAP_POPULATE = 0x8000;
+inline constexpr int kMADV_DONTFORK = 10;
+inline constexpr int kMADV_DOFORK = 11;
+inline constexpr int kMADV_WIPEONFORK = 18;
+inline constexpr int kMADV_KEEPONFORK = 19;
+inline constexpr unsigned kRlimitNofile = 1024;
+
+// What a page fault ends in (VM_FAULT_* and the signal it becomes).
+enum class VmFault : std::uint8_t {
+  Minor,    // the page was in the file already
+  Major,    // a page was allocated for it
+  Oom,      // VM_FAULT_OOM: the OOM killer runs
+  SigBus,   // VM_FAULT_SIGBUS: offset past the file size
+  SigSegv,  // no mapping, or the access is not allowed
+};
+const char* vm_fault_name(VmFault f);
+
+struct MmStats {
+  std::uint64_t secret_files_created = 0;
+  std::uint64_t secret_files_released = 0;
+  std::uint64_t faults_major = 0;
+  std::uint64_t faults_minor = 0;
+  std::uint64_t faults_oom = 0;
+  std::uint64_t faults_sigbus = 0;
+  std::uint64_t faults_sigsegv = 0;
+  std::uint64_t secret_pages_freed = 0;
+  std::uint64_t gup_refused = 0;
+  std::uint64_t populate_skipped = 0;  // MAP_POPULATE/MAP_LOCKED: GUP refused, nothing faulted
+};
+
+class Mm {
+ public:
+  explicit Mm(Machine& machine);
+  ~Mm();
+  Mm(const Mm&) = delete;
+  Mm& operator=(const Mm&) = delete;
+
+  // A new process running on `cpu` (default: round robin over the CPUs).
+  Pid spawn(std::uint64_t rlimit_memlock_bytes, bool cap_ipc_lock = false, int cpu = -1);
+  Pid spawn();
+  int set_cpu(Pid pid, CpuId cpu);
+  // fork(): fds shared, mappings shared (not VM_DONTCOPY ones), mlock not inherited.
+  Result<Pid> fork(Pid parent);
+  // execve(): O_CLOEXEC fds closed, every mapping dropped.
+  int exec(Pid pid);
+  int exit(Pid pid);
+
+  // mirrors SYSCALL_DEFINE1(memfd_secret): the new fd, or -ENOSYS / -EINVAL / -EMFILE.
+  int memfd_secret(Pid pid, unsigned flags);
+  // mirrors do_sys_ftruncate() + secretmem_setattr(): the size is set once.
+  int ftruncate(Pid pid, int fd, std::int64_t length);
+  // mirrors do_mmap() + secretmem_mmap_prepare(): the mapping's address.
+  Result<std::uint64_t> mmap(Pid pid, std::uint64_t len, unsigned prot, unsigned flags, int fd,
+                             std::uint64_t offset);
+  int munmap(Pid pid, std::uint64_t addr, std::uint64_t len);
+  // MADV_DONTFORK / MADV_DOFORK / MADV_WIPEONFORK / MADV_KEEPONFORK on whole mappings.
+  int madvise(Pid pid, std::uint64_t addr, std::uint64_t len, int advice);
+  int close(Pid pid, int fd);
+  // read(2)/write(2) on the fd: secretmem has no read/write file operations.
+  int read(Pid pid, int fd);
+  // sendmsg(SCM_RIGHTS) + recvmsg(): the receiver's new fd.
+  Result<int> send_fd(Pid from, int fd, Pid to, bool cloexec);
+  // A user access to addr: handle_mm_fault() -> secretmem_fault() when needed.
+  VmFault touch(Pid pid, std::uint64_t addr, bool write);
+  // get_user_pages() on addr (/proc/pid/mem, process_vm_readv, ptrace peeks,
+  // O_DIRECT): refused with -EFAULT on secretmem mappings.
+  int gup(Pid pid, std::uint64_t addr);
+  // hibernation_available(): false while any secretmem file exists.
+  [[nodiscard]] bool hibernation_available() const { return secretmem_users_ == 0; }
+
+  // The pfn behind a user address, as /proc/pid/pagemap shows it to root
+  // (kNoPfn when nothing is mapped there yet).
+  [[nodiscard]] Pfn pagemap(Pid pid, std::uint64_t addr) const;
+  [[nodiscard]] bool alive(Pid pid) const;
+  [[nodiscard]] std::uint64_t locked_vm(Pid pid) const;  // pages
+  [[nodiscard]] std::uint64_t secret_pages() const { return secret_pages_; }
+  [[nodiscard]] std::uint64_t live_files() const { return secretmem_users_; }
+  [[nodiscard]] std::uint64_t processes() const;
+  [[nodiscard]] const MmStats& stats() const { return stats_; }
+  [[nodiscard]] std::size_t model_bytes() const;
+  // Every page of every file is a Secret frame absent from the direct map;
+  // reference counts match fds and mappings; locked_vm matches VM_LOCKED mappings.
+  [[nodiscard]] std::vector<std::string> check() const;
+
+ private:
+  struct File;
+  struct Process;
+  struct Vma {
+    std::uint64_t start = 0;
+    std::uint64_t end = 0;
+    std::uint32_t file = 0;
+    std::uint64_t pgoff = 0;
+    unsigned prot = 0;
+    bool locked = false;      // VM_LOCKED
+    bool dontcopy = false;    // VM_DONTCOPY (MADV_DONTFORK)
+    bool wipeonfork = false;  // VM_WIPEONFORK
+  };
+
+  Process* proc(Pid pid);
+  [[nodiscard]] const Process* proc(Pid pid) const;
+  File* file_of(Process& p, int fd);
+  int install_fd(Process& p, std::uint32_t file, bool cloexec);
+  void get_file(std::uint32_t file);
+  void put_file(std::uint32_t file, CpuId cpu);
+  void release_file(std::uint32_t file, CpuId cpu);
+  void drop_vma(Process& p, const Vma& vma);
+  VmFault secretmem_fault(File& f, std::uint64_t pgoff, CpuId cpu);
+
+  Machine& machine_;
+  std::vector<std::unique_ptr<Process>> procs_;  // index = pid - 1
+  std::vector<std::unique_ptr<File>> files_;     // index = file id
+  std::vector<std::uint32_t> free_file_ids_;
+  std::uint64_t secretmem_users_ = 0;
+  std::uint64_t secret_pages_ = 0;
+  unsigned next_cpu_ = 0;
+  MmStats stats_;
+};
+
+}  // namespace exmem::model::mm

@@ -1,0 +1,75 @@
+// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// frame.hpp: the one-byte state of every frame. A frame is in exactly one of
+// these states; the byte is the whole per-frame cost of the model. FreeTail is
+// 0 so that the frame array starts as untouched zero pages: host memory is
+// spent only where the model writes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <string_view>
+#include <utility>
+
+namespace exmem::model::phys {
+
+enum class FrameKind : std::uint8_t {
+  FreeTail = 0,     // inside a free buddy block, not its first frame
+  Reserved = 1,     // RAM kept by memblock at boot (firmware, kernel image, memmap)
+  Hole = 2,         // no RAM at this pfn (e820 hole, past the end of RAM)
+  Pcp = 3,          // free on a per-CPU list (allocated from the buddy's view)
+  Kernel = 4,       // unmovable kernel allocation (slab, vmalloc, ...)
+  Reclaimable = 5,  // reclaimable kernel allocation (dentries, inodes)
+  User = 6,         // movable page on the LRU (anonymous, page cache, THP)
+  PageTable = 7,    // page-table page of the kernel direct map
+  Secret = 8,       // page of a secretmem file (removed from the direct map)
+  Unmapped = 9,     // free page a policy keeps out of the direct map (a pool)
+  CmaAllocated = 10,  // handed out by cma_alloc()
+  FreeHead = 16,    // first frame of a free buddy block; + order (16..26)
+};
+inline constexpr std::uint8_t kFreeHeadBase = static_cast<std::uint8_t>(FrameKind::FreeHead);
+inline constexpr std::uint8_t kNumAllocatedKinds = 11;
+
+inline constexpr std::uint8_t free_head_byte(unsigned order) {
+  return static_cast<std::uint8_t>(kFreeHeadBase + order);
+}
+inline constexpr bool is_free_head(std::uint8_t b) { return b >= kFreeHeadBase; }
+inline constexpr unsigned free_head_order(std::uint8_t b) { return b - kFreeHeadBase; }
+inline constexpr bool is_allocated_kind(FrameKind k) {
+  return k == FrameKind::Kernel || k == FrameKind::Reclaimable || k == FrameKind::User ||
+         k == FrameKind::PageTable || k == FrameKind::Secret || k == FrameKind::Unmapped ||
+         k == FrameKind::CmaAllocated;
+}
+
+std::string_view frame_kind_name(std::uint8_t b);
+
+// A zero-filled byte array from calloc(): large ones come straight from
+// zero pages, so untouched frames cost no host memory.
+class ZeroedBytes {
+ public:
+  ZeroedBytes() = default;
+  explicit ZeroedBytes(std::size_t n)
+      : p_(static_cast<std::uint8_t*>(std::calloc(n == 0 ? 1 : n, 1))), n_(n) {
+    if (p_ == nullptr) throw std::bad_alloc();
+  }
+  ~ZeroedBytes() { std::free(p_); }
+  ZeroedBytes(const ZeroedBytes&) = delete;
+  ZeroedBytes& operator=(const ZeroedBytes&) = delete;
+  ZeroedBytes(ZeroedBytes&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  ZeroedBytes& operator=(ZeroedBytes&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  std::uint8_t& operator[](std::size_t i) { return p_[i]; }
+  const std::uint8_t& operator[](std::size_t i) const { return p_[i]; }
+  std::uint8_t* data() { return p_; }
+  [[nodiscard]] std::size_t size() const { return n_; }
+
+ private:
+  std::uint8_t* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+}  // namespace exmem::model::phys

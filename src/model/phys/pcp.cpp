@@ -1,0 +1,196 @@
+// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// pcp.cpp: per-CPU page lists as in mm/page_alloc.c (6.7+ high/batch
+// auto-tuning): LIFO lists per migratetype and order, refilled in batches by
+// rmqueue_bulk() and drained oldest-first by free_pcppages_bulk().
+#include <algorithm>
+
+#include "model/phys/physmem.hpp"
+
+namespace exmem::model::phys {
+
+// mirrors pcp_allowed_order()
+bool PhysMem::pcp_allowed_order(unsigned order) const {
+  if (order <= kPageAllocCostlyOrder) return true;
+  return config_.thp && order == kHpagePmdOrder;
+}
+
+// mirrors nr_pcp_alloc(): how many blocks one refill takes from the buddy
+int PhysMem::nr_pcp_alloc(PerCpuPages& pcp, const Zone& z, unsigned order) {
+  const int base_batch = pcp.batch;
+  const int high_min = pcp.high_min;
+  const int high_max = pcp.high_max;
+  int high = pcp.high = std::clamp(pcp.high, high_min, high_max);
+  if (high < base_batch) return 1;
+  int batch = order != 0 ? base_batch : (base_batch << pcp.alloc_factor);
+  // A larger pcp->high could have avoided going to the zone.
+  if (high_min != high_max && !z.below_high) high = pcp.high = std::min(high + batch, high_max);
+  if (order == 0) {
+    const int max_nr_alloc = std::max(high - pcp.count - base_batch, base_batch);
+    // Double the batch for consecutive order-0 allocations without frees.
+    if (batch <= max_nr_alloc && pcp.alloc_factor < kPcpBatchScaleMax) ++pcp.alloc_factor;
+    batch = std::min(batch, max_nr_alloc);
+  }
+  if (batch > 1) batch = std::max(batch >> order, 2);
+  return batch;
+}
+
+// mirrors rmqueue_bulk(): blocks go to the list tail in the order obtained
+int PhysMem::rmqueue_bulk(Zone& z, unsigned order, int count, std::deque<Pfn>& list,
+                          unsigned mt, unsigned alloc_flags) {
+  RmqueueMode mode = RmqueueMode::Normal;
+  ++stats_.pcp_refills;
+  int i = 0;
+  for (; i < count; ++i) {
+    const Pfn pfn = rmqueue_core(z, order, mt, alloc_flags, mode);
+    if (pfn == kNoPfn) break;
+    set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::Pcp));
+    list.push_back(pfn);
+  }
+  return i;
+}
+
+// mirrors rmqueue_pcplist() and __rmqueue_pcplist()
+Pfn PhysMem::rmqueue_pcplist(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags,
+                             CpuId cpu) {
+  PerCpuPages& pcp = z.pcp[cpu];
+  pcp.free_count >>= 1;
+  std::deque<Pfn>& list = pcp.lists[order_to_pindex(mt, order)];
+  if (list.empty()) {
+    const int batch = nr_pcp_alloc(pcp, z, order);
+    const int alloced = rmqueue_bulk(z, order, batch, list, mt, alloc_flags);
+    pcp.count += alloced << order;
+    if (list.empty()) return kNoPfn;
+  }
+  const Pfn pfn = list.front();
+  list.pop_front();
+  pcp.count -= 1 << order;
+  return pfn;
+}
+
+// mirrors nr_pcp_free()
+int PhysMem::nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_high) {
+  if (free_high) return std::min(pcp.count, batch << kPcpBatchScaleMax);
+  if (high < batch) return 1;
+  const int min_nr_free = batch;
+  const int max_nr_free = high - batch;
+  return std::clamp(pcp.free_count, min_nr_free, std::max(min_nr_free, max_nr_free));
+}
+
+// mirrors nr_pcp_high() (ZONE_RECLAIM_ACTIVE is never set: no reclaim is modelled)
+int PhysMem::nr_pcp_high(PerCpuPages& pcp, const Zone& z, int batch, bool free_high) {
+  const int high_min = pcp.high_min;
+  const int high_max = pcp.high_max;
+  int high = pcp.high = std::clamp(pcp.high, high_min, high_max);
+  if (high == 0) return 0;
+  if (free_high) {
+    pcp.high = std::max(high - (batch << kPcpBatchScaleMax), high_min);
+    return 0;
+  }
+  if (high_min == high_max) return high;
+  if (z.below_high) {
+    const int free_count = std::max(pcp.free_count, batch);
+    pcp.high = std::max(high - free_count, high_min);
+    high = std::max(pcp.count, high_min);
+  } else if (pcp.count >= high) {
+    const int need_high = pcp.free_count + batch;
+    // pcp->high should be large enough to hold the batch being freed.
+    if (pcp.high < need_high) pcp.high = std::clamp(need_high, high_min, high_max);
+  }
+  return high;
+}
+
+// mirrors free_pcppages_bulk(): round-robin over the lists, oldest first,
+// starting with the list that overflowed.
+void PhysMem::free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned pindex) {
+  count = std::min(pcp.count, count);
+  if (count <= 0) return;
+  ++stats_.pcp_drains;
+  unsigned idx = pindex == 0 ? kNrPcpLists - 1 : pindex - 1;
+  while (count > 0) {
+    do {
+      if (++idx > kNrPcpLists - 1) idx = 0;
+    } while (pcp.lists[idx].empty());
+    std::deque<Pfn>& list = pcp.lists[idx];
+    const unsigned order = pindex_to_order(idx);
+    const int nr_pages = 1 << order;
+    do {
+      const Pfn pfn = list.back();
+      list.pop_back();
+      count -= nr_pages;
+      pcp.count -= nr_pages;
+      set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
+      free_one_page_core(z, pfn, order, pageblock_migratetype(pfn), false);
+    } while (count > 0 && !list.empty());
+  }
+}
+
+// mirrors free_frozen_page_commit() (free_unref_page_commit() before 6.14)
+void PhysMem::free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsigned mt,
+                                      unsigned order) {
+  bool free_high = false;
+  // Freeing reduces the number of pages batch-allocated next time.
+  pcp.alloc_factor = static_cast<std::uint8_t>(pcp.alloc_factor >> 1);
+  const unsigned pindex = order_to_pindex(mt, order);
+  set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::Pcp));
+  pcp.lists[pindex].push_front(pfn);
+  pcp.count += 1 << order;
+
+  const int batch = pcp.batch;
+  // Limit high-order pages (other than THP) kept while freeing heavily.
+  if (order != 0 && order <= kPageAllocCostlyOrder) {
+    free_high = pcp.free_count >= (batch + pcp.high_min / 2) &&
+                (pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) &&
+                (!(pcp.flags & PCPF_FREE_HIGH_BATCH) || pcp.count >= batch);
+    pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER;
+  } else if (pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) {
+    pcp.flags = static_cast<std::uint8_t>(pcp.flags & ~PCPF_PREV_FREE_HIGH_ORDER);
+  }
+  if (pcp.free_count < (batch << kPcpBatchScaleMax)) pcp.free_count += 1 << order;
+  const int high = nr_pcp_high(pcp, z, batch, free_high);
+  if (pcp.count >= high) {
+    free_pcppages_bulk(z, nr_pcp_free(pcp, batch, high, free_high), pcp, pindex);
+    if (z.below_high &&
+        zone_watermark_ok(z, 0, z.wmark_pages(WMARK_HIGH), ZONE_NORMAL, 0, z.nr_free_pages)) {
+      z.below_high = false;
+    }
+  }
+}
+
+namespace {
+// mirrors zone_batchsize()
+int zone_batchsize(std::uint64_t managed_pages) {
+  std::uint64_t batch = std::min<std::uint64_t>(managed_pages >> 10, (1u << 20) / kPageSize);
+  batch /= 4;
+  if (batch < 1) batch = 1;
+  const std::uint64_t v = batch + batch / 2;
+  std::uint64_t pow2 = 1;
+  while (pow2 * 2 <= v) pow2 *= 2;  // rounddown_pow_of_two()
+  return static_cast<int>(pow2 - 1);
+}
+
+// mirrors zone_highsize()
+int zone_highsize(std::uint64_t low_wmark, std::uint64_t managed, int batch, unsigned ncpus,
+                  unsigned high_fraction) {
+  const std::uint64_t total_pages = high_fraction == 0 ? low_wmark : managed / high_fraction;
+  const std::uint64_t high = total_pages / std::max(1u, ncpus);
+  return static_cast<int>(std::max<std::uint64_t>(high, static_cast<std::uint64_t>(batch) << 2));
+}
+}  // namespace
+
+// mirrors zone_set_pageset_high_and_batch() with percpu_pagelist_high_fraction 0
+void PhysMem::setup_pcp(Zone& z) {
+  const int batch = std::max(1, zone_batchsize(z.managed_pages));
+  const int high_min =
+      zone_highsize(z.watermark[WMARK_LOW], z.managed_pages, batch, config_.cpus, 0);
+  const int high_max =
+      zone_highsize(z.watermark[WMARK_LOW], z.managed_pages, batch, config_.cpus, 8);
+  z.pcp.assign(config_.cpus, PerCpuPages{});
+  for (PerCpuPages& pcp : z.pcp) {
+    pcp.batch = batch;
+    pcp.high_min = high_min;
+    pcp.high_max = high_max;
+    pcp.high = high_min;
+  }
+}
+
+}  // namespace exmem::model::phys

@@ -1,0 +1,761 @@
+// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// physmem.cpp: boot (e820 layout, memblock reservations, memblock_free_all()),
+// the allocation entry points (__alloc_pages(), get_page_from_freelist(),
+// rmqueue()), the free path, CMA, and the invariant check.
+#include "model/phys/physmem.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <bit>
+#include <stdexcept>
+
+namespace exmem::model::phys {
+
+namespace {
+constexpr Pfn kDma32EndPfn = static_cast<Pfn>((4 * GiB) >> kPageShift);
+constexpr std::uint64_t kMemmapBytesPerFrame = 64;  // sizeof(struct page)
+
+Pfn round_up(Pfn v, Pfn a) { return static_cast<Pfn>((std::uint64_t{v} + a - 1) / a * a); }
+Pfn round_down(Pfn v, Pfn a) { return v / a * a; }
+}  // namespace
+
+PhysMem::PhysMem(const PhysConfig& config)
+    : config_(config), lists_(static_cast<std::size_t>(config.ram_bytes >> 22) + 1024) {
+  if (config_.cpus == 0 || config_.cpus > 4096) {
+    throw std::invalid_argument(
+        fmt::format("cpus = {}: expected a number of CPUs from 1 to 4096", config_.cpus));
+  }
+  layout_ram();
+  setup_zones();
+}
+
+void PhysMem::layout_ram() {
+  const std::uint64_t ram = config_.ram_bytes;
+  if (ram < 64 * MiB || ram > 8 * TiB || ram % (2 * MiB) != 0) {
+    throw std::invalid_argument(fmt::format(
+        "ram = {} bytes: expected a multiple of 2 MiB from 64 MiB to 8 TiB", ram));
+  }
+  const std::uint64_t hs = config_.pci_hole_start;
+  const std::uint64_t he = config_.pci_hole_end;
+  if (hs % (2 * MiB) != 0 || he % (2 * MiB) != 0 || hs >= he || he > 4 * GiB || hs < 256 * MiB) {
+    throw std::invalid_argument(fmt::format(
+        "PCI hole [{:#x}, {:#x}): expected 2 MiB aligned bounds with 256 MiB <= start < end "
+        "<= 4 GiB",
+        hs, he));
+  }
+  if (ram <= hs) {
+    ram_.push_back({0, bytes_to_pfn(ram)});
+  } else {
+    ram_.push_back({0, bytes_to_pfn(hs)});
+    ram_.push_back({bytes_to_pfn(he), bytes_to_pfn(he + (ram - hs))});
+  }
+  total_ram_pages_ = ram >> kPageShift;
+  const Pfn end_pfn = ram_.back().end;
+  frames_ = ZeroedBytes(round_up(end_pfn, Pfn{1} << kMaxPageOrder));  // all FreeTail
+  pageblocks_.assign(frames_.size() >> kPageblockOrder, MIGRATE_MOVABLE);
+  dma32_end_ = kDma32EndPfn;
+  Pfn prev_end = 0;
+  for (const PfnRange& r : ram_) {
+    set_frames(prev_end, r.start - prev_end, static_cast<std::uint8_t>(FrameKind::Hole));
+    prev_end = r.end;
+  }
+  set_frames(prev_end, static_cast<Pfn>(frames_.size()) - prev_end,
+             static_cast<std::uint8_t>(FrameKind::Hole));
+
+  // memblock reservations: the first 1 MiB, the kernel image, the memmap at
+  // the top of RAM (memblock allocates top-down), and the CMA area under it.
+  const Pfn low = std::max<Pfn>(1, bytes_to_pfn(config_.low_reserved_bytes));
+  reserved_.push_back({0, low});
+  const Pfn kstart = bytes_to_pfn(config_.kernel_image_start);
+  const Pfn kend = bytes_to_pfn(config_.kernel_image_start + config_.kernel_image_bytes);
+  if (kend > ram_.front().end || kstart < low) {
+    throw std::invalid_argument(fmt::format(
+        "kernel image [{:#x}, +{}): expected it inside the first RAM range above the low "
+        "1 MiB",
+        config_.kernel_image_start, format_size(config_.kernel_image_bytes)));
+  }
+  if (kend > kstart) reserved_.push_back({kstart, kend});
+  Pfn top = end_pfn;
+  if (config_.reserve_memmap) {
+    const Pfn memmap = round_up(
+        static_cast<Pfn>((total_ram_pages_ * kMemmapBytesPerFrame + kPageSize - 1) / kPageSize),
+        kPageblockNrPages);
+    top = end_pfn - memmap;
+    if (top < ram_.back().start || top < kend) {
+      throw std::invalid_argument(fmt::format("ram = {}: too small for its memmap",
+                                              format_size(config_.ram_bytes)));
+    }
+    reserved_.push_back({top, end_pfn});
+  }
+  if (config_.cma_bytes != 0) {
+    const Pfn cma_pages = round_up(bytes_to_pfn(config_.cma_bytes), kPageblockNrPages);
+    const Pfn cma_end = round_down(top, kPageblockNrPages);
+    if (cma_pages >= cma_end || cma_end - cma_pages < ram_.back().start ||
+        cma_end - cma_pages < kend) {
+      throw std::invalid_argument(
+          fmt::format("cma = {}: expected a CMA area that fits in the highest RAM range",
+                      format_size(config_.cma_bytes)));
+    }
+    cma_ = {cma_end - cma_pages, cma_end};
+  }
+  std::sort(reserved_.begin(), reserved_.end(),
+            [](const PfnRange& a, const PfnRange& b) { return a.start < b.start; });
+  for (const PfnRange& r : reserved_) {
+    set_frames(r.start, r.size(), static_cast<std::uint8_t>(FrameKind::Reserved));
+  }
+}
+
+void PhysMem::setup_zones() {
+  const Pfn end_pfn = ram_.back().end;
+  zones_[ZONE_DMA32].type = ZONE_DMA32;
+  zones_[ZONE_DMA32].zone_start_pfn = 0;
+  zones_[ZONE_DMA32].zone_end_pfn = std::min(end_pfn, dma32_end_);
+  zones_[ZONE_NORMAL].type = ZONE_NORMAL;
+  zones_[ZONE_NORMAL].zone_start_pfn = dma32_end_;
+  zones_[ZONE_NORMAL].zone_end_pfn = std::max(end_pfn, dma32_end_);
+  for (const PfnRange& r : ram_) {
+    for (Pfn p = r.start; p < r.end;) {
+      const unsigned zi = zone_of(p);
+      const Pfn zend = std::min(r.end, zones_[zi].zone_end_pfn);
+      zones_[zi].present_pages += zend - p;
+      p = zend;
+    }
+  }
+
+  // memblock_free_all(): every RAM range minus the reservations, in ascending
+  // order, the largest naturally aligned blocks first, each to the list tail.
+  std::vector<PfnRange> kept = reserved_;  // memblock-reserved, and the CMA area
+  if (cma_.end != 0) kept.push_back(cma_);
+  std::sort(kept.begin(), kept.end(),
+            [](const PfnRange& a, const PfnRange& b) { return a.start < b.start; });
+  for (const PfnRange& r : ram_) {
+    Pfn p = r.start;
+    for (const PfnRange& res : kept) {
+      if (res.end <= p || res.start >= r.end) continue;
+      if (res.start > p) free_boot_range(p, std::min(res.start, r.end));
+      p = std::max(p, res.end);
+    }
+    if (p < r.end) free_boot_range(p, r.end);
+  }
+  // cma_activate_area() -> init_cma_reserved_pageblock(): each pageblock is
+  // marked MIGRATE_CMA and freed (straight to the buddy in the model).
+  for (Pfn p = cma_.start; p < cma_.end; p += kPageblockNrPages) {
+    Zone& z = zone_for(p);
+    pageblocks_[p >> kPageblockOrder] = MIGRATE_CMA;  // its frames are FreeTail already
+    free_one_page_core(z, p, kPageblockOrder, MIGRATE_CMA, false);
+    z.managed_pages += kPageblockNrPages;
+    z.cma_pages += kPageblockNrPages;
+  }
+  kind_pages_[static_cast<unsigned>(FrameKind::Reserved)] = total_ram_pages_ - managed_pages();
+  setup_per_zone_wmarks();
+  setup_per_zone_lowmem_reserve();
+  for (Zone& z : zones_) setup_pcp(z);
+}
+
+// mirrors __free_pages_memory() -> memblock_free_pages() -> __free_pages_core()
+void PhysMem::free_boot_range(Pfn start, Pfn end) {
+  while (start < end) {
+    unsigned order = start == 0 ? kMaxPageOrder
+                                : std::min(kMaxPageOrder,
+                                           static_cast<unsigned>(std::countr_zero(start)));
+    while (std::uint64_t{start} + (std::uint64_t{1} << order) > end) --order;
+    const Pfn nr = Pfn{1} << order;
+    Zone& z = zone_for(start);  // frames are FreeTail (0) from the start
+    split_large_buddy(z, start, order, true);  // FPI_TO_TAIL
+    z.managed_pages += nr;
+    start += nr;
+  }
+}
+
+void PhysMem::count_kind(std::uint8_t b, Pfn count, bool add) {
+  std::uint64_t& c = kind_pages_[b < kind_pages_.size() ? b : 0];
+  if (add) {
+    c += count;
+  } else {
+    c -= count;
+  }
+}
+
+// mirrors wakeup_kswapd(): kswapd's balance_pgdat() would reclaim and then drop
+// the boost; the model has nothing to reclaim, so only the boost goes.
+void PhysMem::wakeup_kswapd(Zone& z) {
+  ++stats_.kswapd_wakeups;
+  z.watermark_boost = 0;
+}
+
+// mirrors rmqueue_buddy()
+Pfn PhysMem::rmqueue_buddy(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt) {
+  Pfn page = kNoPfn;
+  if (alloc_flags & ALLOC_HIGHATOMIC) page = rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC);
+  if (page == kNoPfn) {
+    RmqueueMode mode = RmqueueMode::Normal;
+    page = rmqueue_core(z, order, mt, alloc_flags, mode);
+    // Failing now is worse than failing a high-order atomic allocation later.
+    if (page == kNoPfn && (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK))) {
+      page = rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC);
+    }
+  }
+  return page;
+}
+
+// mirrors rmqueue()
+Pfn PhysMem::rmqueue(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt, CpuId cpu) {
+  Pfn page = kNoPfn;
+  if (pcp_allowed_order(order)) page = rmqueue_pcplist(z, order, mt, alloc_flags, cpu);
+  if (page == kNoPfn) page = rmqueue_buddy(z, order, alloc_flags, mt);
+  if ((alloc_flags & ALLOC_KSWAPD) && z.boosted_watermark) {
+    z.boosted_watermark = false;
+    wakeup_kswapd(z);
+  }
+  return page;
+}
+
+// mirrors get_page_from_freelist(): walk the zonelist from the highest allowed
+// zone down; with ALLOC_NOFRAGMENT, retry once without it before giving up.
+Pfn PhysMem::get_page_from_freelist(Gfp gfp, unsigned order, unsigned alloc_flags,
+                                    unsigned highest_zoneidx, unsigned mt, CpuId cpu) {
+  (void)gfp;
+  while (true) {
+    const bool no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0;
+    for (int zi = static_cast<int>(highest_zoneidx); zi >= 0; --zi) {
+      Zone& z = zones_[static_cast<unsigned>(zi)];
+      if (!z.populated()) continue;
+      if (!(alloc_flags & ALLOC_NO_WATERMARKS)) {
+        bool ok = false;
+        // Detect whether free pages are below the high watermark (pcp->high tuning).
+        if (!z.below_high) {
+          if (zone_watermark_fast(z, order, z.wmark_pages(WMARK_HIGH), highest_zoneidx,
+                                  alloc_flags)) {
+            ok = true;
+          } else {
+            z.below_high = true;
+          }
+        }
+        if (!ok && !zone_watermark_fast(z, order, z.wmark_pages(alloc_flags & ALLOC_WMARK_MASK),
+                                        highest_zoneidx, alloc_flags)) {
+          continue;  // node_reclaim() is off by default
+        }
+      }
+      const Pfn page = rmqueue(z, order, alloc_flags, mt, cpu);
+      if (page != kNoPfn) {
+        if ((alloc_flags & ALLOC_HIGHATOMIC) && order != 0) {
+          reserve_highatomic_pageblock(z, page, order);
+        }
+        return page;
+      }
+    }
+    if (!no_fallback) return kNoPfn;
+    alloc_flags &= ~ALLOC_NOFRAGMENT;
+  }
+}
+
+namespace {
+// mirrors gfp_to_alloc_flags() (slow path)
+unsigned gfp_to_alloc_flags(Gfp gfp, unsigned order) {
+  unsigned flags = ALLOC_WMARK_MIN | ALLOC_CPUSET;
+  if (gfp & __GFP_HIGH) flags |= ALLOC_MIN_RESERVE;
+  if (gfp & __GFP_KSWAPD_RECLAIM) flags |= ALLOC_KSWAPD;
+  if (!(gfp & __GFP_DIRECT_RECLAIM)) {
+    if (!(gfp & __GFP_NOMEMALLOC)) flags |= ALLOC_NON_BLOCK;
+    if (order > 0) flags |= ALLOC_HIGHATOMIC;
+    if (flags & ALLOC_MIN_RESERVE) flags &= ~ALLOC_CPUSET;
+  }
+  if (gfp_migratetype(gfp) == MIGRATE_MOVABLE) flags |= ALLOC_CMA;  // gfp_to_alloc_flags_cma()
+  return flags;
+}
+}  // namespace
+
+Result<Pfn> PhysMem::alloc_pages(Gfp gfp, unsigned order, CpuId cpu, FrameKind kind) {
+  if (order > kMaxPageOrder || cpu >= config_.cpus || !is_allocated_kind(kind) ||
+      (gfp & GFP_MOVABLE_MASK) == GFP_MOVABLE_MASK) {
+    return Result<Pfn>::error(-EINVAL);
+  }
+  const unsigned mt = gfp_migratetype(gfp);
+  const unsigned highest = gfp_zone(gfp);
+  // prepare_alloc_pages() + alloc_flags_nofragment(): the fast path.
+  unsigned alloc_flags = ALLOC_WMARK_LOW;
+  if (mt == MIGRATE_MOVABLE) alloc_flags |= ALLOC_CMA;
+  if (gfp & __GFP_KSWAPD_RECLAIM) alloc_flags |= ALLOC_KSWAPD;
+  int preferred = -1;
+  for (int zi = static_cast<int>(highest); zi >= 0; --zi) {
+    if (zones_[static_cast<unsigned>(zi)].populated()) {
+      preferred = zi;
+      break;
+    }
+  }
+  if (preferred == ZONE_NORMAL && zones_[ZONE_DMA32].populated()) alloc_flags |= ALLOC_NOFRAGMENT;
+  Pfn page = get_page_from_freelist(gfp, order, alloc_flags, highest, mt, cpu);
+  if (page == kNoPfn) {
+    // __alloc_pages_slowpath()
+    ++stats_.slowpath;
+    alloc_flags = gfp_to_alloc_flags(gfp, order);
+    if (alloc_flags & ALLOC_KSWAPD) {
+      for (unsigned zi = 0; zi <= highest; ++zi) {
+        if (zones_[zi].populated()) wakeup_kswapd(zones_[zi]);
+      }
+    }
+    page = get_page_from_freelist(gfp, order, alloc_flags, highest, mt, cpu);
+    if (page == kNoPfn && (gfp & __GFP_DIRECT_RECLAIM)) {
+      // __alloc_pages_direct_reclaim(): nothing to reclaim in the model, but
+      // the pcp lists are drained before the retry.
+      drain_all_pages();
+      page = get_page_from_freelist(gfp, order, alloc_flags, highest, mt, cpu);
+    }
+  }
+  if (page == kNoPfn) {
+    ++stats_.pgalloc_fail;
+    return Result<Pfn>::error(-ENOMEM);
+  }
+  const Pfn nr = Pfn{1} << order;
+  set_frames(page, nr, static_cast<std::uint8_t>(kind));
+  count_kind(static_cast<std::uint8_t>(kind), nr, true);
+  ++stats_.pgalloc;
+  return Result<Pfn>{page, 0};
+}
+
+// mirrors free_frozen_pages() (free_unref_page() before 6.14)
+void PhysMem::free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu) {
+  Zone& z = zone_for(pfn);
+  if (!pcp_allowed_order(order)) {
+    set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
+    split_large_buddy(z, pfn, order, false);  // __free_pages_ok() -> free_one_page()
+    return;
+  }
+  unsigned mt = pageblock_migratetype(pfn);
+  if (mt > MIGRATE_RECLAIMABLE) {
+    if (mt == MIGRATE_ISOLATE) {
+      set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
+      split_large_buddy(z, pfn, order, false);
+      return;
+    }
+    mt = MIGRATE_MOVABLE;  // CMA and HIGHATOMIC pages use the movable pcp list
+  }
+  free_frozen_page_commit(z, z.pcp[cpu], pfn, mt, order);
+}
+
+int PhysMem::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
+  if (order > kMaxPageOrder || cpu >= config_.cpus || pfn >= frames_.size() ||
+      (pfn & ((Pfn{1} << order) - 1)) != 0) {
+    return -EINVAL;
+  }
+  const std::uint8_t b = frames_[pfn];
+  if (b >= kFreeHeadBase || !is_allocated_kind(static_cast<FrameKind>(b)) ||
+      b == static_cast<std::uint8_t>(FrameKind::CmaAllocated)) {
+    return -EINVAL;  // bad_page(): not an allocated page
+  }
+  const Pfn nr = Pfn{1} << order;
+  // Owners may tag parts of a block differently only via set_kind on the block.
+  count_kind(b, nr, false);
+  ++stats_.pgfree;
+  free_frozen_pages(pfn, order, cpu);
+  return 0;
+}
+
+// mirrors drain_all_pages(NULL) -> drain_pages_zone() on every CPU
+void PhysMem::drain_all_pages() {
+  for (Zone& z : zones_) {
+    for (PerCpuPages& pcp : z.pcp) {
+      while (pcp.count > 0) {
+        const int to_drain = std::min(pcp.count, pcp.batch << kPcpBatchScaleMax);
+        free_pcppages_bulk(z, to_drain, pcp, 0);
+      }
+    }
+  }
+}
+
+void PhysMem::set_kind(Pfn pfn, unsigned order, FrameKind kind) {
+  const Pfn nr = Pfn{1} << order;
+  if (pfn >= frames_.size() || !is_allocated_kind(kind) ||
+      !is_allocated_kind(static_cast<FrameKind>(frames_[pfn]))) {
+    throw std::logic_error("set_kind: not an allocated block");
+  }
+  count_kind(frames_[pfn], nr, false);
+  set_frames(pfn, nr, static_cast<std::uint8_t>(kind));
+  count_kind(static_cast<std::uint8_t>(kind), nr, true);
+}
+
+Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
+  if (count == 0 || cma_.end == 0 || align_order > 20) return Result<Pfn>::error(-EINVAL);
+  const Pfn align = Pfn{1} << align_order;
+  bool drained = false;
+  for (Pfn s = round_up(cma_.start, align); std::uint64_t{s} + count <= cma_.end; s += align) {
+    const Pfn e = s + count;
+    bool busy = false;
+    bool pcp = false;
+    for (Pfn p = s; p < e; ++p) {
+      const std::uint8_t b = frames_[p];
+      if (b == static_cast<std::uint8_t>(FrameKind::Pcp)) {
+        pcp = true;
+      } else if (!is_free_head(b) && b != static_cast<std::uint8_t>(FrameKind::FreeTail)) {
+        busy = true;  // would need migration, which the model does not do
+        break;
+      }
+    }
+    if (busy) continue;
+    if (pcp && !drained) {
+      drain_all_pages();  // alloc_contig_range() drains the pcp lists
+      drained = true;
+      s -= align;  // look at this range again
+      continue;
+    }
+    if (pcp) continue;
+    // isolate_freepages_range(): take the free blocks covering [s, e) out of
+    // the buddy; the parts of straddling blocks outside the range go back.
+    Zone& z = zone_for(s);
+    Pfn p = s;
+    unsigned o = 0;
+    for (; o <= kMaxPageOrder; ++o) {  // the block that contains s
+      const Pfn h = s & ~((Pfn{1} << o) - 1);
+      if (is_free_head(frames_[h]) && free_head_order(frames_[h]) >= o &&
+          h + (Pfn{1} << free_head_order(frames_[h])) > s) {
+        p = h;
+        break;
+      }
+    }
+    std::vector<PfnRange> give_back;
+    while (p < e) {
+      const unsigned order = free_head_order(frames_[p]);
+      const Pfn end = p + (Pfn{1} << order);
+      const unsigned mt = pageblock_migratetype(p);
+      del_from_free_list(z, p, order, mt);
+      account_freepages(z, -(std::int64_t{1} << order), mt);
+      if (p < s) give_back.push_back({p, s});
+      if (end > e) give_back.push_back({e, end});
+      p = end;
+    }
+    set_frames(s, count, static_cast<std::uint8_t>(FrameKind::CmaAllocated));
+    count_kind(static_cast<std::uint8_t>(FrameKind::CmaAllocated), count, true);
+    for (const PfnRange& r : give_back) {
+      for (Pfn q = r.start; q < r.end;) {
+        unsigned order = std::min(kMaxPageOrder, static_cast<unsigned>(std::countr_zero(q)));
+        while (std::uint64_t{q} + (std::uint64_t{1} << order) > r.end) --order;
+        set_frames(q, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
+        free_one_page_core(z, q, order, pageblock_migratetype(q), false);
+        q += Pfn{1} << order;
+      }
+    }
+    ++stats_.pgalloc;
+    return Result<Pfn>{s, 0};
+  }
+  return Result<Pfn>::error(-EBUSY);
+}
+
+int PhysMem::cma_release(Pfn pfn, Pfn count) {
+  if (count == 0 || pfn < cma_.start || std::uint64_t{pfn} + count > cma_.end) return -EINVAL;
+  for (Pfn p = pfn; p < pfn + count; ++p) {
+    if (frames_[p] != static_cast<std::uint8_t>(FrameKind::CmaAllocated)) return -EINVAL;
+  }
+  count_kind(static_cast<std::uint8_t>(FrameKind::CmaAllocated), count, false);
+  // free_contig_range(): every page goes through __free_page().
+  for (Pfn p = pfn; p < pfn + count; ++p) free_frozen_pages(p, 0, 0);
+  ++stats_.pgfree;
+  return 0;
+}
+
+std::uint64_t PhysMem::managed_pages() const {
+  std::uint64_t n = 0;
+  for (const Zone& z : zones_) n += z.managed_pages;
+  return n;
+}
+
+std::uint64_t PhysMem::free_pages() const {
+  std::int64_t n = 0;
+  for (const Zone& z : zones_) n += z.nr_free_pages;
+  return static_cast<std::uint64_t>(n);
+}
+
+std::uint64_t PhysMem::pcp_pages() const {
+  std::uint64_t n = 0;
+  for (const Zone& z : zones_) {
+    for (const PerCpuPages& pcp : z.pcp) n += static_cast<std::uint64_t>(pcp.count);
+  }
+  return n;
+}
+
+std::size_t PhysMem::model_bytes() const {
+  std::size_t n = frames_.size() + pageblocks_.capacity() + lists_.bytes() + sizeof(*this);
+  for (const Zone& z : zones_) {
+    n += z.pcp.capacity() * sizeof(PerCpuPages);
+    for (const PerCpuPages& pcp : z.pcp) {
+      for (const auto& l : pcp.lists) n += l.size() * sizeof(Pfn) + 512;
+    }
+  }
+  return n;
+}
+
+std::array<std::uint64_t, kNrPageOrders> PhysMem::buddyinfo(unsigned z) const {
+  return zones_[z].nr_free;
+}
+
+int PhysMem::unusable_free_index(unsigned z, unsigned order) const {
+  const Zone& zone = zones_[z];
+  std::uint64_t free_pages = 0;
+  std::uint64_t suitable = 0;
+  for (unsigned o = 0; o < kNrPageOrders; ++o) {
+    free_pages += zone.nr_free[o] << o;
+    if (o >= order) suitable += zone.nr_free[o] << (o - order);
+  }
+  if (free_pages == 0) return 1000;
+  return static_cast<int>((free_pages - (suitable << order)) * 1000 / free_pages);
+}
+
+std::vector<std::string> PhysMem::check() const {
+  std::vector<std::string> v;
+  auto bad = [&v](std::string msg) {
+    if (v.size() < 64) v.push_back(std::move(msg));
+  };
+  std::array<std::uint64_t, 256> byte_count{};
+  std::array<std::array<std::array<std::uint64_t, MIGRATE_TYPES>, kNrPageOrders>, MAX_NR_ZONES>
+      heads{};
+  std::array<std::uint64_t, MAX_NR_ZONES> zone_free{};
+
+  // Frames: each in one state; free blocks aligned, whole, and within a zone.
+  std::size_t ri = 0;
+  Pfn tail_left = 0;
+  for (Pfn p = 0; p < frames_.size(); ++p) {
+    while (ri < ram_.size() && p >= ram_[ri].end) ++ri;
+    const bool in_ram = ri < ram_.size() && p >= ram_[ri].start;
+    const std::uint8_t b = frames_[p];
+    ++byte_count[b];
+    constexpr auto kHole = static_cast<std::uint8_t>(FrameKind::Hole);
+    if (!in_ram && b != kHole) bad(fmt::format("pfn {:#x}: outside RAM but {}", p, frame_kind_name(b)));
+    if (in_ram && b == kHole) bad(fmt::format("pfn {:#x}: RAM frame marked as a hole", p));
+    if (tail_left > 0) {
+      if (b != static_cast<std::uint8_t>(FrameKind::FreeTail)) {
+        bad(fmt::format("pfn {:#x}: inside a free block but {}", p, frame_kind_name(b)));
+      }
+      --tail_left;
+      continue;
+    }
+    if (b == static_cast<std::uint8_t>(FrameKind::FreeTail)) {
+      bad(fmt::format("pfn {:#x}: free tail frame outside any free block", p));
+      continue;
+    }
+    if (b > kFreeHeadBase + kMaxPageOrder) {
+      bad(fmt::format("pfn {:#x}: invalid state byte {}", p, b));
+      continue;
+    }
+    if (!is_free_head(b)) {
+      if (b > static_cast<std::uint8_t>(FrameKind::CmaAllocated)) {
+        bad(fmt::format("pfn {:#x}: invalid state byte {}", p, b));
+      }
+      continue;
+    }
+    const unsigned order = free_head_order(b);
+    const Pfn nr = Pfn{1} << order;
+    const unsigned zi = zone_of(p);
+    if ((p & (nr - 1)) != 0) bad(fmt::format("free block {:#x} order {}: misaligned", p, order));
+    if (std::uint64_t{p} + nr > zones_[zi].zone_end_pfn || zone_of(p + nr - 1) != zi) {
+      bad(fmt::format("free block {:#x} order {}: crosses its zone's end", p, order));
+    }
+    const unsigned mt = pageblock_migratetype(p);
+    if (order > kPageblockOrder) {
+      for (Pfn q = p; q < p + nr; q += kPageblockNrPages) {
+        if (pageblock_migratetype(q) != mt) {
+          bad(fmt::format("free block {:#x} order {}: pageblocks of different migratetypes", p,
+                          order));
+          break;
+        }
+      }
+    }
+    if (!lists_.contains(p)) bad(fmt::format("free block {:#x} order {}: on no free list", p, order));
+    ++heads[zi][order][mt];
+    if (mt != MIGRATE_ISOLATE) zone_free[zi] += nr;
+    tail_left = nr - 1;
+  }
+  if (tail_left != 0) bad("a free block runs past the last frame");
+
+  // Free lists: entries are free heads of the list's order and migratetype.
+  std::uint64_t listed = 0;
+  for (unsigned zi = 0; zi < MAX_NR_ZONES; ++zi) {
+    const Zone& z = zones_[zi];
+    std::int64_t cma = 0;
+    std::int64_t highatomic = 0;
+    for (unsigned o = 0; o < kNrPageOrders; ++o) {
+      std::uint64_t per_order = 0;
+      for (unsigned mt = 0; mt < MIGRATE_TYPES; ++mt) {
+        const FreeList& list = z.free_area[o][mt];
+        std::uint64_t n = 0;
+        Pfn prev = kNoPfn;
+        for (Pfn p = list.head; p != kNoPfn && n <= list.count; p = lists_.next(p)) {
+          ++n;
+          prev = p;
+          if (frames_[p] != free_head_byte(o)) {
+            bad(fmt::format("{} free list order {} {}: pfn {:#x} is {}", zone_name(zi), o,
+                            migratetype_name(mt), p, frame_kind_name(frames_[p])));
+          } else if (pageblock_migratetype(p) != mt) {
+            bad(fmt::format("{} free list order {} {}: pfn {:#x} is in a {} pageblock",
+                            zone_name(zi), o, migratetype_name(mt), p,
+                            migratetype_name(pageblock_migratetype(p))));
+          }
+          if (!z.spans(p)) bad(fmt::format("{} free list: pfn {:#x} outside the zone", zone_name(zi), p));
+        }
+        if (prev != list.tail) {
+          bad(fmt::format("{} free list order {} {}: tail mismatch", zone_name(zi), o,
+                          migratetype_name(mt)));
+        }
+        if (n != list.count || n != heads[zi][o][mt]) {
+          bad(fmt::format("{} free list order {} {}: {} listed, count {}, {} free heads",
+                          zone_name(zi), o, migratetype_name(mt), n, list.count,
+                          heads[zi][o][mt]));
+        }
+        per_order += n;
+        listed += n;
+        if (mt == MIGRATE_CMA) cma += static_cast<std::int64_t>(n << o);
+        if (mt == MIGRATE_HIGHATOMIC) highatomic += static_cast<std::int64_t>(n << o);
+      }
+      if (per_order != z.nr_free[o]) {
+        bad(fmt::format("{} order {}: nr_free {} but {} blocks listed", zone_name(zi), o,
+                        z.nr_free[o], per_order));
+      }
+    }
+    if (static_cast<std::uint64_t>(z.nr_free_pages) != zone_free[zi]) {
+      bad(fmt::format("{}: NR_FREE_PAGES {} but {} pages in free blocks", zone_name(zi),
+                      z.nr_free_pages, zone_free[zi]));
+    }
+    if (z.nr_free_cma != cma) {
+      bad(fmt::format("{}: NR_FREE_CMA_PAGES {} but {} listed", zone_name(zi), z.nr_free_cma, cma));
+    }
+    if (z.nr_free_highatomic != highatomic) {
+      bad(fmt::format("{}: nr_free_highatomic {} but {} listed", zone_name(zi),
+                      z.nr_free_highatomic, highatomic));
+    }
+  }
+  if (listed != lists_.size()) {
+    bad(fmt::format("free list store holds {} entries but {} are listed", lists_.size(), listed));
+  }
+
+  // Per-CPU lists hold exactly the Pcp frames.
+  std::uint64_t pcp_frames = 0;
+  for (unsigned zi = 0; zi < MAX_NR_ZONES; ++zi) {
+    const Zone& z = zones_[zi];
+    for (std::size_t cpu = 0; cpu < z.pcp.size(); ++cpu) {
+      const PerCpuPages& pcp = z.pcp[cpu];
+      std::uint64_t n = 0;
+      for (unsigned idx = 0; idx < kNrPcpLists; ++idx) {
+        const unsigned order = pindex_to_order(idx);
+        for (const Pfn p : pcp.lists[idx]) {
+          n += std::uint64_t{1} << order;
+          if (!z.spans(p) || (p & ((Pfn{1} << order) - 1)) != 0) {
+            bad(fmt::format("cpu {} pcp list {}: bad pfn {:#x}", cpu, idx, p));
+            continue;
+          }
+          for (Pfn q = p; q < p + (Pfn{1} << order); ++q) {
+            if (frames_[q] != static_cast<std::uint8_t>(FrameKind::Pcp)) {
+              bad(fmt::format("cpu {} pcp list {}: pfn {:#x} is {}", cpu, idx, q,
+                              frame_kind_name(frames_[q])));
+              break;
+            }
+          }
+        }
+      }
+      if (n != static_cast<std::uint64_t>(pcp.count)) {
+        bad(fmt::format("{} cpu {}: pcp count {} but {} pages listed", zone_name(zi), cpu,
+                        pcp.count, n));
+      }
+      pcp_frames += n;
+    }
+  }
+  if (pcp_frames != byte_count[static_cast<unsigned>(FrameKind::Pcp)]) {
+    bad(fmt::format("{} frames marked pcp but {} on pcp lists",
+                    byte_count[static_cast<unsigned>(FrameKind::Pcp)], pcp_frames));
+  }
+
+  // Owners' counts match the frames; managed pages are all accounted for.
+  std::uint64_t allocated = 0;
+  for (unsigned k = static_cast<unsigned>(FrameKind::Kernel);
+       k <= static_cast<unsigned>(FrameKind::CmaAllocated); ++k) {
+    if (byte_count[k] != kind_pages_[k]) {
+      bad(fmt::format("{} frames marked {} but {} accounted", byte_count[k],
+                      frame_kind_name(static_cast<std::uint8_t>(k)), kind_pages_[k]));
+    }
+    allocated += byte_count[k];
+  }
+  std::uint64_t free_total = 0;
+  for (unsigned zi = 0; zi < MAX_NR_ZONES; ++zi) free_total += zone_free[zi];
+  if (free_total + pcp_frames + allocated != managed_pages()) {
+    bad(fmt::format("managed pages {} != free {} + pcp {} + allocated {}", managed_pages(),
+                    free_total, pcp_frames, allocated));
+  }
+
+  // Pageblocks: valid migratetypes; CMA exactly on the CMA area.
+  for (std::size_t i = 0; i < pageblocks_.size(); ++i) {
+    const unsigned mt = pageblocks_[i];
+    const auto start = static_cast<Pfn>(i << kPageblockOrder);
+    if (mt >= MIGRATE_TYPES) bad(fmt::format("pageblock {:#x}: invalid migratetype {}", start, mt));
+    const bool in_cma = start >= cma_.start && start < cma_.end;
+    if (in_cma != (mt == MIGRATE_CMA)) {
+      bad(fmt::format("pageblock {:#x}: migratetype {} {} the CMA area", start,
+                      migratetype_name(mt), in_cma ? "inside" : "outside"));
+    }
+  }
+  return v;
+}
+
+// ---- names -----------------------------------------------------------------
+
+std::string_view migratetype_name(unsigned mt) {
+  static constexpr std::array<std::string_view, MIGRATE_TYPES> kNames{
+      "Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate"};
+  return mt < MIGRATE_TYPES ? kNames[mt] : "invalid";
+}
+
+std::string_view zone_name(unsigned z) {
+  return z == ZONE_DMA32 ? "DMA32" : z == ZONE_NORMAL ? "Normal" : "invalid";
+}
+
+std::string_view frame_kind_name(std::uint8_t b) {
+  if (is_free_head(b)) return "free";
+  static constexpr std::array<std::string_view, kNumAllocatedKinds> kNames{
+      "free-tail", "reserved", "hole", "pcp", "kernel", "reclaimable", "user",
+      "page-table", "secret", "unmapped", "cma-allocated"};
+  return b < kNames.size() ? kNames[b] : "invalid";
+}
+
+std::string gfp_name(Gfp gfp) {
+  static constexpr std::array<std::pair<Gfp, std::string_view>, 12> kComposite{{
+      {GFP_TRANSHUGE, "GFP_TRANSHUGE"},
+      {GFP_TRANSHUGE_LIGHT, "GFP_TRANSHUGE_LIGHT"},
+      {GFP_HIGHUSER_MOVABLE, "GFP_HIGHUSER_MOVABLE"},
+      {GFP_HIGHUSER, "GFP_HIGHUSER"},
+      {GFP_USER, "GFP_USER"},
+      {GFP_KERNEL_ACCOUNT, "GFP_KERNEL_ACCOUNT"},
+      {GFP_KERNEL_RECLAIMABLE, "GFP_KERNEL|__GFP_RECLAIMABLE"},
+      {GFP_KERNEL, "GFP_KERNEL"},
+      {GFP_NOFS, "GFP_NOFS"},
+      {GFP_ATOMIC, "GFP_ATOMIC"},
+      {GFP_NOWAIT, "GFP_NOWAIT"},
+      {GFP_NOIO, "GFP_NOIO"},
+  }};
+  static constexpr std::array<std::pair<Gfp, std::string_view>, 22> kBits{{
+      {__GFP_DMA, "__GFP_DMA"}, {__GFP_HIGHMEM, "__GFP_HIGHMEM"}, {__GFP_DMA32, "__GFP_DMA32"},
+      {__GFP_MOVABLE, "__GFP_MOVABLE"}, {__GFP_RECLAIMABLE, "__GFP_RECLAIMABLE"},
+      {__GFP_HIGH, "__GFP_HIGH"}, {__GFP_IO, "__GFP_IO"}, {__GFP_FS, "__GFP_FS"},
+      {__GFP_ZERO, "__GFP_ZERO"}, {__GFP_DIRECT_RECLAIM, "__GFP_DIRECT_RECLAIM"},
+      {__GFP_KSWAPD_RECLAIM, "__GFP_KSWAPD_RECLAIM"}, {__GFP_WRITE, "__GFP_WRITE"},
+      {__GFP_NOWARN, "__GFP_NOWARN"}, {__GFP_RETRY_MAYFAIL, "__GFP_RETRY_MAYFAIL"},
+      {__GFP_NOFAIL, "__GFP_NOFAIL"}, {__GFP_NORETRY, "__GFP_NORETRY"},
+      {__GFP_MEMALLOC, "__GFP_MEMALLOC"}, {__GFP_COMP, "__GFP_COMP"},
+      {__GFP_NOMEMALLOC, "__GFP_NOMEMALLOC"}, {__GFP_HARDWALL, "__GFP_HARDWALL"},
+      {__GFP_THISNODE, "__GFP_THISNODE"}, {__GFP_ACCOUNT, "__GFP_ACCOUNT"},
+  }};
+  std::string out;
+  Gfp rest = gfp;
+  for (const auto& [mask, name] : kComposite) {
+    if ((rest & mask) == mask) {
+      out = name;
+      rest &= ~mask;
+      break;
+    }
+  }
+  for (const auto& [bit, name] : kBits) {
+    if (rest & bit) {
+      if (!out.empty()) out += '|';
+      out += name;
+    }
+  }
+  return out.empty() ? std::string("0") : out;
+}
+
+}  // namespace exmem::model::phys

@@ -1,0 +1,204 @@
+// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// physmem.hpp: the machine's RAM, booted as Linux boots it (e820 ranges,
+// memblock reservations, memblock_free_all()), and the page allocator on it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/phys/frame.hpp"
+#include "model/phys/free_list.hpp"
+#include "model/phys/gfp.hpp"
+#include "model/phys/migratetype.hpp"
+#include "model/phys/zone.hpp"
+#include "model/types.hpp"
+
+namespace exmem::model::phys {
+
+struct PhysConfig {
+  std::uint64_t ram_bytes = 4 * GiB;
+  unsigned cpus = 4;
+  // RAM that would sit in [pci_hole_start, pci_hole_end) is remapped above it.
+  std::uint64_t pci_hole_start = 3 * GiB;
+  std::uint64_t pci_hole_end = 4 * GiB;
+  std::uint64_t low_reserved_bytes = 1 * MiB;  // x86 reserves the first 1 MiB
+  std::uint64_t kernel_image_start = 16 * MiB;  // CONFIG_PHYSICAL_START
+  std::uint64_t kernel_image_bytes = 48 * MiB;  // text, data, bss, brk
+  bool reserve_memmap = true;  // struct page array: 64 bytes per frame, top-down
+  std::uint64_t cma_bytes = 0;  // cma= boot parameter, placed top-down under the memmap
+  bool thp = true;  // CONFIG_TRANSPARENT_HUGEPAGE: order-9 pages use pcp lists
+  int min_free_kbytes = -1;  // -1: calculate_min_free_kbytes()
+  unsigned watermark_scale_factor = 10;
+  unsigned watermark_boost_factor = 15000;
+};
+
+struct PfnRange {
+  Pfn start = 0;
+  Pfn end = 0;  // exclusive
+  [[nodiscard]] Pfn size() const { return end - start; }
+};
+
+// Counters in the spirit of /proc/vmstat.
+struct PhysStats {
+  std::uint64_t pgalloc = 0;         // successful allocations (blocks)
+  std::uint64_t pgalloc_fail = 0;    // allocations that returned NULL
+  std::uint64_t pgfree = 0;          // freed blocks
+  std::uint64_t pcp_refills = 0;     // rmqueue_bulk() calls
+  std::uint64_t pcp_drains = 0;      // free_pcppages_bulk() calls
+  std::uint64_t extfrag_claims = 0;  // fallbacks that claimed the pageblock
+  std::uint64_t extfrag_steals = 0;  // fallbacks that stole without claiming
+  std::uint64_t cma_fallbacks = 0;   // movable allocations served from CMA
+  std::uint64_t slowpath = 0;        // allocations that entered the slow path
+  std::uint64_t kswapd_wakeups = 0;
+  std::uint64_t highatomic_reserved = 0;
+};
+
+enum class RmqueueMode { Normal, Cma, Claim, Steal };  // enum rmqueue_mode
+
+class PhysMem {
+ public:
+  explicit PhysMem(const PhysConfig& config);
+  PhysMem(const PhysMem&) = delete;
+  PhysMem& operator=(const PhysMem&) = delete;
+
+  // mirrors __alloc_pages(): fast path at the low watermark, then the slow path
+  // (kswapd woken, min watermark, reserves as gfp allows, pcp drain). Reclaim
+  // and compaction are not modelled: when they would be needed, it fails
+  // (-ENOMEM). The block's frames are tagged `kind`.
+  Result<Pfn> alloc_pages(Gfp gfp, unsigned order, CpuId cpu, FrameKind kind);
+  // mirrors __free_pages(): pcp list for pcp orders, else the buddy directly.
+  // -EINVAL when the block is not an allocated block of that order.
+  int free_pages(Pfn pfn, unsigned order, CpuId cpu);
+  // mirrors drain_all_pages(NULL)
+  void drain_all_pages();
+  // Re-tags an allocated block (e.g. a pool page handed out as a secret page).
+  void set_kind(Pfn pfn, unsigned order, FrameKind kind);
+
+  // mirrors cma_alloc() for the model: succeeds only when every page of an
+  // aligned range in the CMA area is free (no migration is modelled).
+  Result<Pfn> cma_alloc(Pfn count, unsigned align_order);
+  // mirrors cma_release()
+  int cma_release(Pfn pfn, Pfn count);
+
+  // --- read-only views ---
+  [[nodiscard]] const PhysConfig& config() const { return config_; }
+  [[nodiscard]] std::uint8_t frame_byte(Pfn pfn) const { return frames_[pfn]; }
+  [[nodiscard]] FrameKind kind(Pfn pfn) const {
+    const std::uint8_t b = frames_[pfn];
+    return is_free_head(b) ? FrameKind::FreeHead : static_cast<FrameKind>(b);
+  }
+  [[nodiscard]] Migratetype pageblock_migratetype(Pfn pfn) const {
+    return static_cast<Migratetype>(pageblocks_[pfn >> kPageblockOrder]);
+  }
+  [[nodiscard]] Pfn nr_frames() const { return static_cast<Pfn>(frames_.size()); }
+  [[nodiscard]] const std::vector<PfnRange>& ram() const { return ram_; }
+  [[nodiscard]] const std::vector<PfnRange>& reserved() const { return reserved_; }
+  [[nodiscard]] PfnRange cma_area() const { return cma_; }
+  [[nodiscard]] std::uint64_t total_ram_pages() const { return total_ram_pages_; }
+  [[nodiscard]] const Zone& zone(unsigned z) const { return zones_[z]; }
+  [[nodiscard]] unsigned zone_of(Pfn pfn) const { return pfn < dma32_end_ ? ZONE_DMA32 : ZONE_NORMAL; }
+  [[nodiscard]] std::uint64_t managed_pages() const;
+  [[nodiscard]] std::uint64_t free_pages() const;  // buddy free pages (NR_FREE_PAGES)
+  [[nodiscard]] std::uint64_t pcp_pages() const;
+  [[nodiscard]] std::uint64_t pages_of_kind(FrameKind k) const {
+    return kind_pages_[static_cast<unsigned>(k)];
+  }
+  [[nodiscard]] const PhysStats& stats() const { return stats_; }
+  [[nodiscard]] unsigned cpus() const { return config_.cpus; }
+  [[nodiscard]] int min_free_kbytes() const { return min_free_kbytes_; }
+  // Bytes of host memory the model's physical-memory state occupies.
+  [[nodiscard]] std::size_t model_bytes() const;
+  // Free blocks per order of one zone (all migratetypes), as /proc/buddyinfo.
+  [[nodiscard]] std::array<std::uint64_t, kNrPageOrders> buddyinfo(unsigned z) const;
+  // mirrors unusable_free_index() of mm/vmstat.c, in thousandths.
+  [[nodiscard]] int unusable_free_index(unsigned z, unsigned order) const;
+
+  // Invariants: every frame in exactly one state; free lists consistent with
+  // order, alignment and pageblock migratetype; counters add up; pcp lists hold
+  // exactly the Pcp frames. Returns the violations found (empty when sound).
+  [[nodiscard]] std::vector<std::string> check() const;
+
+ private:
+  // boot (physmem.cpp)
+  void layout_ram();
+  void reserve(Pfn start, Pfn end);
+  void free_boot_range(Pfn start, Pfn end);  // __free_pages_memory()
+  void setup_zones();
+
+  // buddy core (buddy.cpp)
+  void add_to_free_list(Zone& z, Pfn pfn, unsigned order, unsigned mt, bool tail);
+  void del_from_free_list(Zone& z, Pfn pfn, unsigned order, unsigned mt);
+  void move_to_free_list(Zone& z, Pfn pfn, unsigned order, unsigned old_mt, unsigned new_mt);
+  void account_freepages(Zone& z, std::int64_t nr, unsigned mt);
+  [[nodiscard]] bool page_is_buddy(Pfn buddy, unsigned order) const;
+  void free_one_page_core(Zone& z, Pfn pfn, unsigned order, unsigned mt, bool fpi_to_tail);
+  void split_large_buddy(Zone& z, Pfn pfn, unsigned order, bool fpi_to_tail);
+  std::uint64_t expand(Zone& z, Pfn pfn, unsigned low, unsigned high, unsigned mt);
+  void page_del_and_expand(Zone& z, Pfn pfn, unsigned low, unsigned high, unsigned mt);
+  Pfn rmqueue_smallest(Zone& z, unsigned order, unsigned mt);
+  int find_suitable_fallback(const Zone& z, unsigned order, unsigned mt, bool claimable) const;
+  bool prep_move_freepages_block(const Zone& z, Pfn pfn, Pfn& start, std::uint64_t* num_free,
+                                 std::uint64_t* num_movable) const;
+  std::uint64_t move_freepages_block(Zone& z, Pfn start, unsigned old_mt, unsigned new_mt);
+  void change_pageblock_range(Pfn pfn, unsigned order, unsigned mt);
+  bool boost_watermark(Zone& z);
+  Pfn try_to_claim_block(Zone& z, Pfn page, unsigned current_order, unsigned order,
+                         unsigned start_type, unsigned block_type, unsigned alloc_flags);
+  Pfn rmqueue_claim(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags);
+  Pfn rmqueue_steal(Zone& z, unsigned order, unsigned mt);
+  Pfn rmqueue_core(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags, RmqueueMode& mode);
+  void reserve_highatomic_pageblock(Zone& z, Pfn pfn, unsigned order);
+
+  // per-CPU lists (pcp.cpp)
+  [[nodiscard]] bool pcp_allowed_order(unsigned order) const;
+  int nr_pcp_alloc(PerCpuPages& pcp, const Zone& z, unsigned order);
+  int rmqueue_bulk(Zone& z, unsigned order, int count, std::deque<Pfn>& list, unsigned mt,
+                   unsigned alloc_flags);
+  Pfn rmqueue_pcplist(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags, CpuId cpu);
+  void free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsigned mt, unsigned order);
+  int nr_pcp_high(PerCpuPages& pcp, const Zone& z, int batch, bool free_high);
+  static int nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_high);
+  void free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned pindex);
+  void setup_pcp(Zone& z);
+
+  // watermarks (watermark.cpp)
+  void setup_per_zone_wmarks();
+  void setup_per_zone_lowmem_reserve();
+  [[nodiscard]] std::int64_t zone_watermark_unusable_free(const Zone& z, unsigned order,
+                                                          unsigned alloc_flags) const;
+  [[nodiscard]] bool zone_watermark_ok(const Zone& z, unsigned order, std::uint64_t mark,
+                                       unsigned highest_zoneidx, unsigned alloc_flags,
+                                       std::int64_t free_pages) const;
+  [[nodiscard]] bool zone_watermark_fast(const Zone& z, unsigned order, std::uint64_t mark,
+                                         unsigned highest_zoneidx, unsigned alloc_flags) const;
+
+  // allocation entry points (physmem.cpp)
+  Pfn get_page_from_freelist(Gfp gfp, unsigned order, unsigned alloc_flags,
+                             unsigned highest_zoneidx, unsigned mt, CpuId cpu);
+  Pfn rmqueue(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt, CpuId cpu);
+  Pfn rmqueue_buddy(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt);
+  void free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu);
+  void wakeup_kswapd(Zone& z);
+
+  void set_frames(Pfn pfn, Pfn count, std::uint8_t b);
+  void count_kind(std::uint8_t b, Pfn count, bool add);
+  Zone& zone_for(Pfn pfn) { return zones_[zone_of(pfn)]; }
+
+  PhysConfig config_;
+  ZeroedBytes frames_;                    // one state byte per frame
+  std::vector<std::uint8_t> pageblocks_;  // migratetype per pageblock
+  FreeListStore lists_;
+  std::array<Zone, MAX_NR_ZONES> zones_{};
+  std::vector<PfnRange> ram_;
+  std::vector<PfnRange> reserved_;
+  PfnRange cma_{};
+  Pfn dma32_end_ = 0;
+  std::uint64_t total_ram_pages_ = 0;
+  int min_free_kbytes_ = 0;
+  std::array<std::uint64_t, 32> kind_pages_{};  // pages per allocated FrameKind
+  PhysStats stats_;
+};
+
+}  // namespace exmem::model::phys

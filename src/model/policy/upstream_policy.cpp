@@ -1,0 +1,50 @@
+// policy/: policies for unmapped pages (see policy.hpp for what the folder owns).
+// upstream_policy.cpp: memfd_secret as merged (mm/secretmem.c, Linux 5.14 to
+// 6.18): no pool; every fault takes one zeroed order-0 page from the buddy
+// allocator, removes it from the direct map (splitting leaves as needed) and
+// flushes that one page from every CPU's TLB; every free maps it back and zeroes
+// it. A split is never undone: secretmem does not ask for collapse.
+#include "model/machine.hpp"
+#include "model/policy/policy.hpp"
+
+namespace exmem::model::policy {
+
+namespace {
+
+class UpstreamPolicy final : public Policy {
+ public:
+  [[nodiscard]] std::string_view name() const override { return "upstream"; }
+
+  // mirrors the allocation half of secretmem_fault()
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+    // folio_alloc(GFP_HIGHUSER | __GFP_ZERO, 0): the mapping's gfp mask.
+    const Result<Pfn> page =
+        m.phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::Secret);
+    if (!page.ok()) return page;
+    const int err = m.dmap().set_direct_map_invalid_noflush(page.value, cpu);
+    if (err != 0) {
+      m.phys().free_pages(page.value, 0, cpu);  // folio_put()
+      return Result<Pfn>::error(err);
+    }
+    m.flushes().kernel_range(page.value, 1, cpu, directmap::FlushReason::KernelRange);
+    return page;
+  }
+
+  // mirrors secretmem_free_folio() and the folio_put() after it
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+    m.dmap().set_direct_map_default_noflush(pfn, cpu);
+    // folio_zero_segment(): the model keeps no page contents.
+    m.phys().free_pages(pfn, 0, cpu);
+  }
+};
+
+}  // namespace
+
+void exmem_model_register_upstream_policy(Registry& registry) {
+  registry.add({"upstream",
+                "memfd_secret as merged: order-0 page per fault, removed from the direct map, "
+                "one-page flush; restored on free; no collapse",
+                [] { return std::make_unique<UpstreamPolicy>(); }});
+}
+
+}  // namespace exmem::model::policy

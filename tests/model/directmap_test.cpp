@@ -1,0 +1,228 @@
+// Tests of directmap/: boot mapping, CPA splits and in-place changes,
+// collapse as in 6.15, counters, and the flush requests.
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include "helpers.hpp"
+#include "model/machine.hpp"
+
+namespace exmem::model {
+namespace {
+
+using directmap::FlushReason;
+using directmap::Level;
+using testing::join;
+using testing::small_config;
+
+constexpr Pfn pfn_at(std::uint64_t bytes) { return bytes_to_pfn(bytes); }
+
+std::unique_ptr<Machine> machine(std::uint64_t ram, bool gbpages, std::size_t flush_log = 0) {
+  MachineConfig c = small_config(ram, gbpages);
+  c.flush_log_limit = flush_log;
+  return std::make_unique<Machine>(c);
+}
+
+TEST(DirectMapBoot, MapsRamWithTheLargestLeavesAndTheIsaRangeWith4K) {
+  auto m = machine(8 * GiB, true);
+  const auto& c = m->dmap().counters();
+  // [0, 3 GiB): the first GiB holds the 4K-mapped ISA range, so 2M leaves;
+  // then 1G leaves; the PCI hole is not mapped; [4 GiB, 9 GiB) is 1G leaves.
+  EXPECT_EQ(c.direct_map_4k_kb(), 2048u);
+  EXPECT_EQ(c.direct_map_2m_kb(), 1 * 1024 * 1024u - 2048u);
+  EXPECT_EQ(c.direct_map_1g_kb(), 7u * 1024 * 1024);
+  EXPECT_EQ(c.direct_map_4k_kb() + c.direct_map_2m_kb() + c.direct_map_1g_kb(),
+            m->phys().total_ram_pages() * 4);
+  EXPECT_EQ(m->dmap().lookup(pfn_at(3 * GiB + 5 * MiB)).level, Level::None);
+  EXPECT_EQ(m->dmap().lookup(pfn_at(5 * GiB)).level, Level::Pud1G);
+  EXPECT_EQ(m->dmap().lookup(pfn_at(1 * MiB)).level, Level::Pte4K);
+  EXPECT_EQ(c.level2_splits + c.level3_splits, 0u);
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapBoot, WithoutGbpagesUses2MLeaves) {
+  auto m = machine(2 * GiB, false);
+  EXPECT_EQ(m->dmap().counters().leaves_1g, 0u);
+  EXPECT_EQ(m->dmap().lookup(pfn_at(1 * GiB)).level, Level::Pmd2M);
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapSplit, SplitsOnlyTheLeafThatHoldsThePage) {
+  auto m = machine(1 * GiB, false);
+  const Pfn p = pfn_at(512 * MiB) + 7;
+  ASSERT_EQ(m->dmap().set_direct_map_invalid_noflush(p, 0), 0);
+  const auto& c = m->dmap().counters();
+  EXPECT_EQ(c.level2_splits, 1u);
+  EXPECT_EQ(c.level3_splits, 0u);
+  EXPECT_EQ(m->dmap().lookup(p).level, Level::Pte4K);
+  EXPECT_FALSE(m->dmap().is_present(p));
+  EXPECT_TRUE(m->dmap().is_present(p + 1));
+  EXPECT_EQ(m->dmap().lookup(p - kPagesPer2M).level, Level::Pmd2M);
+  EXPECT_EQ(m->dmap().lookup(p + kPagesPer2M).level, Level::Pmd2M);
+  EXPECT_EQ(m->phys().pages_of_kind(phys::FrameKind::PageTable), 1u);
+  ASSERT_EQ(m->dmap().set_direct_map_default_noflush(p, 0), 0);
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapSplit, RemovingAPageFromA1GLeafSplitsLevel3ThenLevel2) {
+  auto m = machine(8 * GiB, true);
+  const auto before = m->dmap().counters();
+  const Pfn p = pfn_at(5 * GiB) + 12345;
+  ASSERT_EQ(m->dmap().set_direct_map_invalid_noflush(p, 0), 0);
+  const auto& c = m->dmap().counters();
+  EXPECT_EQ(c.level3_splits, 1u);
+  EXPECT_EQ(c.level2_splits, 1u);
+  EXPECT_EQ(c.leaves_1g, before.leaves_1g - 1);
+  EXPECT_EQ(c.leaves_2m, before.leaves_2m + 511);
+  EXPECT_EQ(c.leaves_4k, before.leaves_4k + 512);
+  EXPECT_EQ(m->phys().pages_of_kind(phys::FrameKind::PageTable), 2u);
+  // Restoring it collapses nothing: only set_memory_rox() asks for collapse.
+  ASSERT_EQ(m->dmap().set_direct_map_default_noflush(p, 0), 0);
+  EXPECT_TRUE(m->dmap().is_present(p));
+  EXPECT_EQ(m->dmap().lookup(p).level, Level::Pte4K);
+  EXPECT_EQ(c.level2_collapses + c.level3_collapses, 0u);
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapSplit, ChangeCoveringAWholeLeafChangesItInPlace) {
+  auto m = machine(1 * GiB, false, 16);
+  const Pfn p = pfn_at(256 * MiB);
+  ASSERT_EQ(m->dmap().set_memory_ro(p, kPagesPer2M, 0), 0);
+  EXPECT_EQ(m->dmap().counters().level2_splits, 0u);
+  EXPECT_EQ(m->dmap().lookup(p).level, Level::Pmd2M);
+  EXPECT_FALSE(m->dmap().lookup(p + 3).flags & directmap::_PAGE_RW);
+  // 512 pages is above tlb_single_page_flush_ceiling: one full flush.
+  ASSERT_EQ(m->flushes().events().size(), 1u);
+  EXPECT_TRUE(m->flushes().events()[0].full);
+}
+
+TEST(DirectMapSplit, SameProtectionKeepsTheLeafAndFlushesNothing) {
+  auto m = machine(1 * GiB, false, 16);
+  const Pfn p = pfn_at(256 * MiB) + 9;
+  ASSERT_EQ(m->dmap().set_memory_rw(p, 1, 0), 0);
+  EXPECT_EQ(m->dmap().counters().level2_splits, 0u);
+  EXPECT_TRUE(m->flushes().events().empty());
+}
+
+TEST(DirectMapSplit, SetMemoryRoOnOnePageFlushesAllAfterTheSplitThenThatPage) {
+  auto m = machine(1 * GiB, false, 16);
+  const Pfn p = pfn_at(256 * MiB) + 9;
+  ASSERT_EQ(m->dmap().set_memory_ro(p, 1, 0), 0);
+  const auto& ev = m->flushes().events();
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_TRUE(ev[0].full);
+  EXPECT_EQ(ev[0].reason, FlushReason::Split);
+  EXPECT_FALSE(ev[1].full);
+  EXPECT_TRUE(ev[1].all_cpus);
+  EXPECT_EQ(ev[1].start, p);
+  EXPECT_EQ(ev[1].pages, 1u);
+}
+
+TEST(DirectMapSplit, NoflushVariantsRequestNoFlushOfTheirOwn) {
+  auto m = machine(1 * GiB, false, 16);
+  const Pfn p = pfn_at(256 * MiB) + 9;
+  ASSERT_EQ(m->dmap().set_direct_map_invalid_noflush(p, 0), 0);  // splits: one flush
+  ASSERT_EQ(m->dmap().set_direct_map_invalid_noflush(p + 1, 0), 0);
+  ASSERT_EQ(m->dmap().set_direct_map_valid_noflush(p, 2, true, 0), 0);
+  ASSERT_EQ(m->flushes().events().size(), 1u);
+  EXPECT_EQ(m->flushes().events()[0].reason, FlushReason::Split);
+}
+
+TEST(DirectMapSplit, FailsWithEnomemWhenNoPageTablePageCanBeAllocated) {
+  auto m = machine(1 * GiB, false);
+  while (m->phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel).ok()) {
+  }
+  const Pfn p = pfn_at(256 * MiB) + 9;
+  EXPECT_EQ(m->dmap().set_direct_map_invalid_noflush(p, 0), -ENOMEM);
+  EXPECT_EQ(m->dmap().counters().split_enomem, 1u);
+  EXPECT_EQ(m->dmap().lookup(p).level, Level::Pmd2M);
+  EXPECT_TRUE(m->dmap().is_present(p));
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapCollapse, SetMemoryRoxThatRestoresUniformAttributesCollapsesTo2MThen1G) {
+  auto m = machine(8 * GiB, true, 64);
+  const auto boot = m->dmap().counters();
+  const Pfn base = pfn_at(5 * GiB);
+  ASSERT_EQ(m->dmap().set_memory_ro(base + 100, 1, 0), 0);
+  ASSERT_EQ(m->dmap().counters().level3_splits, 1u);
+  ASSERT_EQ(m->dmap().counters().level2_splits, 1u);
+  ASSERT_EQ(m->dmap().set_memory_rox(base, kPagesPer1G, 0), 0);
+  const auto& c = m->dmap().counters();
+  EXPECT_EQ(c.level2_collapses, 1u);
+  EXPECT_EQ(c.level3_collapses, 1u);
+  EXPECT_EQ(m->dmap().lookup(base + 100).level, Level::Pud1G);
+  EXPECT_EQ(c.leaves_1g, boot.leaves_1g);
+  EXPECT_EQ(c.leaves_4k, boot.leaves_4k);
+  EXPECT_EQ(m->phys().pages_of_kind(phys::FrameKind::PageTable), 0u);
+  EXPECT_EQ(m->flushes().events().back().reason, FlushReason::Collapse);
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapCollapse, RoxOverOne2MRangeCollapsesThePmdButNotThePud) {
+  auto m = machine(8 * GiB, true);
+  const Pfn base = pfn_at(5 * GiB) + 7 * kPagesPer2M;
+  ASSERT_EQ(m->dmap().set_memory_ro(base + 3, 1, 0), 0);
+  ASSERT_EQ(m->dmap().set_memory_rox(base, kPagesPer2M, 0), 0);
+  EXPECT_EQ(m->dmap().counters().level2_collapses, 1u);
+  EXPECT_EQ(m->dmap().counters().level3_collapses, 0u);
+  EXPECT_EQ(m->dmap().lookup(base).level, Level::Pmd2M);
+  EXPECT_EQ(m->phys().pages_of_kind(phys::FrameKind::PageTable), 1u);  // the PMD table stays
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapCollapse, APagePinnedBySetMemory4kIsNeverCollapsed) {
+  auto m = machine(1 * GiB, false);
+  const Pfn base = pfn_at(256 * MiB);
+  ASSERT_EQ(m->dmap().set_memory_4k(base, 1, 0), 0);
+  EXPECT_EQ(m->dmap().counters().level2_splits, 1u);
+  EXPECT_TRUE(m->dmap().lookup(base).flags & directmap::_PAGE_KERNEL_4K);
+  ASSERT_EQ(m->dmap().set_memory_rox(base, kPagesPer2M, 0), 0);
+  EXPECT_EQ(m->dmap().counters().level2_collapses, 0u);
+  EXPECT_EQ(m->dmap().lookup(base).level, Level::Pte4K);
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapCollapse, WithoutGbpagesNoPudCollapse) {
+  auto m = machine(2 * GiB, false);
+  const Pfn base = pfn_at(1 * GiB);
+  ASSERT_EQ(m->dmap().set_memory_ro(base + 1, 1, 0), 0);
+  ASSERT_EQ(m->dmap().set_memory_rox(base, kPagesPer1G, 0), 0);
+  EXPECT_EQ(m->dmap().counters().level2_collapses, 1u);
+  EXPECT_EQ(m->dmap().counters().level3_collapses, 0u);
+  EXPECT_EQ(m->dmap().lookup(base).level, Level::Pmd2M);
+  EXPECT_SOUND(*m);
+}
+
+// Random CPA sequences keep the counters equal to the tables and the mapped RAM.
+RC_GTEST_PROP(DirectMapProperty, RandomCpaSequencesKeepEveryInvariant, ()) {
+  MachineConfig c = small_config(2 * GiB, *rc::gen::arbitrary<bool>());
+  Machine m(c);
+  const Pfn span = m.phys().ram().back().end;
+  const auto ops = *rc::gen::container<std::vector<std::tuple<int, std::uint32_t, int>>>(
+      rc::gen::tuple(rc::gen::inRange(0, 10), rc::gen::inRange<std::uint32_t>(0, span),
+                     rc::gen::inRange(1, 1200)));
+  auto& d = m.dmap();
+  for (const auto& [op, pfn, len] : ops) {
+    const auto n = static_cast<Pfn>(std::min<std::uint64_t>(static_cast<std::uint64_t>(len), span - pfn));
+    if (n == 0) continue;
+    switch (op) {
+      case 0: d.set_memory_ro(pfn, n, 0); break;
+      case 1: d.set_memory_rw(pfn, n, 0); break;
+      case 2: d.set_memory_np(pfn, n, 0); break;
+      case 3: d.set_memory_p(pfn, n, 0); break;
+      case 4: d.set_memory_rox(pfn, n, 0); break;
+      case 5: d.set_memory_4k(pfn, 1, 0); break;
+      case 6: d.set_direct_map_invalid_noflush(pfn, 0); break;
+      case 7: d.set_direct_map_default_noflush(pfn, 0); break;
+      case 8: d.set_memory_nx(pfn, n, 0); break;
+      default: d.set_direct_map_valid_noflush(pfn, n, true, 0); break;
+    }
+    const auto v = d.check();
+    if (!v.empty()) RC_FAIL(join(v));
+  }
+  const auto v = m.check();
+  if (!v.empty()) RC_FAIL(join(v));
+}
+
+}  // namespace
+}  // namespace exmem::model
