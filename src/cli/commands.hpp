@@ -1,0 +1,14 @@
+// The exmem command's subcommands. Each file that implements one registers it
+// on the application here; main.cpp only wires them together.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace exmem::cli {
+
+// `exmem probe`: what this machine's kernel offers for exclusive memory, measured.
+void add_probe(CLI::App& app);
+// `exmem sim`: the kernel model on a workload, with a report.
+void add_sim(CLI::App& app);
+
+}  // namespace exmem::cli
