@@ -124,6 +124,21 @@ TEST_F(Misuses, SecondRemoteFreeAbortsNamingThePointer) {
   expect_abort_naming(m, "double free");
 }
 
+TEST_F(Misuses, RemoteFreeOfAnObjectTheOwnerAlreadyFreedAbortsBeforeReuse) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(48);
+    void* p = exmem_alloc(48);
+    CHILD_CHECK(keep && p, "alloc: %s", last_error_text().c_str());
+    exmem_free(p);  // the owner frees it (it waits, wiped, for reuse)
+    announce(p);
+    std::thread([p] { exmem_free(p); }).join();  // another thread frees it again
+    void* again = exmem_alloc(48);  // reuse must not hand out a doubly freed object
+    (void)again;
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+}
+
 TEST_F(Misuses, FreeOfMallocMemoryAbortsAsNotOwned) {
   Misuse m = run_misuse([] {
     exmem_free(exmem_alloc(16));  // the heap is set up

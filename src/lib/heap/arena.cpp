@@ -322,6 +322,7 @@ void retire(ThreadHeap* h) {
       a.orphans[s->cls].push(s, SlabList::orphan);
     }
   };
+  flush_magazines(h);
   for (size_t c = 0; c < kClasses; ++c) {
     if (Slab* s = h->current[c]) {
       s->list = SlabList::none;
@@ -599,6 +600,16 @@ int arena_stats(struct exmem_stats* out) {
       size_t live = diff > 0 ? static_cast<size_t>(diff) : 0;
       objects += live;
       bytes += live * (s.obj_size - (g_fast.canaries ? 8 : 0));
+    }
+  }
+  // Objects in the thread heaps' magazines are free, though their bits are set.
+  for (ThreadHeap* h = a.heaps; h; h = h->next_heap) {
+    for (size_t c = 0; c < kClasses; ++c) {
+      size_t n = __atomic_load_n(&h->mag_n[c], __ATOMIC_RELAXED);
+      n = std::min(n, objects);
+      objects -= n;
+      size_t b = n * (kClassSize[c] - (g_fast.canaries ? 8 : 0));
+      bytes -= std::min(b, bytes);
     }
   }
   out->live_objects = objects;

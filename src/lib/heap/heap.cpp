@@ -30,9 +30,51 @@ void* alloc_slow(size_t size) {
   return p;
 }
 
+void flush_magazines(ThreadHeap* h) {
+  for (size_t c = 0; c < kClasses; ++c) {
+    for (uint32_t i = 0; i < h->mag_n[c]; ++i) {
+      auto* p = static_cast<uint8_t*>(h->mag[c][i]);
+      Slab* s = &g_fast.table[static_cast<size_t>(p - g_fast.base) >> kSlabShift];
+      uint32_t idx = static_cast<uint32_t>(p - s->start) / s->obj_size;
+      uint32_t w = idx >> 6;
+      if (s->remote[w].load(std::memory_order_acquire) & (uint64_t{1} << (idx & 63))) report_double_free(p);
+      s->bits[w].store(s->bits[w].load(std::memory_order_relaxed) & ~(uint64_t{1} << (idx & 63)),
+                       std::memory_order_relaxed);
+      if (w < s->hint) s->hint = static_cast<uint16_t>(w);
+      set_used(s, s->used - 1);
+    }
+    set_mag_n(h, c, 0);
+  }
+}
+
+void check_reused(void* p) {
+  auto* q = static_cast<uint8_t*>(p);
+  Slab* s = &g_fast.table[static_cast<size_t>(q - g_fast.base) >> kSlabShift];
+  uint32_t idx = static_cast<uint32_t>(q - s->start) / s->obj_size;
+  if (s->remote[idx >> 6].load(std::memory_order_acquire) & (uint64_t{1} << (idx & 63))) report_double_free(p);
+}
+
+void check_magazine_against_remote(ThreadHeap* h, Slab* s) {
+  size_t c = s->cls;
+  for (uint32_t i = 0; i < h->mag_n[c]; ++i) {
+    auto* p = static_cast<uint8_t*>(h->mag[c][i]);
+    if (static_cast<size_t>(p - s->start) >= kSlabSize) continue;
+    uint32_t idx = static_cast<uint32_t>(p - s->start) / s->obj_size;
+    if (s->remote[idx >> 6].load(std::memory_order_acquire) & (uint64_t{1} << (idx & 63))) report_double_free(p);
+  }
+}
+
+// Folds remote frees into a slab of this heap, catching frees of objects the
+// heap already holds as free in its magazine.
+static void collect_owned(ThreadHeap* h, Slab* s) {
+  if (s->remote_count.load(std::memory_order_acquire) == 0) return;
+  check_magazine_against_remote(h, s);
+  collect_remote(s);
+}
+
 void* alloc_refill(ThreadHeap* h, size_t cls) {
   if (Slab* s = h->current[cls]) {
-    collect_remote(s);
+    collect_owned(h, s);
     if (void* p = slab_take(s)) return p;
     h->current[cls] = nullptr;
     h->full[cls].push(s, SlabList::full);
@@ -43,7 +85,7 @@ void* alloc_refill(ThreadHeap* h, size_t cls) {
       for (Slab* s = h->full[c].head; s;) {
         Slab* next = s->next;
         if (s->remote_count.load(std::memory_order_acquire)) {
-          collect_remote(s);
+          collect_owned(h, s);
           h->full[c].remove(s);
           if (s->used == 0)
             arena_give_slab_locked(s);
@@ -55,7 +97,7 @@ void* alloc_refill(ThreadHeap* h, size_t cls) {
     }
   }
   while (Slab* s = h->partial[cls].pop()) {
-    collect_remote(s);
+    collect_owned(h, s);
     s->list = SlabList::current;
     h->current[cls] = s;
     if (void* p = slab_take(s)) return p;

@@ -93,7 +93,15 @@ struct List {
   }
 };
 
+// Objects this heap freed last, per class, already wiped: the next
+// allocations of the class take them back without touching the slab, which
+// keeps the slab's bitmap off the critical path of an alloc/free loop. Their
+// bits stay set (the slab counts them as used); exmem_stats subtracts them.
+inline constexpr uint32_t kMagazine = 8;
+
 struct alignas(64) ThreadHeap {
+  uint32_t mag_n[kClasses] = {};  // written by the owner with set_mag_n(), read by exmem_stats
+  void* mag[kClasses][kMagazine] = {};
   Slab* current[kClasses] = {};
   List partial[kClasses];
   List full[kClasses];
@@ -121,8 +129,14 @@ void* alloc_slow(size_t size);
 void free_slow(void* p);
 void* alloc_refill(ThreadHeap* h, size_t cls);
 void free_list_change(ThreadHeap* h, Slab* s);
+// Returns the magazines' objects to their slabs (owner or arena lock held).
+void flush_magazines(ThreadHeap* h);
+// Aborts if another thread freed an object that sits in h's magazine.
+void check_magazine_against_remote(ThreadHeap* h, Slab* s);
 [[noreturn]] void report_double_free(const void* p);
 [[noreturn]] void report_canary(const void* p);
+// Aborts if p, taken from a magazine, was freed by another thread meanwhile.
+void check_reused(void* p);
 
 inline uint64_t canary_for(const void* slot) {
   return g_fast.canary_key ^ reinterpret_cast<uintptr_t>(slot) ^ 0x9e3779b97f4a7c15ull;
@@ -148,6 +162,8 @@ inline void wipe(void* p, size_t n) {
 // thread, so it is a relaxed atomic store (a plain mov, no lock prefix).
 inline void set_used(Slab* s, uint32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
 
+inline void set_mag_n(ThreadHeap* h, size_t cls, uint32_t v) { __atomic_store_n(&h->mag_n[cls], v, __ATOMIC_RELAXED); }
+
 // Takes the lowest free object of s, or nullptr when s is full. Owner only.
 inline void* slab_take(Slab* s) {
   for (uint32_t w = s->hint; w < s->nwords; ++w) {
@@ -170,16 +186,25 @@ inline void* alloc(size_t size) {
   ThreadHeap* h = t_heap;
   if (__builtin_expect(need > kMaxSmall || size == 0 || h == nullptr, 0)) return alloc_slow(size);
   size_t cls = class_of(need);
-  Slab* s = h->current[cls];
-  void* p = s ? slab_take(s) : nullptr;
-  if (__builtin_expect(p == nullptr, 0)) {
-    p = alloc_refill(h, cls);
-    if (!p) return nullptr;
-    s = h->current[cls];
+  void* p;
+  if (uint32_t n = h->mag_n[cls]) {
+    p = h->mag[cls][n - 1];
+    set_mag_n(h, cls, n - 1);
+    // Another thread may have freed this (already free) object again: its
+    // remote bit would then be set. Catch that double free before reuse.
+    const Slab* s = &g_fast.table[static_cast<size_t>(static_cast<uint8_t*>(p) - g_fast.base) >> kSlabShift];
+    if (__builtin_expect(s->remote_count.load(std::memory_order_relaxed) != 0, 0)) check_reused(p);
+  } else {
+    Slab* s = h->current[cls];
+    p = s ? slab_take(s) : nullptr;
+    if (__builtin_expect(p == nullptr, 0)) {
+      p = alloc_refill(h, cls);
+      if (!p) return nullptr;
+    }
   }
   if (g_fast.canaries) {
     uint64_t c = canary_for(p);
-    std::memcpy(static_cast<uint8_t*>(p) + s->obj_size - 8, &c, 8);
+    std::memcpy(static_cast<uint8_t*>(p) + kClassSize[cls] - 8, &c, 8);
   }
   return p;
 }
@@ -206,7 +231,16 @@ inline void free(void* p) {
     std::memcpy(&c, static_cast<uint8_t*>(p) + s->obj_size - 8, 8);
     if (c != canary_for(p)) report_canary(p);
   }
+  size_t cls = s->cls;
+  uint32_t n = h->mag_n[cls];
+  for (uint32_t i = 0; i < n; ++i)
+    if (__builtin_expect(h->mag[cls][i] == p, 0)) report_double_free(p);
   wipe(p, s->obj_size);
+  if (__builtin_expect(n < kMagazine, 1)) {
+    h->mag[cls][n] = p;
+    set_mag_n(h, cls, n + 1);
+    return;
+  }
   s->bits[w].store(b & ~bit, std::memory_order_relaxed);
   if (w < s->hint) s->hint = static_cast<uint16_t>(w);
   uint32_t used = s->used - 1;
