@@ -10,5 +10,7 @@ namespace exmem::cli {
 void add_probe(CLI::App& app);
 // `exmem sim`: the kernel model on a workload, with a report.
 void add_sim(CLI::App& app);
+// `exmem trace record`: the real kernel's page allocations while a command runs.
+void add_trace(CLI::App& app);
 
 }  // namespace exmem::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "exmem 0.1.0");
   exmem::cli::add_probe(app);
   exmem::cli::add_sim(app);
+  exmem::cli::add_trace(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,303 @@
+// `exmem trace record`: records what the real kernel's page allocator did while
+// a command ran, through tracefs, for replay on the model and for calibrating
+// it against the real direct map.
+//
+// The file is text. Lines starting with '#' are exmem's own; every other line
+// is a tracefs event line exactly as trace_pipe printed it:
+//   # exmem-trace 1
+//   # command: <argv joined by spaces>
+//   # cpus: N
+//   # MemTotal_kB: N
+//   # start DirectMap4k_kB=.. DirectMap2M_kB=.. DirectMap1G_kB=.. level2_splits=.. level3_splits=..
+//     level2_collapses=.. level3_collapses=..          (one line)
+//   <event lines: kmem:mm_page_alloc, mm_page_free, mm_page_free_batched,
+//    mm_page_pcpu_drain, mm_page_alloc_extfrag>
+//   # end DirectMap4k_kB=.. ... (same keys as start)
+//   # secret pfn=0x<hex> pid=<pid>   (a page of the command's memfd_secret
+//                                     mappings, read from /proc/PID/pagemap)
+//   # exit_status: N
+//   # duration_seconds: X
+//   # events: N
+//   # lost_events: N        (events tracefs dropped: its buffer overflowed)
+//
+// Secret pages are found by sampling the command's memfd_secret mappings
+// ("/secretmem" in /proc/PID/maps) every --sample-ms and once more when it
+// exits (the command runs under ptrace with PTRACE_O_TRACEEXIT, so its
+// mappings still exist at that stop). Pages that a command both faults in and
+// releases between two samples are not marked. Only the command's own process
+// is sampled, not children it forks.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "commands.hpp"
+
+namespace exmem::cli {
+
+namespace {
+
+[[noreturn]] void fail(int code, const std::string& message) {
+  std::fprintf(stderr, "exmem trace record: %s\n", message.c_str());
+  throw CLI::RuntimeError(code);
+}
+
+bool exists(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Finds tracefs, mounting it at /sys/kernel/tracing when it is not mounted.
+std::string tracefs_root() {
+  for (const char* p : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"})
+    if (exists(std::string(p) + "/trace")) return p;
+  if (::mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nullptr) == 0 && exists("/sys/kernel/tracing/trace"))
+    return "/sys/kernel/tracing";
+  fail(3, fmt::format("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {} "
+                      "(try: mount -t tracefs nodev /sys/kernel/tracing)",
+                      std::strerror(errno)));
+}
+
+void write_file(const std::string& path, const std::string& value) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd < 0) fail(3, fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  ssize_t n = ::write(fd, value.data(), value.size());
+  int e = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(value.size())) fail(3, fmt::format("cannot write '{}' to {}: {}", value, path, std::strerror(e)));
+}
+
+// Values from /proc/meminfo and /proc/vmstat for the calibration lines.
+std::string counters_line() {
+  std::map<std::string, std::string> v;
+  std::ifstream mi("/proc/meminfo");
+  for (std::string key, value, unit; mi >> key >> value && std::getline(mi, unit);) {
+    key.pop_back();  // the colon
+    if (key.rfind("DirectMap", 0) == 0) v[key + "_kB"] = value;
+  }
+  std::ifstream vs("/proc/vmstat");
+  for (std::string key, value; vs >> key >> value;)
+    if (key.rfind("direct_map_", 0) == 0) v[key.substr(11)] = value;
+  std::string line;
+  for (const char* k : {"DirectMap4k_kB", "DirectMap2M_kB", "DirectMap1G_kB", "level2_splits", "level3_splits",
+                        "level2_collapses", "level3_collapses"})
+    line += fmt::format(" {}={}", k, v.count(k) ? v[k] : "absent");
+  return line;
+}
+
+// The physical frames behind pid's memfd_secret mappings (needs root).
+void sample_secret_pfns(pid_t pid, std::set<uint64_t>* pfns) {
+  std::ifstream maps(fmt::format("/proc/{}/maps", pid));
+  int pm = ::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC);
+  if (pm < 0) return;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("/secretmem") == std::string::npos) continue;
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2) continue;
+    for (unsigned long a = lo; a < hi; a += 4096) {
+      uint64_t e = 0;
+      if (::pread(pm, &e, sizeof e, static_cast<off_t>(a / 4096 * 8)) != sizeof e) break;
+      uint64_t pfn = e & ((uint64_t{1} << 55) - 1);
+      if ((e >> 63) & 1 && pfn) pfns->insert(pfn);
+    }
+  }
+  ::close(pm);
+}
+
+struct Instance {
+  std::string dir;
+  ~Instance() {
+    if (dir.empty()) return;
+    int fd = ::open((dir + "/tracing_on").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = ::write(fd, "0", 1);
+      (void)n;
+      ::close(fd);
+    }
+    ::rmdir(dir.c_str());
+  }
+};
+
+int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, const std::vector<std::string>& cmd) {
+  if (cmd.empty()) fail(2, "no command given: expected `exmem trace record -o FILE -- COMMAND [ARGS...]`");
+  if (::geteuid() != 0)
+    fail(3, "needs root: it enables kmem tracepoints in tracefs and reads /proc/PID/pagemap (run it with sudo)");
+  FILE* out = std::fopen(out_path.c_str(), "w");
+  if (!out) fail(2, fmt::format("cannot create the output file {}: {}", out_path, std::strerror(errno)));
+
+  std::string root = tracefs_root();
+  Instance inst;
+  inst.dir = fmt::format("{}/instances/exmem-{}", root, ::getpid());
+  if (::mkdir(inst.dir.c_str(), 0700) != 0) {
+    std::string d = inst.dir;
+    inst.dir.clear();
+    fail(3, fmt::format("cannot create the tracefs instance {}: {}", d, std::strerror(errno)));
+  }
+  write_file(inst.dir + "/buffer_size_kb", std::to_string(buffer_kb));
+  for (const char* ev : {"mm_page_alloc", "mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain",
+                         "mm_page_alloc_extfrag"}) {
+    std::string p = fmt::format("{}/events/kmem/{}/enable", inst.dir, ev);
+    if (exists(p)) write_file(p, "1");
+  }
+
+  std::string joined;
+  for (const auto& a : cmd) joined += (joined.empty() ? "" : " ") + a;
+  long mem_total = 0;
+  {
+    std::ifstream mi("/proc/meminfo");
+    std::string k;
+    mi >> k >> mem_total;
+  }
+  std::fprintf(out, "# exmem-trace 1\n# command: %s\n# cpus: %ld\n# MemTotal_kB: %ld\n# start%s\n", joined.c_str(),
+               ::sysconf(_SC_NPROCESSORS_ONLN), mem_total, counters_line().c_str());
+
+  int pipe_fd = ::open((inst.dir + "/trace_pipe").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (pipe_fd < 0) fail(3, fmt::format("cannot open {}/trace_pipe: {}", inst.dir, std::strerror(errno)));
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> lines{0};
+  std::thread reader([&] {
+    std::vector<char> buf(1 << 16);
+    for (;;) {
+      pollfd p{pipe_fd, POLLIN, 0};
+      ::poll(&p, 1, 50);
+      ssize_t n = ::read(pipe_fd, buf.data(), buf.size());
+      if (n > 0) {
+        std::fwrite(buf.data(), 1, static_cast<size_t>(n), out);
+        uint64_t c = 0;
+        for (ssize_t i = 0; i < n; ++i) c += buf[static_cast<size_t>(i)] == '\n';
+        lines += c;
+        continue;
+      }
+      if (stop.load()) break;  // drained after tracing stopped
+    }
+  });
+  write_file(inst.dir + "/tracing_on", "1");
+
+  auto t0 = std::chrono::steady_clock::now();
+  pid_t child = ::fork();
+  if (child < 0) fail(3, fmt::format("fork failed: {}", std::strerror(errno)));
+  if (child == 0) {
+    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+    std::vector<char*> argv;
+    for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "exmem trace record: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  std::set<uint64_t> pfns;
+  int status = 0, exit_status = -1;
+  bool started = false;
+  for (;;) {
+    pid_t r = ::waitpid(child, &status, started ? WNOHANG : 0);
+    if (r == 0) {
+      sample_secret_pfns(child, &pfns);
+      std::this_thread::sleep_for(std::chrono::milliseconds(sample_ms));
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+    if (WIFEXITED(status)) {
+      exit_status = WEXITSTATUS(status);
+      break;
+    }
+    if (WIFSIGNALED(status)) {
+      exit_status = 128 + WTERMSIG(status);
+      break;
+    }
+    if (!WIFSTOPPED(status)) continue;
+    int sig = WSTOPSIG(status);
+    if (!started) {  // the stop at exec
+      started = true;
+      ::ptrace(PTRACE_SETOPTIONS, child, nullptr, PTRACE_O_TRACEEXIT | PTRACE_O_EXITKILL);
+      ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
+      continue;
+    }
+    if (sig == SIGTRAP && (status >> 16) == PTRACE_EVENT_EXIT) {
+      sample_secret_pfns(child, &pfns);  // the mappings still exist here
+      ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
+      continue;
+    }
+    ::ptrace(PTRACE_CONT, child, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));  // pass signals on
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_file(inst.dir + "/tracing_on", "0");
+  stop = true;
+  reader.join();
+  ::close(pipe_fd);
+
+  // Events the ring buffer dropped, per CPU stats "overrun".
+  uint64_t lost = 0;
+  for (long cpu = 0; cpu < ::sysconf(_SC_NPROCESSORS_CONF); ++cpu) {
+    std::ifstream st(fmt::format("{}/per_cpu/cpu{}/stats", inst.dir, cpu));
+    for (std::string k; st >> k;)
+      if (k == "overrun:") {
+        uint64_t v = 0;
+        st >> v;
+        lost += v;
+      }
+  }
+  std::fprintf(out, "# end%s\n", counters_line().c_str());
+  for (uint64_t pfn : pfns) std::fprintf(out, "# secret pfn=0x%llx pid=%d\n", static_cast<unsigned long long>(pfn), child);
+  std::fprintf(out, "# exit_status: %d\n# duration_seconds: %.6f\n# events: %llu\n# lost_events: %llu\n", exit_status,
+               seconds, static_cast<unsigned long long>(lines.load()), static_cast<unsigned long long>(lost));
+  std::fclose(out);
+  std::printf("recorded %llu kmem events in %.3f s to %s; %zu secret pages marked; %llu events lost%s; command exit status %d\n",
+              static_cast<unsigned long long>(lines.load()), seconds, out_path.c_str(), pfns.size(),
+              static_cast<unsigned long long>(lost), lost ? " (raise --buffer-kb)" : "", exit_status);
+  return exit_status;
+}
+
+}  // namespace
+
+void add_trace(CLI::App& app) {
+  auto* trace = app.add_subcommand("trace", "Record the real kernel's page allocations (kmem tracepoints) for replay");
+  trace->require_subcommand(1);
+  auto* rec = trace->add_subcommand("record", "Run COMMAND while recording kmem:mm_page_alloc/free events to FILE");
+  struct Opts {
+    std::string out;
+    unsigned buffer_kb = 65536;
+    unsigned sample_ms = 10;
+    std::vector<std::string> cmd;
+  };
+  auto opts = std::make_shared<Opts>();
+  rec->add_option("-o,--output", opts->out, "File to write the trace to")->required();
+  rec->add_option("--buffer-kb", opts->buffer_kb, "tracefs ring buffer per CPU, in KiB")
+      ->check(CLI::Range(1024u, 4u << 20))
+      ->capture_default_str();
+  rec->add_option("--sample-ms", opts->sample_ms, "How often to read the command's secret pages from pagemap")
+      ->check(CLI::Range(1u, 10000u))
+      ->capture_default_str();
+  rec->add_option("command", opts->cmd, "The command to run, after --")->required();
+  rec->footer(
+      "Needs root (tracefs, /proc/PID/pagemap). Mounts tracefs if needed and records in a tracefs\n"
+      "instance of its own, so other tracing on the machine is left alone.\n\n"
+      "Examples:\n"
+      "  exmem trace record -o secrets.trace -- build/release/bench/exmem_density_bench\n"
+      "  exmem trace record -o make.trace --buffer-kb 262144 -- make -j2");
+  rec->callback([opts] {
+    int rc = record(opts->out, opts->buffer_kb, opts->sample_ms, opts->cmd);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace exmem::cli

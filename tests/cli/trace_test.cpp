@@ -1,0 +1,108 @@
+// `exmem trace record`, run as a real process: it needs root and tracefs, as
+// CI has; without them the tests fail saying so.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+struct CommandResult {
+  int status = -1;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult run(const std::string& args) {
+  CommandResult r;
+  std::string cmd = std::string(EXMEM_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string temp_path(const char* name) {
+  return (std::filesystem::temp_directory_path() / (std::string("exmem-") + std::to_string(getpid()) + "-" + name))
+      .string();
+}
+
+void require_root() {
+  ASSERT_EQ(geteuid(), 0u) << "exmem trace record needs root (tracefs and /proc/PID/pagemap); run the tests as root";
+}
+
+TEST(TraceRecord, WritesKmemEventsTheDirectMapCountersAndTheCommandsSecretPages) {
+  require_root();
+  std::string out = temp_path("holder.trace");
+  CommandResult r = run("trace record -o " + out + " -- " + EXMEM_SECRET_HOLDER);
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string t = slurp(out);
+  std::remove(out.c_str());
+  EXPECT_EQ(t.rfind("# exmem-trace 1\n", 0), 0u) << t.substr(0, 200);
+  EXPECT_NE(t.find("\n# start DirectMap4k_kB="), std::string::npos);
+  EXPECT_NE(t.find(" level2_splits="), std::string::npos);
+  EXPECT_NE(t.find("\n# end DirectMap4k_kB="), std::string::npos);
+  EXPECT_NE(t.find("\n# exit_status: 0\n"), std::string::npos);
+  // The program holds exmem memory when it exits: its pages are marked.
+  EXPECT_NE(t.find("\n# secret pfn=0x"), std::string::npos) << "no secret page marked";
+  // The event count in the footer is the number of event lines.
+  size_t events = 0, allocs = 0;
+  std::istringstream in(t);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    ++events;
+    allocs += line.find("mm_page_alloc:") != std::string::npos;
+  }
+  EXPECT_GT(allocs, 0u) << "no mm_page_alloc event recorded";
+  EXPECT_NE(t.find("\n# events: " + std::to_string(events) + "\n"), std::string::npos) << "counted " << events;
+}
+
+TEST(TraceRecord, ExitsWithTheCommandsStatusAndRecordsIt) {
+  require_root();
+  std::string out = temp_path("status.trace");
+  CommandResult r = run("trace record -o " + out + " -- sh -c 'exit 3'");
+  EXPECT_EQ(r.status, 3) << r.output;
+  EXPECT_NE(slurp(out).find("\n# exit_status: 3\n"), std::string::npos);
+  std::remove(out.c_str());
+}
+
+TEST(TraceRecord, LeavesNoTracefsInstanceBehind) {
+  require_root();
+  std::string out = temp_path("clean.trace");
+  ASSERT_EQ(run("trace record -o " + out + " -- true").status, 0);
+  std::remove(out.c_str());
+  for (const char* root : {"/sys/kernel/tracing/instances", "/sys/kernel/debug/tracing/instances"}) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(root, ec))
+      EXPECT_EQ(e.path().filename().string().rfind("exmem-", 0), std::string::npos) << e.path();
+  }
+}
+
+TEST(TraceRecord, AnUnwritableOutputIsAnErrorNamingTheFile) {
+  CommandResult r = run("trace record -o /nonexistent-dir/x.trace -- true");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("/nonexistent-dir/x.trace"), std::string::npos) << r.output;
+}
+
+TEST(TraceRecord, AMissingCommandIsAnError) {
+  CommandResult r = run("trace record -o " + temp_path("none.trace"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("command"), std::string::npos) << r.output;
+}
+
+}  // namespace
