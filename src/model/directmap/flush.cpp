@@ -16,6 +16,7 @@ std::string_view flush_reason_name(FlushReason r) {
 }
 
 void FlushLog::record(const FlushEvent& e) {
+  if (observer_ != nullptr) observer_->on_flush(e);
   if (events_.size() < limit_) {
     events_.push_back(e);
   } else if (limit_ != 0) {

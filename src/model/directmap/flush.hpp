@@ -44,8 +44,18 @@ struct FlushCounters {
   std::uint64_t local_flushes = 0;  // flushes of the asking CPU only
 };
 
+// Told of every flush at the moment it is requested, in order (the TLB model
+// listens here to apply flushes between the direct map's own steps).
+class FlushObserver {
+ public:
+  virtual ~FlushObserver() = default;
+  virtual void on_flush(const FlushEvent& e) = 0;
+};
+
 class FlushLog {
  public:
+  // At most one observer; nullptr detaches it.
+  void set_observer(FlushObserver* observer) { observer_ = observer; }
   // Keeps at most `limit` events (0: counters only).
   void set_recording(std::size_t limit) { limit_ = limit; }
   // mirrors flush_tlb_kernel_range(): a range, or everything above the ceiling
@@ -66,6 +76,7 @@ class FlushLog {
   std::vector<FlushEvent> events_;
   std::size_t limit_ = 0;
   std::uint64_t dropped_ = 0;
+  FlushObserver* observer_ = nullptr;
 };
 
 }  // namespace exmem::model::directmap
