@@ -5,8 +5,32 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace exmem::model {
+
+std::string_view collapse_mode_name(CollapseMode m) {
+  switch (m) {
+    case CollapseMode::None: return "none";
+    case CollapseMode::RoxOnly: return "rox-only";
+    case CollapseMode::OnRestore: return "on-restore";
+    case CollapseMode::Scanner: return "scanner";
+  }
+  return "?";
+}
+
+std::vector<std::string> collapse_mode_names() {
+  return {"none", "rox-only", "on-restore", "scanner"};
+}
+
+CollapseMode parse_collapse_mode(std::string_view name) {
+  for (const CollapseMode m : {CollapseMode::None, CollapseMode::RoxOnly, CollapseMode::OnRestore,
+                               CollapseMode::Scanner}) {
+    if (collapse_mode_name(m) == name) return m;
+  }
+  throw std::invalid_argument(fmt::format("unknown collapse mode '{}': known modes are {}", name,
+                                          fmt::join(collapse_mode_names(), ", ")));
+}
 
 phys::PhysConfig MachineConfig::phys_config() const {
   phys::PhysConfig pc;
@@ -24,13 +48,59 @@ phys::PhysConfig MachineConfig::phys_config() const {
 Machine::Machine(const MachineConfig& config) : config_(config) {
   flushes_.set_recording(config_.flush_log_limit);
   policy_ = policy::make_policy(config_.policy);  // fail early on an unknown name
-  phys_ = std::make_unique<phys::PhysMem>(config_.phys_config());
+  phys::PhysConfig pc = config_.phys_config();
+  pc.cma_bytes += policy_->boot_cma_bytes(config_);
+  phys_ = std::make_unique<phys::PhysMem>(pc);
   std::vector<directmap::MappedRange> ram;
   for (const phys::PfnRange& r : phys_->ram()) ram.push_back({r.start, r.end});
   directmap::PageTableAllocator& tables = *this;
   dmap_ = std::make_unique<directmap::DirectMap>(ram, config_.direct_gbpages, tables, flushes_);
   mm_ = std::make_unique<mm::Mm>(*this);
   dmap_->set_running();  // system_state = SYSTEM_RUNNING
+  policy_->attach(*this);
+}
+
+Result<Pfn> Machine::alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) {
+  Result<Pfn> r = phys_->alloc_pages(gfp, order, cpu, kind);
+  if (r.ok()) return r;
+  // shrink_slab() from direct reclaim: the policy's shrinker, then one retry.
+  if (policy_->shrink(*this, std::uint64_t{1} << std::max(order, kPageblockOrder), cpu) == 0) {
+    return r;
+  }
+  return phys_->alloc_pages(gfp, order, cpu, kind);
+}
+
+void Machine::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
+  if (policy_->on_free(*this, pfn, order, cpu)) return;
+  phys_->free_pages(pfn, order, cpu);
+}
+
+void Machine::restored(Pfn pfn, Pfn n, CpuId cpu) {
+  if (config_.collapse != CollapseMode::OnRestore || n == 0) return;
+  const std::uint64_t full_before = flushes_.counters().full_flushes;
+  const Pfn first = pfn & ~(kPagesPer2M - 1);
+  const Pfn last = (pfn + n - 1) & ~(kPagesPer2M - 1);
+  for (std::uint64_t r = first; r <= last; r += kPagesPer2M) {
+    ++collapse_stats_.attempts;
+    collapse_stats_.collapses +=
+        static_cast<std::uint64_t>(dmap_->collapse_range(static_cast<Pfn>(r), kPagesPer2M, cpu));
+  }
+  collapse_stats_.flushes += flushes_.counters().full_flushes - full_before;
+}
+
+void Machine::scan_tick(CpuId cpu) {
+  if (config_.collapse != CollapseMode::Scanner) return;
+  const Pfn end = phys_->nr_frames();
+  if (end < kPagesPer2M) return;
+  const std::uint64_t full_before = flushes_.counters().full_flushes;
+  for (unsigned i = 0; i < config_.scan_rate; ++i) {
+    if (scan_cursor_ + kPagesPer2M > end) scan_cursor_ = 0;
+    ++collapse_stats_.attempts;
+    collapse_stats_.collapses +=
+        static_cast<std::uint64_t>(dmap_->collapse_range(scan_cursor_, kPagesPer2M, cpu));
+    scan_cursor_ += kPagesPer2M;
+  }
+  collapse_stats_.flushes += flushes_.counters().full_flushes - full_before;
 }
 
 Machine::~Machine() = default;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/directmap/directmap.hpp"
@@ -16,6 +17,18 @@
 #include "model/types.hpp"
 
 namespace exmem::model {
+
+// How the direct map gets its large leaves back (`exmem sim --collapse`).
+enum class CollapseMode : std::uint8_t {
+  None,       // never collapse
+  RoxOnly,    // upstream since 6.15: only set_memory_rox() asks (CPA_COLLAPSE)
+  OnRestore,  // after a page is restored, collapse the 2 MiB (and 1 GiB) around it
+  Scanner,    // a khugepaged-like scan of the direct map, scan_rate regions per step
+};
+std::string_view collapse_mode_name(CollapseMode m);
+// std::invalid_argument naming the known modes for an unknown name.
+CollapseMode parse_collapse_mode(std::string_view name);
+std::vector<std::string> collapse_mode_names();
 
 struct MachineConfig {
   std::uint64_t ram_bytes = 4 * GiB;
@@ -30,6 +43,14 @@ struct MachineConfig {
   bool secretmem_enable = true;  // secretmem.enable= (on by default since 6.5)
   std::uint64_t rlimit_memlock_bytes = 8 * MiB;  // default RLIMIT_MEMLOCK since 5.16
   std::string policy = "upstream";
+  // secretmem= boot parameter of the pool designs: the CMA area they take 2 MiB
+  // chunks from (0: RAM / 256, at least 16 MiB).
+  std::uint64_t secretmem_bytes = 0;
+  // The pmd pool's answer to a depleted pool at fault time: VM_FAULT_OOM (as
+  // in the NAKed patch) or, when set, VM_FAULT_SIGBUS.
+  bool pool_fail_sigbus = false;
+  CollapseMode collapse = CollapseMode::RoxOnly;
+  unsigned scan_rate = 4;  // 2 MiB regions the scanner looks at per scan_tick()
   std::size_t flush_log_limit = 0;  // flush events kept for inspection (0: counters only)
 
   [[nodiscard]] phys::PhysConfig phys_config() const;
@@ -55,6 +76,24 @@ class Machine final : private directmap::PageTableAllocator {
   policy::Policy& policy() { return *policy_; }
   [[nodiscard]] const policy::Policy& policy() const { return *policy_; }
 
+  // Page allocation and free for kernel users that are not the policy: a
+  // failed allocation runs the policy's shrinker once and retries; a free
+  // lets the policy take pages of pageblocks it marked (Policy::on_free).
+  Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind);
+  void free_pages(Pfn pfn, unsigned order, CpuId cpu);
+  // A policy restored [pfn, pfn + n) to the direct map: collapse mode on-restore
+  // collapses the 2 MiB and 1 GiB around it when uniform.
+  void restored(Pfn pfn, Pfn n, CpuId cpu);
+  // One step of background work: the scanner mode looks at scan_rate 2 MiB
+  // regions of the direct map and collapses the uniform ones.
+  void scan_tick(CpuId cpu);
+  struct CollapseStats {
+    std::uint64_t attempts = 0;   // regions looked at
+    std::uint64_t collapses = 0;  // leaves created (2 MiB and 1 GiB)
+    std::uint64_t flushes = 0;    // flush_tlb_all() calls the mode issued
+  };
+  [[nodiscard]] const CollapseStats& collapse_stats() const { return collapse_stats_; }
+
   // All invariants of all parts, plus the ones between them: no secret page is
   // present in the direct map; every page-table page of the direct map is an
   // allocated PageTable frame, and every PageTable frame is one of them.
@@ -72,6 +111,8 @@ class Machine final : private directmap::PageTableAllocator {
   std::unique_ptr<directmap::DirectMap> dmap_;
   std::unique_ptr<policy::Policy> policy_;
   std::unique_ptr<mm::Mm> mm_;
+  CollapseStats collapse_stats_;
+  Pfn scan_cursor_ = 0;
 };
 
 }  // namespace exmem::model

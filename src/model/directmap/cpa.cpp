@@ -68,6 +68,21 @@ int DirectMap::set_memory_rox(Pfn pfn, Pfn n, CpuId cpu) {
   return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW | _PAGE_NX, false, true, cpu);
 }
 
+int DirectMap::collapse_range(Pfn pfn, Pfn n, CpuId cpu) {
+  const std::uint64_t before = counters_.level2_collapses + counters_.level3_collapses;
+  cpa_collapse_large_pages(pfn, n, cpu);
+  return static_cast<int>(counters_.level2_collapses + counters_.level3_collapses - before);
+}
+int DirectMap::clear_4k(Pfn pfn, Pfn n, CpuId cpu) {
+  return change_page_attr_set_clr(pfn, n, 0, _PAGE_KERNEL_4K, false, false, cpu);
+}
+int DirectMap::clear_4k_and_collapse(Pfn pfn, Pfn n, CpuId cpu) {
+  const int ret = clear_4k(pfn, n, cpu);
+  if (ret != 0) return ret;
+  collapse_range(pfn, n, cpu);
+  return 0;
+}
+
 // mirrors change_page_attr_set_clr(): change, then flush (cpa_flush), then
 // collapse when CPA_COLLAPSE was asked for and something changed.
 int DirectMap::change_page_attr_set_clr(Pfn start, Pfn numpages, std::uint8_t set,

@@ -119,6 +119,17 @@ std::vector<Pfn> DirectMap::table_pages() const {
   return out;
 }
 
+DirectMap::TableRef DirectMap::table_ref(Pfn pfn, Level level) const {
+  const std::size_t gi = pfn / kPagesPer1G;
+  if (gi >= pud_.size() || pud_[gi].kind != kTable) return {};
+  const Entry& pud = pud_[gi];
+  if (level == Level::Pmd2M) return {pmd_tables_[pud.table].page, pud.table};
+  if (level != Level::Pte4K) return {};
+  const Entry& pmd = pmd_tables_[pud.table].e[(pfn / kPagesPer2M) % kPtrsPerTable];
+  if (pmd.kind != kTable) return {};
+  return {pte_tables_[pmd.table].page, pmd.table};
+}
+
 std::size_t DirectMap::model_bytes() const {
   return pud_.capacity() * sizeof(Entry) + pmd_tables_.capacity() * sizeof(PmdTable) +
          pte_tables_.capacity() * sizeof(PteTable) + sizeof(*this);

@@ -91,6 +91,15 @@ class DirectMap {
   int set_memory_4k(Pfn pfn, Pfn numpages, CpuId cpu);
   // The only caller that asks for collapse (CPA_COLLAPSE), since Linux 6.15.
   int set_memory_rox(Pfn pfn, Pfn numpages, CpuId cpu);
+  // cpa_collapse_large_pages() on its own, for the model's collapse modes and
+  // policies: every 2 MiB region the range touches whose 512 PTEs are uniform
+  // becomes a leaf, then its GiB when uniform; one flush_tlb_all() when any
+  // collapsed. Returns the number of collapses (both levels).
+  int collapse_range(Pfn pfn, Pfn numpages, CpuId cpu);
+  // Clears _PAGE_KERNEL_4K (what set_memory_4k() set): the PTEs may collapse
+  // again; the second form then asks for collapse.
+  int clear_4k(Pfn pfn, Pfn numpages, CpuId cpu);
+  int clear_4k_and_collapse(Pfn pfn, Pfn numpages, CpuId cpu);
 
   // mirrors lookup_address() on the direct-map address of pfn
   [[nodiscard]] Lookup lookup(Pfn pfn) const;
@@ -100,6 +109,15 @@ class DirectMap {
   [[nodiscard]] bool direct_gbpages() const { return gbpages_; }
   // Pfns of the page-table pages that splits took from the buddy allocator.
   [[nodiscard]] std::vector<Pfn> table_pages() const;
+  // The table that maps pfn one level above its leaf (level Pte4K: its PTE
+  // table; Pmd2M: its PMD table), as the TLB model's paging-structure caches
+  // remember it: page is kNoPfn for boot tables, slot tells tables apart.
+  struct TableRef {
+    Pfn page = kNoPfn;
+    std::uint32_t slot = 0xFFFFFFFFu;  // none
+    bool operator==(const TableRef&) const = default;
+  };
+  [[nodiscard]] TableRef table_ref(Pfn pfn, Level level) const;
   [[nodiscard]] std::size_t model_bytes() const;
   // Counters add up to the mapped RAM and match the tables; tables are sound.
   [[nodiscard]] std::vector<std::string> check() const;

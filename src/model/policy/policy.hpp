@@ -1,7 +1,8 @@
 // policy/: how secret (unmapped) pages are obtained and given back: one file per
 // policy (<name>_policy.cpp), registered by name. Only `upstream` (memfd_secret
-// as merged) exists yet; the proposals of kernel.md section 4 plug in the same
-// way, each as one file defining exmem_model_register_<stem>(Registry&).
+// as merged) and the proposals of kernel.md section 4, each as one file
+// defining exmem_model_register_<stem>(Registry&). pool.hpp holds the pieces
+// several policies share (2 MiB chunk pools, an unmapped buddy cache).
 // Owns: the policy interface, the registry and each policy's private state
 // (pools, reservations). Must not touch: frame states, free lists or direct-map
 // entries except through phys::PhysMem and directmap::DirectMap calls.
@@ -18,6 +19,7 @@
 
 namespace exmem::model {
 class Machine;
+struct MachineConfig;
 }
 
 namespace exmem::model::policy {
@@ -40,8 +42,43 @@ class Policy {
   virtual void unreserve(Machine& machine, std::uint64_t pages, CpuId cpu) {
     (void)machine, (void)pages, (void)cpu;
   }
-  // Pages the policy keeps out of the direct map that no file holds (pools).
+  // Write-protected page tables: a page-table page for a process, read-only in
+  // the direct map (set_memory_ro(), which splits down to the page and flushes
+  // as cpa_flush() does); freeing makes it writable again. Default: from the
+  // buddy allocator (policy.cpp); a policy with 4K-mapped pages at hand
+  // (pte-mapped-cache) serves them from there.
+  virtual Result<Pfn> alloc_wp_table(Machine& machine, CpuId cpu);
+  virtual void free_wp_table(Machine& machine, Pfn pfn, CpuId cpu);
+  // Boot: bytes the policy wants in the CMA area (the secretmem= parameter of
+  // the pool designs); added to the machine's cma= before memory is laid out.
+  [[nodiscard]] virtual std::uint64_t boot_cma_bytes(const MachineConfig& config) const {
+    (void)config;
+    return 0;
+  }
+  // Called once the machine has booted (the policy may read its config).
+  virtual void attach(Machine& machine) { (void)machine; }
+  // __free_pages() of a block by any kernel user: a policy that marked the
+  // block's pageblock (pte-mapped, MIGRATE_UNMAPPED, unmapped freetype) takes
+  // the pages into its own lists and returns true; false: the buddy gets them.
+  virtual bool on_free(Machine& machine, Pfn pfn, unsigned order, CpuId cpu) {
+    (void)machine, (void)pfn, (void)order, (void)cpu;
+    return false;
+  }
+  // A shrinker's scan_objects(): give back up to `nr` pages to the buddy
+  // allocator under memory pressure; returns the pages given back.
+  virtual std::uint64_t shrink(Machine& machine, std::uint64_t nr, CpuId cpu) {
+    (void)machine, (void)nr, (void)cpu;
+    return 0;
+  }
+  // Pages the policy keeps out of the buddy allocator that no file holds
+  // (pools and caches; unmapped unless the policy's summary says otherwise).
   [[nodiscard]] virtual std::uint64_t pooled_pages() const { return 0; }
+  // The policy's own event counters, by name, for reports.
+  struct Counter {
+    std::string name;
+    std::uint64_t value = 0;
+  };
+  [[nodiscard]] virtual std::vector<Counter> counters() const { return {}; }
   // The policy's own invariants.
   [[nodiscard]] virtual std::vector<std::string> check(const Machine& machine) const {
     (void)machine;

@@ -3,7 +3,8 @@
 // 6.18): no pool; every fault takes one zeroed order-0 page from the buddy
 // allocator, removes it from the direct map (splitting leaves as needed) and
 // flushes that one page from every CPU's TLB; every free maps it back and zeroes
-// it. A split is never undone: secretmem does not ask for collapse.
+// it. secretmem does not ask for collapse: a split is undone only by the
+// machine's collapse mode (on-restore or scanner), never under rox-only.
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 
@@ -33,6 +34,7 @@ class UpstreamPolicy final : public Policy {
   // mirrors secretmem_free_folio() and the folio_put() after it
   void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
     m.dmap().set_direct_map_default_noflush(pfn, cpu);
+    m.restored(pfn, 1, cpu);  // the collapse mode's hook (a no-op unless on-restore)
     // folio_zero_segment(): the model keeps no page contents.
     m.phys().free_pages(pfn, 0, cpu);
   }

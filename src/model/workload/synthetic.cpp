@@ -54,6 +54,8 @@ struct SyntheticWorkload::State {
   std::uint64_t user_target = 0;
   std::vector<Holder> holders;
   std::vector<Block> fill;
+  std::vector<Pfn> wp_tables;       // write-protected page-table pages in use
+  std::uint64_t user_base_pages = 0;  // order-0 user pages since the last table
   bool filled = false;
 };
 
@@ -113,7 +115,10 @@ void SyntheticWorkload::secret_step() {
                                               h.fd, 0);
     h.addr = addr.ok() ? addr.value : 0;
     h.touched = 0;
-    if (!addr.ok()) h.touched = h.pages;  // nothing to touch; retire next time
+    if (!addr.ok()) {
+      ++result_.mmap_failures;
+      h.touched = h.pages;  // nothing to touch; retire next time
+    }
   }
   if (h.touched < h.pages) {
     const mm::VmFault f = m.touch(h.pid, h.addr + h.touched * kPageSize, true);
@@ -121,6 +126,7 @@ void SyntheticWorkload::secret_step() {
     ++result_.events;
     if (f == mm::VmFault::Major) ++result_.secret_faults;
     if (f == mm::VmFault::Oom) ++result_.secret_ooms;
+    if (f == mm::VmFault::SigBus) ++result_.secret_sigbus;
     return;
   }
   // Done: the holder goes away, perhaps after sharing its secret.
@@ -164,7 +170,7 @@ void SyntheticWorkload::kernel_step() {
     const unsigned order = r < 0.7 ? 0 : r < 0.8 ? 1 : r < 0.9 ? 2 : 3;
     const bool reclaimable = rng_.uniform() < 0.2;
     const Result<Pfn> p =
-        ph.alloc_pages(reclaimable ? phys::GFP_KERNEL_RECLAIMABLE : phys::GFP_KERNEL, order, cpu,
+        machine_.alloc_pages(reclaimable ? phys::GFP_KERNEL_RECLAIMABLE : phys::GFP_KERNEL, order, cpu,
                        reclaimable ? phys::FrameKind::Reclaimable : phys::FrameKind::Kernel);
     ++result_.events;
     if (!p.ok()) {
@@ -180,7 +186,7 @@ void SyntheticWorkload::kernel_step() {
   const State::Block b = st_->kernel[i];
   st_->kernel[i] = st_->kernel.back();
   st_->kernel.pop_back();
-  ph.free_pages(b.pfn, b.order, cpu);
+  machine_.free_pages(b.pfn, b.order, cpu);
   st_->kernel_pages -= std::uint64_t{1} << b.order;
   ++result_.kernel_frees;
   ++result_.events;
@@ -193,7 +199,7 @@ void SyntheticWorkload::user_step() {
                                                        : rng_.uniform() < 0.4;
   if (grow || st_->user.empty()) {
     const unsigned order = rng_.uniform() < 0.02 ? kHpagePmdOrder : 0;
-    const Result<Pfn> p = ph.alloc_pages(
+    const Result<Pfn> p = machine_.alloc_pages(
         order == 0 ? phys::GFP_HIGHUSER_MOVABLE : phys::GFP_TRANSHUGE_LIGHT, order, cpu,
         phys::FrameKind::User);
     ++result_.events;
@@ -204,14 +210,32 @@ void SyntheticWorkload::user_step() {
     st_->user.push_back({p.value, static_cast<std::uint8_t>(order)});
     st_->user_pages += std::uint64_t{1} << order;
     ++result_.user_allocs;
+    // A PTE table per 512 base pages (a THP is mapped by a PMD: no PTE table).
+    if (config_.wp_page_tables && order == 0 && ++st_->user_base_pages == kPtrsPerTable) {
+      st_->user_base_pages = 0;
+      const Result<Pfn> t = machine_.policy().alloc_wp_table(machine_, cpu);
+      if (t.ok()) {
+        st_->wp_tables.push_back(t.value);
+        ++result_.wp_tables_allocated;
+      } else {
+        ++result_.wp_table_failures;
+      }
+    }
     return;
   }
   const std::size_t i = rng_.below(st_->user.size());
   const State::Block b = st_->user[i];
   st_->user[i] = st_->user.back();
   st_->user.pop_back();
-  ph.free_pages(b.pfn, b.order, cpu);
+  machine_.free_pages(b.pfn, b.order, cpu);
   st_->user_pages -= std::uint64_t{1} << b.order;
+  // Tables go when the memory they map has gone: one per 512 base pages freed.
+  if (config_.wp_page_tables && b.order == 0 && !st_->wp_tables.empty() &&
+      st_->wp_tables.size() * kPtrsPerTable > st_->user.size()) {
+    machine_.policy().free_wp_table(machine_, st_->wp_tables.back(), cpu);
+    st_->wp_tables.pop_back();
+    ++result_.wp_tables_freed;
+  }
   ++result_.user_frees;
   ++result_.events;
 }
@@ -230,6 +254,7 @@ WorkloadResult SyntheticWorkload::run(const std::function<void(std::uint64_t)>& 
     } else {
       user_step();
     }
+    machine_.scan_tick(static_cast<CpuId>(result_.events % machine_.phys().cpus()));
     if (after_step) after_step(result_.events);
   }
   result_.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

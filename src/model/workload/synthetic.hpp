@@ -8,6 +8,9 @@
 // faults, fork, fd passing, exit) mixed with ordinary kernel allocations
 // (GFP_KERNEL orders 0-3, some reclaimable) and user allocations
 // (GFP_HIGHUSER_MOVABLE pages and THPs), after a fill of long-lived user memory.
+// Kernel and user pages go through Machine::alloc_pages()/free_pages(), so the
+// policy's shrinker and pageblock marks see them; every step gives the
+// machine's collapse scanner one tick.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +31,9 @@ struct WorkloadConfig {
   double fd_pass_probability = 0.05;  // ... or passes its fd to a helper that maps it
   double fill = 0.5;  // fraction of free memory taken by long-lived THPs before the run
   std::uint64_t working_set_pages = 0;  // kernel + user pages live at once (0: automatic)
+  // Write-protected page tables: user memory needs a page-table page per 512
+  // base pages, taken from the policy and read-only in the direct map.
+  bool wp_page_tables = false;
 };
 
 struct WorkloadResult {
@@ -35,6 +41,11 @@ struct WorkloadResult {
   std::uint64_t secret_faults = 0;
   std::uint64_t secret_frees = 0;
   std::uint64_t secret_ooms = 0;
+  std::uint64_t secret_sigbus = 0;    // faults that ended in SIGBUS
+  std::uint64_t mmap_failures = 0;    // mmap() of a secret region refused (ENOMEM, EAGAIN)
+  std::uint64_t wp_tables_allocated = 0;
+  std::uint64_t wp_tables_freed = 0;
+  std::uint64_t wp_table_failures = 0;
   std::uint64_t kernel_allocs = 0;
   std::uint64_t kernel_frees = 0;
   std::uint64_t user_allocs = 0;

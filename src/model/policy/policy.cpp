@@ -1,0 +1,28 @@
+// policy/: policies for unmapped pages (see policy.hpp for what the folder owns).
+// policy.cpp: the default write-protected page-table pages, from the buddy
+// allocator, as a kernel with write-protected page tables and no cache does.
+#include "model/policy/policy.hpp"
+
+#include "model/machine.hpp"
+
+namespace exmem::model::policy {
+
+Result<Pfn> Policy::alloc_wp_table(Machine& m, CpuId cpu) {
+  const Result<Pfn> r =
+      m.phys().alloc_pages(phys::GFP_KERNEL | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::Kernel);
+  if (!r.ok()) return r;
+  const int err = m.dmap().set_memory_ro(r.value, 1, cpu);
+  if (err != 0) {
+    m.phys().free_pages(r.value, 0, cpu);
+    return Result<Pfn>::error(err);
+  }
+  return r;
+}
+
+void Policy::free_wp_table(Machine& m, Pfn pfn, CpuId cpu) {
+  m.dmap().set_memory_rw(pfn, 1, cpu);
+  m.restored(pfn, 1, cpu);
+  m.free_pages(pfn, 0, cpu);
+}
+
+}  // namespace exmem::model::policy

@@ -1,0 +1,58 @@
+// policy/: policies for unmapped pages (see policy.hpp for what the folder owns).
+// secretmem_common.hpp: what the secretmem pool designs share: the size of the
+// secretmem= CMA area and taking / giving back a 2 MiB chunk of it.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "model/machine.hpp"
+#include "model/policy/pool.hpp"
+
+namespace exmem::model::policy {
+
+// secretmem=: the configured size, else RAM / 256 (at least 16 MiB), in 2 MiB units.
+inline std::uint64_t secretmem_area_bytes(const MachineConfig& c) {
+  std::uint64_t b = c.secretmem_bytes != 0 ? c.secretmem_bytes : std::max(16 * MiB, c.ram_bytes / 256);
+  return b & ~(2 * MiB - 1);
+}
+
+// cma_alloc(512 pages, order 9), then the chunk leaves the direct map as one
+// range with one flush and joins the pool.
+inline int grow_from_cma(Machine& m, ChunkPool& pool, CpuId cpu) {
+  const Result<Pfn> r = m.phys().cma_alloc(kPagesPer2M, kPageblockOrder);
+  if (!r.ok()) return r.err;
+  m.phys().set_kind(r.value, kPageblockOrder, phys::FrameKind::Unmapped);
+  const int err = unmap_range(m, r.value, kPagesPer2M, cpu);
+  if (err != 0) {
+    m.phys().set_kind(r.value, kPageblockOrder, phys::FrameKind::CmaAllocated);
+    m.phys().cma_release(r.value, kPagesPer2M);
+    return err;
+  }
+  pool.add(r.value);
+  return 0;
+}
+
+// A wholly free chunk goes back: into the direct map as one range, then cma_release().
+inline void release_to_cma(Machine& m, ChunkPool& pool, Pfn start, CpuId cpu) {
+  pool.remove(start);
+  map_range(m, start, kPagesPer2M, cpu);
+  m.phys().set_kind(start, kPageblockOrder, phys::FrameKind::CmaAllocated);
+  m.phys().cma_release(start, kPagesPer2M);
+}
+
+// Every chunk lies inside the CMA area.
+inline std::vector<std::string> check_chunks_in_cma(const Machine& m, const ChunkPool& pool,
+                                                    std::string_view who) {
+  std::vector<std::string> v;
+  const phys::PfnRange cma = m.phys().cma_area();
+  for (const Pfn c : pool.starts()) {
+    if (c < cma.start || c + kPagesPer2M > cma.end) {
+      v.push_back(fmt::format("{}: chunk {:#x} is outside the CMA area", who, c));
+    }
+  }
+  return v;
+}
+
+}  // namespace exmem::model::policy

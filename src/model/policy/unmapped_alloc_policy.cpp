@@ -1,0 +1,98 @@
+// policy/: policies for unmapped pages (see policy.hpp for what the folder owns).
+// unmapped_alloc_policy.cpp: "mm: introduce unmapped_alloc()" (RFC, Mike
+// Rapoport, March 2023). Stated intent: a small allocator beside the page
+// allocator for pages that must not be in the direct map, so that removing
+// them fragments it as little as possible without touching the core buddy
+// code. Mechanism: a separate buddy-style cache of unmapped blocks; when empty
+// it is refilled with a 2 MiB page or, failing that, the highest order
+// available, removed from the direct map as one range with one flush; pages
+// are split out of it, go back to it (merging with their buddies) when freed,
+// and stay unmapped; a shrinker maps cached blocks back and returns them to
+// the page allocator under memory pressure.
+#include "model/machine.hpp"
+#include "model/policy/alloc_util.hpp"
+#include "model/policy/policy.hpp"
+#include "model/policy/pool.hpp"
+
+namespace exmem::model::policy {
+
+namespace {
+
+class UnmappedAllocPolicy final : public Policy {
+ public:
+  [[nodiscard]] std::string_view name() const override { return "unmapped-alloc"; }
+
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+    if (cache_.empty()) {
+      const int err = refill(m, cpu);
+      if (err != 0) return Result<Pfn>::error(err);
+    }
+    const Pfn p = cache_.take_page();
+    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    return {p, 0};
+  }
+
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+    (void)cpu;
+    m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
+    cache_.add(pfn, 0);
+  }
+
+  // unmapped_alloc_shrink_scan(): largest blocks first, mapped back, freed.
+  std::uint64_t shrink(Machine& m, std::uint64_t nr, CpuId cpu) override {
+    std::uint64_t given = 0;
+    Pfn pfn = 0;
+    unsigned order = 0;
+    while (given < nr && cache_.take_largest(pfn, order)) {
+      const Pfn n = Pfn{1} << order;
+      map_range(m, pfn, n, cpu);
+      m.phys().free_pages(pfn, order, cpu);
+      given += n;
+      shrunk_ += n;
+    }
+    return given;
+  }
+
+  [[nodiscard]] std::uint64_t pooled_pages() const override { return cache_.free_pages(); }
+  [[nodiscard]] std::vector<Counter> counters() const override {
+    return {{"refills_2m", refills_2m_}, {"refills_lower_order", refills_lower_}, {"pages_shrunk", shrunk_}};
+  }
+  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
+    return cache_.check(m, name());
+  }
+
+ private:
+  int refill(Machine& m, CpuId cpu) {
+    unsigned o = 0;
+    const Result<Pfn> r = alloc_highest(m, kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
+    if (!r.ok()) return r.err;
+    const int err = unmap_range(m, r.value, Pfn{1} << o, cpu);
+    if (err != 0) {
+      m.phys().free_pages(r.value, o, cpu);
+      return err;
+    }
+    cache_.add(r.value, o);
+    if (o == kPageblockOrder) {
+      ++refills_2m_;
+    } else {
+      ++refills_lower_;
+    }
+    return 0;
+  }
+
+  UnmappedBuddy cache_;
+  std::uint64_t refills_2m_ = 0;
+  std::uint64_t refills_lower_ = 0;
+  std::uint64_t shrunk_ = 0;
+};
+
+}  // namespace
+
+void exmem_model_register_unmapped_alloc_policy(Registry& registry) {
+  registry.add({"unmapped-alloc",
+                "unmapped_alloc() (2023): a separate buddy cache of unmapped blocks refilled with "
+                "2 MiB or the highest order available (one range, one flush); shrinker maps back",
+                [] { return std::make_unique<UnmappedAllocPolicy>(); }});
+}
+
+}  // namespace exmem::model::policy

@@ -1,0 +1,503 @@
+// Tests of the policies for unmapped pages: each test pins what one design's
+// mechanism must do; the property runs random workloads under every policy and
+// collapse mode and checks every invariant along the way.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "helpers.hpp"
+#include "model/machine.hpp"
+#include "model/policy/policy.hpp"
+#include "model/workload/synthetic.hpp"
+
+namespace exmem::model {
+namespace {
+
+using testing::join;
+
+MachineConfig policy_config(const std::string& policy, std::uint64_t ram = 256 * MiB) {
+  MachineConfig c = testing::small_config(ram);
+  c.policy = policy;
+  return c;
+}
+
+std::uint64_t counter(const Machine& m, std::string_view name) {
+  for (const auto& c : m.policy().counters()) {
+    if (c.name == name) return c.value;
+  }
+  ADD_FAILURE() << "policy " << m.policy().name() << " has no counter " << name;
+  return 0;
+}
+
+std::uint64_t flushes(const Machine& m) {
+  const auto& f = m.flushes().counters();
+  return f.range_flushes + f.full_flushes + f.local_flushes;
+}
+
+// A process with a secret mapping of `pages` pages (mlock limit lifted).
+struct Secret {
+  mm::Pid pid = 0;
+  std::uint64_t addr = 0;
+  int mmap_err = 0;
+};
+Secret map_secret(Machine& m, std::uint64_t pages) {
+  Secret s;
+  s.pid = m.mm().spawn(0, true);
+  const int fd = m.mm().memfd_secret(s.pid, 0);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(m.mm().ftruncate(s.pid, fd, static_cast<std::int64_t>(pages * kPageSize)), 0);
+  const Result<std::uint64_t> a = m.mm().mmap(s.pid, pages * kPageSize,
+                                              mm::kPROT_READ | mm::kPROT_WRITE, mm::kMAP_SHARED, fd, 0);
+  s.addr = a.value;
+  s.mmap_err = a.err;
+  return s;
+}
+mm::VmFault touch(Machine& m, const Secret& s, std::uint64_t page) {
+  return m.mm().touch(s.pid, s.addr + page * kPageSize, true);
+}
+
+// Leaves (almost) only order-0 free blocks: every page the allocator gives
+// allocated, then the even pfns of `free_back` of them freed (their odd
+// buddies stay allocated). Returns the pages still held.
+std::vector<Pfn> leave_only_order0(Machine& m, std::size_t free_back = 2048) {
+  std::vector<Pfn> held;
+  m.phys().drain_all_pages();  // pcp pages of other CPUs back to the buddy first
+  for (const phys::Gfp gfp : {phys::GFP_KERNEL, phys::GFP_ATOMIC}) {
+    for (;;) {
+      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, 0, phys::FrameKind::Kernel);
+      if (!r.ok()) break;
+      held.push_back(r.value);
+    }
+  }
+  std::sort(held.begin(), held.end());
+  std::vector<Pfn> kept;
+  std::size_t freed = 0;
+  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    if (freed < free_back && *it % 2 == 0) {
+      m.phys().free_pages(*it, 0, 0);
+      ++freed;
+    } else {
+      kept.push_back(*it);
+    }
+  }
+  m.phys().drain_all_pages();
+  // Whatever merged into larger blocks on the way is taken too.
+  for (unsigned o = kMaxPageOrder; o > 0; --o) {
+    while (m.phys().alloc_pages(phys::GFP_ATOMIC, o, 0, phys::FrameKind::Kernel).ok()) {
+    }
+  }
+  return kept;
+}
+
+// A page of `held` in the pageblock of pfn (kNoPfn: none).
+Pfn held_in_pageblock(const std::vector<Pfn>& held, Pfn pfn) {
+  for (const Pfn q : held) {
+    if ((q & ~(kPageblockNrPages - 1)) == (pfn & ~(kPageblockNrPages - 1)) && q != pfn) return q;
+  }
+  return kNoPfn;
+}
+
+// --- secretmem-pmd-pool ---
+
+TEST(SecretmemPmdPool, PmdPoolRemovesAWhole2MChunkWithOneFlush) {
+  MachineConfig c = policy_config("secretmem-pmd-pool");
+  c.secretmem_bytes = 8 * MiB;
+  Machine m(c);
+  const Secret s = map_secret(m, kPagesPer2M);
+  ASSERT_EQ(s.mmap_err, 0);
+  const std::uint64_t f0 = flushes(m);
+  const auto splits0 = m.dmap().counters().level2_splits + m.dmap().counters().level3_splits;
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(flushes(m) - f0, 1u);  // one flush for the whole chunk
+  const Pfn first = m.mm().pagemap(s.pid, s.addr);
+  const Pfn chunk = first & ~(kPagesPer2M - 1);
+  EXPECT_EQ(m.dmap().lookup(chunk).level, directmap::Level::Pmd2M);  // one range, no split
+  EXPECT_FALSE(m.dmap().is_present(chunk));
+  EXPECT_GE(first, m.phys().cma_area().start);
+  EXPECT_LT(first, m.phys().cma_area().end);
+  // The other 511 pages come from the same chunk with no flush and no split.
+  for (std::uint64_t i = 1; i < kPagesPer2M; ++i) ASSERT_EQ(touch(m, s, i), mm::VmFault::Major);
+  EXPECT_EQ(flushes(m) - f0, 1u);
+  EXPECT_EQ(m.dmap().counters().level2_splits + m.dmap().counters().level3_splits, splits0);
+  for (std::uint64_t i = 0; i < kPagesPer2M; ++i) {
+    EXPECT_EQ(m.mm().pagemap(s.pid, s.addr + i * kPageSize) & ~(kPagesPer2M - 1), chunk);
+  }
+  EXPECT_EQ(counter(m, "chunks_taken"), 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPmdPool, DepletedPmdPoolFailsTheFaultWithOom) {
+  MachineConfig c = policy_config("secretmem-pmd-pool");
+  c.secretmem_bytes = 2 * MiB;  // one chunk
+  Machine m(c);
+  const Secret s = map_secret(m, kPagesPer2M + 1);
+  ASSERT_EQ(s.mmap_err, 0);  // mmap does not look at the pool
+  for (std::uint64_t i = 0; i < kPagesPer2M; ++i) ASSERT_EQ(touch(m, s, i), mm::VmFault::Major);
+  EXPECT_GT(m.phys().free_pages(), 1000u);  // plenty of memory, but not in the pool
+  EXPECT_EQ(touch(m, s, kPagesPer2M), mm::VmFault::Oom);
+  EXPECT_EQ(counter(m, "pool_depleted_faults"), 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPmdPool, SigbusVariantFailsTheFaultWithSigbus) {
+  MachineConfig c = policy_config("secretmem-pmd-pool");
+  c.secretmem_bytes = 2 * MiB;
+  c.pool_fail_sigbus = true;
+  Machine m(c);
+  const Secret s = map_secret(m, kPagesPer2M + 1);
+  for (std::uint64_t i = 0; i < kPagesPer2M; ++i) ASSERT_EQ(touch(m, s, i), mm::VmFault::Major);
+  EXPECT_EQ(touch(m, s, kPagesPer2M), mm::VmFault::SigBus);
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPmdPool, FreedPagesGoBackToThePoolStillUnmapped) {
+  MachineConfig c = policy_config("secretmem-pmd-pool");
+  c.secretmem_bytes = 8 * MiB;
+  Machine m(c);
+  const Secret s = map_secret(m, 4);
+  for (std::uint64_t i = 0; i < 4; ++i) touch(m, s, i);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  const std::uint64_t f0 = flushes(m);
+  EXPECT_EQ(m.mm().exit(s.pid), 0);
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M);
+  EXPECT_FALSE(m.dmap().is_present(p));
+  EXPECT_EQ(m.phys().kind(p), phys::FrameKind::Unmapped);
+  EXPECT_EQ(flushes(m), f0);
+  EXPECT_SOUND(m);
+}
+
+// --- secretmem-pool-reserve ---
+
+TEST(SecretmemPoolReserve, ReservePolicyFailsMmapNotTheFault) {
+  MachineConfig c = policy_config("secretmem-pool-reserve");
+  c.secretmem_bytes = 4 * MiB;  // 1024 pages
+  Machine m(c);
+  const Secret a = map_secret(m, 2 * kPagesPer2M);
+  ASSERT_EQ(a.mmap_err, 0);
+  const Secret b = map_secret(m, 1);
+  EXPECT_EQ(b.mmap_err, -ENOMEM);  // the reservation cannot be met: mmap fails cleanly
+  // The rest of memory is exhausted; no fault of the reserved mapping fails.
+  std::vector<Pfn> hog;
+  for (;;) {
+    const Result<Pfn> r = m.phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel);
+    if (!r.ok()) break;
+    hog.push_back(r.value);
+  }
+  for (std::uint64_t i = 0; i < 2 * kPagesPer2M; ++i) {
+    ASSERT_EQ(touch(m, a, i), mm::VmFault::Major) << "page " << i;
+  }
+  EXPECT_EQ(counter(m, "unreserved_faults"), 0u);
+  EXPECT_EQ(counter(m, "mmap_enomem"), 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPoolReserve, UnmapReturnsTheReservation) {
+  MachineConfig c = policy_config("secretmem-pool-reserve");
+  c.secretmem_bytes = 2 * MiB;
+  Machine m(c);
+  const Secret a = map_secret(m, kPagesPer2M);
+  ASSERT_EQ(a.mmap_err, 0);
+  EXPECT_EQ(counter(m, "reserved_pages"), kPagesPer2M);
+  EXPECT_EQ(m.mm().exit(a.pid), 0);
+  EXPECT_EQ(counter(m, "reserved_pages"), 0u);
+  const Secret b = map_secret(m, kPagesPer2M);
+  EXPECT_EQ(b.mmap_err, 0);
+  EXPECT_SOUND(m);
+}
+
+// --- secretmem-pool-fallback ---
+
+TEST(SecretmemPoolFallback, GrowsThePoolWithOne2MAllocationAndOneFlush) {
+  Machine m(policy_config("secretmem-pool-fallback"));
+  const Secret s = map_secret(m, 8);
+  const std::uint64_t f0 = flushes(m);
+  for (std::uint64_t i = 0; i < 8; ++i) ASSERT_EQ(touch(m, s, i), mm::VmFault::Major);
+  EXPECT_EQ(flushes(m) - f0, 1u);
+  EXPECT_EQ(counter(m, "chunks_taken"), 1u);
+  EXPECT_EQ(counter(m, "order0_fallbacks"), 0u);
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 8);
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPoolFallback, FallbackPolicyUsesOrder0WhenNo2MBlockIsFree) {
+  Machine m(policy_config("secretmem-pool-fallback"));
+  leave_only_order0(m);
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "order0_fallbacks"), 1u);
+  EXPECT_EQ(counter(m, "chunks_taken"), 0u);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  EXPECT_EQ(p % 2, 0u);  // one of the order-0 pages left free
+  EXPECT_EQ(m.dmap().lookup(p).level, directmap::Level::Pte4K);  // split as merged secretmem does
+  EXPECT_SOUND(m);
+  EXPECT_EQ(m.mm().exit(s.pid), 0);
+  EXPECT_TRUE(m.dmap().is_present(p));
+  EXPECT_SOUND(m);
+}
+
+// --- pte-mapped-cache ---
+
+TEST(PteMappedCache, RefillsWithA2MBlockSplitOnceAndPinnedTo4K) {
+  Machine m(policy_config("pte-mapped-cache"));
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "refills_2m"), 1u);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  const Pfn block = p & ~(kPagesPer2M - 1);
+  EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pte4K);
+  EXPECT_TRUE(m.dmap().is_present(block == p ? block + 1 : block));  // cached pages stay mapped
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 1);
+  // The next secret page needs no split: one single-page flush.
+  const Secret t = map_secret(m, 1);
+  const auto splits = m.dmap().counters().level2_splits;
+  const std::uint64_t range0 = m.flushes().counters().range_flushes;
+  ASSERT_EQ(touch(m, t, 0), mm::VmFault::Major);
+  EXPECT_EQ(m.dmap().counters().level2_splits, splits);
+  EXPECT_EQ(m.flushes().counters().range_flushes - range0, 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(PteMappedCache, PteMappedCacheRestoresA2MLeafAfterCompaction) {
+  Machine m(policy_config("pte-mapped-cache"));
+  const Secret s = map_secret(m, 3);
+  for (std::uint64_t i = 0; i < 3; ++i) touch(m, s, i);
+  const Pfn block = m.mm().pagemap(s.pid, s.addr) & ~(kPagesPer2M - 1);
+  EXPECT_EQ(m.mm().exit(s.pid), 0);
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M);  // the whole block is cached and free
+  const auto collapses = m.dmap().counters().level2_collapses;
+  EXPECT_EQ(m.policy().shrink(m, kPagesPer2M, 0), kPagesPer2M);
+  EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pmd2M);
+  EXPECT_TRUE(m.dmap().is_present(block));
+  EXPECT_EQ(m.dmap().counters().level2_collapses - collapses, 1u);
+  EXPECT_EQ(counter(m, "blocks_restored_2m"), 1u);
+  EXPECT_EQ(m.policy().pooled_pages(), 0u);
+  EXPECT_SOUND(m);
+}
+
+TEST(PteMappedCache, MarkingSendsAFreedNeighbourToTheCache) {
+  Machine m(policy_config("pte-mapped-cache"));
+  std::vector<Pfn> held = leave_only_order0(m);
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "refills_order0"), 1u);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  const Pfn neighbour = held_in_pageblock(held, p);
+  ASSERT_NE(neighbour, kNoPfn);
+  EXPECT_EQ(m.dmap().lookup(neighbour).level, directmap::Level::Pte4K);  // the pageblock is split
+  const std::uint64_t free0 = m.phys().free_pages() + m.phys().pcp_pages();
+  m.free_pages(neighbour, 0, 0);
+  EXPECT_EQ(counter(m, "pages_joined_on_free"), 1u);
+  EXPECT_EQ(m.policy().pooled_pages(), 1u);
+  EXPECT_EQ(m.phys().free_pages() + m.phys().pcp_pages(), free0);  // the buddy did not get it
+  // A page of an unmarked pageblock goes to the buddy as usual.
+  const Pfn far = held.front();
+  ASSERT_NE(far & ~(kPagesPer2M - 1), p & ~(kPagesPer2M - 1));
+  m.free_pages(far, 0, 0);
+  EXPECT_EQ(m.policy().pooled_pages(), 1u);
+  EXPECT_SOUND(m);
+}
+
+// --- migrate-unmapped ---
+
+TEST(MigrateUnmapped, MigrateUnmappedStealsAWholePageblock) {
+  Machine m(policy_config("migrate-unmapped"));
+  const Secret s = map_secret(m, 2);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "whole_pageblocks_stolen"), 1u);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  const Pfn block = p & ~(kPageblockNrPages - 1);
+  for (Pfn q = block; q < block + kPageblockNrPages; ++q) ASSERT_FALSE(m.dmap().is_present(q));
+  EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pte4K);  // remapped with PTEs
+  EXPECT_EQ(m.policy().pooled_pages(), kPageblockNrPages - 1);
+  const std::uint64_t f0 = flushes(m);
+  ASSERT_EQ(touch(m, s, 1), mm::VmFault::Major);
+  EXPECT_EQ(flushes(m), f0);  // already unmapped: no flush
+  EXPECT_EQ(m.mm().pagemap(s.pid, s.addr + kPageSize) & ~(kPageblockNrPages - 1), block);
+  EXPECT_SOUND(m);
+}
+
+TEST(MigrateUnmapped, PagesOfTheStolenPageblockJoinTheUnmappedListsWhenFreed) {
+  Machine m(policy_config("migrate-unmapped"));
+  std::vector<Pfn> held = leave_only_order0(m);
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "partial_steals"), 1u);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  const Pfn neighbour = held_in_pageblock(held, p);
+  ASSERT_NE(neighbour, kNoPfn);
+  m.free_pages(neighbour, 0, 0);
+  EXPECT_FALSE(m.dmap().is_present(neighbour));
+  EXPECT_EQ(counter(m, "pages_joined_on_free"), 1u);
+  EXPECT_EQ(m.policy().pooled_pages(), 1u);
+  EXPECT_SOUND(m);
+}
+
+// --- unmapped-alloc ---
+
+TEST(UnmappedAlloc, RefillsWithA2MPageAsOneRangeWithoutASplit) {
+  Machine m(policy_config("unmapped-alloc"));
+  const auto splits = m.dmap().counters().level2_splits;
+  const std::uint64_t f0 = flushes(m);
+  const Secret s = map_secret(m, 4);
+  for (std::uint64_t i = 0; i < 4; ++i) ASSERT_EQ(touch(m, s, i), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "refills_2m"), 1u);
+  EXPECT_EQ(flushes(m) - f0, 1u);
+  EXPECT_EQ(m.dmap().counters().level2_splits, splits);
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 4);
+  EXPECT_SOUND(m);
+}
+
+TEST(UnmappedAlloc, RefillsWithTheHighestOrderAvailableWhenNo2MPageIsFree) {
+  Machine m(policy_config("unmapped-alloc"));
+  leave_only_order0(m);
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "refills_2m"), 0u);
+  EXPECT_EQ(counter(m, "refills_lower_order"), 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(UnmappedAlloc, ShrinkerMapsCachedPagesBack) {
+  Machine m(policy_config("unmapped-alloc"));
+  const Secret s = map_secret(m, 1);
+  touch(m, s, 0);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  EXPECT_EQ(m.mm().exit(s.pid), 0);
+  EXPECT_FALSE(m.dmap().is_present(p));  // freed into the cache, still unmapped
+  EXPECT_EQ(m.policy().shrink(m, kPagesPer2M, 0), kPagesPer2M);
+  EXPECT_TRUE(m.dmap().is_present(p));
+  EXPECT_EQ(m.policy().pooled_pages(), 0u);
+  EXPECT_SOUND(m);
+}
+
+// --- freetype-unmapped ---
+
+TEST(FreetypeUnmapped, UnmapsAWholePageblockAsOneLeafWithOneFlush) {
+  Machine m(policy_config("freetype-unmapped"));
+  const auto splits = m.dmap().counters().level2_splits;
+  const std::uint64_t f0 = flushes(m);
+  const Secret s = map_secret(m, 16);
+  for (std::uint64_t i = 0; i < 16; ++i) ASSERT_EQ(touch(m, s, i), mm::VmFault::Major);
+  const Pfn block = m.mm().pagemap(s.pid, s.addr) & ~(kPageblockNrPages - 1);
+  EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pmd2M);
+  EXPECT_FALSE(m.dmap().is_present(block));
+  EXPECT_EQ(m.dmap().counters().level2_splits, splits);
+  EXPECT_EQ(flushes(m) - f0, 1u);
+  EXPECT_EQ(counter(m, "flagged_pageblocks"), 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(FreetypeUnmapped, PagesFreedIntoAFlaggedPageblockAreUnmappedInOneBatchWithOneFlush) {
+  Machine m(policy_config("freetype-unmapped"));
+  std::vector<Pfn> held = leave_only_order0(m);
+  const Secret s = map_secret(m, 2);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  EXPECT_EQ(counter(m, "refills_lower_order"), 1u);
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  const Pfn block = p & ~(kPageblockNrPages - 1);
+  std::uint64_t freed = 0;
+  for (const Pfn q : held) {
+    if ((q & ~(kPageblockNrPages - 1)) == block) {
+      m.free_pages(q, 0, 0);
+      ++freed;
+    }
+  }
+  ASSERT_GT(freed, 8u);
+  EXPECT_EQ(counter(m, "pages_joined_on_free"), freed);
+  const std::uint64_t f0 = flushes(m);
+  ASSERT_EQ(touch(m, s, 1), mm::VmFault::Major);
+  EXPECT_EQ(flushes(m) - f0, 1u);  // one flush for the whole batch
+  EXPECT_EQ(counter(m, "pages_unmapped_in_batches"), freed);
+  EXPECT_EQ(m.policy().pooled_pages(), freed - 1);
+  EXPECT_SOUND(m);
+}
+
+// --- write-protected page tables ---
+
+TEST(WpPageTables, FromTheBuddyTheyAreMadeReadOnlyWithASplitAndAFlush) {
+  Machine m(policy_config("upstream"));
+  const auto splits = m.dmap().counters().level2_splits;
+  const Result<Pfn> t = m.policy().alloc_wp_table(m, 0);
+  ASSERT_TRUE(t.ok());
+  const directmap::Lookup l = m.dmap().lookup(t.value);
+  EXPECT_TRUE(l.present());
+  EXPECT_EQ(l.flags & directmap::_PAGE_RW, 0);
+  EXPECT_EQ(l.level, directmap::Level::Pte4K);
+  EXPECT_EQ(m.dmap().counters().level2_splits - splits, 1u);
+  m.policy().free_wp_table(m, t.value, 0);
+  EXPECT_NE(m.dmap().lookup(t.value).flags & directmap::_PAGE_RW, 0);
+  EXPECT_SOUND(m);
+}
+
+TEST(WpPageTables, PteMappedCacheServesThemWithoutASplit) {
+  Machine m(policy_config("pte-mapped-cache"));
+  const Result<Pfn> first = m.policy().alloc_wp_table(m, 0);  // refills the cache: one split
+  ASSERT_TRUE(first.ok());
+  const auto splits = m.dmap().counters().level2_splits + m.dmap().counters().level3_splits;
+  const std::uint64_t range0 = m.flushes().counters().range_flushes;
+  for (int i = 0; i < 16; ++i) {
+    const Result<Pfn> t = m.policy().alloc_wp_table(m, 0);
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(m.dmap().lookup(t.value).flags & directmap::_PAGE_RW, 0);
+  }
+  EXPECT_EQ(m.dmap().counters().level2_splits + m.dmap().counters().level3_splits, splits);
+  EXPECT_EQ(m.flushes().counters().range_flushes - range0, 16u);  // one page each
+  m.policy().free_wp_table(m, first.value, 0);
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 16);
+  EXPECT_SOUND(m);
+}
+
+// --- the registry and the property ---
+
+TEST(Policies, AllEightAreRegistered) {
+  const std::vector<std::string> want{"freetype-unmapped",      "migrate-unmapped",
+                                      "pte-mapped-cache",       "secretmem-pmd-pool",
+                                      "secretmem-pool-fallback", "secretmem-pool-reserve",
+                                      "unmapped-alloc",         "upstream"};
+  EXPECT_EQ(policy::Registry::builtin().names(), want);
+}
+
+RC_GTEST_PROP(PolicyProperty, RandomWorkloadsKeepEveryInvariantUnderEveryPolicy, ()) {
+  const auto names = policy::Registry::builtin().names();
+  const std::string name = *rc::gen::elementOf(names);
+  const auto mode = *rc::gen::element(CollapseMode::None, CollapseMode::RoxOnly,
+                                      CollapseMode::OnRestore, CollapseMode::Scanner);
+  MachineConfig c = policy_config(name, *rc::gen::element(128 * MiB, 256 * MiB));
+  c.collapse = mode;
+  c.scan_rate = *rc::gen::inRange(1u, 64u);
+  c.secretmem_bytes = *rc::gen::element(2 * MiB, 4 * MiB, 16 * MiB);
+  c.pool_fail_sigbus = *rc::gen::arbitrary<bool>();
+  Machine m(c);
+  workload::WorkloadConfig wc;
+  wc.seed = *rc::gen::arbitrary<std::uint64_t>();
+  wc.events = *rc::gen::inRange<std::uint64_t>(200, 3000);
+  wc.fill = *rc::gen::element(0.0, 0.5, 0.9);
+  wc.secret_share = *rc::gen::element(0.2, 0.4, 0.7);
+  wc.kernel_share = 0.2;
+  wc.wp_page_tables = *rc::gen::arbitrary<bool>();
+  workload::SyntheticWorkload w(m, wc);
+  std::uint64_t next = 0;
+  bool sound = true;
+  std::string why;
+  w.run([&](std::uint64_t events) {
+    if (!sound || events < next) return;
+    next = events + 250;
+    const auto v = m.check();
+    if (!v.empty()) {
+      sound = false;
+      why = join(v);
+    }
+  });
+  if (!sound) RC_FAIL(why);
+  const auto v = m.check();
+  if (!v.empty()) RC_FAIL(join(v));
+  // Every page the policy pools is accounted: no page is lost.
+  RC_ASSERT(m.phys().pages_of_kind(phys::FrameKind::Secret) == m.mm().secret_pages());
+}
+
+}  // namespace
+}  // namespace exmem::model
