@@ -270,7 +270,7 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
 }  // namespace
 
 void add_trace(CLI::App& app) {
-  auto* trace = app.add_subcommand("trace", "Record the real kernel's page allocations (kmem tracepoints) for replay");
+  auto* trace = app.add_subcommand("trace", "Record the real kernel's page allocations (kmem tracepoints) while a command runs");
   trace->require_subcommand(1);
   auto* rec = trace->add_subcommand("record", "Run COMMAND while recording kmem:mm_page_alloc/free events to FILE");
   struct Opts {
