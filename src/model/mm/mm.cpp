@@ -355,14 +355,26 @@ Result<Pid> Mm::fork(Pid parent) {
     c.fds.emplace(fd, entry);
     get_file(entry.file);
   }
+  std::vector<Vma> copies;
   for (const auto& [start, vma] : p->vmas) {
     if (vma.dontcopy) continue;  // VM_DONTCOPY
-    Vma copy = vma;
+    copies.push_back(vma);
+  }
+  const CpuId cpu = p->cpu;
+  c.next_addr = p->next_addr;
+  for (Vma copy : copies) {
+    // Each mapping holds its own reservation (a policy that reserves at mmap
+    // gives one back per mapping dropped), so the copy reserves too; when it
+    // cannot, fork fails as dup_mmap() does, with -ENOMEM.
+    const std::uint64_t pages = (copy.end - copy.start) / kPageSize;
+    if (machine_.policy().reserve(machine_, pages, cpu) != 0) {
+      exit(child);
+      return Result<Pid>::error(-ENOMEM);
+    }
     copy.locked = false;  // VM_LOCKED is not inherited
     get_file(copy.file);
-    c.vmas.emplace(start, copy);
+    proc(child)->vmas.emplace(copy.start, copy);
   }
-  c.next_addr = p->next_addr;
   return Result<Pid>{child, 0};
 }
 
