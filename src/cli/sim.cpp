@@ -18,6 +18,7 @@
 #include "commands.hpp"
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
+#include "model/tlb/cost.hpp"
 #include "model/workload/synthetic.hpp"
 
 namespace exmem::cli {
@@ -39,6 +40,7 @@ struct SimOptions {
   std::string secretmem;  // secretmem= (empty: RAM / 256)
   std::string pool_fail = "oom";
   bool wp_page_tables = false;
+  std::string tlb = "haswell";
 };
 
 std::uint64_t peak_rss_bytes() {
@@ -82,7 +84,8 @@ int fragmentation_index(const std::array<std::uint64_t, md::kNrPageOrders>& nr_f
   return static_cast<int>(1000 - (1000 + free_pages * 1000 / requested) / total);
 }
 
-nlohmann::json run_one(const md::MachineConfig& mc, const md::workload::WorkloadConfig& wc) {
+nlohmann::json run_one(const md::MachineConfig& mc, const md::workload::WorkloadConfig& wc,
+                       const md::tlb::TlbConfig& tlb) {
   const auto t0 = std::chrono::steady_clock::now();
   md::Machine machine(mc);
   const double boot_seconds =
@@ -142,6 +145,21 @@ nlohmann::json run_one(const md::MachineConfig& mc, const md::workload::Workload
       {"range_pages", fl.range_pages},
       {"full_flushes", fl.full_flushes},
       {"local_flushes", fl.local_flushes},
+  };
+  // What the run's direct map and flushes cost: the same kernel access stream
+  // (hot set, Zipf locality, speculation) on every policy's final direct map.
+  const md::tlb::CostReport cost = md::tlb::estimate_cost(machine, tlb, md::tlb::AccessConfig{}, wc.seed);
+  j["tlb_cost"] = {
+      {"tlb", cost.tlb},
+      {"accesses", cost.accesses},
+      {"misses", cost.misses},
+      {"miss_rate", cost.miss_rate},
+      {"walk_cycles", cost.walk_cycles},
+      {"ipis", cost.ipis},
+      {"shootdown_us", cost.shootdown_us},
+      {"leaves_4k", cost.leaves_4k},
+      {"leaves_2m", cost.leaves_2m},
+      {"leaves_1g", cost.leaves_1g},
   };
   j["secretmem"] = {
       {"faults", r.secret_faults},
@@ -251,6 +269,16 @@ void print_table(const nlohmann::json& out) {
   row("  range flushes", [&](const nlohmann::json& r) { return num(r["tlb_flushes"]["range_flushes"]); });
   row("  pages in range flushes", [&](const nlohmann::json& r) { return num(r["tlb_flushes"]["range_pages"]); });
   row("  flushes by the collapse mode", [&](const nlohmann::json& r) { return num(r["collapse"]["flushes"]); });
+  row("TLB misses per 1000 kernel accesses", [](const nlohmann::json& r) {
+    return fmt::format("{:.1f}", 1000.0 * r["tlb_cost"]["miss_rate"].get<double>());
+  });
+  row("page-walk cycles (estimate)", [](const nlohmann::json& r) {
+    return fmt::format("{:.0f}", r["tlb_cost"]["walk_cycles"].get<double>());
+  });
+  row("shootdown IPIs", [&](const nlohmann::json& r) { return num(r["tlb_cost"]["ipis"]); });
+  row("shootdown cost (us, estimate)", [](const nlohmann::json& r) {
+    return fmt::format("{:.0f}", r["tlb_cost"]["shootdown_us"].get<double>());
+  });
   row("secret faults", [&](const nlohmann::json& r) { return num(r["secretmem"]["faults"]); });
   row("OOM at fault", [&](const nlohmann::json& r) { return num(r["failures"]["oom_at_fault"]); });
   row("SIGBUS at fault", [&](const nlohmann::json& r) { return num(r["failures"]["sigbus_at_fault"]); });
@@ -318,6 +346,10 @@ void add_sim(CLI::App& app) {
       ->check(CLI::Range(1u, 4096u))
       ->capture_default_str();
   sim->add_flag("--no-gbpages", opts->no_gbpages, "Boot without direct_gbpages (no 1 GiB leaves)");
+  sim->add_option("--tlb", opts->tlb,
+                  "TLB geometry for the cost columns: haswell, zen2 or recent-intel (approximations; see docs/tlb.md)")
+      ->type_name("PRESET")
+      ->capture_default_str();
   sim->add_option("--collapse", opts->collapse,
                   "How direct-map leaves come back: none, rox-only (upstream 6.15), on-restore, "
                   "scanner")
@@ -408,13 +440,21 @@ void add_sim(CLI::App& app) {
     wc.seed = parse_count("--seed", opts->seed, ~std::uint64_t{0},
                           "a whole number from 0 to 18446744073709551615");
 
+    md::tlb::TlbConfig tlb;
+    try {
+      tlb = md::tlb::TlbConfig::preset(opts->tlb);
+    } catch (const std::invalid_argument&) {
+      fail(fmt::format("--tlb \"{}\": unknown TLB preset; known presets are {}", opts->tlb,
+                       fmt::join(md::tlb::TlbConfig::preset_names(), ", ")));
+    }
     nlohmann::json out;
     out["machine"] = {{"ram_bytes", ram},
                       {"ram", md::format_size(ram)},
                       {"cpus", mc.cpus},
                       {"direct_gbpages", mc.direct_gbpages},
                       {"collapse", std::string(md::collapse_mode_name(mc.collapse))},
-                      {"scan_rate", mc.scan_rate}};
+                      {"scan_rate", mc.scan_rate},
+                      {"tlb", opts->tlb}};
     out["workload"] = {{"name", "synthetic"},
                        {"events", wc.events},
                        {"seed", wc.seed},
@@ -426,7 +466,7 @@ void add_sim(CLI::App& app) {
     for (const std::string& name : policies) {
       mc.policy = name;
       try {
-        out["runs"].push_back(run_one(mc, wc));
+        out["runs"].push_back(run_one(mc, wc, tlb));
       } catch (const std::invalid_argument& e) {
         fail(e.what());
       }
