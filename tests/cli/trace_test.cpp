@@ -20,7 +20,9 @@ struct CommandResult {
 
 CommandResult run(const std::string& args) {
   CommandResult r;
-  std::string cmd = std::string(EXMEM_BIN) + " " + args + " 2>&1";
+  // LeakSanitizer cannot run under ptrace, which the recorder uses on its
+  // command: in sanitizer builds, the traced program must not start it.
+  std::string cmd = "ASAN_OPTIONS=detect_leaks=0 " + std::string(EXMEM_BIN) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];

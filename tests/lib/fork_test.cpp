@@ -132,6 +132,11 @@ TEST_F(ForkPrivate, GrandchildAllocatesItsOwnSecretsToo) {
 TEST_F(ForkPrivate, ForkWhileOtherThreadsAllocateLeavesAWorkingHeapInTheChild) {
   // fork() can happen while another thread holds the heap's locks; the child
   // must not deadlock or find a damaged heap.
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "not under AddressSanitizer: GCC 12's ASan does not hold its own allocator lock across fork, "
+                  "so a child forked while another thread is inside malloc can hang in ASan itself (seen in "
+                  "CI); this test runs in the release and ThreadSanitizer builds";
+#endif
   std::atomic<bool> stop{false};
   std::vector<std::thread> busy;
   for (int t = 0; t < 2; ++t)
