@@ -34,6 +34,28 @@ struct WorkloadConfig {
   // Write-protected page tables: user memory needs a page-table page per 512
   // base pages, taken from the policy and read-only in the direct map.
   bool wp_page_tables = false;
+
+  // Secret holders' sizes and lifetimes: a file of min..max pages (uniform);
+  // after faulting it in, the holder keeps it for a number of its turns drawn
+  // from an exponential distribution of this mean (0: it lets go at once).
+  std::uint64_t min_secret_file_pages = 1;
+  double secret_hold_turns = 0;
+
+  // The other users of unmapped pages (shares of events; secret_share +
+  // kernel_share + these <= 1, the rest are user allocations).
+  // MAP_EXCLUSIVE (2019): anonymous private mappings whose pages leave the
+  // direct map at fault and come back at unmap.
+  double map_exclusive_share = 0;
+  std::uint64_t map_exclusive_max_pages = 64;
+  // The execmem ROX cache (6.15): module and BPF program loads and unloads of
+  // 1..rox_max_pages pages each.
+  double rox_share = 0;
+  std::uint64_t rox_max_pages = 64;
+  // KVM guests whose memory is a guest_memfd with NO_DIRECT_MAP: `guests`
+  // VMs of guest_pages each, faulted in and torn down over the run.
+  double guest_share = 0;
+  unsigned guests = 4;
+  std::uint64_t guest_pages = 262'144;
 };
 
 struct WorkloadResult {
