@@ -1,0 +1,270 @@
+// html.cpp: index.html, one self-contained page: inline stylesheet and script,
+// the run's figures embedded as JSON, maps drawn on <canvas> and time series
+// as inline SVG by the script. The header and the comparison table are plain
+// HTML, so they read without the script.
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <utility>
+#include <vector>
+#include <cstdint>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "report/assets.hpp"
+#include "report/metrics.hpp"
+#include "report/report.hpp"
+
+namespace exmem::report {
+
+namespace {
+
+using detail::find;
+
+struct Swatch {
+  std::string_view key;
+  std::string_view colour;
+  std::string_view label;
+};
+
+// The map's colours: the coverage, lighter where the region is mostly free;
+// secret or unmapped pages and direct-map page tables drawn over it.
+constexpr Swatch kSwatches[] = {
+    {"1G", "#1f4e99", "1 GiB leaf, in use"},
+    {"1G-free", "#9dbce8", "1 GiB leaf, mostly free"},
+    {"2M", "#1e7a46", "2 MiB leaf, in use"},
+    {"2M-free", "#a6dbb8", "2 MiB leaf, mostly free"},
+    {"4K", "#e07b00", "split to 4 KiB, in use"},
+    {"4K-free", "#f8cf98", "split to 4 KiB, mostly free"},
+    {"secret-4K", "#d62728", "secret or unmapped pages (split to 4 KiB)"},
+    {"secret-leaf", "#5c0a1a", "whole leaf unmapped (a pool's 2 MiB chunk)"},
+    {"page-table", "#8e44ad", "direct-map page-table pages"},
+    {"hole", "#cfcfcf", "no RAM (hole)"},
+};
+
+// Policies' colours in the charts (categorical, distinguishable).
+constexpr std::string_view kSeriesColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+                                               "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                                               "#bcbd22", "#17becf"};
+
+std::string escape(std::string_view s) {
+  std::string o;
+  o.reserve(s.size());
+  for (const char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      case '\'': o += "&#39;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+// JSON inside <script>: '<', '>' and '&' only occur inside strings, where
+// their \u escapes mean the same, so no "</script>" can end the block early.
+std::string script_json(const nlohmann::json& j) {
+  const std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string o;
+  o.reserve(text.size());
+  for (const char c : text) {
+    switch (c) {
+      case '<': o += "\\u003c"; break;
+      case '>': o += "\\u003e"; break;
+      case '&': o += "\\u0026"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+// 1234567 -> "1,234,567"
+std::string grouped(std::uint64_t v) {
+  std::string digits = fmt::format("{}", v);
+  std::string o;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i != 0 && (digits.size() - i) % 3 == 0) o += ',';
+    o += digits[i];
+  }
+  return o;
+}
+
+std::string grouped_real(double v) {
+  if (!std::isfinite(v)) return fmt::format("{}", v);
+  const double r = std::round(v);
+  if (r < 0) return fmt::format("-{}", grouped(static_cast<std::uint64_t>(-r)));
+  return grouped(static_cast<std::uint64_t>(r));
+}
+
+std::string display(const nlohmann::json& v, detail::Format f) {
+  switch (f) {
+    case detail::Format::Integer:
+      if (v.is_number_unsigned()) return grouped(v.get<std::uint64_t>());
+      return grouped_real(v.get<double>());
+    case detail::Format::Real:
+      return fmt::format("{:.2f}", v.get<double>());
+    case detail::Format::PerThousand:
+      return fmt::format("{:.1f}", 1000.0 * v.get<double>());
+    case detail::Format::Whole:
+      return grouped_real(v.get<double>());
+  }
+  return {};
+}
+
+std::string scalar_text(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "on" : "off";
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() >= 10000) return grouped(v.get<std::uint64_t>());
+  return v.dump();
+}
+
+// "machine: 64 GiB RAM · 16 CPUs · ..." from whatever the object holds.
+std::string meta_line(const nlohmann::json& out, std::string_view key) {
+  const nlohmann::json* obj = find(out, fmt::format("/{}", key));
+  if (obj == nullptr || !obj->is_object()) {
+    return fmt::format("<p class=\"meta missing\"><b>{}</b> not recorded in this report</p>\n", key);
+  }
+  std::string items;
+  auto add = [&](const std::string& text) {
+    items += fmt::format("{}<span>{}</span>", items.empty() ? "" : " · ", escape(text));
+  };
+  // The keys a reader looks for first, then the rest in the object's order.
+  static constexpr std::string_view kFirst[] = {"name", "ram", "cpus", "direct_gbpages", "events", "seed"};
+  std::vector<std::pair<std::string, const nlohmann::json*>> entries;
+  for (const std::string_view k : kFirst) {
+    const auto it = obj->find(std::string(k));
+    if (it != obj->end()) entries.emplace_back(std::string(k), &*it);
+  }
+  for (const auto& [k, v] : obj->items()) {
+    if (std::find(std::begin(kFirst), std::end(kFirst), k) == std::end(kFirst)) entries.emplace_back(k, &v);
+  }
+  for (const auto& [k, vp] : entries) {
+    const nlohmann::json& v = *vp;
+    if (!v.is_primitive() || v.is_null()) continue;
+    if (k == "ram_bytes" && obj->contains("ram")) continue;
+    if (k == "ram") {
+      add(fmt::format("{} RAM", scalar_text(v)));
+    } else if (k == "cpus") {
+      add(fmt::format("{} CPUs", scalar_text(v)));
+    } else if (k == "name") {
+      add(scalar_text(v));
+    } else {
+      add(fmt::format("{} {}", k, scalar_text(v)));
+    }
+  }
+  return fmt::format("<p class=\"meta\"><b>{}</b> {}</p>\n", key, items);
+}
+
+std::string comparison_table(const nlohmann::json& runs) {
+  if (runs.empty()) return "<p class=\"missing\">No runs in this report.</p>\n";
+  std::string s = "<table class=\"cmp\">\n<thead><tr><th></th>";
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    s += fmt::format("<th>{}</th>", escape(detail::policy_of(runs[i], i)));
+  }
+  s += "</tr></thead>\n<tbody>\n";
+  for (const auto& m : detail::metrics()) {
+    s += fmt::format("<tr><th title=\"runs.csv: {}\">{}</th>", m.csv, escape(m.label));
+    for (const auto& run : runs) {
+      const auto v = detail::metric_value(run, m);
+      if (v) {
+        s += fmt::format("<td>{}</td>", display(*v, m.format));
+      } else {
+        s += "<td class=\"missing\" title=\"not in this run's JSON\">&ndash;</td>";
+      }
+    }
+    s += "</tr>\n";
+  }
+  s += "</tbody>\n</table>\n";
+  return s;
+}
+
+// What the script needs: the policies, their samples and their region maps.
+nlohmann::json page_data(const nlohmann::json& out, const nlohmann::json& runs) {
+  nlohmann::json d;
+  nlohmann::json palette = nlohmann::json::object();
+  for (const Swatch& s : kSwatches) palette[std::string(s.key)] = s.colour;
+  d["palette"] = palette;
+  nlohmann::json series = nlohmann::json::array();
+  for (const auto c : kSeriesColours) series.push_back(c);
+  d["series_colours"] = series;
+  const nlohmann::json* ram = find(out, "/machine/ram");
+  d["ram"] = ram != nullptr && ram->is_string() ? *ram : nlohmann::json();
+  d["runs"] = nlohmann::json::array();
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    nlohmann::json r;
+    r["policy"] = detail::policy_of(runs[i], i);
+    const nlohmann::json* samples = find(runs[i], "/direct_map_over_time");
+    r["over_time"] = samples != nullptr && samples->is_array() ? *samples : nlohmann::json::array();
+    nlohmann::json maps = nlohmann::json::object();
+    for (const char* when : {"start", "end"}) {
+      const nlohmann::json* m = find(runs[i], fmt::format("/region_map/{}", when));
+      if (m != nullptr && m->is_object()) maps[when] = *m;
+    }
+    r["region_map"] = maps;
+    d["runs"].push_back(r);
+  }
+  return d;
+}
+
+}  // namespace
+
+std::string html_page(const nlohmann::json& out) {
+  static const nlohmann::json kNoRuns = nlohmann::json::array();
+  const nlohmann::json* runs_p = find(out, "/runs");
+  const nlohmann::json& runs = runs_p != nullptr && runs_p->is_array() ? *runs_p : kNoRuns;
+  const nlohmann::json* ram = find(out, "/machine/ram");
+
+  std::string title = "exmem sim report";
+  if (ram != nullptr && ram->is_string()) title += fmt::format(": {}", ram->get<std::string>());
+  title += fmt::format(", {} {}", runs.size(), runs.size() == 1 ? "policy" : "policies");
+
+  std::string s;
+  s += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  s += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
+  s += fmt::format("<title>{}</title>\n", escape(title));
+  s += fmt::format("<style>\n{}</style>\n</head>\n", assets::kPageCss);
+  s += fmt::format("<body data-runs=\"{}\" data-maps-drawn=\"0\" data-charts-drawn=\"0\">\n", runs.size());
+  s += fmt::format("<header>\n<h1>{}</h1>\n", escape(title));
+  s += meta_line(out, "machine");
+  s += meta_line(out, "workload");
+  s += "</header>\n<main>\n";
+
+  s += "<section id=\"comparison\">\n<h2>Comparison</h2>\n";
+  s += comparison_table(runs);
+  s += "</section>\n";
+
+  s += "<section id=\"maps\">\n<h2>Physical memory and the direct map, start and end of each run</h2>\n";
+  s += "<p class=\"explain\">Each cell is a 2 MiB region of the physical address space, from "
+       "address 0 at the top left, row after row. Its colour says how the direct map covers it "
+       "and, lighter, when most of it is free; secret or unmapped pages and the direct map's own "
+       "page tables are drawn over the coverage. Point at a cell for its address and contents.</p>\n";
+  s += "<div class=\"legend\" id=\"legend\">\n";
+  for (const Swatch& sw : kSwatches) {
+    s += fmt::format(
+        "<span class=\"item\"><span class=\"swatch\" data-legend=\"{}\" data-colour=\"{}\" "
+        "style=\"background:{}\"></span>{}</span>\n",
+        sw.key, sw.colour, sw.colour, escape(sw.label));
+  }
+  s += "</div>\n<p class=\"explain\" id=\"map-scale\"></p>\n";
+  s += "<div id=\"map-grid\"></div>\n";
+  s += "<noscript><p class=\"missing\">The maps and charts are drawn by the page's script; "
+       "allow scripts for this file to see them.</p></noscript>\n";
+  s += "</section>\n";
+
+  s += "<section id=\"charts\">\n<h2>Over the run</h2>\n";
+  s += "<p class=\"explain\">Samples taken along each run (<code>direct_map_over_time</code>); "
+       "one line per policy.</p>\n";
+  s += "<div id=\"chart-grid\"></div>\n</section>\n";
+  s += "</main>\n<footer>Written by <code>exmem sim --out</code> with report.json, runs.csv and "
+       "over_time.csv next to it. The page needs no network.</footer>\n";
+
+  s += fmt::format("<script type=\"application/json\" id=\"exmem-data\">{}</script>\n",
+                   script_json(page_data(out, runs)));
+  s += fmt::format("<script>\n{}</script>\n</body>\n</html>\n", assets::kPageJs);
+  return s;
+}
+
+}  // namespace exmem::report
