@@ -56,6 +56,8 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
   directmap::PageTableAllocator& tables = *this;
   dmap_ = std::make_unique<directmap::DirectMap>(ram, config_.direct_gbpages, tables, flushes_);
   mm_ = std::make_unique<mm::Mm>(*this);
+  execmem_ = std::make_unique<users::ExecmemCache>(*this);
+  guest_memfd_ = std::make_unique<users::GuestMemfd>(*this);
   dmap_->set_running();  // system_state = SYSTEM_RUNNING
   policy_->attach(*this);
 }
@@ -117,6 +119,8 @@ std::vector<std::string> Machine::check() const {
   std::vector<std::string> v = phys_->check();
   for (std::string& s : dmap_->check()) v.push_back(std::move(s));
   for (std::string& s : mm_->check()) v.push_back(std::move(s));
+  for (std::string& s : execmem_->check()) v.push_back(std::move(s));
+  for (std::string& s : guest_memfd_->check()) v.push_back(std::move(s));
   for (std::string& s : policy_->check(*this)) v.push_back(std::move(s));
 
   // Page-table pages: allocated PageTable frames, exactly the direct map's.
@@ -132,26 +136,33 @@ std::vector<std::string> Machine::check() const {
     v.push_back(fmt::format("{} PageTable frames but the direct map uses {} table pages",
                             phys_->pages_of_kind(phys::FrameKind::PageTable), tables.size()));
   }
-  // No secret page is present in the direct map.
+  // No unmapped page is present in the direct map, whichever user holds it.
   std::uint64_t secret = 0;
   for (Pfn p = 0; p < phys_->nr_frames(); ++p) {
     const phys::FrameKind k = phys_->kind(p);
     if (k == phys::FrameKind::Secret || k == phys::FrameKind::Unmapped) {
       if (k == phys::FrameKind::Secret) ++secret;
       if (dmap_->is_present(p)) {
-        if (v.size() < 128) v.push_back(fmt::format("secret page {:#x} is present in the direct map", p));
+        if (v.size() < 128) {
+          v.push_back(fmt::format("{} page {:#x} is present in the direct map",
+                                  k == phys::FrameKind::Secret ? "secret" : "pooled unmapped", p));
+        }
       }
     }
   }
-  if (secret != mm_->secret_pages()) {
-    v.push_back(fmt::format("{} Secret frames but the secretmem files hold {} pages", secret,
-                            mm_->secret_pages()));
+  const std::uint64_t held = mm_->secret_pages() + mm_->exclusive_pages() + guest_memfd_->unmapped_pages();
+  if (secret != held) {
+    v.push_back(fmt::format("{} Secret frames but the users hold {} pages (secretmem {}, "
+                            "MAP_EXCLUSIVE {}, guest_memfd {})",
+                            secret, held, mm_->secret_pages(), mm_->exclusive_pages(),
+                            guest_memfd_->unmapped_pages()));
   }
   return v;
 }
 
 std::size_t Machine::model_bytes() const {
-  return phys_->model_bytes() + dmap_->model_bytes() + mm_->model_bytes() + sizeof(*this) +
+  return phys_->model_bytes() + dmap_->model_bytes() + mm_->model_bytes() +
+         execmem_->model_bytes() + guest_memfd_->model_bytes() + sizeof(*this) +
          flushes_.events().capacity() * sizeof(directmap::FlushEvent);
 }
 

@@ -1,6 +1,7 @@
 // The kernel model, root folder (see types.hpp for what the folder owns).
 // machine.hpp: one modelled machine: its RAM and page allocator, its direct
-// map, the TLB flush log, the processes, and the policy for unmapped pages.
+// map, the TLB flush log, the processes, the policy for unmapped pages, and the
+// kernel's other users of such pages (the execmem ROX cache, guest_memfd).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,8 @@
 #include "model/phys/physmem.hpp"
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
+#include "model/users/execmem.hpp"
+#include "model/users/guest_memfd.hpp"
 
 namespace exmem::model {
 
@@ -75,6 +78,10 @@ class Machine final : private directmap::PageTableAllocator {
   [[nodiscard]] const mm::Mm& mm() const { return *mm_; }
   policy::Policy& policy() { return *policy_; }
   [[nodiscard]] const policy::Policy& policy() const { return *policy_; }
+  users::ExecmemCache& execmem() { return *execmem_; }
+  [[nodiscard]] const users::ExecmemCache& execmem() const { return *execmem_; }
+  users::GuestMemfd& guest_memfd() { return *guest_memfd_; }
+  [[nodiscard]] const users::GuestMemfd& guest_memfd() const { return *guest_memfd_; }
 
   // Page allocation and free for kernel users that are not the policy: a
   // failed allocation runs the policy's shrinker once and retries; a free
@@ -94,9 +101,12 @@ class Machine final : private directmap::PageTableAllocator {
   };
   [[nodiscard]] const CollapseStats& collapse_stats() const { return collapse_stats_; }
 
-  // All invariants of all parts, plus the ones between them: no secret page is
-  // present in the direct map; every page-table page of the direct map is an
-  // allocated PageTable frame, and every PageTable frame is one of them.
+  // All invariants of all parts, plus the ones between them: no unmapped page
+  // (a Secret frame of any user: secretmem, MAP_EXCLUSIVE, guest_memfd with
+  // NO_DIRECT_MAP; or an Unmapped frame of a pool) is present in the direct
+  // map, and the Secret frames are exactly the pages those users hold; every
+  // page-table page of the direct map is an allocated PageTable frame, and
+  // every PageTable frame is one of them.
   [[nodiscard]] std::vector<std::string> check() const;
   // Host bytes the model occupies.
   [[nodiscard]] std::size_t model_bytes() const;
@@ -111,6 +121,8 @@ class Machine final : private directmap::PageTableAllocator {
   std::unique_ptr<directmap::DirectMap> dmap_;
   std::unique_ptr<policy::Policy> policy_;
   std::unique_ptr<mm::Mm> mm_;
+  std::unique_ptr<users::ExecmemCache> execmem_;
+  std::unique_ptr<users::GuestMemfd> guest_memfd_;
   CollapseStats collapse_stats_;
   Pfn scan_cursor_ = 0;
 };

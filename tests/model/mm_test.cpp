@@ -265,6 +265,39 @@ TEST(MemfdSecret, LowestFreeDescriptorIsReused) {
   EXPECT_EQ(m->mm().memfd_secret(p, 0), 0);
 }
 
+TEST(MemfdSecret, MprotectCannotMakeTheMappingExecutable) {
+  auto m = machine();
+  const Secret s = make_secret(*m, 4);
+  EXPECT_EQ(m->mm().mprotect(s.pid, s.addr, kPageSize, mm::kPROT_READ | mm::kPROT_EXEC), -EACCES);
+  EXPECT_EQ(m->mm().mprotect(s.pid, s.addr + 4 * kPageSize, kPageSize, mm::kPROT_READ), -ENOMEM);
+  EXPECT_EQ(m->mm().mprotect(s.pid, s.addr + 100, kPageSize, mm::kPROT_READ), -EINVAL);
+  EXPECT_EQ(m->mm().touch(s.pid, s.addr, true), VmFault::Major);  // still writable
+  ASSERT_EQ(m->mm().mprotect(s.pid, s.addr, 4 * kPageSize, mm::kPROT_READ), 0);
+  EXPECT_EQ(m->mm().touch(s.pid, s.addr, true), VmFault::SigSegv);
+  EXPECT_EQ(m->mm().touch(s.pid, s.addr, false), VmFault::Minor);
+  EXPECT_SOUND(*m);
+}
+
+TEST(MemfdSecret, MprotectSplitsTheMappingAndThePiecesHoldTheFileUntilTheLastGoes) {
+  auto m = machine();
+  const Secret s = make_secret(*m, 4);
+  for (std::uint64_t i = 0; i < 4; ++i) ASSERT_EQ(m->mm().touch(s.pid, s.addr + i * kPageSize, true), VmFault::Major);
+  ASSERT_EQ(m->mm().close(s.pid, s.fd), 0);  // the mapping alone holds the file now
+  ASSERT_EQ(m->mm().mprotect(s.pid, s.addr + kPageSize, 2 * kPageSize, mm::kPROT_READ), 0);
+  EXPECT_EQ(m->mm().touch(s.pid, s.addr, true), VmFault::Minor);
+  EXPECT_EQ(m->mm().touch(s.pid, s.addr + kPageSize, true), VmFault::SigSegv);
+  EXPECT_EQ(m->mm().touch(s.pid, s.addr + 3 * kPageSize, true), VmFault::Minor);
+  EXPECT_EQ(m->mm().locked_vm(s.pid), 4u);
+  EXPECT_SOUND(*m);
+  ASSERT_EQ(m->mm().munmap(s.pid, s.addr, 3 * kPageSize), 0);
+  EXPECT_EQ(m->mm().secret_pages(), 4u);  // the last piece still maps the file
+  EXPECT_EQ(m->mm().locked_vm(s.pid), 1u);
+  ASSERT_EQ(m->mm().munmap(s.pid, s.addr + 3 * kPageSize, kPageSize), 0);
+  EXPECT_EQ(m->mm().secret_pages(), 0u);
+  EXPECT_EQ(m->mm().live_files(), 0u);
+  EXPECT_SOUND(*m);
+}
+
 // Random syscall sequences over a few processes; every invariant after each.
 RC_GTEST_PROP(MemfdSecretProperty, RandomSyscallSequencesKeepEveryInvariant, ()) {
   MachineConfig c = small_config(64 * MiB, true, 2);
@@ -274,7 +307,7 @@ RC_GTEST_PROP(MemfdSecretProperty, RandomSyscallSequencesKeepEveryInvariant, ())
   std::vector<mm::Pid> pids{mm.spawn(), mm.spawn(), mm.spawn()};
   std::vector<std::uint64_t> addrs;
   const auto ops = *rc::gen::container<std::vector<std::tuple<int, int, int, int>>>(
-      rc::gen::tuple(rc::gen::inRange(0, 14), rc::gen::inRange(0, 3), rc::gen::inRange(0, 4),
+      rc::gen::tuple(rc::gen::inRange(0, 15), rc::gen::inRange(0, 3), rc::gen::inRange(0, 4),
                      rc::gen::inRange(0, 64)));
   for (const auto& [op, pi, fd, x] : ops) {
     const mm::Pid p = pids[static_cast<std::size_t>(pi)];
@@ -311,6 +344,12 @@ RC_GTEST_PROP(MemfdSecretProperty, RandomSyscallSequencesKeepEveryInvariant, ())
       case 11: mm.exec(p); break;
       case 12:
         if (!addrs.empty()) mm.madvise(p, addrs[ux % addrs.size()], kPageSize, mm::kMADV_DONTFORK);
+        break;
+      case 13:
+        if (!addrs.empty()) {
+          mm.mprotect(p, addrs[ux % addrs.size()] + (ux % 3) * kPageSize, (ux % 4 + 1) * kPageSize,
+                      x % 2 ? mm::kPROT_READ : mm::kPROT_READ | mm::kPROT_WRITE);
+        }
         break;
       default: m.phys().drain_all_pages(); break;
     }

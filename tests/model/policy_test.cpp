@@ -12,6 +12,7 @@
 #include "helpers.hpp"
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
+#include "model/users/guest_memfd.hpp"
 #include "model/workload/synthetic.hpp"
 
 namespace exmem::model {
@@ -154,19 +155,103 @@ TEST(SecretmemPmdPool, SigbusVariantFailsTheFaultWithSigbus) {
   EXPECT_SOUND(m);
 }
 
-TEST(SecretmemPmdPool, FreedPagesGoBackToThePoolStillUnmapped) {
+TEST(SecretmemPmdPool, FreedPagesGoBackToTheirFilesPoolStillUnmapped) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
   c.secretmem_bytes = 8 * MiB;
   Machine m(c);
-  const Secret s = map_secret(m, 4);
-  for (std::uint64_t i = 0; i < 4; ++i) touch(m, s, i);
-  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  // A MAP_EXCLUSIVE mapping frees pages while its owner lives (munmap of a part).
+  const mm::Pid pid = m.mm().spawn(0, true);
+  const Result<std::uint64_t> a =
+      m.mm().mmap(pid, 4 * kPageSize, mm::kPROT_READ | mm::kPROT_WRITE,
+                  mm::kMAP_PRIVATE | mm::kMAP_ANONYMOUS | mm::kMAP_EXCLUSIVE, -1, 0);
+  ASSERT_TRUE(a.ok()) << errno_name(a.err);
+  const Pfn p = m.mm().pagemap(pid, a.value);
+  ASSERT_NE(p, kNoPfn);
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 4);
   const std::uint64_t f0 = flushes(m);
-  EXPECT_EQ(m.mm().exit(s.pid), 0);
-  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M);
+  ASSERT_EQ(m.mm().munmap(pid, a.value, kPageSize), 0);
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 3);
   EXPECT_FALSE(m.dmap().is_present(p));
   EXPECT_EQ(m.phys().kind(p), phys::FrameKind::Unmapped);
   EXPECT_EQ(flushes(m), f0);
+  EXPECT_EQ(counter(m, "chunks_released"), 0u);  // the owner still lives
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPmdPool, EachFileTakesChunksForItsOwnPool) {
+  MachineConfig c = policy_config("secretmem-pmd-pool");
+  c.secretmem_bytes = 8 * MiB;
+  Machine m(c);
+  const Secret a = map_secret(m, 2);
+  const Secret b = map_secret(m, 2);
+  for (std::uint64_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(touch(m, a, i), mm::VmFault::Major);
+    ASSERT_EQ(touch(m, b, i), mm::VmFault::Major);
+  }
+  const Pfn chunk_a = m.mm().pagemap(a.pid, a.addr) & ~(kPagesPer2M - 1);
+  const Pfn chunk_b = m.mm().pagemap(b.pid, b.addr) & ~(kPagesPer2M - 1);
+  EXPECT_NE(chunk_a, chunk_b);  // the two files never share a chunk
+  EXPECT_EQ(m.mm().pagemap(a.pid, a.addr + kPageSize) & ~(kPagesPer2M - 1), chunk_a);
+  EXPECT_EQ(m.mm().pagemap(b.pid, b.addr + kPageSize) & ~(kPagesPer2M - 1), chunk_b);
+  EXPECT_EQ(counter(m, "pools"), 2u);
+  EXPECT_EQ(counter(m, "pool_chunks"), 2u);
+  EXPECT_EQ(counter(m, "chunks_taken"), 2u);
+  EXPECT_EQ(m.policy().pooled_pages(), 2 * (kPagesPer2M - 2));
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPmdPool, ReleasingAFileReturnsItsChunksToCma) {
+  MachineConfig c = policy_config("secretmem-pmd-pool");
+  c.secretmem_bytes = 8 * MiB;
+  Machine m(c);
+  const Secret a = map_secret(m, kPagesPer2M + 1);  // two chunks
+  const Secret b = map_secret(m, 1);
+  for (std::uint64_t i = 0; i <= kPagesPer2M; ++i) ASSERT_EQ(touch(m, a, i), mm::VmFault::Major);
+  ASSERT_EQ(touch(m, b, 0), mm::VmFault::Major);
+  const Pfn a0 = m.mm().pagemap(a.pid, a.addr) & ~(kPagesPer2M - 1);
+  const Pfn a1 = m.mm().pagemap(a.pid, a.addr + kPagesPer2M * kPageSize) & ~(kPagesPer2M - 1);
+  const Pfn b0 = m.mm().pagemap(b.pid, b.addr) & ~(kPagesPer2M - 1);
+  ASSERT_NE(a0, a1);
+  EXPECT_EQ(counter(m, "pool_chunks"), 3u);
+  const std::uint64_t free0 = m.phys().free_pages() + m.phys().pcp_pages();
+  EXPECT_EQ(m.mm().exit(a.pid), 0);  // the last reference: the file is evicted
+  EXPECT_EQ(counter(m, "chunks_released"), 2u);
+  EXPECT_EQ(counter(m, "pools"), 1u);
+  EXPECT_EQ(counter(m, "pool_chunks"), 1u);
+  for (const Pfn chunk : {a0, a1}) {
+    EXPECT_TRUE(m.dmap().is_present(chunk));  // back in the direct map ...
+    EXPECT_FALSE(phys::is_allocated_kind(m.phys().kind(chunk)));  // ... and free in CMA
+  }
+  EXPECT_EQ(m.phys().free_pages() + m.phys().pcp_pages() - free0, 2 * kPagesPer2M);
+  EXPECT_FALSE(m.dmap().is_present(b0));  // the other file's pool is untouched
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 1);
+  EXPECT_SOUND(m);
+}
+
+TEST(SecretmemPmdPool, OtherUsersGetAPoolPerOwnerToo) {
+  MachineConfig c = policy_config("secretmem-pmd-pool");
+  c.secretmem_bytes = 8 * MiB;
+  Machine m(c);
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  const Result<std::uint32_t> g =
+      m.guest_memfd().create(4 * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+  ASSERT_TRUE(g.ok());
+  ASSERT_EQ(m.guest_memfd().fault(g.value, 0, 0), mm::VmFault::Major);
+  const mm::Pid pid = m.mm().spawn(0, true);
+  const Result<std::uint64_t> x = m.mm().mmap(pid, kPageSize, mm::kPROT_READ | mm::kPROT_WRITE,
+                                              mm::kMAP_PRIVATE | mm::kMAP_ANONYMOUS | mm::kMAP_EXCLUSIVE, -1, 0);
+  ASSERT_TRUE(x.ok());
+  const Pfn ps = m.mm().pagemap(s.pid, s.addr) & ~(kPagesPer2M - 1);
+  const Pfn pg = m.guest_memfd().pfn(g.value, 0) & ~(kPagesPer2M - 1);
+  const Pfn px = m.mm().pagemap(pid, x.value) & ~(kPagesPer2M - 1);
+  EXPECT_NE(ps, pg);
+  EXPECT_NE(ps, px);
+  EXPECT_NE(pg, px);
+  EXPECT_EQ(counter(m, "pools"), 3u);
+  ASSERT_EQ(m.guest_memfd().release(g.value, 0), 0);
+  EXPECT_EQ(counter(m, "pools"), 2u);
+  EXPECT_TRUE(m.dmap().is_present(pg));
   EXPECT_SOUND(m);
 }
 
@@ -476,9 +561,18 @@ RC_GTEST_PROP(PolicyProperty, RandomWorkloadsKeepEveryInvariantUnderEveryPolicy,
   wc.seed = *rc::gen::arbitrary<std::uint64_t>();
   wc.events = *rc::gen::inRange<std::uint64_t>(200, 3000);
   wc.fill = *rc::gen::element(0.0, 0.5, 0.9);
-  wc.secret_share = *rc::gen::element(0.2, 0.4, 0.7);
+  wc.secret_share = *rc::gen::element(0.2, 0.4, 0.6);
   wc.kernel_share = 0.2;
   wc.wp_page_tables = *rc::gen::arbitrary<bool>();
+  // The other users of unmapped pages, each on or off.
+  wc.map_exclusive_share = *rc::gen::element(0.0, 0.05);
+  wc.rox_share = *rc::gen::element(0.0, 0.05);
+  wc.guest_share = *rc::gen::element(0.0, 0.05);
+  wc.guests = *rc::gen::inRange(1u, 4u);
+  wc.guest_pages = *rc::gen::inRange<std::uint64_t>(16, 4096);
+  wc.min_secret_file_pages = *rc::gen::inRange<std::uint64_t>(1, 16);
+  wc.max_secret_file_pages = wc.min_secret_file_pages + *rc::gen::inRange<std::uint64_t>(0, 64);
+  wc.secret_hold_turns = *rc::gen::element(0.0, 4.0, 32.0);
   workload::SyntheticWorkload w(m, wc);
   std::uint64_t next = 0;
   bool sound = true;
@@ -495,8 +589,9 @@ RC_GTEST_PROP(PolicyProperty, RandomWorkloadsKeepEveryInvariantUnderEveryPolicy,
   if (!sound) RC_FAIL(why);
   const auto v = m.check();
   if (!v.empty()) RC_FAIL(join(v));
-  // Every page the policy pools is accounted: no page is lost.
-  RC_ASSERT(m.phys().pages_of_kind(phys::FrameKind::Secret) == m.mm().secret_pages());
+  // Every page the policy hands out is accounted: no page is lost.
+  RC_ASSERT(m.phys().pages_of_kind(phys::FrameKind::Secret) ==
+            m.mm().secret_pages() + m.mm().exclusive_pages() + m.guest_memfd().unmapped_pages());
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <stdexcept>
+#include <string>
+
 #include "helpers.hpp"
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
@@ -76,6 +79,119 @@ TEST(SyntheticWorkload, KeepsEveryInvariantThroughoutARun) {
     ASSERT_TRUE(v.empty()) << "after " << events << " events:\n" << join(v);
   });
   EXPECT_SOUND(m);
+}
+
+TEST(SyntheticWorkload, DrivesTheOtherUsersOfUnmappedPages) {
+  Machine m(small_config(1 * GiB, true, 4));
+  workload::WorkloadConfig wc;
+  wc.events = 30000;
+  wc.secret_share = 0.2;
+  wc.kernel_share = 0.2;
+  wc.map_exclusive_share = 0.1;
+  wc.rox_share = 0.1;
+  wc.guest_share = 0.1;
+  wc.guests = 2;
+  wc.guest_pages = 256;
+  workload::SyntheticWorkload w(m, wc);
+  std::uint64_t last = 0;
+  const auto r = w.run([&](std::uint64_t events) {
+    if (events - last < 1000) return;
+    last = events;
+    const auto v = m.check();
+    ASSERT_TRUE(v.empty()) << "after " << events << " events:\n" << join(v);
+  });
+  EXPECT_GT(r.exclusive_faults, 0u);
+  EXPECT_GT(r.exclusive_frees, 0u);
+  EXPECT_EQ(r.exclusive_faults - r.exclusive_frees, m.mm().exclusive_pages());
+  EXPECT_GT(r.rox_loads, 0u);
+  EXPECT_GT(r.rox_unloads, 0u);
+  EXPECT_GT(m.execmem().stats().populates, 0u);
+  EXPECT_EQ(m.execmem().stats().loads, r.rox_loads);
+  EXPECT_GT(r.guest_faults, 0u);
+  EXPECT_GT(r.guest_teardowns, 0u);
+  EXPECT_EQ(r.guest_faults - r.guest_frees, m.guest_memfd().unmapped_pages());
+  EXPECT_GT(r.secret_faults, 0u);
+  EXPECT_GT(r.user_allocs, 0u);
+  EXPECT_SOUND(m);
+}
+
+TEST(SyntheticWorkload, DefaultsLeaveTheOtherUsersIdle) {
+  Machine m(small_config(1 * GiB, true, 4));
+  workload::WorkloadConfig wc;
+  wc.events = 5000;
+  workload::SyntheticWorkload w(m, wc);
+  const auto r = w.run();
+  EXPECT_EQ(r.exclusive_faults + r.rox_loads + r.guest_faults + r.hold_turns, 0u);
+  EXPECT_EQ(m.mm().stats().exclusive_mmaps, 0u);
+  EXPECT_EQ(m.execmem().cached_pages(), 0u);
+  EXPECT_EQ(m.guest_memfd().stats().files_created, 0u);
+  EXPECT_GT(r.secret_faults, 0u);
+}
+
+TEST(SyntheticWorkload, SecretFilesAreSizedBetweenMinAndMax) {
+  Machine m(small_config(1 * GiB, true, 4));
+  workload::WorkloadConfig wc;
+  wc.events = 20000;
+  wc.min_secret_file_pages = 5;
+  wc.max_secret_file_pages = 5;
+  wc.fork_probability = 0;
+  wc.fd_pass_probability = 0;
+  workload::SyntheticWorkload w(m, wc);
+  const auto r = w.run();
+  ASSERT_EQ(r.secret_ooms + r.mmap_failures, 0u);
+  const auto& st = m.mm().stats();
+  ASSERT_GT(st.secret_files_released, 10u);
+  EXPECT_EQ(st.secret_pages_freed, 5 * st.secret_files_released);  // every file held 5 pages
+  EXPECT_EQ(r.secret_faults, st.faults_major);
+}
+
+TEST(SyntheticWorkload, SecretHoldersKeepTheirSecretForTheirHoldTurns) {
+  auto files_created = [](double hold) {
+    Machine m(small_config(1 * GiB, true, 4));
+    workload::WorkloadConfig wc;
+    wc.events = 20000;
+    wc.secret_hold_turns = hold;
+    workload::SyntheticWorkload w(m, wc);
+    const auto r = w.run();
+    EXPECT_EQ(r.hold_turns > 0, hold > 0);
+    return m.mm().stats().secret_files_created;
+  };
+  const std::uint64_t churn = files_created(0);
+  const std::uint64_t held = files_created(200);
+  EXPECT_LT(held, churn);  // holders that stay make room for fewer new files
+}
+
+TEST(WorkloadConfig, OutOfRangeSettingsAreRejectedByName) {
+  Machine m(small_config());
+  auto message = [&](const workload::WorkloadConfig& wc) -> std::string {
+    try {
+      workload::SyntheticWorkload w(m, wc);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  workload::WorkloadConfig wc;
+  wc.min_secret_file_pages = 10;
+  wc.max_secret_file_pages = 4;
+  EXPECT_NE(message(wc).find("max_secret_file_pages"), std::string::npos);
+  wc = {};
+  wc.min_secret_file_pages = 0;
+  EXPECT_NE(message(wc).find("min_secret_file_pages"), std::string::npos);
+  wc = {};
+  wc.secret_hold_turns = -1;
+  EXPECT_NE(message(wc).find("secret_hold_turns"), std::string::npos);
+  wc = {};
+  wc.rox_share = 0.5;  // 0.4 + 0.3 + 0.5 > 1
+  EXPECT_NE(message(wc).find("at most 1"), std::string::npos);
+  wc = {};
+  wc.guest_share = 0.1;
+  wc.guest_pages = 0;
+  EXPECT_NE(message(wc).find("guest_pages"), std::string::npos);
+  wc = {};
+  wc.map_exclusive_share = -0.1;
+  EXPECT_NE(message(wc).find("map_exclusive_share"), std::string::npos);
+  EXPECT_EQ(message(workload::WorkloadConfig{}), "");
 }
 
 // Short random workloads under memory pressure, checked after every step.

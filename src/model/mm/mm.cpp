@@ -1,5 +1,6 @@
 // mm/: processes and memfd_secret (see mm.hpp for what the folder owns).
-// mm.cpp: the syscalls, the fault, and file release.
+// mm.cpp: the syscalls, the faults (secretmem and MAP_EXCLUSIVE), and file
+// release.
 #include "model/mm/mm.hpp"
 
 #include <fmt/format.h>
@@ -26,9 +27,12 @@ const char* vm_fault_name(VmFault f) {
   return "unknown";
 }
 
-// A secretmem inode with its single open file description.
+// A secretmem inode with its single open file description, or the anonymous
+// object that holds the pages of one MAP_EXCLUSIVE mapping (its pieces after
+// munmap() or mprotect() splits share it; no fd ever refers to it).
 struct Mm::File {
   bool live = false;
+  bool exclusive = false;  // a MAP_EXCLUSIVE object, not a secretmem file
   std::uint64_t size = 0;  // i_size
   std::uint32_t refs = 0;  // fds + mappings
   std::vector<Pfn> dense;
@@ -50,6 +54,25 @@ struct Mm::File {
       sparse[index] = pfn;
     }
     ++nr_pages;
+  }
+  // The page at index leaves: its pfn, or kNoPfn when there was none.
+  Pfn erase(std::uint64_t index) {
+    Pfn pfn = kNoPfn;
+    if (index < kDenseLimit) {
+      if (index >= dense.size() || dense[index] == kNoPfn) return kNoPfn;
+      pfn = dense[index];
+      dense[index] = kNoPfn;
+    } else {
+      const auto it = sparse.find(index);
+      if (it == sparse.end()) return kNoPfn;
+      pfn = it->second;
+      sparse.erase(it);
+    }
+    --nr_pages;
+    return pfn;
+  }
+  [[nodiscard]] policy::Owner owner(std::uint32_t id) const {
+    return {exclusive ? policy::OwnerKind::Exclusive : policy::OwnerKind::Secretmem, id};
   }
 };
 
@@ -146,13 +169,21 @@ void Mm::put_file(std::uint32_t file, CpuId cpu) {
 }
 
 // The last reference is gone: the inode is evicted, truncate_inode_pages_final()
-// frees every page in index order through secretmem_free_folio().
+// frees every page in index order through secretmem_free_folio() (a
+// MAP_EXCLUSIVE object has none left: munmap() freed them), then the policy
+// hears that the owner is gone.
 void Mm::release_file(std::uint32_t file, CpuId cpu) {
   File& f = *files_[file];
+  const policy::Owner owner = f.owner(file);
   auto free_one = [&](Pfn pfn) {
-    machine_.policy().free_secret_page(machine_, pfn, cpu);
-    --secret_pages_;
-    ++stats_.secret_pages_freed;
+    machine_.policy().free_secret_page(machine_, pfn, cpu, owner);
+    if (f.exclusive) {
+      --exclusive_pages_;
+      ++stats_.exclusive_pages_freed;
+    } else {
+      --secret_pages_;
+      ++stats_.secret_pages_freed;
+    }
   };
   for (const Pfn pfn : f.dense) {
     if (pfn != kNoPfn) free_one(pfn);
@@ -163,10 +194,23 @@ void Mm::release_file(std::uint32_t file, CpuId cpu) {
     (void)index;
     free_one(pfn);
   }
+  const bool exclusive = f.exclusive;
   files_[file] = std::make_unique<File>();
+  machine_.policy().release_file(machine_, owner, cpu);
   free_file_ids_.push_back(file);
+  if (exclusive) return;
   --secretmem_users_;  // secretmem_release()
   ++stats_.secret_files_released;
+}
+
+std::uint32_t Mm::new_file_id() {
+  if (!free_file_ids_.empty()) {
+    const std::uint32_t id = free_file_ids_.back();
+    free_file_ids_.pop_back();
+    return id;
+  }
+  files_.push_back(std::make_unique<File>());
+  return static_cast<std::uint32_t>(files_.size() - 1);
 }
 
 // mirrors SYSCALL_DEFINE1(memfd_secret)
@@ -176,14 +220,7 @@ int Mm::memfd_secret(Pid pid, unsigned flags) {
   if (!machine_.config().secretmem_enable) return -ENOSYS;
   if (flags & ~kO_CLOEXEC) return -EINVAL;  // SECRETMEM_FLAGS_MASK is empty
   if (p->fds.size() >= kRlimitNofile) return -EMFILE;
-  std::uint32_t id = 0;
-  if (!free_file_ids_.empty()) {
-    id = free_file_ids_.back();
-    free_file_ids_.pop_back();
-  } else {
-    id = static_cast<std::uint32_t>(files_.size());
-    files_.push_back(std::make_unique<File>());
-  }
+  const std::uint32_t id = new_file_id();
   File& f = *files_[id];
   f.live = true;
   f.refs = 1;
@@ -205,6 +242,79 @@ int Mm::ftruncate(Pid pid, int fd, std::int64_t length) {
   return 0;
 }
 
+// MAP_EXCLUSIVE ("mm: add MAP_EXCLUSIVE to create exclusive user mappings",
+// RFC, Mike Rapoport, October 2019). What the RFC did, and what the model
+// decided where the thread left a question open:
+//
+// - mmap: only private anonymous memory not backed by hugetlbfs; anything else
+//   (a file, MAP_SHARED, MAP_HUGETLB) is -EINVAL, as the RFC's
+//   ksys_mmap_pgoff() had it. The flag implies MAP_LOCKED and MAP_POPULATE:
+//   the mapping is charged to RLIMIT_MEMLOCK at mmap (-EAGAIN over the limit,
+//   unless CAP_IPC_LOCK), and every page is faulted in at mmap by
+//   populate_vma_page_range() with FOLL_EXCLUSIVE, each one taken from the
+//   machine's policy (the RFC: __set_page_user_exclusive(), one page made not
+//   present plus a one-page flush, which is what the upstream policy does).
+//   Population stops at the first page that cannot be had and mmap still
+//   succeeds, as mm_populate() ignores errors; a later touch of such a page
+//   faults it in the same way, or ends in VM_FAULT_OOM. The RFC would have
+//   populated a PROT_READ-only mapping with the shared zero page (and removed
+//   that from the direct map); the model gives every page a frame of its own.
+//   The pages are unmovable, as secretmem's are (the RFC left them on the LRU,
+//   where compaction could have tried to move them).
+// - munmap / exit / exec: the pages of the unmapped range go back to the
+//   policy (the RFC: zap_pte_range() -> __clear_page_user_exclusive(), the
+//   direct-map entry restored, then the page freed).
+// - fork: the mapping is not copied into the child, like VM_DONTCOPY (the
+//   RFC's dup_mmap()); the child has nothing at that address (SIGSEGV).
+// - mprotect: allowed, with any protection; the pages stay in place and out
+//   of the direct map (PROT_NONE makes a user access SIGSEGV, nothing else).
+// - get_user_pages(): refused with -EFAULT, as for memfd_secret. The RFC did
+//   not refuse it: a remote GUP (/proc/pid/mem, process_vm_readv) would
+//   get the page and the kernel's access through the removed direct-map entry
+//   would oops into the RFC's "FIXME: warn and handle gracefully" SIGSEGV.
+// - file-backed mappings: refused (-EINVAL), see mmap; the fd-based
+//   interface the thread asked for instead is memfd_secret.
+// - madvise: MADV_WIPEONFORK is accepted (private anonymous memory), and
+//   moot, since fork does not copy the mapping.
+// - hibernation is not blocked (the RFC did not touch it).
+//
+// mirrors the MAP_EXCLUSIVE half of ksys_mmap_pgoff() + do_mmap() + mm_populate()
+Result<std::uint64_t> Mm::mmap_exclusive(Process& p, std::uint64_t pages, unsigned prot) {
+  using R = Result<std::uint64_t>;
+  // VM_LOCKED: mlock_future_ok()
+  if (!p.cap_ipc_lock && p.locked_vm + pages > p.rlimit_memlock / kPageSize) {
+    ++stats_.exclusive_mmap_refused;
+    return R::error(-EAGAIN);
+  }
+  const int err = machine_.policy().reserve(machine_, pages, p.cpu);
+  if (err != 0) {
+    ++stats_.exclusive_mmap_refused;
+    return R::error(err);
+  }
+  const std::uint32_t id = new_file_id();
+  File& f = *files_[id];
+  f.live = true;
+  f.exclusive = true;
+  f.size = pages * kPageSize;
+  f.refs = 1;  // the mapping
+  Vma vma;
+  vma.start = p.next_addr;
+  vma.end = vma.start + pages * kPageSize;
+  vma.file = id;
+  vma.prot = prot;
+  vma.locked = true;
+  vma.exclusive = true;
+  p.next_addr = vma.end + kPageSize;
+  p.locked_vm += pages;
+  p.vmas.emplace(vma.start, vma);
+  ++stats_.exclusive_mmaps;
+  // MAP_POPULATE: populate_vma_page_range() with FOLL_EXCLUSIVE, page by page.
+  for (std::uint64_t i = 0; i < pages; ++i) {
+    if (exclusive_fault(id, i, p.cpu) != VmFault::Major) break;
+  }
+  return R{vma.start, 0};
+}
+
 // mirrors do_mmap() with secretmem_mmap_prepare()
 Result<std::uint64_t> Mm::mmap(Pid pid, std::uint64_t len, unsigned prot, unsigned flags, int fd,
                                std::uint64_t offset) {
@@ -219,6 +329,15 @@ Result<std::uint64_t> Mm::mmap(Pid pid, std::uint64_t len, unsigned prot, unsign
   if (type != kMAP_SHARED && type != kMAP_PRIVATE && type != kMAP_SHARED_VALIDATE) {
     return R::error(-EINVAL);
   }
+  if (flags & kMAP_EXCLUSIVE) {
+    // The RFC's ksys_mmap_pgoff(): private anonymous memory only, no hugetlbfs.
+    if (!(flags & kMAP_ANONYMOUS) || type != kMAP_PRIVATE || (flags & kMAP_HUGETLB)) {
+      ++stats_.exclusive_mmap_refused;
+      return R::error(-EINVAL);
+    }
+    return mmap_exclusive(*p, pages, prot);
+  }
+  if (flags & kMAP_ANONYMOUS) return R::error(-EOPNOTSUPP);  // not modelled (see mm.hpp)
   const auto fit = p->fds.find(fd);
   if (fit == p->fds.end()) return R::error(-EBADF);
   // The secretmem mount is noexec: VM_EXEC is refused.
@@ -251,7 +370,54 @@ void Mm::drop_vma(Process& p, const Vma& vma) {
   const std::uint64_t pages = (vma.end - vma.start) / kPageSize;
   if (vma.locked) p.locked_vm -= pages;
   machine_.policy().unreserve(machine_, pages, p.cpu);
+  if (vma.exclusive) free_exclusive_range(vma.file, vma.pgoff, pages, p.cpu);
   put_file(vma.file, p.cpu);
+}
+
+// mirrors zap_pte_range() on a MAP_EXCLUSIVE range: each page present goes back
+// to the policy (the RFC's __clear_page_user_exclusive(), then the free).
+void Mm::free_exclusive_range(std::uint32_t file, std::uint64_t first, std::uint64_t count,
+                              CpuId cpu) {
+  File& f = *files_[file];
+  const policy::Owner owner = f.owner(file);
+  auto free_one = [&](std::uint64_t index) {
+    const Pfn pfn = f.erase(index);
+    if (pfn == kNoPfn) return;
+    machine_.policy().free_secret_page(machine_, pfn, cpu, owner);
+    --exclusive_pages_;
+    ++stats_.exclusive_pages_freed;
+  };
+  if (count <= 4 * f.nr_pages + 64) {
+    for (std::uint64_t i = first; i < first + count; ++i) free_one(i);
+    return;
+  }
+  // A large range over few pages: visit the pages, not the range.
+  std::vector<std::uint64_t> present;
+  for (std::size_t i = 0; i < f.dense.size(); ++i) {
+    if (f.dense[i] != kNoPfn && i >= first && i < first + count) present.push_back(i);
+  }
+  for (const auto& [index, pfn] : f.sparse) {
+    (void)pfn;
+    if (index >= first && index < first + count) present.push_back(index);
+  }
+  std::sort(present.begin(), present.end());
+  for (const std::uint64_t i : present) free_one(i);
+}
+
+// mirrors __split_vma(): the mapping that holds addr strictly inside becomes
+// two; the new piece holds its own reference on the file.
+void Mm::split_vma(Process& p, std::uint64_t addr) {
+  auto it = p.vmas.upper_bound(addr);
+  if (it == p.vmas.begin()) return;
+  --it;
+  Vma& vma = it->second;
+  if (addr <= vma.start || addr >= vma.end) return;
+  Vma right = vma;
+  right.start = addr;
+  right.pgoff = vma.pgoff + (addr - vma.start) / kPageSize;
+  vma.end = addr;
+  get_file(right.file);
+  p.vmas.emplace(right.start, right);
 }
 
 // mirrors do_vmi_munmap(): mappings partly covered are split
@@ -270,7 +436,6 @@ int Mm::munmap(Pid pid, std::uint64_t addr, std::uint64_t len) {
       Vma left = vma;
       left.end = addr;
       get_file(left.file);
-      if (left.locked) p->locked_vm += (left.end - left.start) / kPageSize;
       p->vmas.emplace(left.start, left);
     }
     if (vma.end > end) {  // the part after it stays
@@ -278,10 +443,40 @@ int Mm::munmap(Pid pid, std::uint64_t addr, std::uint64_t len) {
       right.start = end;
       right.pgoff = vma.pgoff + (end - vma.start) / kPageSize;
       get_file(right.file);
-      if (right.locked) p->locked_vm += (right.end - right.start) / kPageSize;
       p->vmas.emplace(right.start, right);
     }
-    drop_vma(*p, vma);
+    // The hole itself goes: its pages (MAP_EXCLUSIVE), locked_vm, reservation.
+    Vma hole = vma;
+    hole.start = std::max(vma.start, addr);
+    hole.end = std::min(vma.end, end);
+    hole.pgoff = vma.pgoff + (hole.start - vma.start) / kPageSize;
+    drop_vma(*p, hole);
+  }
+  return 0;
+}
+
+// mirrors do_mprotect_pkey() -> mprotect_fixup()
+int Mm::mprotect(Pid pid, std::uint64_t addr, std::uint64_t len, unsigned prot) {
+  Process* p = proc(pid);
+  if (p == nullptr) return -ESRCH;
+  if (addr % kPageSize != 0) return -EINVAL;
+  if (prot & ~(kPROT_READ | kPROT_WRITE | kPROT_EXEC)) return -EINVAL;
+  if (len == 0) return 0;
+  const std::uint64_t end = addr + (len + kPageSize - 1) / kPageSize * kPageSize;
+  // Every page must be mapped; a secretmem mapping may not become executable.
+  for (std::uint64_t cur = addr; cur < end;) {
+    auto it = p->vmas.upper_bound(cur);
+    if (it == p->vmas.begin()) return -ENOMEM;
+    --it;
+    const Vma& vma = it->second;
+    if (cur >= vma.end) return -ENOMEM;
+    if ((prot & kPROT_EXEC) && !vma.exclusive) return -EACCES;  // noexec mount: no VM_MAYEXEC
+    cur = vma.end;
+  }
+  split_vma(*p, addr);
+  split_vma(*p, end);
+  for (auto it = p->vmas.lower_bound(addr); it != p->vmas.end() && it->second.start < end; ++it) {
+    it->second.prot = prot;
   }
   return 0;
 }
@@ -301,13 +496,14 @@ int Mm::madvise(Pid pid, std::uint64_t addr, std::uint64_t len, int advice) {
     if (vma.start >= end || vma.end <= addr) continue;
     any = true;
     // Wiping on fork is only for private anonymous memory.
-    if (advice == kMADV_WIPEONFORK) return -EINVAL;
+    if (advice == kMADV_WIPEONFORK && !vma.exclusive) return -EINVAL;
   }
   if (!any) return -ENOMEM;
   for (auto& [start, vma] : p->vmas) {
     if (vma.start >= end || vma.end <= addr) continue;
     if (advice == kMADV_DONTFORK) vma.dontcopy = true;
     if (advice == kMADV_DOFORK) vma.dontcopy = false;
+    if (advice == kMADV_WIPEONFORK) vma.wipeonfork = true;
     if (advice == kMADV_KEEPONFORK) vma.wipeonfork = false;
   }
   return 0;
@@ -358,6 +554,10 @@ Result<Pid> Mm::fork(Pid parent) {
   std::vector<Vma> copies;
   for (const auto& [start, vma] : p->vmas) {
     if (vma.dontcopy) continue;  // VM_DONTCOPY
+    if (vma.exclusive) {         // the RFC's dup_mmap(): VM_EXCLUSIVE is not copied
+      ++stats_.exclusive_not_copied;
+      continue;
+    }
     copies.push_back(vma);
   }
   const CpuId cpu = p->cpu;
@@ -409,7 +609,8 @@ int Mm::exit(Pid pid) {
 }
 
 // mirrors secretmem_fault()
-VmFault Mm::secretmem_fault(File& f, std::uint64_t pgoff, CpuId cpu) {
+VmFault Mm::secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
+  File& f = *files_[file];
   if (pgoff >= (f.size + kPageSize - 1) / kPageSize) {
     ++stats_.faults_sigbus;
     return VmFault::SigBus;  // vmf_error(-EINVAL)
@@ -418,7 +619,7 @@ VmFault Mm::secretmem_fault(File& f, std::uint64_t pgoff, CpuId cpu) {
     ++stats_.faults_minor;
     return VmFault::Minor;
   }
-  const Result<Pfn> page = machine_.policy().alloc_secret_page(machine_, cpu);
+  const Result<Pfn> page = machine_.policy().alloc_secret_page(machine_, cpu, f.owner(file));
   if (!page.ok()) {
     if (page.err == -ENOMEM) {
       ++stats_.faults_oom;
@@ -430,6 +631,22 @@ VmFault Mm::secretmem_fault(File& f, std::uint64_t pgoff, CpuId cpu) {
   f.insert(pgoff, page.value);  // filemap_add_folio()
   ++secret_pages_;
   ++stats_.faults_major;
+  return VmFault::Major;
+}
+
+// The populate or fault of one MAP_EXCLUSIVE page: the RFC's
+// __get_user_pages() -> __set_page_user_exclusive() on a page from the policy.
+VmFault Mm::exclusive_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
+  File& f = *files_[file];
+  if (f.find(pgoff) != kNoPfn) return VmFault::Minor;
+  const Result<Pfn> page = machine_.policy().alloc_secret_page(machine_, cpu, f.owner(file));
+  if (!page.ok()) {
+    ++stats_.exclusive_faults_oom;
+    return page.err == -ENOMEM ? VmFault::Oom : VmFault::SigBus;
+  }
+  f.insert(pgoff, page.value);
+  ++exclusive_pages_;
+  ++stats_.exclusive_faults;
   return VmFault::Major;
 }
 
@@ -449,7 +666,17 @@ VmFault Mm::touch(Pid pid, std::uint64_t addr, bool write) {
     return VmFault::SigSegv;
   }
   const std::uint64_t pgoff = vma.pgoff + (addr - vma.start) / kPageSize;
-  return secretmem_fault(*files_[vma.file], pgoff, p->cpu);
+  if (vma.exclusive) return exclusive_fault(vma.file, pgoff, p->cpu);
+  return secretmem_fault(vma.file, pgoff, p->cpu);
+}
+
+bool Mm::is_exclusive(Pid pid, std::uint64_t addr) const {
+  const Process* p = proc(pid);
+  if (p == nullptr) return false;
+  auto it = p->vmas.upper_bound(addr);
+  if (it == p->vmas.begin()) return false;
+  --it;
+  return addr < it->second.end && it->second.exclusive;
 }
 
 Pfn Mm::pagemap(Pid pid, std::uint64_t addr) const {
@@ -463,14 +690,15 @@ Pfn Mm::pagemap(Pid pid, std::uint64_t addr) const {
   return files_[vma.file]->find(vma.pgoff + (addr - vma.start) / kPageSize);
 }
 
-// mirrors the vma_is_secretmem() refusal in get_user_pages()
+// mirrors the vma_is_secretmem() refusal in get_user_pages(); MAP_EXCLUSIVE
+// mappings are refused the same way (see the block above Mm::mmap_exclusive())
 int Mm::gup(Pid pid, std::uint64_t addr) {
   Process* p = proc(pid);
   if (p == nullptr) return -ESRCH;
   auto it = p->vmas.upper_bound(addr);
   if (it == p->vmas.begin() || addr >= std::prev(it)->second.end) return -EFAULT;
   ++stats_.gup_refused;
-  return -EFAULT;  // every mapping in the model is secretmem
+  return -EFAULT;  // every mapping in the model is secretmem or MAP_EXCLUSIVE
 }
 
 std::size_t Mm::model_bytes() const {
@@ -484,16 +712,34 @@ std::size_t Mm::model_bytes() const {
 std::vector<std::string> Mm::check() const {
   std::vector<std::string> v;
   std::vector<std::uint64_t> refs(files_.size(), 0);
+  std::vector<Pid> exclusive_owner(files_.size(), 0);  // the one process of a MAP_EXCLUSIVE object
   for (const auto& p : procs_) {
     if (!p->alive) {
       if (!p->fds.empty() || !p->vmas.empty()) v.push_back(fmt::format("dead pid {} holds files", p->pid));
       continue;
     }
     std::uint64_t locked = 0;
-    for (const auto& [fd, entry] : p->fds) ++refs[entry.file];
+    for (const auto& [fd, entry] : p->fds) {
+      ++refs[entry.file];
+      if (files_[entry.file]->exclusive) {
+        v.push_back(fmt::format("pid {}: fd {} refers to MAP_EXCLUSIVE object {}", p->pid, fd, entry.file));
+      }
+    }
     for (const auto& [start, vma] : p->vmas) {
       ++refs[vma.file];
       if (vma.locked) locked += (vma.end - vma.start) / kPageSize;
+      if (vma.exclusive != files_[vma.file]->exclusive) {
+        v.push_back(fmt::format("pid {}: mapping {:#x} and its object {} disagree on MAP_EXCLUSIVE",
+                                p->pid, start, vma.file));
+      }
+      if (vma.exclusive) {
+        Pid& owner = exclusive_owner[vma.file];
+        if (owner != 0 && owner != p->pid) {
+          v.push_back(fmt::format("MAP_EXCLUSIVE object {} is mapped by pids {} and {}", vma.file,
+                                  owner, p->pid));
+        }
+        owner = p->pid;
+      }
     }
     if (locked != p->locked_vm) {
       v.push_back(fmt::format("pid {}: locked_vm {} but VM_LOCKED mappings cover {} pages",
@@ -501,26 +747,28 @@ std::vector<std::string> Mm::check() const {
     }
   }
   std::uint64_t pages = 0;
+  std::uint64_t exclusive_pages = 0;
   std::uint64_t live = 0;
   const phys::PhysMem& ph = machine_.phys();
   const directmap::DirectMap& dm = machine_.dmap();
   for (std::size_t i = 0; i < files_.size(); ++i) {
     const File& f = *files_[i];
     if (!f.live) continue;
-    ++live;
+    const char* what = f.exclusive ? "MAP_EXCLUSIVE object" : "secretmem file";
+    if (!f.exclusive) ++live;
     if (refs[i] != f.refs) {
-      v.push_back(fmt::format("secretmem file {}: {} references but {} held", i, f.refs, refs[i]));
+      v.push_back(fmt::format("{} {}: {} references but {} held", what, i, f.refs, refs[i]));
     }
     auto check_page = [&](std::uint64_t index, Pfn pfn) {
-      ++pages;
+      ++(f.exclusive ? exclusive_pages : pages);
       if (pfn >= ph.nr_frames() || ph.kind(pfn) != phys::FrameKind::Secret) {
-        v.push_back(fmt::format("file {} page {}: pfn {:#x} is not a secret frame", i, index, pfn));
+        v.push_back(fmt::format("{} {} page {}: pfn {:#x} is not a secret frame", what, i, index, pfn));
       } else if (dm.is_present(pfn)) {
-        v.push_back(fmt::format("file {} page {}: pfn {:#x} is present in the direct map", i,
+        v.push_back(fmt::format("{} {} page {}: pfn {:#x} is present in the direct map", what, i,
                                 index, pfn));
       }
       if (index * kPageSize >= f.size) {
-        v.push_back(fmt::format("file {} page {}: beyond the file size", i, index));
+        v.push_back(fmt::format("{} {} page {}: beyond its size", what, i, index));
       }
     };
     std::uint64_t n = 0;
@@ -534,7 +782,11 @@ std::vector<std::string> Mm::check() const {
       check_page(idx, pfn);
       ++n;
     }
-    if (n != f.nr_pages) v.push_back(fmt::format("file {}: {} pages counted, {} held", i, f.nr_pages, n));
+    if (n != f.nr_pages) v.push_back(fmt::format("{} {}: {} pages counted, {} held", what, i, f.nr_pages, n));
+  }
+  if (exclusive_pages != exclusive_pages_) {
+    v.push_back(fmt::format("MAP_EXCLUSIVE objects hold {} pages but {} are counted", exclusive_pages,
+                            exclusive_pages_));
   }
   if (pages != secret_pages_) {
     v.push_back(fmt::format("secretmem files hold {} pages but {} are counted", pages, secret_pages_));

@@ -1,8 +1,11 @@
-// mm/: processes, their file descriptors and mappings, and memfd_secret(2)
+// mm/: processes, their file descriptors and mappings, memfd_secret(2)
 // exactly as merged (mm/secretmem.c, Linux 6.18): the syscall, ftruncate once,
 // mmap (MAP_SHARED only, RLIMIT_MEMLOCK), the fault, GUP refusal, fork, fd
-// passing, release.
-// Owns: processes, fd tables, VMAs, secretmem files and their page caches.
+// passing, release; and MAP_EXCLUSIVE, the 2019 RFC (see the block comment
+// above Mm::mmap() in mm.cpp for what the model decided where the RFC was
+// silent).
+// Owns: processes, fd tables, VMAs, secretmem files and their page caches,
+// the anonymous objects that hold MAP_EXCLUSIVE pages.
 // Must not touch: frames, free lists or the direct map directly; pages come
 // from and go back to the machine's policy (policy/), which uses phys/ and
 // directmap/.
@@ -34,8 +37,13 @@ inline constexpr unsigned kMAP_SHARED = 0x01;
 inline constexpr unsigned kMAP_PRIVATE = 0x02;
 inline constexpr unsigned kMAP_SHARED_VALIDATE = 0x03;
 inline constexpr unsigned kMAP_TYPE = 0x0f;
+inline constexpr unsigned kMAP_ANONYMOUS = 0x20;
 inline constexpr unsigned kMAP_LOCKED = 0x2000;
 inline constexpr unsigned kMAP_POPULATE = 0x8000;
+inline constexpr unsigned kMAP_HUGETLB = 0x40000;
+// "mm: add MAP_EXCLUSIVE to create exclusive user mappings" (RFC, October
+// 2019): the value the RFC gave it in include/uapi/asm-generic/mman-common.h.
+inline constexpr unsigned kMAP_EXCLUSIVE = 0x200000;
 inline constexpr int kMADV_DONTFORK = 10;
 inline constexpr int kMADV_DOFORK = 11;
 inline constexpr int kMADV_WIPEONFORK = 18;
@@ -63,6 +71,14 @@ struct MmStats {
   std::uint64_t secret_pages_freed = 0;
   std::uint64_t gup_refused = 0;
   std::uint64_t populate_skipped = 0;  // MAP_POPULATE/MAP_LOCKED: GUP refused, nothing faulted
+  // MAP_EXCLUSIVE
+  std::uint64_t exclusive_mmaps = 0;         // mappings created
+  std::uint64_t exclusive_mmap_refused = 0;  // -EINVAL (not private anonymous), -EAGAIN
+                                             // (memlock), or the policy's reservation failed
+  std::uint64_t exclusive_faults = 0;        // pages taken from the policy (populate or fault)
+  std::uint64_t exclusive_faults_oom = 0;    // populate or fault found no page
+  std::uint64_t exclusive_pages_freed = 0;   // pages given back at munmap / exit / exec
+  std::uint64_t exclusive_not_copied = 0;    // mappings fork() left out of the child
 };
 
 class Mm {
@@ -86,10 +102,18 @@ class Mm {
   int memfd_secret(Pid pid, unsigned flags);
   // mirrors do_sys_ftruncate() + secretmem_setattr(): the size is set once.
   int ftruncate(Pid pid, int fd, std::int64_t length);
-  // mirrors do_mmap() + secretmem_mmap_prepare(): the mapping's address.
+  // mirrors do_mmap() + secretmem_mmap_prepare(), or with kMAP_EXCLUSIVE the
+  // RFC's ksys_mmap_pgoff() + populate: the mapping's address. Anonymous
+  // mappings without kMAP_EXCLUSIVE are not modelled (-EOPNOTSUPP): the
+  // workload's user pages stand for ordinary memory.
   Result<std::uint64_t> mmap(Pid pid, std::uint64_t len, unsigned prot, unsigned flags, int fd,
                              std::uint64_t offset);
   int munmap(Pid pid, std::uint64_t addr, std::uint64_t len);
+  // mirrors do_mprotect_pkey(): every page of [addr, addr + len) must be
+  // mapped (-ENOMEM otherwise); mappings partly covered are split. PROT_EXEC
+  // on a secretmem mapping is -EACCES (its mount is noexec). The pages stay
+  // where they are: a MAP_EXCLUSIVE page stays out of the direct map.
+  int mprotect(Pid pid, std::uint64_t addr, std::uint64_t len, unsigned prot);
   // MADV_DONTFORK / MADV_DOFORK / MADV_WIPEONFORK / MADV_KEEPONFORK on whole mappings.
   int madvise(Pid pid, std::uint64_t addr, std::uint64_t len, int advice);
   int close(Pid pid, int fd);
@@ -100,7 +124,7 @@ class Mm {
   // A user access to addr: handle_mm_fault() -> secretmem_fault() when needed.
   VmFault touch(Pid pid, std::uint64_t addr, bool write);
   // get_user_pages() on addr (/proc/pid/mem, process_vm_readv, ptrace peeks,
-  // O_DIRECT): refused with -EFAULT on secretmem mappings.
+  // O_DIRECT): refused with -EFAULT on secretmem and MAP_EXCLUSIVE mappings.
   int gup(Pid pid, std::uint64_t addr);
   // hibernation_available(): false while any secretmem file exists.
   [[nodiscard]] bool hibernation_available() const { return secretmem_users_ == 0; }
@@ -111,12 +135,18 @@ class Mm {
   [[nodiscard]] bool alive(Pid pid) const;
   [[nodiscard]] std::uint64_t locked_vm(Pid pid) const;  // pages
   [[nodiscard]] std::uint64_t secret_pages() const { return secret_pages_; }
+  // Pages held by MAP_EXCLUSIVE mappings (FrameKind::Secret frames too).
+  [[nodiscard]] std::uint64_t exclusive_pages() const { return exclusive_pages_; }
+  // Whether addr lies in a MAP_EXCLUSIVE mapping of pid.
+  [[nodiscard]] bool is_exclusive(Pid pid, std::uint64_t addr) const;
   [[nodiscard]] std::uint64_t live_files() const { return secretmem_users_; }
   [[nodiscard]] std::uint64_t processes() const;
   [[nodiscard]] const MmStats& stats() const { return stats_; }
   [[nodiscard]] std::size_t model_bytes() const;
-  // Every page of every file is a Secret frame absent from the direct map;
-  // reference counts match fds and mappings; locked_vm matches VM_LOCKED mappings.
+  // Every page of every file and MAP_EXCLUSIVE object is a Secret frame absent
+  // from the direct map; reference counts match fds and mappings; locked_vm
+  // matches VM_LOCKED mappings; a MAP_EXCLUSIVE object has no fd and belongs
+  // to one process.
   [[nodiscard]] std::vector<std::string> check() const;
 
  private:
@@ -131,6 +161,7 @@ class Mm {
     bool locked = false;      // VM_LOCKED
     bool dontcopy = false;    // VM_DONTCOPY (MADV_DONTFORK)
     bool wipeonfork = false;  // VM_WIPEONFORK
+    bool exclusive = false;   // VM_EXCLUSIVE (the MAP_EXCLUSIVE RFC)
   };
 
   Process* proc(Pid pid);
@@ -141,7 +172,12 @@ class Mm {
   void put_file(std::uint32_t file, CpuId cpu);
   void release_file(std::uint32_t file, CpuId cpu);
   void drop_vma(Process& p, const Vma& vma);
-  VmFault secretmem_fault(File& f, std::uint64_t pgoff, CpuId cpu);
+  void split_vma(Process& p, std::uint64_t addr);
+  std::uint32_t new_file_id();
+  Result<std::uint64_t> mmap_exclusive(Process& p, std::uint64_t pages, unsigned prot);
+  VmFault secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu);
+  VmFault exclusive_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu);
+  void free_exclusive_range(std::uint32_t file, std::uint64_t first, std::uint64_t count, CpuId cpu);
 
   Machine& machine_;
   std::vector<std::unique_ptr<Process>> procs_;  // index = pid - 1
@@ -149,6 +185,7 @@ class Mm {
   std::vector<std::uint32_t> free_file_ids_;
   std::uint64_t secretmem_users_ = 0;
   std::uint64_t secret_pages_ = 0;
+  std::uint64_t exclusive_pages_ = 0;
   unsigned next_cpu_ = 0;
   MmStats stats_;
 };

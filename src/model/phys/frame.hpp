@@ -23,7 +23,8 @@ enum class FrameKind : std::uint8_t {
   Reclaimable = 5,  // reclaimable kernel allocation (dentries, inodes)
   User = 6,         // movable page on the LRU (anonymous, page cache, THP)
   PageTable = 7,    // page-table page of the kernel direct map
-  Secret = 8,       // page of a secretmem file (removed from the direct map)
+  Secret = 8,       // page a user holds out of the direct map: a secretmem file's, a
+                    // MAP_EXCLUSIVE mapping's, a NO_DIRECT_MAP guest_memfd's
   Unmapped = 9,     // free page a policy keeps out of the direct map (a pool)
   CmaAllocated = 10,  // handed out by cma_alloc()
   FreeHead = 16,    // first frame of a free buddy block; + order (16..26)

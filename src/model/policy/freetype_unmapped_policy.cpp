@@ -40,7 +40,7 @@ class FreetypeUnmappedPolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "freetype-unmapped"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     Pfn p = take_unmapped();
     if (p == kNoPfn && unmap_batch(m, cpu)) p = take_unmapped();
     if (p == kNoPfn) {
@@ -52,7 +52,7 @@ class FreetypeUnmappedPolicy final : public Policy {
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     (void)cpu;
     m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     lists_[freetype_of(m, pfn, true).index()].put(pfn);

@@ -33,7 +33,7 @@ class MigrateUnmappedPolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "migrate-unmapped"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     if (lists_.empty()) {
       const int err = steal(m, cpu);
       if (err != 0) return Result<Pfn>::error(err);
@@ -43,7 +43,7 @@ class MigrateUnmappedPolicy final : public Policy {
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     (void)cpu;
     m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);  // stays out of the direct map
     lists_.put(pfn);

@@ -1,11 +1,21 @@
 // policy/: policies for unmapped pages (see policy.hpp for what the folder owns).
-// policy.cpp: the default write-protected page-table pages, from the buddy
-// allocator, as a kernel with write-protected page tables and no cache does.
+// policy.cpp: owner names, and the default write-protected page-table pages,
+// from the buddy allocator, as a kernel with write-protected page tables and no
+// cache does.
 #include "model/policy/policy.hpp"
 
 #include "model/machine.hpp"
 
 namespace exmem::model::policy {
+
+std::string_view owner_kind_name(OwnerKind kind) {
+  switch (kind) {
+    case OwnerKind::Secretmem: return "secretmem";
+    case OwnerKind::Exclusive: return "MAP_EXCLUSIVE";
+    case OwnerKind::GuestMemfd: return "guest_memfd";
+  }
+  return "?";
+}
 
 Result<Pfn> Policy::alloc_wp_table(Machine& m, CpuId cpu) {
   const Result<Pfn> r =

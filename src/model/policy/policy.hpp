@@ -8,6 +8,7 @@
 // entries except through phys::PhysMem and directmap::DirectMap calls.
 #pragma once
 
+#include <compare>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,16 +25,43 @@ struct MachineConfig;
 
 namespace exmem::model::policy {
 
+// Who an unmapped page is for: the file (or file-like object) whose pages it
+// holds. memfd_secret files and the anonymous objects behind MAP_EXCLUSIVE
+// mappings are mm/'s; guest_memfd files are users/'s. Ids are unique within a
+// kind while the owner lives and may be reused after Policy::release_file().
+enum class OwnerKind : std::uint8_t {
+  Secretmem,   // a memfd_secret file (mm/)
+  Exclusive,   // the pages of one MAP_EXCLUSIVE mapping (mm/)
+  GuestMemfd,  // a guest_memfd file created with GUEST_MEMFD_FLAG_NO_DIRECT_MAP (users/)
+};
+std::string_view owner_kind_name(OwnerKind kind);
+
+struct Owner {
+  OwnerKind kind = OwnerKind::Secretmem;
+  std::uint32_t id = 0;
+  auto operator<=>(const Owner&) const = default;
+};
+
 class Policy {
  public:
   virtual ~Policy() = default;
   [[nodiscard]] virtual std::string_view name() const = 0;
-  // The secretmem fault path: one zeroed order-0 page that is no longer in the
-  // direct map and whose stale TLB entries are flushed. -ENOMEM makes the
-  // fault VM_FAULT_OOM; other errors make it SIGBUS (vmf_error()).
-  virtual Result<Pfn> alloc_secret_page(Machine& machine, CpuId cpu) = 0;
-  // The page leaves its file: secretmem_free_folio() then folio_put().
-  virtual void free_secret_page(Machine& machine, Pfn pfn, CpuId cpu) = 0;
+  // The fault path of every user of unmapped pages (secretmem_fault(), the
+  // MAP_EXCLUSIVE populate, kvm_gmem_get_pfn() with NO_DIRECT_MAP): one zeroed
+  // order-0 page for `owner` that is no longer in the direct map and whose
+  // stale TLB entries are flushed, as a FrameKind::Secret frame. -ENOMEM makes
+  // the fault VM_FAULT_OOM; other errors make it SIGBUS (vmf_error()).
+  virtual Result<Pfn> alloc_secret_page(Machine& machine, CpuId cpu, Owner owner) = 0;
+  // The page leaves its owner: secretmem_free_folio() (or the user's own free
+  // hook) then folio_put().
+  virtual void free_secret_page(Machine& machine, Pfn pfn, CpuId cpu, Owner owner) = 0;
+  // The owner is gone (the secretmem inode evicted, the MAP_EXCLUSIVE object's
+  // last mapping unmapped, the guest_memfd file released), after every page
+  // of it went through free_secret_page(): a policy that keeps state per file
+  // (secretmem-pmd-pool) lets go of it.
+  virtual void release_file(Machine& machine, Owner owner, CpuId cpu) {
+    (void)machine, (void)owner, (void)cpu;
+  }
   // mmap() of a secret region: a policy may reserve here so faults cannot fail.
   virtual int reserve(Machine& machine, std::uint64_t pages, CpuId cpu) {
     (void)machine, (void)pages, (void)cpu;

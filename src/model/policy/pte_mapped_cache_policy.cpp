@@ -34,7 +34,7 @@ class PteMappedCachePolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "pte-mapped-cache"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     if (cache_.empty()) {
       const int err = refill(m, cpu);
       if (err != 0) return Result<Pfn>::error(err);
@@ -50,7 +50,7 @@ class PteMappedCachePolicy final : public Policy {
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     m.dmap().set_direct_map_default_noflush(pfn, cpu);
     m.phys().set_kind(pfn, 0, phys::FrameKind::Kernel);
     cache_.put(pfn);

@@ -10,10 +10,15 @@
 // user able to create secret memory can deplete it; the SIGBUS variant that
 // was discussed is MachineConfig::pool_fail_sigbus.
 //
-// The model keeps one pool per machine (the patch kept one per file: the model's
-// secretmem files do not tell the policy which file faults); a chunk goes back
-// to CMA once it is wholly free and at least one more free chunk's worth of
-// pages remains pooled.
+// One pool per file, as in the patch (the pool hung off the file's
+// secretmem_ctx): a file's first fault takes a whole 2 MiB chunk for it alone,
+// its freed pages go back to its own pool, and its chunks go back to CMA (into
+// the direct map as one range each) when the file is evicted
+// (Policy::release_file()). The other users of unmapped pages get the same
+// treatment per owner: one pool per MAP_EXCLUSIVE mapping object and per
+// guest_memfd file.
+#include <set>
+
 #include "model/policy/policy.hpp"
 #include "model/policy/secretmem_common.hpp"
 
@@ -30,44 +35,75 @@ class SecretmemPmdPoolPolicy final : public Policy {
   }
   void attach(Machine& m) override { sigbus_ = m.config().pool_fail_sigbus; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
-    if (!pool_.has_free()) {
-      if (grow_from_cma(m, pool_, cpu) != 0) {
+  // mirrors secretmem_fault() -> secretmem_pool_alloc_page() on the file's pool
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner owner) override {
+    ChunkPool& pool = pools_[owner];
+    if (!pool.has_free()) {
+      if (grow_from_cma(m, pool, cpu) != 0) {
         ++depleted_;
+        if (pool.chunks() == 0) pools_.erase(owner);
         // secretmem_fault(): the pool is empty and cannot grow.
         return Result<Pfn>::error(sigbus_ ? -EFAULT : -ENOMEM);
       }
       ++chunks_taken_;
     }
-    const Pfn p = pool_.take();
+    const Pfn p = pool.take();
     m.phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  // The page goes back to its file's pool, still out of the direct map.
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner owner) override {
+    (void)cpu;
     m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
-    const Pfn chunk = pool_.put(pfn);
-    if (chunk != kNoPfn && pool_.free_pages() >= 2 * kPagesPer2M) {
-      release_to_cma(m, pool_, chunk, cpu);
-      ++chunks_released_;
-    }
+    pools_.at(owner).put(pfn);
   }
 
-  [[nodiscard]] std::uint64_t pooled_pages() const override { return pool_.free_pages(); }
+  // mirrors secretmem_evict_inode() -> secretmem_pool_release(): every chunk of
+  // the file's pool goes back to CMA.
+  void release_file(Machine& m, Owner owner, CpuId cpu) override {
+    const auto it = pools_.find(owner);
+    if (it == pools_.end()) return;
+    ChunkPool& pool = it->second;
+    for (const Pfn c : pool.wholly_free()) {
+      release_to_cma(m, pool, c, cpu);
+      ++chunks_released_;
+    }
+    if (pool.chunks() == 0) pools_.erase(it);
+  }
+
+  [[nodiscard]] std::uint64_t pooled_pages() const override {
+    std::uint64_t n = 0;
+    for (const auto& [owner, pool] : pools_) n += pool.free_pages();
+    return n;
+  }
   [[nodiscard]] std::vector<Counter> counters() const override {
-    return {{"pool_chunks", pool_.chunks()},
+    std::uint64_t chunks = 0;
+    for (const auto& [owner, pool] : pools_) chunks += pool.chunks();
+    return {{"pools", pools_.size()},
+            {"pool_chunks", chunks},
             {"chunks_taken", chunks_taken_},
             {"chunks_released", chunks_released_},
             {"pool_depleted_faults", depleted_}};
   }
   [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
-    std::vector<std::string> v = pool_.check(m, name());
-    for (std::string& s : check_chunks_in_cma(m, pool_, name())) v.push_back(std::move(s));
+    std::vector<std::string> v;
+    std::set<Pfn> seen;
+    for (const auto& [owner, pool] : pools_) {
+      const std::string who =
+          fmt::format("{} pool of {} {}", name(), owner_kind_name(owner.kind), owner.id);
+      for (std::string& s : pool.check(m, who)) v.push_back(std::move(s));
+      for (std::string& s : check_chunks_in_cma(m, pool, who)) v.push_back(std::move(s));
+      if (pool.chunks() == 0) v.push_back(fmt::format("{}: kept with no chunk", who));
+      for (const Pfn c : pool.starts()) {
+        if (!seen.insert(c).second) v.push_back(fmt::format("{}: chunk {:#x} is in another pool too", who, c));
+      }
+    }
     return v;
   }
 
  private:
-  ChunkPool pool_;
+  std::map<Owner, ChunkPool> pools_;
   bool sigbus_ = false;
   std::uint64_t chunks_taken_ = 0;
   std::uint64_t chunks_released_ = 0;
@@ -78,8 +114,8 @@ class SecretmemPmdPoolPolicy final : public Policy {
 
 void exmem_model_register_secretmem_pmd_pool_policy(Registry& registry) {
   registry.add({"secretmem-pmd-pool",
-                "secretmem v16 (2020-21): pool of 2 MiB chunks from a secretmem= CMA area (one "
-                "pool per machine here), one range and one flush per chunk; depleted: fault OOMs",
+                "secretmem v16 (2020-21): one pool of 2 MiB chunks per file from a secretmem= CMA "
+                "area, one range and one flush per chunk, chunks back at eviction; depleted: fault OOMs",
                 [] { return std::make_unique<SecretmemPmdPoolPolicy>(); }});
 }
 

@@ -24,7 +24,7 @@ class SecretmemPoolFallbackPolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "secretmem-pool-fallback"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     if (!pool_.has_free() && !grow(m, cpu)) {
       // The fallback: secretmem as merged, one order-0 page.
       const Result<Pfn> page = m.phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu,
@@ -44,7 +44,7 @@ class SecretmemPoolFallbackPolicy final : public Policy {
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     if (!pool_.owns(pfn)) {
       m.dmap().set_direct_map_default_noflush(pfn, cpu);
       m.restored(pfn, 1, cpu);

@@ -47,7 +47,7 @@ class SecretmemPoolReservePolicy final : public Policy {
     trim(m, cpu);
   }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     if (!pool_.has_free()) {
       // Only a fault no reservation covers gets here.
       ++unreserved_faults_;
@@ -59,7 +59,7 @@ class SecretmemPoolReservePolicy final : public Policy {
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     if (pool_.put(pfn) != kNoPfn) trim(m, cpu);
   }

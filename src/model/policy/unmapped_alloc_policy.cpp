@@ -22,7 +22,7 @@ class UnmappedAllocPolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "unmapped-alloc"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     if (cache_.empty()) {
       const int err = refill(m, cpu);
       if (err != 0) return Result<Pfn>::error(err);
@@ -32,7 +32,7 @@ class UnmappedAllocPolicy final : public Policy {
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     (void)cpu;
     m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     cache_.add(pfn, 0);

@@ -5,6 +5,10 @@
 // flushes that one page from every CPU's TLB; every free maps it back and zeroes
 // it. secretmem does not ask for collapse: a split is undone only by the
 // machine's collapse mode (on-restore or scanner), never under rox-only.
+// The other users of unmapped pages did the same per page in their own patches
+// (MAP_EXCLUSIVE's __set_page_user_exclusive(), guest_memfd's
+// folio_zap_direct_map() with NO_DIRECT_MAP), so under this policy each user
+// behaves as its patch did.
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 
@@ -17,7 +21,7 @@ class UpstreamPolicy final : public Policy {
   [[nodiscard]] std::string_view name() const override { return "upstream"; }
 
   // mirrors the allocation half of secretmem_fault()
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     // folio_alloc(GFP_HIGHUSER | __GFP_ZERO, 0): the mapping's gfp mask.
     const Result<Pfn> page =
         m.phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::Secret);
@@ -32,7 +36,7 @@ class UpstreamPolicy final : public Policy {
   }
 
   // mirrors secretmem_free_folio() and the folio_put() after it
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu) override {
+  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     m.dmap().set_direct_map_default_noflush(pfn, cpu);
     m.restored(pfn, 1, cpu);  // the collapse mode's hook (a no-op unless on-restore)
     // folio_zero_segment(): the model keeps no page contents.

@@ -2,8 +2,12 @@
 // synthetic.cpp: the built-in synthetic workload.
 #include "model/workload/synthetic.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <stdexcept>
 #include <vector>
 
 namespace exmem::model::workload {
@@ -17,6 +21,44 @@ std::uint64_t splitmix64(std::uint64_t& x) {
 }
 std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
+
+void WorkloadConfig::validate() const {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("workload: " + what); };
+  auto share = [&](const char* name, double v) {
+    if (!(v >= 0.0 && v <= 1.0)) fail(fmt::format("{} is {}: expected a share from 0 to 1", name, v));
+  };
+  share("secret_share", secret_share);
+  share("kernel_share", kernel_share);
+  share("map_exclusive_share", map_exclusive_share);
+  share("rox_share", rox_share);
+  share("guest_share", guest_share);
+  share("fork_probability", fork_probability);
+  share("fd_pass_probability", fd_pass_probability);
+  share("fill", fill);
+  const double sum = secret_share + kernel_share + map_exclusive_share + rox_share + guest_share;
+  if (sum > 1.0 + 1e-9) {
+    fail(fmt::format("secret_share + kernel_share + map_exclusive_share + rox_share + guest_share "
+                     "is {}: expected at most 1 (the rest are user allocations)",
+                     sum));
+  }
+  if (fork_probability + fd_pass_probability > 1.0 + 1e-9) {
+    fail("fork_probability + fd_pass_probability is above 1: expected at most 1");
+  }
+  if (min_secret_file_pages == 0) fail("min_secret_file_pages is 0: expected at least 1 page");
+  if (max_secret_file_pages < min_secret_file_pages) {
+    fail(fmt::format("max_secret_file_pages ({}) is below min_secret_file_pages ({})",
+                     max_secret_file_pages, min_secret_file_pages));
+  }
+  if (!(secret_hold_turns >= 0.0) || !std::isfinite(secret_hold_turns)) {
+    fail(fmt::format("secret_hold_turns is {}: expected a mean of 0 or more turns", secret_hold_turns));
+  }
+  if (map_exclusive_share > 0 && map_exclusive_max_pages == 0) {
+    fail("map_exclusive_max_pages is 0: expected at least 1 page");
+  }
+  if (rox_share > 0 && rox_max_pages == 0) fail("rox_max_pages is 0: expected at least 1 page");
+  if (guest_share > 0 && guests == 0) fail("guests is 0: expected at least 1 VM");
+  if (guest_share > 0 && guest_pages == 0) fail("guest_pages is 0: expected at least 1 page");
+}
 
 Rng::Rng(std::uint64_t seed) {
   for (std::uint64_t& s : s_) s = splitmix64(seed);
@@ -45,6 +87,24 @@ struct SyntheticWorkload::State {
     std::uint64_t addr = 0;
     std::uint64_t pages = 0;
     std::uint64_t touched = 0;
+    bool holding = false;  // faulted in; hold drawn
+    std::uint64_t hold = 0;
+  };
+  struct ExclusiveHolder {  // one process holding a MAP_EXCLUSIVE mapping
+    mm::Pid pid = 0;
+    std::uint64_t addr = 0;
+    std::uint64_t pages = 0;
+    std::uint64_t hold = 0;
+  };
+  struct Module {  // text loaded through the execmem ROX cache
+    std::uint64_t addr = 0;
+    std::uint64_t pages = 0;
+  };
+  struct Guest {  // a VM and its guest_memfd
+    bool live = false;
+    std::uint32_t file = 0;
+    CpuId cpu = 0;
+    std::uint64_t touched = 0;
   };
   std::vector<Block> kernel;
   std::vector<Block> user;
@@ -53,6 +113,9 @@ struct SyntheticWorkload::State {
   std::uint64_t kernel_target = 0;
   std::uint64_t user_target = 0;
   std::vector<Holder> holders;
+  std::vector<ExclusiveHolder> exclusive;
+  std::vector<Module> modules;
+  std::vector<Guest> guests;
   std::vector<Block> fill;
   std::vector<Pfn> wp_tables;       // write-protected page-table pages in use
   std::uint64_t user_base_pages = 0;  // order-0 user pages since the last table
@@ -61,7 +124,10 @@ struct SyntheticWorkload::State {
 
 SyntheticWorkload::SyntheticWorkload(Machine& machine, const WorkloadConfig& config)
     : machine_(machine), config_(config), rng_(config.seed), st_(std::make_unique<State>()) {
+  config_.validate();
   st_->holders.resize(std::max(1u, config_.secret_processes));
+  st_->exclusive.resize(std::max(1u, config_.secret_processes));
+  st_->guests.resize(std::max(1u, config_.guests));
 }
 
 SyntheticWorkload::~SyntheticWorkload() = default;
@@ -94,11 +160,22 @@ void SyntheticWorkload::fill() {
   if (ws == 0) {
     ws = std::min<std::uint64_t>(ph.free_pages() / 4, std::max<std::uint64_t>(4096, config_.events / 4));
   }
-  const double ku = config_.kernel_share + (1.0 - config_.secret_share - config_.kernel_share);
+  const double user_share = 1.0 - config_.secret_share - config_.kernel_share -
+                            config_.map_exclusive_share - config_.rox_share - config_.guest_share;
+  const double ku = config_.kernel_share + user_share;
   const double kshare = ku > 0 ? config_.kernel_share / ku : 0.5;
   st_->kernel_target = static_cast<std::uint64_t>(static_cast<double>(ws) * kshare);
   st_->user_target = ws - st_->kernel_target;
   st_->filled = true;
+}
+
+// An exponentially distributed number of turns of mean secret_hold_turns,
+// rounded to the nearest whole turn; no draw (and no random number used)
+// when the mean is 0.
+std::uint64_t SyntheticWorkload::draw_hold() {
+  if (config_.secret_hold_turns <= 0) return 0;
+  const double u = rng_.uniform();
+  return static_cast<std::uint64_t>(std::llround(-config_.secret_hold_turns * std::log1p(-u)));
 }
 
 void SyntheticWorkload::secret_step() {
@@ -108,7 +185,8 @@ void SyntheticWorkload::secret_step() {
     // A new holder: memfd_secret(O_CLOEXEC), ftruncate, mmap(MAP_SHARED).
     h.pid = m.spawn();
     h.fd = m.memfd_secret(h.pid, mm::kO_CLOEXEC);
-    h.pages = 1 + rng_.below(config_.max_secret_file_pages);
+    h.pages = config_.min_secret_file_pages +
+              rng_.below(config_.max_secret_file_pages - config_.min_secret_file_pages + 1);
     m.ftruncate(h.pid, h.fd, static_cast<std::int64_t>(h.pages * kPageSize));
     const Result<std::uint64_t> addr = m.mmap(h.pid, h.pages * kPageSize,
                                               mm::kPROT_READ | mm::kPROT_WRITE, mm::kMAP_SHARED,
@@ -128,6 +206,18 @@ void SyntheticWorkload::secret_step() {
     if (f == mm::VmFault::Oom) ++result_.secret_ooms;
     if (f == mm::VmFault::SigBus) ++result_.secret_sigbus;
     return;
+  }
+  // Faulted in: the holder keeps its secret for a while (not when mmap failed).
+  if (h.addr != 0 && config_.secret_hold_turns > 0) {
+    if (!h.holding) {
+      h.holding = true;
+      h.hold = draw_hold();
+    }
+    if (h.hold > 0) {
+      --h.hold;
+      ++result_.hold_turns;
+      return;
+    }
   }
   // Done: the holder goes away, perhaps after sharing its secret.
   const std::uint64_t before = m.stats().secret_pages_freed;
@@ -240,17 +330,146 @@ void SyntheticWorkload::user_step() {
   ++result_.events;
 }
 
+// A MAP_EXCLUSIVE holder: mmap(MAP_PRIVATE | MAP_ANONYMOUS | MAP_EXCLUSIVE)
+// populates every page at once; after its hold the holder lets go, perhaps
+// after forking (the child gets no copy), making the mapping read-only, or
+// unmapping half of it first, then exits.
+void SyntheticWorkload::exclusive_step() {
+  mm::Mm& m = machine_.mm();
+  State::ExclusiveHolder& h = st_->exclusive[rng_.below(st_->exclusive.size())];
+  if (h.pid == 0) {
+    h.pid = m.spawn();
+    h.pages = 1 + rng_.below(config_.map_exclusive_max_pages);
+    const std::uint64_t faults0 = m.stats().exclusive_faults;
+    const std::uint64_t oom0 = m.stats().exclusive_faults_oom;
+    const Result<std::uint64_t> a =
+        m.mmap(h.pid, h.pages * kPageSize, mm::kPROT_READ | mm::kPROT_WRITE,
+               mm::kMAP_PRIVATE | mm::kMAP_ANONYMOUS | mm::kMAP_EXCLUSIVE, -1, 0);
+    const std::uint64_t faulted = m.stats().exclusive_faults - faults0;
+    result_.exclusive_faults += faulted;
+    result_.exclusive_failures += m.stats().exclusive_faults_oom - oom0;
+    result_.events += std::max<std::uint64_t>(1, faulted);
+    if (!a.ok()) {
+      ++result_.exclusive_failures;
+      m.exit(h.pid);
+      h = State::ExclusiveHolder{};
+      return;
+    }
+    h.addr = a.value;
+    h.hold = draw_hold();
+    return;
+  }
+  if (h.hold > 0) {
+    --h.hold;
+    ++result_.hold_turns;
+    return;
+  }
+  const std::uint64_t freed0 = m.stats().exclusive_pages_freed;
+  const double r = rng_.uniform();
+  if (r < config_.fork_probability) {
+    const Result<mm::Pid> child = m.fork(h.pid);
+    ++result_.forks;
+    if (child.ok()) {
+      m.touch(child.value, h.addr, false);  // nothing there: SIGSEGV
+      m.exit(child.value);
+    }
+  } else if (r < 0.5) {
+    m.mprotect(h.pid, h.addr, h.pages * kPageSize, mm::kPROT_READ);
+  } else if (h.pages > 1) {
+    m.munmap(h.pid, h.addr, h.pages / 2 * kPageSize);
+  }
+  m.exit(h.pid);
+  const std::uint64_t freed = m.stats().exclusive_pages_freed - freed0;
+  result_.exclusive_frees += freed;
+  result_.events += std::max<std::uint64_t>(1, freed);
+  h = State::ExclusiveHolder{};
+}
+
+// Module (or BPF program) text through the execmem ROX cache: loads and
+// unloads around kRoxModules live at a time.
+void SyntheticWorkload::rox_step() {
+  users::ExecmemCache& x = machine_.execmem();
+  std::vector<State::Module>& live = st_->modules;
+  const auto cpu = static_cast<CpuId>(rng_.below(machine_.phys().cpus()));
+  const bool grow = live.size() < WorkloadConfig::kRoxModules ? rng_.uniform() < 0.6
+                                                              : rng_.uniform() < 0.4;
+  ++result_.events;
+  if (grow || live.empty()) {
+    const std::uint64_t pages = 1 + rng_.below(config_.rox_max_pages);
+    const Result<std::uint64_t> a = x.alloc(pages, cpu);
+    if (!a.ok()) {
+      ++result_.rox_failures;
+      return;
+    }
+    live.push_back({a.value, pages});
+    ++result_.rox_loads;
+    return;
+  }
+  const std::size_t i = rng_.below(live.size());
+  x.free(live[i].addr, cpu);
+  live[i] = live.back();
+  live.pop_back();
+  ++result_.rox_unloads;
+}
+
+// A KVM guest: its guest_memfd (NO_DIRECT_MAP) is created on the VM's first
+// turn, one page is faulted in per turn, and the VM is torn down once all of
+// its memory is faulted in, or when a fault finds no memory.
+void SyntheticWorkload::guest_step() {
+  users::GuestMemfd& gm = machine_.guest_memfd();
+  State::Guest& g = st_->guests[rng_.below(st_->guests.size())];
+  if (!g.live) {
+    const Result<std::uint32_t> f =
+        gm.create(config_.guest_pages * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+    if (!f.ok()) {
+      ++result_.guest_failures;
+      ++result_.events;
+      return;
+    }
+    g.live = true;
+    g.file = f.value;
+    g.cpu = static_cast<CpuId>(rng_.below(machine_.phys().cpus()));
+    g.touched = 0;
+  }
+  if (g.touched < config_.guest_pages) {
+    const mm::VmFault f = gm.fault(g.file, g.touched, g.cpu);
+    ++result_.events;
+    if (f == mm::VmFault::Major || f == mm::VmFault::Minor) {
+      if (f == mm::VmFault::Major) ++result_.guest_faults;
+      ++g.touched;
+      return;
+    }
+    ++result_.guest_failures;  // the VMM gives up on this VM
+  }
+  const std::uint64_t folios = gm.folios(g.file);
+  gm.release(g.file, g.cpu);
+  result_.guest_frees += folios;
+  result_.events += std::max<std::uint64_t>(1, folios);
+  ++result_.guest_teardowns;
+  g = State::Guest{};
+}
+
 WorkloadResult SyntheticWorkload::run(const std::function<void(std::uint64_t)>& after_step) {
   if (!st_->filled) fill();
   const auto t0 = std::chrono::steady_clock::now();
+  // Thresholds on one uniform draw per step; a share of 0 adds none.
   const double s = config_.secret_share;
   const double k = s + config_.kernel_share;
+  const double x = k + config_.map_exclusive_share;
+  const double rx = x + config_.rox_share;
+  const double g = rx + config_.guest_share;
   while (result_.events < config_.events) {
     const double r = rng_.uniform();
     if (r < s) {
       secret_step();
     } else if (r < k) {
       kernel_step();
+    } else if (r < x) {
+      exclusive_step();
+    } else if (r < rx) {
+      rox_step();
+    } else if (r < g) {
+      guest_step();
     } else {
       user_step();
     }

@@ -7,7 +7,10 @@
 // synthetic.hpp: secret churn by many processes (memfd_secret, ftruncate, mmap,
 // faults, fork, fd passing, exit) mixed with ordinary kernel allocations
 // (GFP_KERNEL orders 0-3, some reclaimable) and user allocations
-// (GFP_HIGHUSER_MOVABLE pages and THPs), after a fill of long-lived user memory.
+// (GFP_HIGHUSER_MOVABLE pages and THPs), after a fill of long-lived user memory;
+// optionally with the other users of unmapped pages: MAP_EXCLUSIVE mappings,
+// module loads through the execmem ROX cache, and KVM guests whose memory is a
+// guest_memfd with NO_DIRECT_MAP.
 // Kernel and user pages go through Machine::alloc_pages()/free_pages(), so the
 // policy's shrinker and pageblock marks see them; every step gives the
 // machine's collapse scanner one tick.
@@ -37,25 +40,35 @@ struct WorkloadConfig {
 
   // Secret holders' sizes and lifetimes: a file of min..max pages (uniform);
   // after faulting it in, the holder keeps it for a number of its turns drawn
-  // from an exponential distribution of this mean (0: it lets go at once).
+  // from an exponential distribution of this mean, rounded to the nearest
+  // whole turn (0: it lets go at once). MAP_EXCLUSIVE holders live as long.
   std::uint64_t min_secret_file_pages = 1;
   double secret_hold_turns = 0;
 
   // The other users of unmapped pages (shares of events; secret_share +
   // kernel_share + these <= 1, the rest are user allocations).
   // MAP_EXCLUSIVE (2019): anonymous private mappings whose pages leave the
-  // direct map at fault and come back at unmap.
+  // direct map at fault and come back at unmap. secret_processes holders, each
+  // mapping 1..map_exclusive_max_pages pages (all populated at mmap).
   double map_exclusive_share = 0;
   std::uint64_t map_exclusive_max_pages = 64;
   // The execmem ROX cache (6.15): module and BPF program loads and unloads of
-  // 1..rox_max_pages pages each.
+  // 1..rox_max_pages pages each, about kRoxModules loaded at a time.
   double rox_share = 0;
   std::uint64_t rox_max_pages = 64;
   // KVM guests whose memory is a guest_memfd with NO_DIRECT_MAP: `guests`
-  // VMs of guest_pages each, faulted in and torn down over the run.
+  // VMs of guest_pages each, faulted in one page per turn and torn down once
+  // wholly faulted in (or when a fault finds no memory).
   double guest_share = 0;
   unsigned guests = 4;
   std::uint64_t guest_pages = 262'144;
+
+  // Module loads kept live at a time (the ROX cache's working set).
+  static constexpr std::size_t kRoxModules = 64;
+
+  // std::invalid_argument naming the first setting that is out of range and
+  // what was expected.
+  void validate() const;
 };
 
 struct WorkloadResult {
@@ -75,6 +88,20 @@ struct WorkloadResult {
   std::uint64_t alloc_failures = 0;
   std::uint64_t forks = 0;
   std::uint64_t fd_passes = 0;
+  std::uint64_t hold_turns = 0;  // holder turns spent keeping memory (no event)
+  // MAP_EXCLUSIVE
+  std::uint64_t exclusive_faults = 0;    // pages populated (at mmap) or faulted
+  std::uint64_t exclusive_frees = 0;     // pages given back (munmap, exit)
+  std::uint64_t exclusive_failures = 0;  // mmap refused, or a page that could not be had
+  // the execmem ROX cache
+  std::uint64_t rox_loads = 0;
+  std::uint64_t rox_unloads = 0;
+  std::uint64_t rox_failures = 0;  // loads the cache could not serve (ENOMEM)
+  // guest_memfd with NO_DIRECT_MAP
+  std::uint64_t guest_faults = 0;     // folios allocated
+  std::uint64_t guest_frees = 0;      // folios freed at teardown
+  std::uint64_t guest_failures = 0;   // faults that found no page (the VM is then torn down)
+  std::uint64_t guest_teardowns = 0;
   std::uint64_t fill_pages = 0;
   double fill_seconds = 0;
   double run_seconds = 0;
@@ -109,6 +136,10 @@ class SyntheticWorkload {
   void secret_step();
   void kernel_step();
   void user_step();
+  void exclusive_step();
+  void rox_step();
+  void guest_step();
+  std::uint64_t draw_hold();
 
   Machine& machine_;
   WorkloadConfig config_;
