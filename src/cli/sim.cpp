@@ -1,53 +1,60 @@
-// `exmem sim`: the kernel model on the built-in synthetic workload, with a
-// report of what it did to the direct map (a table, or JSON with --json).
-#include <sys/resource.h>
-
-#include <charconv>
-#include <chrono>
-#include <cstdio>
-#include <functional>
-#include <algorithm>
-#include <array>
-#include <memory>
-#include <string>
-#include <vector>
+// `exmem sim`: the kernel model on a scenario (scenarios/*.toml; the built-in
+// default one when none is named) or on a recorded kmem trace, every selected
+// policy on the same workload, with a report of what each did to the direct map
+// (a table, or JSON with --json). Options given on the command line override
+// the scenario's values.
+#include "sim.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
-#include "model/tlb/cost.hpp"
-#include "model/workload/synthetic.hpp"
+#include "model/tlb/tlb.hpp"
+#include "model/workload/scenario.hpp"
+#include "model/workload/trace_replay.hpp"
+
+#ifndef EXMEM_SCENARIO_DIRS
+#define EXMEM_SCENARIO_DIRS ""
+#endif
 
 namespace exmem::cli {
 
 namespace {
 
 namespace md = exmem::model;
+namespace wl = exmem::model::workload;
 
 struct SimOptions {
-  std::string ram = "64GiB";
-  std::vector<std::string> policies{"upstream"};
-  std::string events = "1000000";
-  std::string seed = "1";
+  std::string scenario;
+  std::string trace;
+  bool print_scenario = false;
+  std::string ram;
+  std::vector<std::string> policies;
+  std::string events;
+  std::string seed;
   unsigned cpus = 16;
   bool no_gbpages = false;
   bool json = false;
-  std::string collapse = "rox-only";
+  std::string collapse;
   unsigned scan_rate = 4;
-  std::string secretmem;  // secretmem= (empty: RAM / 256)
-  std::string pool_fail = "oom";
+  std::string secretmem;
+  std::string pool_fail;
   bool wp_page_tables = false;
-  std::string tlb = "haswell";
+  std::string tlb;
+  std::string progress = "auto";
 };
-
-std::uint64_t peak_rss_bytes() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<std::uint64_t>(ru.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
-}
 
 [[noreturn]] void fail(const std::string& message) {
   std::fprintf(stderr, "exmem sim: %s\n", message.c_str());
@@ -55,8 +62,7 @@ std::uint64_t peak_rss_bytes() {
 }
 
 // A whole decimal number in [0, max]; anything else is an error naming the option.
-std::uint64_t parse_count(const char* option, const std::string& text, std::uint64_t max,
-                          const char* expected) {
+std::uint64_t parse_count(const char* option, const std::string& text, std::uint64_t max, const char* expected) {
   std::uint64_t v = 0;
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, v);
@@ -66,257 +72,165 @@ std::uint64_t parse_count(const char* option, const std::string& text, std::uint
   return v;
 }
 
-// mirrors __fragmentation_index() of mm/vmstat.c: -1000 when a block of the
-// order is free; else toward 0 when failure would be for want of memory and
-// toward 1000 when it would be for fragmentation.
-int fragmentation_index(const std::array<std::uint64_t, md::kNrPageOrders>& nr_free, unsigned order) {
-  std::uint64_t total = 0;
-  std::uint64_t suitable = 0;
-  std::uint64_t free_pages = 0;
-  for (unsigned o = 0; o < md::kNrPageOrders; ++o) {
-    total += nr_free[o];
-    free_pages += nr_free[o] << o;
-    if (o >= order) suitable += nr_free[o] << (o - order);
+// Folders holding the shipped scenarios: the installed data folder, then the source tree's.
+std::vector<std::string> scenario_dirs() {
+  std::vector<std::string> dirs;
+  std::string all = EXMEM_SCENARIO_DIRS;
+  for (std::size_t start = 0; start <= all.size();) {
+    const std::size_t end = std::min(all.find(':', start), all.size());
+    if (end > start) dirs.push_back(all.substr(start, end - start));
+    start = end + 1;
   }
-  if (total == 0) return 0;
-  if (suitable != 0) return -1000;
-  const std::uint64_t requested = std::uint64_t{1} << order;
-  return static_cast<int>(1000 - (1000 + free_pages * 1000 / requested) / total);
+  return dirs;
 }
 
-nlohmann::json run_one(const md::MachineConfig& mc, const md::workload::WorkloadConfig& wc,
-                       const md::tlb::TlbConfig& tlb) {
-  const auto t0 = std::chrono::steady_clock::now();
-  md::Machine machine(mc);
-  const double boot_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  md::workload::SyntheticWorkload workload(machine, wc);
-  // DirectMap4k/2M/1G over time: ten samples along the run.
-  nlohmann::json over_time = nlohmann::json::array();
-  const std::uint64_t every = std::max<std::uint64_t>(1, wc.events / 10);
-  std::uint64_t next_sample = every;
-  const md::workload::WorkloadResult r = workload.run([&](std::uint64_t events) {
-    if (events < next_sample) return;
-    next_sample = events + every;
-    const auto& c = machine.dmap().counters();
-    over_time.push_back({{"events", events},
-                         {"DirectMap4k", c.direct_map_4k_kb()},
-                         {"DirectMap2M", c.direct_map_2m_kb()},
-                         {"DirectMap1G", c.direct_map_1g_kb()}});
-  });
-
-  const auto& dm = machine.dmap().counters();
-  const auto& fl = machine.flushes().counters();
-  const auto& ps = machine.phys().stats();
-  const auto& ms = machine.mm().stats();
-  const double eps = r.run_seconds > 0 ? static_cast<double>(r.events) / r.run_seconds : 0.0;
-  const std::uint64_t frames = machine.phys().total_ram_pages();
-  std::uint64_t unmovable_blocks = 0;
-  for (md::Pfn p = 0; p < machine.phys().nr_frames(); p += md::kPageblockNrPages) {
-    if (machine.phys().kind(p) != md::phys::FrameKind::Hole &&
-        machine.phys().pageblock_migratetype(p) == md::phys::MIGRATE_UNMOVABLE) {
-      ++unmovable_blocks;
+std::vector<std::string> known_scenarios() {
+  std::vector<std::string> names{"default"};
+  for (const std::string& d : scenario_dirs()) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
+      if (e.path().extension() != ".toml") continue;
+      const std::string stem = e.path().stem().string();
+      if (std::find(names.begin(), names.end(), stem) == names.end()) names.push_back(stem);
     }
   }
-  nlohmann::json j;
-  j["policy"] = std::string(machine.policy().name());
-  j["events"] = r.events;
-  j["events_per_second"] = eps;
-  j["run_seconds"] = r.run_seconds;
-  j["boot_seconds"] = boot_seconds;
-  j["fill_seconds"] = r.fill_seconds;
-  j["peak_rss_bytes"] = peak_rss_bytes();
-  j["model_bytes"] = machine.model_bytes();
-  j["model_bytes_per_frame"] =
-      frames ? static_cast<double>(machine.model_bytes()) / static_cast<double>(frames) : 0.0;
-  j["direct_map"] = {
-      {"DirectMap4k", dm.direct_map_4k_kb()},
-      {"DirectMap2M", dm.direct_map_2m_kb()},
-      {"DirectMap1G", dm.direct_map_1g_kb()},
-      {"direct_map_level2_splits", dm.level2_splits},
-      {"direct_map_level3_splits", dm.level3_splits},
-      {"direct_map_level2_collapses", dm.level2_collapses},
-      {"direct_map_level3_collapses", dm.level3_collapses},
-      {"page_table_pages", dm.table_pages_allocated - dm.table_pages_freed},
-      {"split_enomem", dm.split_enomem},
-  };
-  j["tlb_flushes"] = {
-      {"range_flushes", fl.range_flushes},
-      {"range_pages", fl.range_pages},
-      {"full_flushes", fl.full_flushes},
-      {"local_flushes", fl.local_flushes},
-  };
-  // What the run's direct map and flushes cost: the same kernel access stream
-  // (hot set, Zipf locality, speculation) on every policy's final direct map.
-  const md::tlb::CostReport cost = md::tlb::estimate_cost(machine, tlb, md::tlb::AccessConfig{}, wc.seed);
-  j["tlb_cost"] = {
-      {"tlb", cost.tlb},
-      {"accesses", cost.accesses},
-      {"misses", cost.misses},
-      {"miss_rate", cost.miss_rate},
-      {"walk_cycles", cost.walk_cycles},
-      {"ipis", cost.ipis},
-      {"shootdown_us", cost.shootdown_us},
-      {"leaves_4k", cost.leaves_4k},
-      {"leaves_2m", cost.leaves_2m},
-      {"leaves_1g", cost.leaves_1g},
-  };
-  j["secretmem"] = {
-      {"faults", r.secret_faults},
-      {"frees", r.secret_frees},
-      {"ooms", r.secret_ooms},
-      {"live_pages", machine.mm().secret_pages()},
-      {"files_created", ms.secret_files_created},
-      {"forks", r.forks},
-      {"fd_passes", r.fd_passes},
-  };
-  j["allocator"] = {
-      {"pgalloc", ps.pgalloc},
-      {"pgalloc_fail", ps.pgalloc_fail},
-      {"pgfree", ps.pgfree},
-      {"extfrag_claims", ps.extfrag_claims},
-      {"extfrag_steals", ps.extfrag_steals},
-      {"pcp_refills", ps.pcp_refills},
-      {"pcp_drains", ps.pcp_drains},
-      {"slowpath", ps.slowpath},
-      {"free_pages", machine.phys().free_pages()},
-      {"pcp_pages", machine.phys().pcp_pages()},
-      {"managed_pages", machine.phys().managed_pages()},
-      {"min_free_kbytes", machine.phys().min_free_kbytes()},
-      {"unmovable_pageblocks", unmovable_blocks},
-  };
-  const auto& cs = machine.collapse_stats();
-  j["collapse"] = {
-      {"mode", std::string(md::collapse_mode_name(machine.config().collapse))},
-      {"regions_scanned", cs.attempts},
-      {"collapses", cs.collapses},
-      {"flushes", cs.flushes},
-  };
-  j["failures"] = {
-      {"oom_at_fault", r.secret_ooms},
-      {"sigbus_at_fault", r.secret_sigbus},
-      {"mmap_failed", r.mmap_failures},
-  };
-  j["pooled_pages"] = machine.policy().pooled_pages();
-  j["direct_map_over_time"] = over_time;
-  // The kernel's fragmentation indices (mm/vmstat.c), per zone and order, in thousandths.
-  nlohmann::json frag = nlohmann::json::object();
-  for (unsigned z = 0; z < md::phys::MAX_NR_ZONES; ++z) {
-    if (machine.phys().zone(z).managed_pages == 0) continue;
-    const auto info = machine.phys().buddyinfo(z);
-    nlohmann::json unusable = nlohmann::json::array();
-    nlohmann::json extfrag = nlohmann::json::array();
-    for (unsigned order = 0; order < md::kNrPageOrders; ++order) {
-      unusable.push_back(machine.phys().unusable_free_index(z, order));
-      extfrag.push_back(fragmentation_index(info, order));
-    }
-    frag[std::string(md::phys::zone_name(z))] = {{"unusable_free_index", unusable},
-                                                 {"extfrag_index", extfrag}};
-  }
-  j["fragmentation"] = frag;
-  nlohmann::json pc = nlohmann::json::object();
-  for (const auto& c : machine.policy().counters()) pc[c.name] = c.value;
-  j["policy_counters"] = pc;
-  j["workload"] = {
-      {"kernel_allocs", r.kernel_allocs}, {"kernel_frees", r.kernel_frees},
-      {"user_allocs", r.user_allocs},     {"user_frees", r.user_frees},
-      {"alloc_failures", r.alloc_failures}, {"fill_pages", r.fill_pages},
-      {"wp_tables_allocated", r.wp_tables_allocated}, {"wp_tables_freed", r.wp_tables_freed},
-      {"wp_table_failures", r.wp_table_failures},
-  };
-  return j;
+  return names;
 }
 
-void print_table(const nlohmann::json& out) {
-  const auto& m = out["machine"];
-  fmt::print("exmem sim: {} RAM, {} CPUs, direct_gbpages {}, {} events, seed {}, collapse {}\n",
-             m["ram"].get<std::string>(), m["cpus"].get<unsigned>(),
-             m["direct_gbpages"].get<bool>() ? "on" : "off",
-             out["workload"]["events"].get<std::uint64_t>(),
-             out["workload"]["seed"].get<std::uint64_t>(), m["collapse"].get<std::string>());
-  const auto& runs = out["runs"];
-  if (runs.empty()) return;
-  std::size_t width = 12;
-  for (const auto& run : runs) width = std::max(width, run["policy"].get<std::string>().size());
-  auto num = [](const nlohmann::json& v) { return fmt::format("{}", v.get<std::uint64_t>()); };
-  auto row = [&](const char* name, const std::function<std::string(const nlohmann::json&)>& cell) {
-    fmt::print("  {:<34}", name);
-    for (const auto& run : runs) fmt::print(" {:>{}}", cell(run), width);
-    fmt::print("\n");
+// --scenario: a file, or the name of a shipped scenario ("key-server"); "default" is built in.
+struct Loaded {
+  wl::Scenario scenario;
+  std::string text;
+};
+Loaded load(const std::string& arg) {
+  auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
   };
-  fmt::print("\n");
-  row("policy", [](const nlohmann::json& r) { return r["policy"].get<std::string>(); });
-  row("DirectMap4k (kB)", [&](const nlohmann::json& r) { return num(r["direct_map"]["DirectMap4k"]); });
-  row("DirectMap2M (kB)", [&](const nlohmann::json& r) { return num(r["direct_map"]["DirectMap2M"]); });
-  row("DirectMap1G (kB)", [&](const nlohmann::json& r) { return num(r["direct_map"]["DirectMap1G"]); });
-  row("direct_map_level2_splits",
-      [&](const nlohmann::json& r) { return num(r["direct_map"]["direct_map_level2_splits"]); });
-  row("direct_map_level3_splits",
-      [&](const nlohmann::json& r) { return num(r["direct_map"]["direct_map_level3_splits"]); });
-  row("direct_map_level2_collapses",
-      [&](const nlohmann::json& r) { return num(r["direct_map"]["direct_map_level2_collapses"]); });
-  row("direct_map_level3_collapses",
-      [&](const nlohmann::json& r) { return num(r["direct_map"]["direct_map_level3_collapses"]); });
-  row("direct-map page-table pages",
-      [&](const nlohmann::json& r) { return num(r["direct_map"]["page_table_pages"]); });
-  row("TLB flush events", [&](const nlohmann::json& r) {
-    const auto& t = r["tlb_flushes"];
-    return fmt::format("{}", t["range_flushes"].get<std::uint64_t>() +
-                                 t["full_flushes"].get<std::uint64_t>() +
-                                 t["local_flushes"].get<std::uint64_t>());
-  });
-  row("  full flushes", [&](const nlohmann::json& r) { return num(r["tlb_flushes"]["full_flushes"]); });
-  row("  range flushes", [&](const nlohmann::json& r) { return num(r["tlb_flushes"]["range_flushes"]); });
-  row("  pages in range flushes", [&](const nlohmann::json& r) { return num(r["tlb_flushes"]["range_pages"]); });
-  row("  flushes by the collapse mode", [&](const nlohmann::json& r) { return num(r["collapse"]["flushes"]); });
-  row("TLB misses per 1000 kernel accesses", [](const nlohmann::json& r) {
-    return fmt::format("{:.1f}", 1000.0 * r["tlb_cost"]["miss_rate"].get<double>());
-  });
-  row("page-walk cycles (estimate)", [](const nlohmann::json& r) {
-    return fmt::format("{:.0f}", r["tlb_cost"]["walk_cycles"].get<double>());
-  });
-  row("shootdown IPIs", [&](const nlohmann::json& r) { return num(r["tlb_cost"]["ipis"]); });
-  row("shootdown cost (us, estimate)", [](const nlohmann::json& r) {
-    return fmt::format("{:.0f}", r["tlb_cost"]["shootdown_us"].get<double>());
-  });
-  row("secret faults", [&](const nlohmann::json& r) { return num(r["secretmem"]["faults"]); });
-  row("OOM at fault", [&](const nlohmann::json& r) { return num(r["failures"]["oom_at_fault"]); });
-  row("SIGBUS at fault", [&](const nlohmann::json& r) { return num(r["failures"]["sigbus_at_fault"]); });
-  row("failed mmaps", [&](const nlohmann::json& r) { return num(r["failures"]["mmap_failed"]); });
-  row("unusable free index, order 9", [](const nlohmann::json& r) {
-    const auto& f = r["fragmentation"];
-    return f.contains("Normal") ? fmt::format("{}", f["Normal"]["unusable_free_index"][9].get<int>())
-                                : std::string("-");
-  });
-  row("extfrag index, order 9", [](const nlohmann::json& r) {
-    const auto& f = r["fragmentation"];
-    return f.contains("Normal") ? fmt::format("{}", f["Normal"]["extfrag_index"][9].get<int>())
-                                : std::string("-");
-  });
-  row("pooled pages at the end", [&](const nlohmann::json& r) { return num(r["pooled_pages"]); });
-  row("unmovable pageblocks", [&](const nlohmann::json& r) { return num(r["allocator"]["unmovable_pageblocks"]); });
-  row("pageblocks claimed / stolen from", [&](const nlohmann::json& r) {
-    return fmt::format("{} / {}", num(r["allocator"]["extfrag_claims"]), num(r["allocator"]["extfrag_steals"]));
-  });
-  row("allocations failed", [&](const nlohmann::json& r) { return num(r["allocator"]["pgalloc_fail"]); });
-  row("events per second",
-      [](const nlohmann::json& r) { return fmt::format("{:.0f}", r["events_per_second"].get<double>()); });
-  row("boot / fill / run seconds", [](const nlohmann::json& r) {
-    return fmt::format("{:.2f}/{:.2f}/{:.2f}", r["boot_seconds"].get<double>(),
-                       r["fill_seconds"].get<double>(), r["run_seconds"].get<double>());
-  });
-  row("peak RSS", [](const nlohmann::json& r) { return md::format_size(r["peak_rss_bytes"].get<std::uint64_t>()); });
-  bool any = false;
-  for (const auto& run : runs) any = any || !run["policy_counters"].empty();
-  if (!any) return;
-  fmt::print("\npolicy counters\n");
-  for (const auto& run : runs) {
-    if (run["policy_counters"].empty()) continue;
-    std::string line;
-    for (const auto& [k, v] : run["policy_counters"].items()) {
-      line += fmt::format("{}{} {}", line.empty() ? "" : ", ", k, v.get<std::uint64_t>());
+  std::error_code ec;
+  if (arg.empty() || arg == "default") {
+    return {wl::parse_scenario(sim::default_scenario_text(), "<built-in>/default.toml"),
+            std::string(sim::default_scenario_text())};
+  }
+  if (std::filesystem::is_regular_file(arg, ec)) return {wl::load_scenario(arg), read(arg)};
+  if (arg.find('/') == std::string::npos) {
+    const std::string file = arg.size() > 5 && arg.substr(arg.size() - 5) == ".toml" ? arg : arg + ".toml";
+    for (const std::string& d : scenario_dirs()) {
+      const std::string path = d + "/" + file;
+      if (std::filesystem::is_regular_file(path, ec)) return {wl::load_scenario(path), read(path)};
     }
-    fmt::print("  {:<{}}  {}\n", run["policy"].get<std::string>(), width, line);
+  }
+  fail(fmt::format("--scenario \"{}\": expected a scenario file or the name of a shipped scenario ({})", arg,
+                   fmt::join(known_scenarios(), ", ")));
+}
+
+void apply_overrides(const CLI::App& sim, const SimOptions& o, wl::Scenario& s, const wl::TraceInfo* trace,
+                     bool scenario_given) {
+  auto given = [&](const char* name) { return sim.get_option(name)->count() > 0; };
+  md::MachineConfig& mc = s.machine;
+  // A trace sizes the machine like the one it was recorded on, unless a scenario or an option says otherwise.
+  if (trace != nullptr && !scenario_given) {
+    if (trace->mem_total_kb != 0) {
+      const std::uint64_t bytes = trace->mem_total_kb * md::KiB;
+      mc.ram_bytes = std::clamp<std::uint64_t>((bytes + md::GiB - 1) / md::GiB * md::GiB, md::GiB, 4 * md::TiB);
+    }
+    if (trace->cpus != 0) mc.cpus = std::min(trace->cpus, 4096u);
+  }
+  if (given("--ram")) {
+    std::uint64_t ram = 0;
+    if (!md::parse_size(o.ram, ram)) {
+      fail(
+          fmt::format("--ram \"{}\": expected a size such as 64GiB, 512MiB or 1TiB "
+                      "(a whole number with a unit KiB, MiB, GiB or TiB)",
+                      o.ram));
+    }
+    if (ram < md::GiB || ram > 4 * md::TiB || ram % (2 * md::MiB) != 0) {
+      fail(fmt::format("--ram \"{}\": expected a size from 1GiB to 4TiB, a multiple of 2MiB", o.ram));
+    }
+    mc.ram_bytes = ram;
+  }
+  if (given("--policy")) {
+    const auto& registry = md::policy::Registry::builtin();
+    s.policies.clear();
+    for (const std::string& name : o.policies) {
+      if (name == "all") {
+        for (const std::string& n : registry.names()) s.policies.push_back(n);
+      } else if (registry.find(name) == nullptr) {
+        fail(fmt::format("--policy \"{}\": unknown policy; known policies are {} (or all)", name,
+                         fmt::join(registry.names(), ", ")));
+      } else {
+        s.policies.push_back(name);
+      }
+    }
+  }
+  if (given("--collapse")) {
+    try {
+      mc.collapse = md::parse_collapse_mode(o.collapse);
+    } catch (const std::invalid_argument&) {
+      fail(fmt::format("--collapse \"{}\": unknown collapse mode; known modes are {}", o.collapse,
+                       fmt::join(md::collapse_mode_names(), ", ")));
+    }
+  }
+  if (given("--pool-fail")) {
+    if (o.pool_fail != "oom" && o.pool_fail != "sigbus") {
+      fail(fmt::format("--pool-fail \"{}\": expected oom or sigbus", o.pool_fail));
+    }
+    mc.pool_fail_sigbus = o.pool_fail == "sigbus";
+  }
+  if (given("--scan-rate")) mc.scan_rate = o.scan_rate;
+  if (given("--cpus")) mc.cpus = o.cpus;
+  if (o.no_gbpages) mc.direct_gbpages = false;
+  if (given("--secretmem")) {
+    std::uint64_t sb = 0;
+    if (!md::parse_size(o.secretmem, sb) || sb < 2 * md::MiB || sb % (2 * md::MiB) != 0 || sb > mc.ram_bytes / 2) {
+      fail(fmt::format("--secretmem \"{}\": expected a multiple of 2MiB, at most half the RAM", o.secretmem));
+    }
+    mc.secretmem_bytes = sb;
+  } else if (mc.secretmem_bytes > mc.ram_bytes / 2) {
+    fail(
+        fmt::format("the scenario's secretmem area ({}) is more than half the RAM ({}): expected --secretmem "
+                    "SIZE or a larger --ram",
+                    md::format_size(mc.secretmem_bytes), md::format_size(mc.ram_bytes)));
+  }
+  if (given("--events")) {
+    s.workload.events =
+        parse_count("--events", o.events, 1'000'000'000'000ull, "a whole number of events from 0 to 1000000000000");
+    s.seconds = 0;
+    s.events_per_second = 0;
+  }
+  if (o.wp_page_tables) s.workload.wp_page_tables = true;
+  if (given("--seed")) {
+    s.workload.seed = parse_count("--seed", o.seed, ~std::uint64_t{0}, "a whole number from 0 to 18446744073709551615");
+  }
+  if (given("--tlb")) {
+    try {
+      (void)md::tlb::TlbConfig::preset(o.tlb);
+    } catch (const std::invalid_argument&) {
+      fail(fmt::format("--tlb \"{}\": unknown TLB preset; known presets are {}", o.tlb,
+                       fmt::join(md::tlb::TlbConfig::preset_names(), ", ")));
+    }
+    s.tlb = o.tlb;
+  }
+}
+
+bool progress_enabled(const std::string& mode) {
+  if (mode == "always") return true;
+  if (mode == "never") return false;
+  if (mode == "auto") return ::isatty(STDERR_FILENO) == 1;
+  fail(fmt::format("--progress \"{}\": expected auto, always or never", mode));
+}
+
+void warn_unknown_lines(const nlohmann::json& run, const std::string& path) {
+  const auto& t = run["trace"];
+  const auto n = t["unknown_lines"].get<std::uint64_t>();
+  if (n == 0) return;
+  std::fprintf(stderr, "exmem sim: %s: %llu lines not understood (skipped); the first:\n", path.c_str(),
+               static_cast<unsigned long long>(n));
+  for (const auto& u : t["first_unknown_lines"]) {
+    std::fprintf(stderr, "  line %llu: %s: %s\n", static_cast<unsigned long long>(u["line"].get<std::uint64_t>()),
+                 u["why"].get<std::string>().c_str(), u["text"].get<std::string>().c_str());
   }
 }
 
@@ -326,39 +240,36 @@ void add_sim(CLI::App& app) {
   auto opts = std::make_shared<SimOptions>();
   CLI::App* sim = app.add_subcommand(
       "sim",
-      "Run the kernel model (buddy allocator, x86-64 direct map, memfd_secret) on the built-in "
-      "synthetic workload and report direct-map fragmentation");
-  sim->add_option("--ram", opts->ram,
-                  "RAM of the modelled machine, 1GiB to 4TiB (units KiB, MiB, GiB, TiB)")
-      ->type_name("SIZE")
-      ->capture_default_str();
+      "Run the kernel model (buddy allocator, x86-64 direct map, memfd_secret) on a scenario or a recorded "
+      "kmem trace, every selected policy side by side, and report direct-map fragmentation");
+  sim->add_option("--scenario", opts->scenario,
+                  "Scenario file (TOML), or the name of a shipped one (default, laptop-password-manager, "
+                  "key-server, vm-host-1tib, wp-page-tables-host). Without it: the built-in default scenario")
+      ->type_name("FILE|NAME");
+  sim->add_option("--trace", opts->trace,
+                  "Replay a trace written by `exmem trace record` instead of the synthetic workload (every policy "
+                  "replays the same trace; the machine takes the trace's RAM and CPUs unless told otherwise)")
+      ->type_name("FILE");
+  sim->add_flag("--print-scenario", opts->print_scenario,
+                "Print the scenario's TOML (the built-in default one without --scenario) and exit");
+  sim->add_option("--ram", opts->ram, "RAM of the modelled machine, 1GiB to 4TiB (units KiB, MiB, GiB, TiB)")
+      ->type_name("SIZE");
   sim->add_option("--policy", opts->policies,
-                  "Policy for unmapped pages; repeat to compare, or `all`")
-      ->type_name("NAME")
-      ->capture_default_str();
-  sim->add_option("--events", opts->events, "Page alloc/free events to run")
-      ->type_name("N")
-      ->capture_default_str();
-  sim->add_option("--seed", opts->seed, "Seed of the workload's random stream")
-      ->type_name("S")
-      ->capture_default_str();
-  sim->add_option("--cpus", opts->cpus, "CPUs of the modelled machine")
-      ->check(CLI::Range(1u, 4096u))
-      ->capture_default_str();
+                  "Policy for unmapped pages; repeat to compare, or `all` (default: the scenario's, all for the "
+                  "default scenario)")
+      ->type_name("NAME");
+  sim->add_option("--events", opts->events, "Page alloc/free events to run (default: the scenario's)")->type_name("N");
+  sim->add_option("--seed", opts->seed, "Seed of the workload's random stream")->type_name("S");
+  sim->add_option("--cpus", opts->cpus, "CPUs of the modelled machine")->check(CLI::Range(1u, 4096u));
   sim->add_flag("--no-gbpages", opts->no_gbpages, "Boot without direct_gbpages (no 1 GiB leaves)");
   sim->add_option("--tlb", opts->tlb,
                   "TLB geometry for the cost columns: haswell, zen2 or recent-intel (approximations; see docs/tlb.md)")
-      ->type_name("PRESET")
-      ->capture_default_str();
+      ->type_name("PRESET");
   sim->add_option("--collapse", opts->collapse,
-                  "How direct-map leaves come back: none, rox-only (upstream 6.15), on-restore, "
-                  "scanner")
-      ->type_name("MODE")
-      ->capture_default_str();
-  sim->add_option("--scan-rate", opts->scan_rate,
-                  "2 MiB regions the scanner collapse mode looks at per workload step")
-      ->check(CLI::Range(1u, 1u << 20))
-      ->capture_default_str();
+                  "How direct-map leaves come back: none, rox-only (upstream 6.15), on-restore, scanner")
+      ->type_name("MODE");
+  sim->add_option("--scan-rate", opts->scan_rate, "2 MiB regions the scanner collapse mode looks at per workload step")
+      ->check(CLI::Range(1u, 1u << 20));
   sim->add_option("--secretmem", opts->secretmem,
                   "secretmem= CMA area of the pool policies (default: RAM / 256, at least 16MiB)")
       ->type_name("SIZE");
@@ -366,115 +277,129 @@ void add_sim(CLI::App& app) {
                 "Write-protected page tables: user memory's page-table pages come from the policy, "
                 "read-only in the direct map");
   sim->add_option("--pool-fail", opts->pool_fail,
-                  "What secretmem-pmd-pool does when its pool is depleted at fault time: oom or "
-                  "sigbus")
-      ->type_name("oom|sigbus")
-      ->capture_default_str();
+                  "What secretmem-pmd-pool does when its pool is depleted at fault time: oom or sigbus")
+      ->type_name("oom|sigbus");
   sim->add_flag("--json", opts->json, "Print one JSON object with a `runs` array");
+  sim->add_option("--progress", opts->progress,
+                  "Progress bar on stderr: auto (when stderr is a terminal, once the command has run for a "
+                  "second), always (from the start, terminal or not) or never")
+      ->type_name("WHEN")
+      ->capture_default_str();
   sim->footer(
       "Examples:\n"
-      "  exmem sim --ram 64GiB --policy upstream --events 1000000 --seed 1\n"
-      "  exmem sim --ram 1TiB --events 1000000 --json\n"
-      "  exmem sim --ram 4TiB --cpus 64 --no-gbpages --events 200000\n"
-      "  exmem sim --ram 64GiB --policy all --collapse on-restore\n"
+      "  exmem sim                                     the default scenario (64 GiB), every policy\n"
+      "  exmem sim --scenario key-server               a shipped scenario (see scenarios/)\n"
+      "  exmem sim --scenario my.toml --ram 256GiB     a scenario file, its RAM overridden\n"
+      "  exmem sim --print-scenario > my.toml          start a scenario from the default one\n"
+      "  exmem trace record -o app.trace -- ./app && exmem sim --trace app.trace\n"
+      "  exmem sim --ram 64GiB --policy upstream --events 1000000 --seed 1 --json\n"
+      "  exmem sim --ram 4TiB --cpus 64 --no-gbpages --events 200000 --policy upstream\n"
+      "  exmem sim --policy all --collapse on-restore\n"
       "Known policies: " +
       [] {
         std::string s;
-        for (const auto& p : md::policy::Registry::builtin().all()) {
-          s += "\n  " + p.name + ": " + p.summary;
-        }
+        for (const auto& p : md::policy::Registry::builtin().all()) s += "\n  " + p.name + ": " + p.summary;
         return s;
       }());
 
-  sim->callback([opts] {
-    std::uint64_t ram = 0;
-    if (!md::parse_size(opts->ram, ram)) {
-      fail(fmt::format("--ram \"{}\": expected a size such as 64GiB, 512MiB or 1TiB "
-                       "(a whole number with a unit KiB, MiB, GiB or TiB)",
-                       opts->ram));
-    }
-    if (ram < md::GiB || ram > 4 * md::TiB || ram % (2 * md::MiB) != 0) {
-      fail(fmt::format("--ram \"{}\": expected a size from 1GiB to 4TiB, a multiple of 2MiB",
-                       opts->ram));
-    }
-    const auto& registry = md::policy::Registry::builtin();
-    std::vector<std::string> policies;
-    for (const std::string& name : opts->policies) {
-      if (name == "all") {
-        for (const std::string& n : registry.names()) policies.push_back(n);
-      } else if (registry.find(name) == nullptr) {
-        fail(fmt::format("--policy \"{}\": unknown policy; known policies are {} (or all)", name,
-                         fmt::join(registry.names(), ", ")));
-      } else {
-        policies.push_back(name);
-      }
-    }
-    md::MachineConfig mc;
+  sim->callback([opts, sim] {
+    const bool scenario_given = sim->get_option("--scenario")->count() > 0;
+    Loaded loaded;
+    std::unique_ptr<wl::TraceInfo> trace;
     try {
-      mc.collapse = md::parse_collapse_mode(opts->collapse);
-    } catch (const std::invalid_argument&) {
-      fail(fmt::format("--collapse \"{}\": unknown collapse mode; known modes are {}",
-                       opts->collapse, fmt::join(md::collapse_mode_names(), ", ")));
-    }
-    if (opts->pool_fail != "oom" && opts->pool_fail != "sigbus") {
-      fail(fmt::format("--pool-fail \"{}\": expected oom or sigbus", opts->pool_fail));
-    }
-    mc.pool_fail_sigbus = opts->pool_fail == "sigbus";
-    mc.scan_rate = opts->scan_rate;
-    if (!opts->secretmem.empty()) {
-      std::uint64_t sb = 0;
-      if (!md::parse_size(opts->secretmem, sb) || sb < 2 * md::MiB || sb % (2 * md::MiB) != 0 ||
-          sb > ram / 2) {
-        fail(fmt::format("--secretmem \"{}\": expected a multiple of 2MiB, at most half the RAM",
-                         opts->secretmem));
+      loaded = load(opts->scenario);
+      if (opts->print_scenario) {
+        std::fwrite(loaded.text.data(), 1, loaded.text.size(), stdout);
+        return;
       }
-      mc.secretmem_bytes = sb;
+      if (!opts->trace.empty()) trace = std::make_unique<wl::TraceInfo>(wl::read_trace_info(opts->trace));
+    } catch (const wl::ScenarioError& e) {
+      fail(e.what());
+    } catch (const wl::TraceError& e) {
+      fail(fmt::format("--trace: {}", e.what()));
     }
-    mc.ram_bytes = ram;
-    mc.cpus = opts->cpus;
-    mc.direct_gbpages = !opts->no_gbpages;
-    md::workload::WorkloadConfig wc;
-    wc.events = parse_count("--events", opts->events, 1'000'000'000'000ull,
-                            "a whole number of events from 0 to 1000000000000");
-    wc.wp_page_tables = opts->wp_page_tables;
-    wc.seed = parse_count("--seed", opts->seed, ~std::uint64_t{0},
-                          "a whole number from 0 to 18446744073709551615");
+    wl::Scenario& s = loaded.scenario;
+    if (trace && sim->get_option("--events")->count() > 0) {
+      fail("--events: a trace replays all of its events; expected --events without --trace, or --trace alone");
+    }
+    apply_overrides(*sim, *opts, s, trace.get(), scenario_given);
+    if (trace && !scenario_given) {  // the run is the trace's, on a machine like the one it was recorded on
+      s.name = std::filesystem::path(opts->trace).stem().string();
+      s.source = opts->trace;
+      s.description = trace->command.empty() ? "a kmem trace" : fmt::format("a kmem trace of `{}`", trace->command);
+    }
+    const md::tlb::TlbConfig tlb = md::tlb::TlbConfig::preset(s.tlb);
+    const md::MachineConfig& mc = s.machine;
+    const md::workload::WorkloadConfig& wc = s.workload;
 
-    md::tlb::TlbConfig tlb;
-    try {
-      tlb = md::tlb::TlbConfig::preset(opts->tlb);
-    } catch (const std::invalid_argument&) {
-      fail(fmt::format("--tlb \"{}\": unknown TLB preset; known presets are {}", opts->tlb,
-                       fmt::join(md::tlb::TlbConfig::preset_names(), ", ")));
-    }
     nlohmann::json out;
-    out["machine"] = {{"ram_bytes", ram},
-                      {"ram", md::format_size(ram)},
+    out["scenario"] = {{"name", s.name}, {"source", s.source}, {"description", s.description}};
+    out["machine"] = {{"ram_bytes", mc.ram_bytes},
+                      {"ram", md::format_size(mc.ram_bytes)},
                       {"cpus", mc.cpus},
                       {"direct_gbpages", mc.direct_gbpages},
                       {"collapse", std::string(md::collapse_mode_name(mc.collapse))},
                       {"scan_rate", mc.scan_rate},
-                      {"tlb", opts->tlb}};
-    out["workload"] = {{"name", "synthetic"},
-                       {"events", wc.events},
-                       {"seed", wc.seed},
-                       {"secret_share", wc.secret_share},
-                       {"kernel_share", wc.kernel_share},
-                       {"fill", wc.fill},
-                       {"wp_page_tables", wc.wp_page_tables}};
+                      {"tlb", s.tlb},
+                      {"pci_hole_start", mc.pci_hole_start},
+                      {"pci_hole_end", mc.pci_hole_end},
+                      {"secretmem_bytes", mc.secretmem_bytes},
+                      {"pool_fail", mc.pool_fail_sigbus ? "sigbus" : "oom"}};
+    if (trace) {
+      out["workload"] = {{"name", "trace"},
+                         {"events", trace->recorded_events},
+                         {"seed", wc.seed},
+                         {"trace",
+                          {{"path", opts->trace},
+                           {"command", trace->command},
+                           {"cpus", trace->cpus},
+                           {"mem_total_kb", trace->mem_total_kb},
+                           {"duration_seconds", trace->duration_seconds},
+                           {"recorded_events", trace->recorded_events},
+                           {"lost_events", trace->lost_events},
+                           {"secret_pages", trace->secret_pages.size()},
+                           {"start", trace->start_counters},
+                           {"end", trace->end_counters}}}};
+    } else {
+      out["workload"] = {{"name", "synthetic"},
+                         {"events", wc.events},
+                         {"seconds", s.seconds},
+                         {"events_per_second", s.events_per_second},
+                         {"seed", wc.seed},
+                         {"secret_share", wc.secret_share},
+                         {"kernel_share", wc.kernel_share},
+                         {"map_exclusive_share", wc.map_exclusive_share},
+                         {"rox_share", wc.rox_share},
+                         {"guest_share", wc.guest_share},
+                         {"secret_processes", wc.secret_processes},
+                         {"min_secret_file_pages", wc.min_secret_file_pages},
+                         {"max_secret_file_pages", wc.max_secret_file_pages},
+                         {"secret_hold_turns", wc.secret_hold_turns},
+                         {"fill", wc.fill},
+                         {"wp_page_tables", wc.wp_page_tables}};
+    }
     out["runs"] = nlohmann::json::array();
-    for (const std::string& name : policies) {
-      mc.policy = name;
+    sim::Progress progress(progress_enabled(opts->progress), opts->progress == "always");
+    for (const std::string& name : s.policies) {
       try {
-        out["runs"].push_back(run_one(mc, wc, tlb));
+        if (trace) {
+          out["runs"].push_back(sim::run_trace(s, name, tlb, opts->trace, progress));
+          if (out["runs"].size() == 1) warn_unknown_lines(out["runs"].back(), opts->trace);
+        } else {
+          out["runs"].push_back(sim::run_synthetic(s, name, tlb, progress));
+        }
       } catch (const std::invalid_argument& e) {
+        progress.end();
         fail(e.what());
+      } catch (const wl::TraceError& e) {
+        progress.end();
+        fail(fmt::format("--trace: {}", e.what()));
       }
     }
     if (opts->json) {
       fmt::print("{}\n", out.dump(2));
     } else {
-      print_table(out);
+      sim::print_table(out);
     }
   });
 }

@@ -15,6 +15,10 @@
 //   # end DirectMap4k_kB=.. ... (same keys as start)
 //   # secret pfn=0x<hex> pid=<pid>   (a page of the command's memfd_secret
 //                                     mappings, read from /proc/PID/pagemap)
+//   # thread tid=<tid> pid=<pid>     (a thread of the command other than its
+//                                     first: event lines name the thread that
+//                                     allocated, so a replay can tell which
+//                                     allocations were the command's faults)
 //   # exit_status: N
 //   # duration_seconds: X
 //   # events: N
@@ -39,7 +43,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -102,6 +108,17 @@ std::string counters_line() {
                         "level2_collapses", "level3_collapses"})
     line += fmt::format(" {}={}", k, v.count(k) ? v[k] : "absent");
   return line;
+}
+
+// The threads of pid other than itself, from /proc/PID/task.
+void sample_threads(pid_t pid, std::set<int>* tids) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    const std::string name = e.path().filename().string();
+    char* end = nullptr;
+    const long tid = std::strtol(name.c_str(), &end, 10);
+    if (end != name.c_str() && *end == '\0' && tid != pid) tids->insert(static_cast<int>(tid));
+  }
 }
 
 // The physical frames behind pid's memfd_secret mappings (needs root).
@@ -205,12 +222,14 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     _exit(127);
   }
   std::set<uint64_t> pfns;
+  std::set<int> tids;
   int status = 0, exit_status = -1;
   bool started = false;
   for (;;) {
     pid_t r = ::waitpid(child, &status, started ? WNOHANG : 0);
     if (r == 0) {
       sample_secret_pfns(child, &pfns);
+      sample_threads(child, &tids);
       std::this_thread::sleep_for(std::chrono::milliseconds(sample_ms));
       continue;
     }
@@ -234,6 +253,7 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     }
     if (sig == SIGTRAP && (status >> 16) == PTRACE_EVENT_EXIT) {
       sample_secret_pfns(child, &pfns);  // the mappings still exist here
+      sample_threads(child, &tids);
       ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
       continue;
     }
@@ -258,6 +278,7 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
   }
   std::fprintf(out, "# end%s\n", counters_line().c_str());
   for (uint64_t pfn : pfns) std::fprintf(out, "# secret pfn=0x%llx pid=%d\n", static_cast<unsigned long long>(pfn), child);
+  for (int tid : tids) std::fprintf(out, "# thread tid=%d pid=%d\n", tid, child);
   std::fprintf(out, "# exit_status: %d\n# duration_seconds: %.6f\n# events: %llu\n# lost_events: %llu\n", exit_status,
                seconds, static_cast<unsigned long long>(lines.load()), static_cast<unsigned long long>(lost));
   std::fclose(out);
@@ -272,6 +293,14 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
 void add_trace(CLI::App& app) {
   auto* trace = app.add_subcommand("trace", "Record the real kernel's page allocations (kmem tracepoints) while a command runs");
   trace->require_subcommand(1);
+  trace->footer(
+      "Subcommands:\n"
+      "  record   run a command while recording kmem page events, the direct map's counters and the\n"
+      "           command's memfd_secret pages to a file (`exmem trace record --help`)\n\n"
+      "Examples:\n"
+      "  sudo exmem trace record -o app.trace -- ./app --serve\n"
+      "  exmem sim --trace app.trace                      replay it on the model, every policy\n"
+      "  exmem sim --trace app.trace --policy upstream --json");
   auto* rec = trace->add_subcommand("record", "Run COMMAND while recording kmem:mm_page_alloc/free events to FILE");
   struct Opts {
     std::string out;
@@ -293,7 +322,8 @@ void add_trace(CLI::App& app) {
       "instance of its own, so other tracing on the machine is left alone.\n\n"
       "Examples:\n"
       "  exmem trace record -o secrets.trace -- build/release/bench/exmem_density_bench\n"
-      "  exmem trace record -o make.trace --buffer-kb 262144 -- make -j2");
+      "  exmem trace record -o make.trace --buffer-kb 262144 -- make -j2\n"
+      "  exmem sim --trace secrets.trace          replay the recording on the model");
   rec->callback([opts] {
     int rc = record(opts->out, opts->buffer_kb, opts->sample_ms, opts->cmd);
     if (rc != 0) throw CLI::RuntimeError(rc);

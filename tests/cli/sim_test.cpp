@@ -1,14 +1,17 @@
-// `exmem sim`, run as a real process: the JSON report of every policy, and
-// clear errors for bad input.
+// `exmem sim`, run as a real process: the JSON report of every policy, the
+// default scenario, scenario files and their overrides, trace replay, the
+// progress bar, and clear errors for bad input.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
-#include <set>
-#include <string>
-
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
 
 namespace {
 
@@ -89,6 +92,238 @@ TEST(SimCommand, BadSizesModesAndPresetsAreErrorsNamingTheOption) {
     std::string opt(bad, std::string(bad).find(' '));
     EXPECT_NE(r.out.find(opt), std::string::npos) << bad << ": " << r.out;
   }
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// A file in the test's temporary folder, removed at the end.
+class TempFile {
+ public:
+  TempFile(const std::string& name, const std::string& text)
+      : path_((std::filesystem::temp_directory_path() / ("exmem-sim-" + std::to_string(getpid()) + "-" + name))
+                  .string()) {
+    std::ofstream(path_, std::ios::binary) << text;
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+const std::string kSmallTrace = std::string(EXMEM_SOURCE_DIR) + "/tests/data/small.trace";
+
+TEST(SimCommand, WithoutArgumentsRunsTheDefaultScenarioWithEveryPolicyAndPrintsTheTable) {
+  CommandResult r = run("sim", false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("exmem sim: scenario default: 64 GiB RAM, 16 CPUs", 0), 0u) << r.out.substr(0, 300);
+  // The policy row names every policy the model has.
+  CommandResult all = run("sim --ram 1GiB --events 1 --policy all --json", false);
+  ASSERT_EQ(all.status, 0);
+  const auto j = nlohmann::json::parse(all.out);
+  std::istringstream table(r.out);
+  std::string policy_row;
+  for (std::string line; std::getline(table, line);)
+    if (line.rfind("  policy ", 0) == 0) policy_row = line;
+  ASSERT_FALSE(policy_row.empty()) << r.out;
+  for (const auto& run_json : j["runs"]) {
+    EXPECT_NE(policy_row.find(std::string(" ").append(run_json["policy"].get<std::string>())), std::string::npos)
+        << run_json["policy"] << " missing from: " << policy_row;
+  }
+  EXPECT_NE(r.out.find("direct_map_level2_splits"), std::string::npos);
+  EXPECT_NE(r.out.find("events per second"), std::string::npos);
+}
+
+TEST(SimCommand, PrintScenarioShowsTheBuiltInDefaultScenarioWhichIsTheShippedFile) {
+  CommandResult r = run("sim --print-scenario", false);
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, slurp(std::string(EXMEM_SOURCE_DIR) + "/scenarios/default.toml"));
+}
+
+TEST(SimCommand, AShippedScenarioIsFoundByItsName) {
+  CommandResult r = run("sim --scenario key-server --print-scenario", false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, slurp(std::string(EXMEM_SOURCE_DIR) + "/scenarios/key-server.toml"));
+}
+
+TEST(SimCommand, AScenarioFileSetsTheRunAndOptionsGivenOverrideIt) {
+  TempFile f("small.toml",
+             "description = \"a small test machine\"\n[machine]\nram = \"2GiB\"\ncpus = 3\ncollapse = \"none\"\n"
+             "[workload]\nevents = 5000\nseed = 9\n[secrets]\nmax_pages = 8\n"
+             "[run]\npolicies = [\"upstream\", \"secretmem-pool-reserve\"]\n");
+  CommandResult a = run("sim --scenario " + f.path() + " --json", false);
+  ASSERT_EQ(a.status, 0) << a.out;
+  auto ja = nlohmann::json::parse(a.out);
+  EXPECT_EQ(ja["machine"]["ram"], "2 GiB");
+  EXPECT_EQ(ja["machine"]["cpus"], 3);
+  EXPECT_EQ(ja["machine"]["collapse"], "none");
+  EXPECT_EQ(ja["workload"]["seed"], 9);
+  EXPECT_EQ(ja["workload"]["max_secret_file_pages"], 8);
+  EXPECT_EQ(ja["scenario"]["description"], "a small test machine");
+  const std::string stem = std::filesystem::path(f.path()).stem().string();
+  EXPECT_EQ(ja["scenario"]["name"], stem);
+  ASSERT_EQ(ja["runs"].size(), 2u);
+  EXPECT_EQ(ja["runs"][0]["policy"], "upstream");
+  EXPECT_EQ(ja["runs"][1]["policy"], "secretmem-pool-reserve");
+  for (const auto& run_json : ja["runs"]) {
+    EXPECT_EQ(run_json["scenario"], stem);
+    EXPECT_GE(run_json["events"].get<std::uint64_t>(), 5000u);
+  }
+
+  CommandResult b = run("sim --scenario " + f.path() + " --ram 4GiB --policy upstream --seed 3 --json", false);
+  ASSERT_EQ(b.status, 0) << b.out;
+  auto jb = nlohmann::json::parse(b.out);
+  EXPECT_EQ(jb["machine"]["ram"], "4 GiB");  // overridden
+  EXPECT_EQ(jb["machine"]["cpus"], 3);       // from the file
+  EXPECT_EQ(jb["workload"]["seed"], 3);
+  EXPECT_EQ(jb["workload"]["events"], 5000);
+  ASSERT_EQ(jb["runs"].size(), 1u);
+  EXPECT_EQ(jb["runs"][0]["policy"], "upstream");
+}
+
+TEST(SimCommand, AMalformedScenarioIsAnErrorWithFileLineAndColumn) {
+  TempFile f("typo.toml", "[machine]\nrma = \"2GiB\"\n");
+  CommandResult r = run("sim --scenario " + f.path(), true);
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find(f.path() + ":2:1: unknown key \"rma\" in [machine]"), std::string::npos) << r.out;
+  CommandResult missing = run("sim --scenario no-such-scenario", true);
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_NE(missing.out.find("no-such-scenario"), std::string::npos) << missing.out;
+  EXPECT_NE(missing.out.find("key-server"), std::string::npos) << missing.out;  // the shipped ones are listed
+}
+
+TEST(SimCommand, SamplesTheDirectMapFiftyTimesWithSplitsAndATlbMissRate) {
+  CommandResult r = run("sim --ram 2GiB --events 20000 --policy upstream --json", false);
+  ASSERT_EQ(r.status, 0);
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& samples = j["runs"][0]["direct_map_over_time"];
+  EXPECT_GE(samples.size(), 45u);
+  EXPECT_LE(samples.size(), 55u);
+  std::uint64_t last_events = 0;
+  std::uint64_t last_splits = 0;
+  for (const auto& s : samples) {
+    EXPECT_GT(s["events"].get<std::uint64_t>(), last_events);
+    last_events = s["events"].get<std::uint64_t>();
+    // A counter, as in /proc/vmstat: it only grows.
+    EXPECT_GE(s["direct_map_level2_splits"].get<std::uint64_t>(), last_splits);
+    last_splits = s["direct_map_level2_splits"].get<std::uint64_t>();
+    EXPECT_TRUE(s.contains("direct_map_level3_splits"));
+    const double miss = s["tlb_miss_rate"].get<double>();
+    EXPECT_GE(miss, 0.0);
+    EXPECT_LE(miss, 1.0);
+  }
+  EXPECT_EQ(samples.back()["events"], j["runs"][0]["events"]);
+  EXPECT_EQ(samples.back()["direct_map_level2_splits"], j["runs"][0]["direct_map"]["direct_map_level2_splits"]);
+}
+
+TEST(SimCommand, ReplaysATraceOnEveryPolicyWithItsSecretPages) {
+  std::size_t events = 0;
+  std::size_t secrets = 0;
+  std::istringstream in(slurp(kSmallTrace));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# secret ", 0) == 0) ++secrets;
+    if (!line.empty() && line[0] != '#') ++events;
+  }
+  ASSERT_GT(events, 0u);
+  ASSERT_GT(secrets, 0u);
+  CommandResult r = run("sim --trace " + kSmallTrace + " --policy all --json", false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["workload"]["name"], "trace");
+  EXPECT_EQ(j["workload"]["trace"]["secret_pages"], secrets);
+  EXPECT_EQ(j["machine"]["cpus"], 2);  // the recorded machine's
+  EXPECT_EQ(j["machine"]["ram"], "4 GiB");
+  EXPECT_EQ(j["runs"].size(), 8u);
+  EXPECT_EQ(j["scenario"]["name"], "small");  // the trace's, not the default scenario's
+  EXPECT_EQ(j["scenario"]["description"], "a kmem trace of `secret_holder --hold 8`");
+  for (const auto& run_json : j["runs"]) {
+    EXPECT_EQ(run_json["scenario"], "small");
+    const auto& t = run_json["trace"];
+    EXPECT_EQ(t["events"], events) << run_json["policy"];
+    EXPECT_EQ(t["secret_faults"], secrets) << run_json["policy"];
+    EXPECT_EQ(t["unknown_lines"], 0);
+    EXPECT_EQ(t["frees_unknown"], 1);           // the page from before the recording
+    EXPECT_EQ(t["allocs_failed_in_trace"], 1);  // the THP the kernel could not find
+    EXPECT_EQ(run_json["secretmem"]["faults"], secrets);
+    EXPECT_FALSE(run_json["direct_map_over_time"].empty());
+    EXPECT_TRUE(run_json["direct_map_over_time"].back().contains("tlb_miss_rate"));
+  }
+  CommandResult table = run("sim --trace " + kSmallTrace + " --policy upstream", false);
+  ASSERT_EQ(table.status, 0);
+  EXPECT_EQ(table.out.rfind("exmem sim: trace " + kSmallTrace + " replayed on 4 GiB RAM", 0), 0u) << table.out;
+  EXPECT_NE(table.out.find("secret pages faulted"), std::string::npos);
+}
+
+TEST(SimCommand, ATraceWithUnknownLinesIsReplayedAndTheLinesAreReportedWithTheirNumbers) {
+  std::string text = slurp(kSmallTrace);
+  const std::size_t first_event = text.find("\n ") + 1;  // after the header
+  text.insert(first_event, "this line is not an event\n");
+  TempFile f("unknown.trace", text);
+  std::size_t line_no = 1;
+  for (std::size_t i = 0; i < first_event; ++i) line_no += text[i] == '\n';
+  CommandResult r = run("sim --trace " + f.path() + " --policy upstream", true);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("1 lines not understood"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::string("line ").append(std::to_string(line_no)).append(": ")), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("this line is not an event"), std::string::npos) << r.out;
+}
+
+TEST(SimCommand, DecimalPfnsReplayToo) {
+  TempFile f("decimal.trace",
+             "  a-1 [000] .... 1.0: mm_page_alloc: page=ffffea0000068ac0 pfn=6699 order=0 migratetype=0 "
+             "gfp_flags=GFP_KERNEL\n  a-1 [001] .... 1.1: mm_page_free: page=ffffea0000068ac0 pfn=6699 order=0\n");
+  CommandResult r = run("sim --trace " + f.path() + " --ram 1GiB --cpus 2 --policy upstream --json", false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["runs"][0]["trace"]["allocs_replayed"], 1);
+  EXPECT_EQ(j["runs"][0]["trace"]["frees_replayed"], 1);
+}
+
+TEST(SimCommand, TraceErrorsNameTheFile) {
+  CommandResult missing = run("sim --trace /nonexistent/x.trace", true);
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_NE(missing.out.find("/nonexistent/x.trace: cannot open"), std::string::npos) << missing.out;
+  TempFile f("empty.trace", "# exmem-trace 1\nnothing here\n");
+  CommandResult empty = run("sim --trace " + f.path() + " --ram 1GiB --policy upstream", true);
+  EXPECT_EQ(empty.status, 2);
+  EXPECT_NE(empty.out.find(f.path() + ": no kmem page event"), std::string::npos) << empty.out;
+  EXPECT_NE(empty.out.find("line 2"), std::string::npos) << empty.out;
+}
+
+TEST(SimCommand, TheProgressBarShowsPolicyPercentAndRateAndIsClearedAtTheEnd) {
+  CommandResult r = run("sim --ram 2GiB --events 50000 --policy upstream --progress always", true);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::size_t bar = r.out.find("\r\033[Kexmem sim: upstream");
+  ASSERT_NE(bar, std::string::npos) << r.out.substr(0, 400);
+  EXPECT_NE(r.out.find("%  ", bar), std::string::npos);
+  EXPECT_NE(r.out.find("events/s", bar), std::string::npos);
+  // Cleared before the table is printed.
+  EXPECT_LT(r.out.rfind("\r\033[K"), r.out.find("exmem sim: scenario"));
+  // Not on a pipe unless asked.
+  CommandResult quiet = run("sim --ram 2GiB --events 50000 --policy upstream", true);
+  ASSERT_EQ(quiet.status, 0);
+  EXPECT_EQ(quiet.out.find('\r'), std::string::npos);
+  CommandResult bad = run("sim --progress sometimes", true);
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("--progress \"sometimes\""), std::string::npos) << bad.out;
+}
+
+TEST(SimCommand, HelpShowsExamplesForSimAndTrace) {
+  for (const char* cmd : {"sim --help", "trace --help", "trace record --help"}) {
+    CommandResult r = run(cmd, true);
+    EXPECT_EQ(r.status, 0) << cmd;
+    EXPECT_NE(r.out.find("Examples:"), std::string::npos) << cmd << ": " << r.out;
+  }
+  CommandResult sim = run("sim --help", true);
+  EXPECT_NE(sim.out.find("--scenario"), std::string::npos);
+  EXPECT_NE(sim.out.find("--trace"), std::string::npos);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace {
 
 struct CommandResult {
@@ -72,6 +74,39 @@ TEST(TraceRecord, WritesKmemEventsTheDirectMapCountersAndTheCommandsSecretPages)
   }
   EXPECT_GT(allocs, 0u) << "no mm_page_alloc event recorded";
   EXPECT_NE(t.find("\n# events: " + std::to_string(events) + "\n"), std::string::npos) << "counted " << events;
+}
+
+TEST(TraceRecord, ARecordingReplaysOnTheModelWithTheCommandsSecretPagesFaultedThroughMemfdSecret) {
+  require_root();
+  std::string out = temp_path("replay.trace");
+  CommandResult rec = run("trace record -o " + out + " -- " + EXMEM_SECRET_HOLDER);
+  ASSERT_EQ(rec.status, 0) << rec.output;
+  const std::string t = slurp(out);
+  std::size_t marked = 0;
+  std::size_t events = 0;
+  std::istringstream in(t);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# secret ", 0) == 0) ++marked;
+    if (!line.empty() && line[0] != '#') ++events;
+  }
+  ASSERT_GT(marked, 0u);
+  CommandResult sim = run("sim --trace " + out + " --policy upstream --json");
+  std::remove(out.c_str());
+  ASSERT_EQ(sim.status, 0) << sim.output.substr(0, 2000);
+  const auto j = nlohmann::json::parse(sim.output);
+  const auto& tr = j["runs"][0]["trace"];
+  EXPECT_EQ(tr["events"].get<std::size_t>(), events);
+  EXPECT_EQ(tr["unknown_lines"], 0) << tr["first_unknown_lines"];
+  EXPECT_EQ(tr["secret_marked"].get<std::size_t>(), marked);
+  // Every marked page was faulted while the recording ran, so each is one
+  // memfd_secret fault in the model (unless tracefs dropped events).
+  if (j["workload"]["trace"]["lost_events"] == 0) {
+    EXPECT_EQ(tr["secret_faults"].get<std::size_t>(), marked);
+    EXPECT_EQ(tr["secret_files"], 1);
+  } else {
+    EXPECT_LE(tr["secret_faults"].get<std::size_t>(), marked);
+  }
+  EXPECT_GT(j["runs"][0]["direct_map"]["direct_map_level2_splits"].get<std::uint64_t>(), 0u);
 }
 
 TEST(TraceRecord, ExitsWithTheCommandsStatusAndRecordsIt) {

@@ -1,0 +1,65 @@
+// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// scenario.hpp: scenario files. A scenario is one situation to model, written
+// in TOML (scenarios/*.toml): the machine (RAM, PCI hole, CPUs, direct_gbpages,
+// TLB preset, collapse mode, secretmem= area), the workload mix built from the
+// synthetic workload's blocks (secret churn, kernel and user allocations,
+// MAP_EXCLUSIVE, execmem ROX loads, guest_memfd guests, write-protected page
+// tables), its duration in events or simulated seconds, its seed, and the
+// policies to compare.
+//
+// Every key is checked: a typo, a wrong type, a value out of range or an
+// unknown policy, collapse mode or TLB preset is a ScenarioError whose message
+// is "FILE:LINE:COLUMN: what was expected".
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/machine.hpp"
+#include "model/workload/synthetic.hpp"
+
+namespace exmem::model::workload {
+
+struct Scenario {
+  std::string name;         // the file's stem ("key-server"), or the name given to parse_scenario()
+  std::string source;       // where it came from, as error messages name it
+  std::string description;  // top-level `description`, may be empty
+  MachineConfig machine;    // machine.policy is set per run
+  WorkloadConfig workload;
+  std::string tlb = "haswell";        // TLB preset of the cost estimate
+  std::vector<std::string> policies;  // registry names, in registry order for "all"
+  // The duration as written: `events`, or `seconds` x `events_per_second`
+  // (seconds is 0 when the file gave events).
+  double seconds = 0;
+  double events_per_second = 0;
+};
+
+// The defaults a scenario starts from before its file is applied: a 64 GiB
+// machine with 16 CPUs, direct_gbpages, collapse rox-only, TLB haswell, the
+// synthetic workload's defaults (1,000,000 events, seed 1) and every policy.
+Scenario default_scenario_values();
+
+class ScenarioError : public std::runtime_error {
+ public:
+  // line and column count from 1; 0 when the error concerns the whole file.
+  ScenarioError(std::string file, unsigned line, unsigned column, const std::string& what);
+  [[nodiscard]] const std::string& file() const { return file_; }
+  [[nodiscard]] unsigned line() const { return line_; }
+  [[nodiscard]] unsigned column() const { return column_; }
+
+ private:
+  std::string file_;
+  unsigned line_ = 0;
+  unsigned column_ = 0;
+};
+
+// Reads and checks a scenario file (ScenarioError when unreadable or wrong).
+Scenario load_scenario(const std::string& path);
+// Parses scenario text; `name` stands for the file in messages and gives the
+// scenario its name (its stem, without folders and ".toml").
+Scenario parse_scenario(std::string_view text, std::string_view name);
+
+}  // namespace exmem::model::workload

@@ -1,0 +1,179 @@
+// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// trace_replay.hpp: replays a trace of the real kernel's page allocator, as
+// `exmem trace record` writes it (see src/cli/trace.cpp for the format), on a
+// modelled machine.
+//
+// The model's buddy allocator chooses its own pfns, so each mm_page_alloc is
+// replayed as an allocation of the same order with the same gfp flags, and the
+// real pfn is remembered with the model's block; mm_page_free and
+// mm_page_free_batched free that block. Pages marked by `# secret pfn=.. pid=..`
+// lines are replayed as memfd_secret faults instead: one secretmem file per
+// traced pid, sized for all its marked pages and touched page by page through
+// mm/; the first free of one of its pages releases the whole file (the real
+// kernel frees secretmem pages only when the file is released, so its other
+// pages' frees follow at once in the trace). What cannot be replayed is counted:
+// frees of pages allocated before the recording started, allocations the real
+// kernel failed (page=(null), pfn 0), gfp flag names the model does not know,
+// lines that are not kmem page events (the first few with their line numbers).
+//
+// The file is read as a stream (header and trailing footer first, then the
+// events in one pass), so traces larger than memory replay.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/machine.hpp"
+#include "model/phys/gfp.hpp"
+
+namespace exmem::model::workload {
+
+// "FILE:LINE: what", or "FILE: what" about the whole file.
+class TraceError : public std::runtime_error {
+ public:
+  TraceError(const std::string& file, std::uint64_t line, const std::string& what);
+};
+
+// The lines `exmem trace record` writes around the events.
+struct TraceInfo {
+  std::string path;
+  int format_version = 0;  // "# exmem-trace N"; 0: absent (a bare tracefs capture)
+  std::string command;
+  unsigned cpus = 0;  // 0: not recorded
+  std::uint64_t mem_total_kb = 0;
+  double duration_seconds = 0;  // wall time of the recording; 0: not recorded
+  std::uint64_t recorded_events = 0;
+  std::uint64_t lost_events = 0;
+  std::optional<int> exit_status;
+  std::map<std::string, std::string> start_counters;  // "# start k=v ..."
+  std::map<std::string, std::string> end_counters;    // "# end k=v ..."
+  std::uint64_t bytes = 0;                            // size of the file (0: not a regular file)
+  // Secret pages listed in the footer: real pfn and pid.
+  std::vector<std::pair<std::uint64_t, int>> secret_pages;
+  // Threads of the processes with secret pages ("# thread tid=.. pid=.."):
+  // event lines name the task (thread) that allocated.
+  std::map<int, int> threads;
+};
+
+// Reads the header (leading '#' lines) and the footer (trailing '#' lines)
+// without reading the events between them. TraceError when unreadable.
+TraceInfo read_trace_info(const std::string& path);
+
+enum class TraceEventKind : std::uint8_t {
+  Alloc,            // kmem:mm_page_alloc (replayed)
+  Free,             // kmem:mm_page_free (replayed)
+  FreeBatched,      // kmem:mm_page_free_batched (replayed, order 0)
+  PcpuDrain,        // kmem:mm_page_pcpu_drain (counted: pcp -> buddy, the model has its own pcp)
+  AllocZoneLocked,  // kmem:mm_page_alloc_zone_locked (counted)
+  AllocExtfrag,     // kmem:mm_page_alloc_extfrag (counted)
+};
+
+struct TraceEvent {
+  TraceEventKind kind = TraceEventKind::Alloc;
+  std::uint64_t pfn = 0;
+  unsigned order = 0;
+  int pid = -1;          // the task's pid from "comm-PID", -1 when the prefix is not there
+  unsigned cpu = 0;      // from "[CPU]", 0 when the prefix is not there
+  bool failed = false;   // mm_page_alloc that returned no page (page=(null), pfn=0 / pfn=0x0)
+  std::string_view gfp;  // mm_page_alloc's gfp_flags text
+};
+
+// Parses one tracefs event line (hex "pfn=0x1a2b" or decimal "pfn=6699").
+// nullopt when it is not a kmem page event; `why` then says what is wrong.
+std::optional<TraceEvent> parse_trace_line(std::string_view line, std::string* why = nullptr);
+
+struct GfpFlags {
+  phys::Gfp gfp = 0;
+  unsigned unknown = 0;  // flag names the model does not know (ignored)
+};
+// show_gfp_flags() text back to flags: "GFP_KERNEL|__GFP_ZERO", "GFP_ATOMIC",
+// "none", ...; unknown names are counted and appended to unknown_names.
+GfpFlags parse_gfp_flags(std::string_view text, std::vector<std::string>* unknown_names = nullptr);
+
+struct UnknownLine {
+  std::uint64_t line = 0;
+  std::string text;  // the line, cut at 160 characters
+  std::string why;
+};
+
+struct ReplayStats {
+  std::uint64_t lines = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t events = 0;  // kmem page event lines recognised
+  // mm_page_alloc
+  std::uint64_t allocs = 0;                  // lines
+  std::uint64_t allocs_failed_in_trace = 0;  // the real kernel returned no page
+  std::uint64_t allocs_replayed = 0;         // model allocations made (secret faults not included)
+  std::uint64_t model_alloc_failures = 0;    // the model could not allocate what the kernel did
+  std::uint64_t kernel_allocs = 0;           // replayed, unmovable
+  std::uint64_t reclaimable_allocs = 0;      // replayed, __GFP_RECLAIMABLE
+  std::uint64_t user_allocs = 0;             // replayed, __GFP_MOVABLE
+  std::uint64_t realloc_while_live = 0;      // a pfn allocated again before its free was seen: freed first
+  std::uint64_t unknown_gfp_allocs = 0;      // allocations whose gfp_flags had names the model ignores
+  std::map<std::string, std::uint64_t> unknown_gfp_names;
+  // mm_page_free, mm_page_free_batched
+  std::uint64_t frees = 0;                    // lines
+  std::uint64_t frees_replayed = 0;           // model blocks freed
+  std::uint64_t kernel_frees = 0;             // ... of them unmovable or reclaimable
+  std::uint64_t user_frees = 0;               // ... of them movable
+  std::uint64_t frees_unknown = 0;            // pages allocated before the recording started: skipped
+  std::uint64_t frees_partial = 0;            // part of a larger block (split_page): the block goes with its last part
+  std::uint64_t frees_of_model_failures = 0;  // the model had failed that allocation
+  // memfd_secret pages
+  std::uint64_t secret_marked = 0;    // pages marked by "# secret" lines
+  std::uint64_t secret_faults = 0;    // marked pages allocated, replayed as secretmem faults
+  std::uint64_t secret_ooms = 0;      // ... that ended in VM_FAULT_OOM in the model
+  std::uint64_t secret_files = 0;     // secretmem files created
+  std::uint64_t secret_releases = 0;  // files released at the first free of one of their pages
+  std::uint64_t secret_frees = 0;     // frees of secret pages (each file's first one releases it)
+  // counted, not replayed
+  std::uint64_t pcpu_drains = 0;
+  std::uint64_t zone_locked = 0;
+  std::uint64_t extfrag = 0;
+  std::uint64_t lost_events = 0;  // "CPU:N [LOST M EVENTS]" lines of trace_pipe
+  // lines that are not events
+  std::uint64_t unknown_lines = 0;
+  std::vector<UnknownLine> first_unknown;  // the first kMaxUnknownReported
+  double seconds = 0;                      // wall time of the replay
+  // CPU time of its two threads: the reader (read, split, parse) and the
+  // replay on the model; they overlap, so on idle CPUs `seconds` is about the larger.
+  double reader_cpu_seconds = 0;
+  double model_cpu_seconds = 0;
+  static constexpr std::size_t kMaxUnknownReported = 10;
+};
+
+struct ReplayProgress {
+  std::uint64_t events = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t total_bytes = 0;  // 0 when unknown
+};
+
+class TraceReplay {
+ public:
+  // Reads the trace's header and footer (TraceError when unreadable).
+  TraceReplay(Machine& machine, const std::string& path);
+  ~TraceReplay();
+  TraceReplay(const TraceReplay&) = delete;
+  TraceReplay& operator=(const TraceReplay&) = delete;
+
+  [[nodiscard]] const TraceInfo& info() const { return info_; }
+  // Replays every event; `progress` is called every `every_lines` lines and
+  // once at the end. TraceError when the file cannot be read or holds no kmem
+  // page event at all.
+  ReplayStats run(const std::function<void(const ReplayProgress&)>& progress = {}, std::uint64_t every_lines = 65536);
+
+ private:
+  struct State;
+  Machine& machine_;
+  TraceInfo info_;
+  std::unique_ptr<State> st_;
+};
+
+}  // namespace exmem::model::workload

@@ -1,0 +1,429 @@
+// Tests of workload/trace_replay: the kmem trace reader (hex and decimal pfns,
+// failed allocations, gfp flags, line prefixes) and its replay on a model
+// machine (frees through the pfn map, pages from before the recording, secret
+// pages through memfd_secret, unknown lines with their numbers), with every
+// invariant checked after the replay.
+#include "model/workload/trace_replay.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "helpers.hpp"
+#include "model/machine.hpp"
+
+namespace exmem::model::workload {
+namespace {
+
+using testing::join;
+using testing::small_config;
+
+// A trace file in the test's own temporary folder, removed at the end.
+class TempTrace {
+ public:
+  explicit TempTrace(const std::string& text) {
+    path_ = (std::filesystem::temp_directory_path() / fmt::format("exmem-replay-{}-{}.trace", ::getpid(), counter_++))
+                .string();
+    std::ofstream(path_, std::ios::binary) << text;
+  }
+  ~TempTrace() { std::filesystem::remove(path_); }
+  TempTrace(const TempTrace&) = delete;
+  TempTrace& operator=(const TempTrace&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  std::string path_;
+};
+
+std::string alloc(std::uint64_t pfn, unsigned order, const char* gfp = "GFP_KERNEL", unsigned cpu = 0,
+                  const char* task = "cc1plus-2431") {
+  return fmt::format(
+      "{:>16} [{:03}] ..... 100.000001: mm_page_alloc: page=00000000deadbeef pfn={:#x} order={} "
+      "migratetype=0 gfp_flags={}\n",
+      task, cpu, pfn, order, gfp);
+}
+std::string free_line(std::uint64_t pfn, unsigned order, unsigned cpu = 0) {
+  return fmt::format(
+      "          cc1plus-2431    [{:03}] ..... 100.000002: mm_page_free: page=00000000deadbeef "
+      "pfn={:#x} order={}\n",
+      cpu, pfn, order);
+}
+
+TEST(TraceLine, ReadsHexAndDecimalPfns) {
+  auto hex = parse_trace_line(
+      "   bash-1234    [001] ..... 11905.396068: mm_page_alloc: page=0000000039cebdbf pfn=0x3ed1d1 order=0 "
+      "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO");
+  ASSERT_TRUE(hex.has_value());
+  EXPECT_EQ(hex->kind, TraceEventKind::Alloc);
+  EXPECT_EQ(hex->pfn, 0x3ed1d1u);
+  EXPECT_EQ(hex->order, 0u);
+  EXPECT_EQ(hex->pid, 1234);
+  EXPECT_EQ(hex->cpu, 1u);
+  EXPECT_FALSE(hex->failed);
+  EXPECT_EQ(hex->gfp, "GFP_HIGHUSER_MOVABLE|__GFP_ZERO");
+  // Kernels before 5.x printed pfn=%lu.
+  auto dec =
+      parse_trace_line("   bash-1234    [003] .... 11905.396068: mm_page_free: page=ffffea0000068ac0 pfn=6699 order=2");
+  ASSERT_TRUE(dec.has_value());
+  EXPECT_EQ(dec->kind, TraceEventKind::Free);
+  EXPECT_EQ(dec->pfn, 6699u);
+  EXPECT_EQ(dec->order, 2u);
+  EXPECT_EQ(dec->cpu, 3u);
+}
+
+TEST(TraceLine, ReadsTheTaskAndCpuWhateverTheCommandIsCalled) {
+  auto ev = parse_trace_line(
+      "   kworker/u4:2-mm_page_x-77 (     77) [002] d..3. 1.5: mm_page_free_batched: page=00000000c9995747 "
+      "pfn=0x13e81c order=0");
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(ev->kind, TraceEventKind::FreeBatched);
+  EXPECT_EQ(ev->pid, 77);
+  EXPECT_EQ(ev->cpu, 2u);
+  EXPECT_EQ(ev->pfn, 0x13e81cu);
+  // Older mm_page_free_batched lines have cold= and may omit order=.
+  auto old = parse_trace_line("  <...>-5 [000] .... 2.0: mm_page_free_batched: page=ffffea0000068ac0 pfn=4096 cold=0");
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->order, 0u);
+  EXPECT_EQ(old->pid, 5);
+}
+
+TEST(TraceLine, AFailedAllocationHasNoPage) {
+  // TP_printk of mm_page_alloc prints a NULL page and pfn 0 when the allocation failed.
+  for (const char* line :
+       {"  a-1 [000] ..... 1.0: mm_page_alloc: page=0000000000000000 pfn=0x0 order=9 migratetype=1 "
+        "gfp_flags=GFP_TRANSHUGE_LIGHT",
+        "  a-1 [000] .... 1.0: mm_page_alloc: page=(null) pfn=0 order=3 migratetype=0 gfp_flags=GFP_NOWAIT"}) {
+    auto ev = parse_trace_line(line);
+    ASSERT_TRUE(ev.has_value()) << line;
+    EXPECT_TRUE(ev->failed) << line;
+  }
+}
+
+TEST(TraceLine, RecognisesTheOtherKmemPageEventsAndRejectsTheRest) {
+  EXPECT_EQ(parse_trace_line(
+                "  a-1 [000] d..3. 1.0: mm_page_pcpu_drain: page=0000000000000001 pfn=0x31a5b1 order=0 migratetype=1")
+                ->kind,
+            TraceEventKind::PcpuDrain);
+  EXPECT_EQ(
+      parse_trace_line("  a-1 [000] d..3. 1.0: mm_page_alloc_extfrag: page=00000000e899c817 pfn=0x1d8c00 alloc_order=0 "
+                       "fallback_order=10 pageblock_order=9 alloc_migratetype=0 fallback_migratetype=1 "
+                       "fragmenting=0 change_ownership=1")
+          ->kind,
+      TraceEventKind::AllocExtfrag);
+  EXPECT_EQ(
+      parse_trace_line("  a-1 [000] d..3. 1.0: mm_page_alloc_zone_locked: page=0000000000000001 pfn=0x1000 order=0 "
+                       "migratetype=1 percpu_refill=1")
+          ->kind,
+      TraceEventKind::AllocZoneLocked);
+  std::string why;
+  EXPECT_FALSE(parse_trace_line("  a-1 [000] ..... 1.0: kmalloc: call_site=x ptr=y", &why));
+  EXPECT_NE(why.find("not a kmem page event"), std::string::npos) << why;
+  EXPECT_FALSE(parse_trace_line("  a-1 [000] ..... 1.0: mm_page_free: page=1 order=0", &why));
+  EXPECT_NE(why.find("without pfn="), std::string::npos) << why;
+  EXPECT_FALSE(parse_trace_line("  a-1 [000] ..... 1.0: mm_page_free: page=1 pfn=0xzz order=0", &why));
+  EXPECT_NE(why.find("pfn= is not a number"), std::string::npos) << why;
+  EXPECT_FALSE(parse_trace_line("  a-1 [000] ..... 1.0: mm_page_free: page=1 pfn=0x10 order=12", &why));
+  EXPECT_NE(why.find("order=12"), std::string::npos) << why;
+  EXPECT_FALSE(parse_trace_line("  a-1 [000] ..... 1.0: mm_page_frobnicate: pfn=0x10", &why));
+  EXPECT_NE(why.find("unknown event mm_page_frobnicate"), std::string::npos) << why;
+}
+
+TEST(GfpFlagsText, MapsTheKernelsNamesToTheModelsFlags) {
+  EXPECT_EQ(parse_gfp_flags("GFP_KERNEL").gfp, phys::GFP_KERNEL);
+  EXPECT_EQ(parse_gfp_flags("GFP_KERNEL|__GFP_RECLAIMABLE").gfp, phys::GFP_KERNEL_RECLAIMABLE);
+  EXPECT_EQ(parse_gfp_flags("GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO").gfp,
+            phys::GFP_HIGHUSER_MOVABLE | phys::__GFP_COMP | phys::__GFP_ZERO);
+  EXPECT_EQ(parse_gfp_flags("GFP_NOWAIT").gfp, phys::GFP_NOWAIT);
+  EXPECT_EQ(parse_gfp_flags("GFP_ATOMIC|__GFP_NOWARN").gfp, phys::GFP_ATOMIC | phys::__GFP_NOWARN);
+  EXPECT_EQ(parse_gfp_flags("GFP_USER|__GFP_MOVABLE").gfp, phys::GFP_USER | phys::__GFP_MOVABLE);
+  EXPECT_EQ(parse_gfp_flags("GFP_DMA32").gfp, phys::__GFP_DMA32);
+  EXPECT_EQ(parse_gfp_flags("none").gfp, 0u);
+  std::vector<std::string> unknown;
+  const GfpFlags g = parse_gfp_flags("GFP_KERNEL|__GFP_ZEROTAGS|0x8000000", &unknown);
+  EXPECT_EQ(g.gfp, phys::GFP_KERNEL);
+  EXPECT_EQ(g.unknown, 2u);
+  EXPECT_EQ(unknown, (std::vector<std::string>{"__GFP_ZEROTAGS", "0x8000000"}));
+}
+
+TEST(TraceReplay, ReplaysAllocationsAndFreesThroughThePfnMap) {
+  std::string t = "# exmem-trace 1\n# cpus: 2\n";
+  for (std::uint64_t i = 0; i < 100; ++i)
+    t += alloc(0x10000 + i * 8, i % 4, i % 3 ? "GFP_KERNEL" : "GFP_HIGHUSER_MOVABLE", i % 2);
+  for (std::uint64_t i = 0; i < 100; i += 2) t += free_line(0x10000 + i * 8, i % 4, 1);
+  const TempTrace f(t);
+  Machine m(small_config());
+  const std::uint64_t free_before = m.phys().free_pages() + m.phys().pcp_pages();
+  TraceReplay r(m, f.path());
+  const ReplayStats st = r.run();
+  EXPECT_EQ(st.events, 150u);
+  EXPECT_EQ(st.allocs, 100u);
+  EXPECT_EQ(st.allocs_replayed, 100u);
+  EXPECT_EQ(st.user_allocs, 34u);  // i % 3 == 0
+  EXPECT_EQ(st.kernel_allocs, 66u);
+  EXPECT_EQ(st.frees, 50u);
+  EXPECT_EQ(st.frees_replayed, 50u);
+  EXPECT_EQ(st.frees_unknown, 0u);
+  EXPECT_EQ(st.unknown_lines, 0u);
+  // The 50 blocks still allocated are the odd ones: orders 1 and 3 alternately.
+  std::uint64_t live = 0;
+  for (std::uint64_t i = 1; i < 100; i += 2) live += std::uint64_t{1} << (i % 4);
+  EXPECT_EQ(free_before - (m.phys().free_pages() + m.phys().pcp_pages()), live);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceReplay, FreesOfPagesAllocatedBeforeTheRecordingAreCountedAndSkipped) {
+  const TempTrace f(free_line(0x5000, 0) + free_line(0x6000, 3) + alloc(0x7000, 0) + free_line(0x7000, 0));
+  Machine m(small_config());
+  const ReplayStats st = TraceReplay(m, f.path()).run();
+  EXPECT_EQ(st.frees_unknown, 2u);
+  EXPECT_EQ(st.frees_replayed, 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceReplay, DecimalPfnsReplayLikeHexOnes) {
+  const TempTrace f(
+      "  a-1 [000] .... 1.0: mm_page_alloc: page=ffffea0000068ac0 pfn=6699 order=1 migratetype=0 gfp_flags=GFP_KERNEL\n"
+      "  a-1 [000] .... 1.1: mm_page_free: page=ffffea0000068ac0 pfn=6699 order=1\n");
+  Machine m(small_config());
+  const ReplayStats st = TraceReplay(m, f.path()).run();
+  EXPECT_EQ(st.allocs_replayed, 1u);
+  EXPECT_EQ(st.frees_replayed, 1u);
+  EXPECT_EQ(st.frees_unknown, 0u);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceReplay, FailedAllocationsAreCountedNotReplayed) {
+  const TempTrace f(alloc(0, 9, "GFP_TRANSHUGE_LIGHT") + alloc(0x8000, 0));
+  Machine m(small_config());
+  const std::uint64_t pgalloc = m.phys().stats().pgalloc;
+  const ReplayStats st = TraceReplay(m, f.path()).run();
+  EXPECT_EQ(st.allocs, 2u);
+  EXPECT_EQ(st.allocs_failed_in_trace, 1u);
+  EXPECT_EQ(st.allocs_replayed, 1u);
+  EXPECT_EQ(m.phys().stats().pgalloc - pgalloc, 1u);
+}
+
+TEST(TraceReplay, AFreeOfPartOfABlockWaitsForTheWholeBlock) {
+  // split_page(): an order-2 allocation whose four pages are freed one by one.
+  const TempTrace f(alloc(0x9000, 2) + free_line(0x9001, 0) + free_line(0x9003, 0) + free_line(0x9000, 0) +
+                    free_line(0x9002, 0));
+  Machine m(small_config());
+  const std::uint64_t free_before = m.phys().free_pages() + m.phys().pcp_pages();
+  TraceReplay r(m, f.path());
+  ReplayStats st;
+  std::uint64_t live_after_three = 0;
+  st = r.run(
+      [&](const ReplayProgress& p) {
+        if (p.events == 4) live_after_three = free_before - (m.phys().free_pages() + m.phys().pcp_pages());
+      },
+      1);
+  EXPECT_EQ(live_after_three, 4u);  // three of four pages freed: the block is still there
+  EXPECT_EQ(st.frees_partial, 4u);
+  EXPECT_EQ(st.frees_replayed, 1u);
+  EXPECT_EQ(st.frees_unknown, 0u);
+  EXPECT_EQ(m.phys().free_pages() + m.phys().pcp_pages(), free_before);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceReplay, AnAllocationOfALivePfnFreesTheOldBlockFirst) {
+  const TempTrace f(alloc(0xA000, 0) + alloc(0xA000, 0) + free_line(0xA000, 0));
+  Machine m(small_config());
+  const std::uint64_t free_before = m.phys().free_pages() + m.phys().pcp_pages();
+  const ReplayStats st = TraceReplay(m, f.path()).run();
+  EXPECT_EQ(st.realloc_while_live, 1u);
+  EXPECT_EQ(st.frees_replayed, 2u);
+  EXPECT_EQ(m.phys().free_pages() + m.phys().pcp_pages(), free_before);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceReplay, UnknownLinesAreReportedWithTheirLineNumbers) {
+  const TempTrace f("# exmem-trace 1\n" + alloc(0xB000, 0) + "this is not a trace line\n" + free_line(0xB000, 0) +
+                    "\n" + "  a-1 [000] ..... 1.0: mm_page_free: page=1 order=0\n" + "CPU:1 [LOST 42 EVENTS]\n" +
+                    "# secret pfn=0xZZ pid=3\n");
+  Machine m(small_config());
+  const ReplayStats st = TraceReplay(m, f.path()).run();
+  EXPECT_EQ(st.events, 2u);
+  EXPECT_EQ(st.unknown_lines, 3u);
+  ASSERT_EQ(st.first_unknown.size(), 3u);
+  EXPECT_EQ(st.first_unknown[0].line, 3u);
+  EXPECT_EQ(st.first_unknown[0].text, "this is not a trace line");
+  EXPECT_EQ(st.first_unknown[1].line, 6u);
+  EXPECT_NE(st.first_unknown[1].why.find("without pfn="), std::string::npos);
+  EXPECT_EQ(st.first_unknown[2].line, 8u);
+  EXPECT_EQ(st.lost_events, 42u);
+  EXPECT_EQ(st.lines, 8u);
+}
+
+TEST(TraceReplay, OnlyTheFirstFewUnknownLinesAreKeptButAllAreCounted) {
+  std::string t = alloc(0xC000, 0);
+  for (int i = 0; i < 25; ++i) t += fmt::format("garbage {}\n", i);
+  const TempTrace f(t);
+  Machine m(small_config());
+  const ReplayStats st = TraceReplay(m, f.path()).run();
+  EXPECT_EQ(st.unknown_lines, 25u);
+  EXPECT_EQ(st.first_unknown.size(), ReplayStats::kMaxUnknownReported);
+  EXPECT_EQ(st.first_unknown.back().line, 1 + ReplayStats::kMaxUnknownReported);
+}
+
+TEST(TraceReplay, AFileWithoutAnyEventIsAnErrorNamingItAndItsFirstLines) {
+  const TempTrace f("# exmem-trace 1\nhello\nworld\n");
+  Machine m(small_config());
+  TraceReplay r(m, f.path());
+  try {
+    (void)r.run();
+    FAIL() << "no error";
+  } catch (const TraceError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind(f.path() + ": no kmem page event", 0), 0u) << msg;
+    EXPECT_NE(msg.find("line 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("line 3"), std::string::npos) << msg;
+  }
+}
+
+TEST(TraceReplay, AMissingFileIsAnErrorNamingIt) {
+  Machine m(small_config());
+  try {
+    TraceReplay r(m, "/nonexistent/x.trace");
+    FAIL() << "no error";
+  } catch (const TraceError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("/nonexistent/x.trace: cannot open", 0), 0u) << e.what();
+  }
+}
+
+TEST(TraceReplay, SecretPagesAreFaultedThroughMemfdSecretAndLeaveTheDirectMap) {
+  // Like `exmem trace record` writes it: events, then the footer with the
+  // command's secret pages; the file is released when its pages are freed.
+  std::string t = "# exmem-trace 1\n# command: holder\n# cpus: 2\n# MemTotal_kB: 262144\n";
+  t += alloc(0x20000, 0, "GFP_KERNEL", 1, "holder-4242");
+  for (std::uint64_t i = 0; i < 8; ++i)
+    t += alloc(0x30000 + i, 0, "GFP_HIGHUSER|__GFP_COMP|__GFP_ZERO", 0, "holder-4242");
+  std::string frees;
+  for (std::uint64_t i = 0; i < 8; ++i) frees += free_line(0x30000 + i, 0);
+  std::string footer = "# end DirectMap4k_kB=1\n";
+  for (std::uint64_t i = 0; i < 8; ++i) footer += fmt::format("# secret pfn={:#x} pid=4242\n", 0x30000 + i);
+  footer += "# exit_status: 0\n# duration_seconds: 0.5\n# events: 17\n# lost_events: 0\n";
+
+  Machine m(small_config());
+  const TempTrace held(t + footer);
+  {
+    TraceReplay r(m, held.path());
+    EXPECT_EQ(r.info().secret_pages.size(), 8u);
+    const ReplayStats st = r.run();
+    EXPECT_EQ(st.secret_marked, 8u);
+    EXPECT_EQ(st.secret_faults, 8u);
+    EXPECT_EQ(st.secret_files, 1u);
+    EXPECT_EQ(st.allocs_replayed, 1u);  // the GFP_KERNEL page only
+    EXPECT_EQ(m.mm().secret_pages(), 8u);
+    EXPECT_EQ(m.mm().stats().secret_files_created, 1u);
+    EXPECT_EQ(m.phys().pages_of_kind(phys::FrameKind::Secret), 8u);
+    EXPECT_GT(m.dmap().counters().level2_splits, 0u);  // upstream: the pages split their 2 MiB leaf
+    EXPECT_SOUND(m);  // among its invariants: no secret page is present in the direct map
+  }
+  Machine m2(small_config());
+  const TempTrace released(t + frees + footer);
+  const ReplayStats st = TraceReplay(m2, released.path()).run();
+  EXPECT_EQ(st.secret_faults, 8u);
+  EXPECT_EQ(st.secret_releases, 1u);
+  EXPECT_EQ(st.secret_frees, 8u);
+  EXPECT_EQ(st.frees_unknown, 0u);
+  EXPECT_EQ(m2.mm().secret_pages(), 0u);
+  EXPECT_EQ(m2.mm().stats().secret_pages_freed, 8u);
+  EXPECT_SOUND(m2);
+}
+
+TEST(TraceReplay, OnlyTheHoldersUnmovableOrderZeroAllocationOfAMarkedPfnIsItsSecretFault) {
+  // The pfn was the holder's page cache, then the holder's page table, then
+  // another process's GFP_HIGHUSER page, before it became a secret page of
+  // pid 7 (one of whose threads is 8).
+  const TempTrace f(alloc(0x40000, 0, "GFP_HIGHUSER_MOVABLE", 0, "holder-7") + free_line(0x40000, 0) +
+                    alloc(0x40000, 0, "GFP_KERNEL_ACCOUNT|__GFP_ZERO", 0, "holder-7") + free_line(0x40000, 0) +
+                    alloc(0x40000, 0, "GFP_HIGHUSER|__GFP_ZERO", 0, "cc1plus-2431") + free_line(0x40000, 0) +
+                    alloc(0x40000, 0, "GFP_HIGHUSER|__GFP_ZERO", 1, "holder-8") + "# secret pfn=0x40000 pid=7\n" +
+                    "# thread tid=8 pid=7\n");
+  Machine m(small_config());
+  TraceReplay r(m, f.path());
+  EXPECT_EQ(r.info().threads.at(8), 7);
+  const ReplayStats st = r.run();
+  EXPECT_EQ(st.user_allocs, 1u);
+  EXPECT_EQ(st.kernel_allocs, 2u);
+  EXPECT_EQ(st.secret_faults, 1u);
+  EXPECT_EQ(m.mm().secret_pages(), 1u);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceReplay, AllocationsTheModelCannotMakeAreCountedAndTheirFreesSkipped) {
+  std::string t;
+  const std::uint64_t n = 256 * MiB / kPageSize / 8 + 200;  // order-3 blocks: more than the machine's RAM
+  for (std::uint64_t i = 0; i < n; ++i) t += alloc(0x100000 + i * 8, 3);
+  for (std::uint64_t i = 0; i < n; ++i) t += free_line(0x100000 + i * 8, 3);
+  const TempTrace f(t);
+  Machine m(small_config());
+  const std::uint64_t free_before = m.phys().free_pages() + m.phys().pcp_pages();
+  const ReplayStats st = TraceReplay(m, f.path()).run();
+  EXPECT_GT(st.model_alloc_failures, 0u);
+  EXPECT_EQ(st.model_alloc_failures + st.allocs_replayed, n);
+  EXPECT_EQ(st.frees_of_model_failures, st.model_alloc_failures);
+  EXPECT_EQ(st.frees_replayed, st.allocs_replayed);
+  EXPECT_EQ(m.phys().free_pages() + m.phys().pcp_pages(), free_before);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceReplay, StreamsAFileLargerThanItsBufferAndALastLineWithoutNewline) {
+  std::string t;
+  const std::uint64_t n = 60'000;  // about 9 MiB of lines: several buffer refills
+  for (std::uint64_t i = 0; i < n; ++i) t += alloc(0x200000 + i, 0) + free_line(0x200000 + i, 0);
+  t += "  a-1 [000] ..... 1.0: mm_page_free: page=1 pfn=0x5 order=0";  // no newline
+  const TempTrace f(t);
+  Machine m(small_config());
+  std::uint64_t calls = 0;
+  std::uint64_t last_events = 0;
+  const ReplayStats st = TraceReplay(m, f.path())
+                             .run(
+                                 [&](const ReplayProgress& p) {
+                                   ++calls;
+                                   EXPECT_GE(p.events, last_events);
+                                   last_events = p.events;
+                                   EXPECT_LE(p.bytes, p.total_bytes);
+                                 },
+                                 10'000);
+  EXPECT_EQ(st.events, 2 * n + 1);
+  EXPECT_EQ(st.frees_replayed, n);
+  EXPECT_EQ(st.frees_unknown, 1u);
+  EXPECT_EQ(st.bytes, t.size());
+  EXPECT_EQ(calls, (2 * n + 1) / 10'000 + 1);
+  EXPECT_EQ(last_events, st.events);
+  EXPECT_SOUND(m);
+}
+
+TEST(TraceInfoReader, ReadsTheHeaderAndFooterAroundTheEvents) {
+  const TempTrace f(
+      "# exmem-trace 1\n# command: sh -c true\n# cpus: 2\n# MemTotal_kB: 16384000\n"
+      "# start DirectMap4k_kB=100 DirectMap2M_kB=200 level2_splits=3\n" +
+      alloc(0x1000, 0) +
+      "# end DirectMap4k_kB=104 DirectMap2M_kB=196 level2_splits=4\n# secret pfn=0x1a2b pid=99\n"
+      "# secret pfn=6699 pid=100\n# exit_status: 3\n# duration_seconds: 1.250000\n# events: 1\n# lost_events: 7\n");
+  const TraceInfo i = read_trace_info(f.path());
+  EXPECT_EQ(i.format_version, 1);
+  EXPECT_EQ(i.command, "sh -c true");
+  EXPECT_EQ(i.cpus, 2u);
+  EXPECT_EQ(i.mem_total_kb, 16384000u);
+  EXPECT_EQ(i.start_counters.at("DirectMap4k_kB"), "100");
+  EXPECT_EQ(i.end_counters.at("level2_splits"), "4");
+  ASSERT_EQ(i.secret_pages.size(), 2u);
+  EXPECT_EQ(i.secret_pages[0], (std::pair<std::uint64_t, int>{0x1a2b, 99}));
+  EXPECT_EQ(i.secret_pages[1], (std::pair<std::uint64_t, int>{6699, 100}));
+  ASSERT_TRUE(i.exit_status.has_value());
+  EXPECT_EQ(*i.exit_status, 3);
+  EXPECT_DOUBLE_EQ(i.duration_seconds, 1.25);
+  EXPECT_EQ(i.recorded_events, 1u);
+  EXPECT_EQ(i.lost_events, 7u);
+  EXPECT_GT(i.bytes, 0u);
+}
+
+}  // namespace
+}  // namespace exmem::model::workload
