@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "commands.hpp"
@@ -24,6 +25,7 @@
 #include "model/tlb/tlb.hpp"
 #include "model/workload/scenario.hpp"
 #include "model/workload/trace_replay.hpp"
+#include "report/report.hpp"
 
 #ifndef EXMEM_SCENARIO_DIRS
 #define EXMEM_SCENARIO_DIRS ""
@@ -47,6 +49,7 @@ struct SimOptions {
   unsigned cpus = 16;
   bool no_gbpages = false;
   bool json = false;
+  std::string out_dir;
   std::string collapse;
   unsigned scan_rate = 4;
   std::string secretmem;
@@ -280,6 +283,10 @@ void add_sim(CLI::App& app) {
                   "What secretmem-pmd-pool does when its pool is depleted at fault time: oom or sigbus")
       ->type_name("oom|sigbus");
   sim->add_flag("--json", opts->json, "Print one JSON object with a `runs` array");
+  sim->add_option("--out", opts->out_dir,
+                  "Also write DIR/report.json, runs.csv, over_time.csv and index.html (a self-contained "
+                  "page with maps of the direct map at the start and end of each run, and time series)")
+      ->type_name("DIR");
   sim->add_option("--progress", opts->progress,
                   "Progress bar on stderr: auto (when stderr is a terminal, once the command has run for a "
                   "second), always (from the start, terminal or not) or never")
@@ -383,10 +390,10 @@ void add_sim(CLI::App& app) {
     for (const std::string& name : s.policies) {
       try {
         if (trace) {
-          out["runs"].push_back(sim::run_trace(s, name, tlb, opts->trace, progress));
+          out["runs"].push_back(sim::run_trace(s, name, tlb, opts->trace, progress, !opts->out_dir.empty()));
           if (out["runs"].size() == 1) warn_unknown_lines(out["runs"].back(), opts->trace);
         } else {
-          out["runs"].push_back(sim::run_synthetic(s, name, tlb, progress));
+          out["runs"].push_back(sim::run_synthetic(s, name, tlb, progress, !opts->out_dir.empty()));
         }
       } catch (const std::invalid_argument& e) {
         progress.end();
@@ -396,10 +403,22 @@ void add_sim(CLI::App& app) {
         fail(fmt::format("--trace: {}", e.what()));
       }
     }
+    if (!opts->out_dir.empty()) {
+      try {
+        report::write_report(opts->out_dir, out);
+      } catch (const std::system_error& e) {
+        fail(fmt::format("--out \"{}\": {}", opts->out_dir, e.what()));
+      }
+      // The maps are in the report's files; the printed JSON stays as without --out.
+      for (auto& run : out["runs"]) run.erase("region_map");
+    }
     if (opts->json) {
       fmt::print("{}\n", out.dump(2));
     } else {
       sim::print_table(out);
+    }
+    if (!opts->out_dir.empty()) {
+      fmt::print(stderr, "exmem sim: report written to {}/index.html\n", opts->out_dir);
     }
   });
 }

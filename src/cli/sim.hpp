@@ -54,11 +54,17 @@ class Progress {
 };
 
 // One policy on the scenario's synthetic workload: the JSON object of one run.
+// With `region_maps`, the run also carries region_map {start, end}: the map
+// of physical memory and the direct map (report/report.hpp) after the fill
+// and at the end, for the HTML report of --out.
 nlohmann::json run_synthetic(const model::workload::Scenario& scenario, const std::string& policy,
-                             const model::tlb::TlbConfig& tlb, Progress& progress);
-// One policy replaying a trace of the real kernel (see workload/trace_replay.hpp).
+                             const model::tlb::TlbConfig& tlb, Progress& progress,
+                             bool region_maps = false);
+// One policy replaying a trace of the real kernel (see workload/trace_replay.hpp);
+// region maps, when asked, at boot and at the end.
 nlohmann::json run_trace(const model::workload::Scenario& scenario, const std::string& policy,
-                         const model::tlb::TlbConfig& tlb, const std::string& trace_path, Progress& progress);
+                         const model::tlb::TlbConfig& tlb, const std::string& trace_path, Progress& progress,
+                         bool region_maps = false);
 
 // The comparison table of a whole `exmem sim` report.
 void print_table(const nlohmann::json& out);

@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "model/machine.hpp"
+#include "model/snapshot.hpp"
 #include "model/tlb/cost.hpp"
 #include "model/tlb/tlb.hpp"
 #include "model/workload/synthetic.hpp"
 #include "model/workload/trace_replay.hpp"
+#include "report/report.hpp"
 #include "sim.hpp"
 
 namespace exmem::cli::sim {
@@ -205,7 +207,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 nlohmann::json run_synthetic(const md::workload::Scenario& scenario, const std::string& policy,
-                             const md::tlb::TlbConfig& tlb, Progress& progress) {
+                             const md::tlb::TlbConfig& tlb, Progress& progress, bool region_maps) {
   md::MachineConfig mc = scenario.machine;
   mc.policy = policy;
   const md::workload::WorkloadConfig& wc = scenario.workload;
@@ -219,7 +221,9 @@ nlohmann::json run_synthetic(const md::workload::Scenario& scenario, const std::
   const std::uint64_t every = std::max<std::uint64_t>(1, wc.events / kSamples);
   std::uint64_t next_sample = every;
   const double total = static_cast<double>(std::max<std::uint64_t>(1, wc.events));
+  nlohmann::json map_start;
   const md::workload::WorkloadResult r = workload.run([&](std::uint64_t events) {
+    if (region_maps && map_start.is_null()) map_start = report::to_json(md::region_map(machine));
     progress.update(events, static_cast<double>(events) / total);
     if (events < next_sample) return;
     next_sample = events + every;
@@ -232,6 +236,10 @@ nlohmann::json run_synthetic(const md::workload::Scenario& scenario, const std::
 
   nlohmann::json j;
   machine_report(j, machine, tlb, wc.seed);
+  if (region_maps) {
+    if (map_start.is_null()) map_start = report::to_json(md::region_map(machine));
+    j["region_map"] = {{"start", map_start}, {"end", report::to_json(md::region_map(machine))}};
+  }
   const auto& ms = machine.mm().stats();
   j["scenario"] = scenario.name;
   j["events"] = r.events;
@@ -280,7 +288,8 @@ nlohmann::json run_synthetic(const md::workload::Scenario& scenario, const std::
 }
 
 nlohmann::json run_trace(const md::workload::Scenario& scenario, const std::string& policy,
-                         const md::tlb::TlbConfig& tlb, const std::string& trace_path, Progress& progress) {
+                         const md::tlb::TlbConfig& tlb, const std::string& trace_path, Progress& progress,
+                         bool region_maps) {
   md::MachineConfig mc = scenario.machine;
   mc.policy = policy;
   progress.begin(policy);
@@ -288,6 +297,8 @@ nlohmann::json run_trace(const md::workload::Scenario& scenario, const std::stri
   md::Machine machine(mc);
   const double boot_seconds = seconds_since(t0);
   md::workload::TraceReplay replay(machine, trace_path);
+  nlohmann::json map_start;
+  if (region_maps) map_start = report::to_json(md::region_map(machine));
   MissRateProbe probe(machine, tlb, scenario.workload.seed);
   const md::workload::TraceInfo& info = replay.info();
   // Samples by events when the footer counted them, else by bytes (about 100 a line).
@@ -311,6 +322,9 @@ nlohmann::json run_trace(const md::workload::Scenario& scenario, const std::stri
 
   nlohmann::json j;
   machine_report(j, machine, tlb, scenario.workload.seed);
+  if (region_maps) {
+    j["region_map"] = {{"start", map_start}, {"end", report::to_json(md::region_map(machine))}};
+  }
   const auto& ms = machine.mm().stats();
   j["scenario"] = scenario.name;
   j["events"] = st.events;

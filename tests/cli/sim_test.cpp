@@ -327,3 +327,49 @@ TEST(SimCommand, HelpShowsExamplesForSimAndTrace) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string read_all(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST(SimCommand, OutWritesTheReportWithMapsOfEveryRunAndLeavesThePrintedJsonAlone) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("exmem-sim-out-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  CommandResult r = run("sim --ram 4GiB --events 20000 --policy upstream --policy unmapped-alloc --json --out " +
+                            dir.string(),
+                        false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto printed = nlohmann::json::parse(r.out);
+  for (const auto& run_json : printed["runs"]) EXPECT_FALSE(run_json.contains("region_map"));
+
+  const auto written = nlohmann::json::parse(read_all(dir / "report.json"));
+  ASSERT_EQ(written["runs"].size(), 2u);
+  for (std::size_t i = 0; i < written["runs"].size(); ++i) {
+    const auto& run_json = written["runs"][i];
+    ASSERT_TRUE(run_json.contains("region_map")) << run_json["policy"];
+    EXPECT_GT(run_json["region_map"]["start"]["cells"].get<std::uint64_t>(), 0u);
+    EXPECT_GT(run_json["region_map"]["end"]["cells"].get<std::uint64_t>(), 0u);
+    EXPECT_EQ(run_json["direct_map"], printed["runs"][i]["direct_map"]);
+  }
+  const std::string csv = read_all(dir / "runs.csv");
+  EXPECT_NE(csv.find("upstream"), std::string::npos);
+  EXPECT_NE(csv.find("unmapped-alloc"), std::string::npos);
+  EXPECT_FALSE(read_all(dir / "over_time.csv").empty());
+  const std::string html = read_all(dir / "index.html");
+  EXPECT_NE(html.find("<canvas"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SimCommand, OutIntoAPathThatCannotBeADirectoryIsAnErrorNamingIt) {
+  CommandResult r = run("sim --ram 4GiB --events 100 --policy upstream --out /proc/version/report", true);
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("--out \"/proc/version/report\""), std::string::npos) << r.out;
+}
