@@ -641,6 +641,9 @@ int arena_map_shared(size_t len, int fd, int protection, exmem_shared* out) {
   Arena& a = A();
   if (int rc = ensure_ready(a); rc != EXMEM_OK) return rc;
   len = round_up(len, kPage);
+  // Shared regions are exclusive memory this heap holds: they count towards
+  // exmem_config.maximum as regions and large objects do.
+  if (int rc = check_maximum(a, len); rc != EXMEM_OK) return rc;
   size_t units = len / kSlabSize + 1, first = 0;
   if (!take_extent(a, units, &first))
     return detail::set_error(EXMEM_E_NO_MEMORY, "the heap's address-space reservation is exhausted (asked %zu bytes)",

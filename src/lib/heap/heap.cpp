@@ -24,7 +24,8 @@ void* alloc_slow(size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (size + (g_fast.canaries ? 8 : 0) <= kMaxSmall) return alloc(size);
+  // Not size + 8 <= kMaxSmall: that wraps around for sizes near SIZE_MAX.
+  if (size <= kMaxSmall - (g_fast.canaries ? 8 : 0)) return alloc(size);
   void* p = arena_alloc_large(size);
   if (!p) errno = ENOMEM;
   return p;

@@ -182,9 +182,11 @@ inline void* slab_take(Slab* s) {
 
 
 inline void* alloc(size_t size) {
+  // size > kMaxSmall first: with canaries, size + 8 wraps around for sizes
+  // near SIZE_MAX and would pick a small class.
   size_t need = size + (g_fast.canaries ? 8 : 0);
   ThreadHeap* h = t_heap;
-  if (__builtin_expect(need > kMaxSmall || size == 0 || h == nullptr, 0)) return alloc_slow(size);
+  if (__builtin_expect(size > kMaxSmall || need > kMaxSmall || size == 0 || h == nullptr, 0)) return alloc_slow(size);
   size_t cls = class_of(need);
   void* p;
   if (uint32_t n = h->mag_n[cls]) {
