@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,39 @@ inline std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += x + "\n";
   return s;
+}
+
+// Leaves (almost) only order-0 free blocks: every page the allocator gives
+// allocated, then the even pfns of `free_back` of them freed (their odd
+// buddies stay allocated). Returns the pages still held.
+inline std::vector<Pfn> leave_only_order0(Machine& m, std::size_t free_back = 2048) {
+  std::vector<Pfn> held;
+  m.phys().drain_all_pages();  // pcp pages of other CPUs back to the buddy first
+  for (const phys::Gfp gfp : {phys::GFP_KERNEL, phys::GFP_ATOMIC}) {
+    for (;;) {
+      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, 0, phys::FrameKind::Kernel);
+      if (!r.ok()) break;
+      held.push_back(r.value);
+    }
+  }
+  std::sort(held.begin(), held.end());
+  std::vector<Pfn> kept;
+  std::size_t freed = 0;
+  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    if (freed < free_back && *it % 2 == 0) {
+      m.phys().free_pages(*it, 0, 0);
+      ++freed;
+    } else {
+      kept.push_back(*it);
+    }
+  }
+  m.phys().drain_all_pages();
+  // Whatever merged into larger blocks on the way is taken too.
+  for (unsigned o = kMaxPageOrder; o > 0; --o) {
+    while (m.phys().alloc_pages(phys::GFP_ATOMIC, o, 0, phys::FrameKind::Kernel).ok()) {
+    }
+  }
+  return kept;
 }
 
 #define EXPECT_SOUND(machine) EXPECT_TRUE((machine).check().empty()) << join((machine).check())

@@ -19,6 +19,7 @@ namespace exmem::model {
 namespace {
 
 using testing::join;
+using testing::leave_only_order0;
 
 MachineConfig policy_config(const std::string& policy, std::uint64_t ram = 256 * MiB) {
   MachineConfig c = testing::small_config(ram);
@@ -61,38 +62,6 @@ mm::VmFault touch(Machine& m, const Secret& s, std::uint64_t page) {
   return m.mm().touch(s.pid, s.addr + page * kPageSize, true);
 }
 
-// Leaves (almost) only order-0 free blocks: every page the allocator gives
-// allocated, then the even pfns of `free_back` of them freed (their odd
-// buddies stay allocated). Returns the pages still held.
-std::vector<Pfn> leave_only_order0(Machine& m, std::size_t free_back = 2048) {
-  std::vector<Pfn> held;
-  m.phys().drain_all_pages();  // pcp pages of other CPUs back to the buddy first
-  for (const phys::Gfp gfp : {phys::GFP_KERNEL, phys::GFP_ATOMIC}) {
-    for (;;) {
-      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, 0, phys::FrameKind::Kernel);
-      if (!r.ok()) break;
-      held.push_back(r.value);
-    }
-  }
-  std::sort(held.begin(), held.end());
-  std::vector<Pfn> kept;
-  std::size_t freed = 0;
-  for (auto it = held.rbegin(); it != held.rend(); ++it) {
-    if (freed < free_back && *it % 2 == 0) {
-      m.phys().free_pages(*it, 0, 0);
-      ++freed;
-    } else {
-      kept.push_back(*it);
-    }
-  }
-  m.phys().drain_all_pages();
-  // Whatever merged into larger blocks on the way is taken too.
-  for (unsigned o = kMaxPageOrder; o > 0; --o) {
-    while (m.phys().alloc_pages(phys::GFP_ATOMIC, o, 0, phys::FrameKind::Kernel).ok()) {
-    }
-  }
-  return kept;
-}
 
 // A page of `held` in the pageblock of pfn (kNoPfn: none).
 Pfn held_in_pageblock(const std::vector<Pfn>& held, Pfn pfn) {

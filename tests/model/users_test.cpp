@@ -20,6 +20,7 @@ namespace {
 
 using mm::VmFault;
 using testing::join;
+using testing::leave_only_order0;
 
 constexpr unsigned kExclusiveFlags = mm::kMAP_PRIVATE | mm::kMAP_ANONYMOUS | mm::kMAP_EXCLUSIVE;
 constexpr unsigned kRw = mm::kPROT_READ | mm::kPROT_WRITE;
@@ -65,35 +66,6 @@ std::uint64_t range_flushes(const Machine& m) { return m.flushes().counters().ra
   return ::testing::AssertionSuccess();
 }
 
-// Leaves (almost) only order-0 free blocks (see policy_test.cpp).
-std::vector<Pfn> leave_only_order0(Machine& m, std::size_t free_back = 2048) {
-  std::vector<Pfn> held;
-  m.phys().drain_all_pages();
-  for (const phys::Gfp gfp : {phys::GFP_KERNEL, phys::GFP_ATOMIC}) {
-    for (;;) {
-      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, 0, phys::FrameKind::Kernel);
-      if (!r.ok()) break;
-      held.push_back(r.value);
-    }
-  }
-  std::sort(held.begin(), held.end());
-  std::vector<Pfn> kept;
-  std::size_t freed = 0;
-  for (auto it = held.rbegin(); it != held.rend(); ++it) {
-    if (freed < free_back && *it % 2 == 0) {
-      m.phys().free_pages(*it, 0, 0);
-      ++freed;
-    } else {
-      kept.push_back(*it);
-    }
-  }
-  m.phys().drain_all_pages();
-  for (unsigned o = kMaxPageOrder; o > 0; --o) {
-    while (m.phys().alloc_pages(phys::GFP_ATOMIC, o, 0, phys::FrameKind::Kernel).ok()) {
-    }
-  }
-  return kept;
-}
 
 // ---------------------------------------------------------------- MAP_EXCLUSIVE
 

@@ -2,6 +2,7 @@
 // mm.cpp: the syscalls, the faults (secretmem and MAP_EXCLUSIVE), and file
 // release.
 #include "model/mm/mm.hpp"
+#include "model/mm/page_index.hpp"
 
 #include <fmt/format.h>
 
@@ -12,7 +13,6 @@
 namespace exmem::model::mm {
 
 namespace {
-constexpr std::uint64_t kDenseLimit = std::uint64_t{1} << 22;  // page-cache indexes kept densely
 constexpr std::uint64_t kMmapBase = 0x7f0000000000ull;
 }  // namespace
 
@@ -35,42 +35,8 @@ struct Mm::File {
   bool exclusive = false;  // a MAP_EXCLUSIVE object, not a secretmem file
   std::uint64_t size = 0;  // i_size
   std::uint32_t refs = 0;  // fds + mappings
-  std::vector<Pfn> dense;
-  std::unordered_map<std::uint64_t, Pfn> sparse;
-  std::uint64_t nr_pages = 0;
+  PageIndex pages;
 
-  [[nodiscard]] Pfn find(std::uint64_t index) const {
-    if (index < kDenseLimit) return index < dense.size() ? dense[index] : kNoPfn;
-    const auto it = sparse.find(index);
-    return it == sparse.end() ? kNoPfn : it->second;
-  }
-  void insert(std::uint64_t index, Pfn pfn) {
-    if (index < kDenseLimit) {
-      if (index >= dense.size()) {
-        dense.resize(std::max<std::size_t>(index + 1, std::min<std::size_t>(dense.size() * 2, kDenseLimit)), kNoPfn);
-      }
-      dense[index] = pfn;
-    } else {
-      sparse[index] = pfn;
-    }
-    ++nr_pages;
-  }
-  // The page at index leaves: its pfn, or kNoPfn when there was none.
-  Pfn erase(std::uint64_t index) {
-    Pfn pfn = kNoPfn;
-    if (index < kDenseLimit) {
-      if (index >= dense.size() || dense[index] == kNoPfn) return kNoPfn;
-      pfn = dense[index];
-      dense[index] = kNoPfn;
-    } else {
-      const auto it = sparse.find(index);
-      if (it == sparse.end()) return kNoPfn;
-      pfn = it->second;
-      sparse.erase(it);
-    }
-    --nr_pages;
-    return pfn;
-  }
   [[nodiscard]] policy::Owner owner(std::uint32_t id) const {
     return {exclusive ? policy::OwnerKind::Exclusive : policy::OwnerKind::Secretmem, id};
   }
@@ -185,12 +151,7 @@ void Mm::release_file(std::uint32_t file, CpuId cpu) {
       ++stats_.secret_pages_freed;
     }
   };
-  for (const Pfn pfn : f.dense) {
-    if (pfn != kNoPfn) free_one(pfn);
-  }
-  std::vector<std::pair<std::uint64_t, Pfn>> rest(f.sparse.begin(), f.sparse.end());
-  std::sort(rest.begin(), rest.end());
-  for (const auto& [index, pfn] : rest) {
+  for (const auto& [index, pfn] : f.pages.all()) {
     (void)index;
     free_one(pfn);
   }
@@ -381,27 +342,21 @@ void Mm::free_exclusive_range(std::uint32_t file, std::uint64_t first, std::uint
   File& f = *files_[file];
   const policy::Owner owner = f.owner(file);
   auto free_one = [&](std::uint64_t index) {
-    const Pfn pfn = f.erase(index);
+    const Pfn pfn = f.pages.erase(index);
     if (pfn == kNoPfn) return;
     machine_.policy().free_secret_page(machine_, pfn, cpu, owner);
     --exclusive_pages_;
     ++stats_.exclusive_pages_freed;
   };
-  if (count <= 4 * f.nr_pages + 64) {
+  if (count <= 4 * f.pages.size() + 64) {
     for (std::uint64_t i = first; i < first + count; ++i) free_one(i);
     return;
   }
   // A large range over few pages: visit the pages, not the range.
-  std::vector<std::uint64_t> present;
-  for (std::size_t i = 0; i < f.dense.size(); ++i) {
-    if (f.dense[i] != kNoPfn && i >= first && i < first + count) present.push_back(i);
-  }
-  for (const auto& [index, pfn] : f.sparse) {
+  for (const auto& [index, pfn] : f.pages.all()) {
     (void)pfn;
-    if (index >= first && index < first + count) present.push_back(index);
+    if (index >= first && index < first + count) free_one(index);
   }
-  std::sort(present.begin(), present.end());
-  for (const std::uint64_t i : present) free_one(i);
 }
 
 // mirrors __split_vma(): the mapping that holds addr strictly inside becomes
@@ -615,7 +570,7 @@ VmFault Mm::secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) 
     ++stats_.faults_sigbus;
     return VmFault::SigBus;  // vmf_error(-EINVAL)
   }
-  if (f.find(pgoff) != kNoPfn) {
+  if (f.pages.find(pgoff) != kNoPfn) {
     ++stats_.faults_minor;
     return VmFault::Minor;
   }
@@ -628,7 +583,7 @@ VmFault Mm::secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) 
     ++stats_.faults_sigbus;
     return VmFault::SigBus;
   }
-  f.insert(pgoff, page.value);  // filemap_add_folio()
+  f.pages.insert(pgoff, page.value);  // filemap_add_folio()
   ++secret_pages_;
   ++stats_.faults_major;
   return VmFault::Major;
@@ -638,13 +593,13 @@ VmFault Mm::secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) 
 // __get_user_pages() -> __set_page_user_exclusive() on a page from the policy.
 VmFault Mm::exclusive_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
   File& f = *files_[file];
-  if (f.find(pgoff) != kNoPfn) return VmFault::Minor;
+  if (f.pages.find(pgoff) != kNoPfn) return VmFault::Minor;
   const Result<Pfn> page = machine_.policy().alloc_secret_page(machine_, cpu, f.owner(file));
   if (!page.ok()) {
     ++stats_.exclusive_faults_oom;
     return page.err == -ENOMEM ? VmFault::Oom : VmFault::SigBus;
   }
-  f.insert(pgoff, page.value);
+  f.pages.insert(pgoff, page.value);
   ++exclusive_pages_;
   ++stats_.exclusive_faults;
   return VmFault::Major;
@@ -687,7 +642,7 @@ Pfn Mm::pagemap(Pid pid, std::uint64_t addr) const {
   --it;
   const Vma& vma = it->second;
   if (addr >= vma.end) return kNoPfn;
-  return files_[vma.file]->find(vma.pgoff + (addr - vma.start) / kPageSize);
+  return files_[vma.file]->pages.find(vma.pgoff + (addr - vma.start) / kPageSize);
 }
 
 // mirrors the vma_is_secretmem() refusal in get_user_pages(); MAP_EXCLUSIVE
@@ -705,7 +660,7 @@ std::size_t Mm::model_bytes() const {
   std::size_t n = sizeof(*this) + procs_.capacity() * sizeof(void*) +
                   files_.capacity() * sizeof(void*);
   for (const auto& p : procs_) n += sizeof(Process) + p->fds.size() * 48 + p->vmas.size() * 96;
-  for (const auto& f : files_) n += sizeof(File) + f->dense.capacity() * sizeof(Pfn) + f->sparse.size() * 32;
+  for (const auto& f : files_) n += sizeof(File) + f->pages.model_bytes();
   return n;
 }
 
@@ -772,17 +727,11 @@ std::vector<std::string> Mm::check() const {
       }
     };
     std::uint64_t n = 0;
-    for (std::size_t idx = 0; idx < f.dense.size(); ++idx) {
-      if (f.dense[idx] != kNoPfn) {
-        check_page(idx, f.dense[idx]);
-        ++n;
-      }
-    }
-    for (const auto& [idx, pfn] : f.sparse) {
+    for (const auto& [idx, pfn] : f.pages.all()) {
       check_page(idx, pfn);
       ++n;
     }
-    if (n != f.nr_pages) v.push_back(fmt::format("{} {}: {} pages counted, {} held", what, i, f.nr_pages, n));
+    if (n != f.pages.size()) v.push_back(fmt::format("{} {}: {} pages counted, {} held", what, i, f.pages.size(), n));
   }
   if (exclusive_pages != exclusive_pages_) {
     v.push_back(fmt::format("MAP_EXCLUSIVE objects hold {} pages but {} are counted", exclusive_pages,

@@ -8,11 +8,11 @@
 #include <unordered_map>
 
 #include "model/machine.hpp"
+#include "model/mm/page_index.hpp"
 
 namespace exmem::model::users {
 
 namespace {
-constexpr std::uint64_t kDenseLimit = std::uint64_t{1} << 22;  // folio indexes kept densely
 constexpr std::uint64_t kValidFlags =
     kGUEST_MEMFD_FLAG_MMAP | kGUEST_MEMFD_FLAG_INIT_SHARED | kGUEST_MEMFD_FLAG_NO_DIRECT_MAP;
 }  // namespace
@@ -21,39 +21,9 @@ struct GuestMemfd::File {
   bool live = false;
   std::uint64_t flags = 0;
   std::uint64_t pages = 0;  // i_size in pages
-  std::vector<Pfn> dense;
-  std::unordered_map<std::uint64_t, Pfn> sparse;
-  std::uint64_t nr = 0;
+  mm::PageIndex folios;
 
   [[nodiscard]] bool no_direct_map() const { return (flags & kGUEST_MEMFD_FLAG_NO_DIRECT_MAP) != 0; }
-  [[nodiscard]] Pfn find(std::uint64_t index) const {
-    if (index < kDenseLimit) return index < dense.size() ? dense[index] : kNoPfn;
-    const auto it = sparse.find(index);
-    return it == sparse.end() ? kNoPfn : it->second;
-  }
-  void insert(std::uint64_t index, Pfn pfn) {
-    if (index < kDenseLimit) {
-      if (index >= dense.size()) {
-        dense.resize(std::max<std::size_t>(index + 1, std::min<std::size_t>(dense.size() * 2, kDenseLimit)),
-                     kNoPfn);
-      }
-      dense[index] = pfn;
-    } else {
-      sparse[index] = pfn;
-    }
-    ++nr;
-  }
-  // Every folio, in index order.
-  [[nodiscard]] std::vector<std::pair<std::uint64_t, Pfn>> all() const {
-    std::vector<std::pair<std::uint64_t, Pfn>> out;
-    for (std::size_t i = 0; i < dense.size(); ++i) {
-      if (dense[i] != kNoPfn) out.emplace_back(i, dense[i]);
-    }
-    std::vector<std::pair<std::uint64_t, Pfn>> rest(sparse.begin(), sparse.end());
-    std::sort(rest.begin(), rest.end());
-    out.insert(out.end(), rest.begin(), rest.end());
-    return out;
-  }
 };
 
 GuestMemfd::GuestMemfd(Machine& machine) : machine_(machine) {}
@@ -99,7 +69,7 @@ mm::VmFault GuestMemfd::fault(std::uint32_t file, std::uint64_t index, CpuId cpu
     ++stats_.faults_sigbus;
     return mm::VmFault::SigBus;
   }
-  if (f->find(index) != kNoPfn) {
+  if (f->folios.find(index) != kNoPfn) {
     ++stats_.faults_minor;
     return mm::VmFault::Minor;
   }
@@ -118,7 +88,7 @@ mm::VmFault GuestMemfd::fault(std::uint32_t file, std::uint64_t index, CpuId cpu
     ++stats_.faults_sigbus;
     return mm::VmFault::SigBus;
   }
-  f->insert(index, page.value);
+  f->folios.insert(index, page.value);
   ++(f->no_direct_map() ? unmapped_pages_ : mapped_pages_);
   ++stats_.faults;
   return mm::VmFault::Major;
@@ -130,7 +100,7 @@ int GuestMemfd::release(std::uint32_t file, CpuId cpu) {
   File* f = file_of(file);
   if (f == nullptr) return -EBADF;
   const policy::Owner owner{policy::OwnerKind::GuestMemfd, file};
-  for (const auto& [index, pfn] : f->all()) {
+  for (const auto& [index, pfn] : f->folios.all()) {
     (void)index;
     if (f->no_direct_map()) {
       // folio_restore_direct_map(), then the folio is freed: the policy does both.
@@ -153,7 +123,7 @@ int GuestMemfd::release(std::uint32_t file, CpuId cpu) {
 
 Pfn GuestMemfd::pfn(std::uint32_t file, std::uint64_t index) const {
   const File* f = file_of(file);
-  return f == nullptr ? kNoPfn : f->find(index);
+  return f == nullptr ? kNoPfn : f->folios.find(index);
 }
 bool GuestMemfd::live(std::uint32_t file) const { return file_of(file) != nullptr; }
 std::uint64_t GuestMemfd::size_pages(std::uint32_t file) const {
@@ -162,12 +132,12 @@ std::uint64_t GuestMemfd::size_pages(std::uint32_t file) const {
 }
 std::uint64_t GuestMemfd::folios(std::uint32_t file) const {
   const File* f = file_of(file);
-  return f == nullptr ? 0 : f->nr;
+  return f == nullptr ? 0 : f->folios.size();
 }
 
 std::size_t GuestMemfd::model_bytes() const {
   std::size_t n = sizeof(*this) + files_.capacity() * sizeof(void*);
-  for (const auto& f : files_) n += sizeof(File) + f->dense.capacity() * sizeof(Pfn) + f->sparse.size() * 32;
+  for (const auto& f : files_) n += sizeof(File) + f->folios.model_bytes();
   return n;
 }
 
@@ -184,12 +154,12 @@ std::vector<std::string> GuestMemfd::check() const {
   for (std::size_t i = 0; i < files_.size(); ++i) {
     const File& f = *files_[i];
     if (!f.live) {
-      if (f.nr != 0) bad(fmt::format("released file {} holds {} folios", i, f.nr));
+      if (f.folios.size() != 0) bad(fmt::format("released file {} holds {} folios", i, f.folios.size()));
       continue;
     }
     ++live;
     std::uint64_t n = 0;
-    for (const auto& [index, pfn] : f.all()) {
+    for (const auto& [index, pfn] : f.folios.all()) {
       ++n;
       if (index >= f.pages) bad(fmt::format("file {} folio {} lies past its size", i, index));
       if (pfn >= ph.nr_frames()) {
@@ -206,7 +176,7 @@ std::vector<std::string> GuestMemfd::check() const {
                         f.no_direct_map() ? "present in" : "missing from"));
       }
     }
-    if (n != f.nr) bad(fmt::format("file {}: {} folios counted, {} held", i, f.nr, n));
+    if (n != f.folios.size()) bad(fmt::format("file {}: {} folios counted, {} held", i, f.folios.size(), n));
     (f.no_direct_map() ? unmapped : mapped) += n;
   }
   if (live != live_files_) bad(fmt::format("{} live files, {} counted", live, live_files_));
