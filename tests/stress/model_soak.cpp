@@ -288,6 +288,10 @@ RunResult soak(const std::string& policy, std::uint64_t ram, std::uint64_t event
              policy, wr.secret_faults, wr.secret_frees, wr.secret_ooms, wr.secret_sigbus, wr.mmap_failures, wr.forks,
              wr.fd_passes, wr.kernel_allocs, wr.kernel_frees, wr.user_allocs, wr.user_frees, wr.alloc_failures,
              wr.wp_tables_allocated, wr.wp_tables_freed, wr.wp_table_failures);
+  fmt::print("[{}] MAP_EXCLUSIVE pages {}/{} ({} failed); ROX cache loads {}/{} ({} failed); guest_memfd folios "
+             "{}/{} ({} failed)\n",
+             policy, wr.exclusive_faults, wr.exclusive_frees, wr.exclusive_failures, wr.rox_loads, wr.rox_unloads,
+             wr.rox_failures, wr.guest_faults, wr.guest_frees, wr.guest_failures);
   const auto& c = machine.dmap().counters();
   fmt::print("[{}] CPA driver: {} calls, {} failed splits, {} failed allocs, {} pages kept unrestorable; "
              "direct map: 4k {} kB, 2M {} kB, 1G {} kB, level-2 splits {}, level-3 splits {}, collapses {}/{}\n",
