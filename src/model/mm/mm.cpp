@@ -533,13 +533,18 @@ Result<Pid> Mm::fork(Pid parent) {
   return Result<Pid>{child, 0};
 }
 
+// exit_mmap() / exec_mmap(): every mapping of the process goes.
+void Mm::drop_all_vmas(Process& p) {
+  std::vector<Vma> vmas;
+  for (const auto& [start, vma] : p.vmas) vmas.push_back(vma);
+  p.vmas.clear();
+  for (const Vma& vma : vmas) drop_vma(p, vma);
+}
+
 int Mm::exec(Pid pid) {
   Process* p = proc(pid);
   if (p == nullptr) return -ESRCH;
-  std::vector<Vma> vmas;
-  for (const auto& [start, vma] : p->vmas) vmas.push_back(vma);
-  p->vmas.clear();
-  for (const Vma& vma : vmas) drop_vma(*p, vma);
+  drop_all_vmas(*p);
   std::vector<int> cloexec;
   for (const auto& [fd, entry] : p->fds) {
     if (entry.cloexec) cloexec.push_back(fd);
@@ -552,10 +557,7 @@ int Mm::exec(Pid pid) {
 int Mm::exit(Pid pid) {
   Process* p = proc(pid);
   if (p == nullptr) return -ESRCH;
-  std::vector<Vma> vmas;
-  for (const auto& [start, vma] : p->vmas) vmas.push_back(vma);
-  p->vmas.clear();
-  for (const Vma& vma : vmas) drop_vma(*p, vma);
+  drop_all_vmas(*p);
   std::vector<int> fds;
   for (const auto& [fd, entry] : p->fds) fds.push_back(fd);
   for (const int fd : fds) close(pid, fd);

@@ -172,6 +172,7 @@ class Mm {
   void put_file(std::uint32_t file, CpuId cpu);
   void release_file(std::uint32_t file, CpuId cpu);
   void drop_vma(Process& p, const Vma& vma);
+  void drop_all_vmas(Process& p);
   void split_vma(Process& p, std::uint64_t addr);
   std::uint32_t new_file_id();
   Result<std::uint64_t> mmap_exclusive(Process& p, std::uint64_t pages, unsigned prot);
