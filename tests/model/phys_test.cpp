@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <bit>
+#include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -179,6 +182,263 @@ TEST(Cma, AllocatesAFreeAlignedRangeAndReleasesIt) {
   EXPECT_EQ(ph.cma_release(r.value, kPageblockNrPages), 0);
   EXPECT_SOUND(m);
   EXPECT_EQ(ph.cma_release(r.value, kPageblockNrPages), -EINVAL);
+}
+
+// These tests re-tag CMA pages without the direct-map work a policy does, so
+// they check PhysMem's invariants rather than the whole machine's.
+TEST(Cma, BitmapFollowsAllocAndReleaseAndFailsAtOnceWhenFull) {
+  MachineConfig c = testing::small_config();
+  c.cma_bytes = 8 * MiB;  // four 2 MiB chunks
+  Machine m(c);
+  auto& ph = m.phys();
+  const phys::PfnRange cma = ph.cma_area();
+  std::vector<Pfn> got;
+  for (Result<Pfn> r; (r = ph.cma_alloc(kPageblockNrPages, kPageblockOrder)).ok();) {
+    got.push_back(r.value);
+    for (Pfn p = r.value; p < r.value + kPageblockNrPages; ++p) ASSERT_TRUE(ph.cma_bitmap_test(p));
+  }
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got.front(), cma.start);  // the lowest range first, as the kernel's bitmap search
+  EXPECT_EQ(ph.cma_bitmap_weight(), cma.size());
+  // No clear range of the size is left: -ENOMEM before any page is looked at.
+  EXPECT_EQ(ph.cma_alloc(1, 0).err, -ENOMEM);
+  EXPECT_TRUE(ph.check().empty()) << join(ph.check());
+  // Owners re-tag what they were given; the bits stay set until the release.
+  ph.set_kind(got[1], kPageblockOrder, FrameKind::Unmapped);
+  EXPECT_TRUE(ph.check().empty()) << join(ph.check());
+  EXPECT_EQ(ph.cma_release(got[1], kPageblockNrPages), -EINVAL);
+  ph.set_kind(got[1], kPageblockOrder, FrameKind::CmaAllocated);
+  EXPECT_EQ(ph.cma_release(got[1], kPageblockNrPages), 0);
+  EXPECT_FALSE(ph.cma_bitmap_test(got[1]));
+  EXPECT_EQ(ph.cma_bitmap_weight(), cma.size() - kPageblockNrPages);
+  EXPECT_TRUE(ph.check().empty()) << join(ph.check());
+  // A movable page in the one clear range makes it busy (no migration): -EBUSY.
+  Result<Pfn> mov;
+  while ((mov = ph.alloc_pages(phys::GFP_HIGHUSER_MOVABLE, 0, 0, FrameKind::User)).ok() &&
+         (mov.value < got[1] || mov.value >= got[1] + kPageblockNrPages)) {
+  }
+  ASSERT_TRUE(mov.ok());
+  EXPECT_EQ(ph.cma_alloc(kPageblockNrPages, kPageblockOrder).err, -EBUSY);
+  // Smaller ranges around the movable page are still found in that range.
+  const Result<Pfn> small = ph.cma_alloc(16, 4);
+  ASSERT_TRUE(small.ok());
+  EXPECT_TRUE(small.value >= got[1] && small.value < got[1] + kPageblockNrPages);
+  EXPECT_TRUE(small.value + 16 <= mov.value || small.value > mov.value);
+  EXPECT_TRUE(ph.check().empty()) << join(ph.check());
+}
+
+TEST(Cma, FailsWithEnomemWhenNoClearRangeOfTheSizeIsLeftInTheBitmap) {
+  MachineConfig c = testing::small_config();
+  c.cma_bytes = 8 * MiB;
+  Machine m(c);
+  auto& ph = m.phys();
+  std::vector<Pfn> got;
+  for (Result<Pfn> r; (r = ph.cma_alloc(kPageblockNrPages, kPageblockOrder)).ok();) {
+    got.push_back(r.value);
+  }
+  ASSERT_EQ(got.size(), 4u);
+  // Two chunks go back and a small range is taken at the start of each (the
+  // lowest clear range each time): 992 clear bits, but no clear aligned range of 512.
+  for (const std::size_t i : {3U, 1U}) {
+    ASSERT_EQ(ph.cma_release(got[i], kPageblockNrPages), 0);
+    const Result<Pfn> r = ph.cma_alloc(16, 4);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.value, got[i]);  // the lowest clear range
+  }
+  EXPECT_EQ(ph.cma_bitmap_weight(), 2 * kPageblockNrPages + 32);
+  EXPECT_EQ(ph.cma_alloc(kPageblockNrPages, kPageblockOrder).err, -ENOMEM);
+  EXPECT_EQ(ph.cma_alloc(kPageblockNrPages, kPageblockOrder).err, -ENOMEM);  // from the memo
+  const Result<Pfn> r = ph.cma_alloc(kPageblockNrPages - 16, 4);  // fits after the small range
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value, got[1] + 16);
+  EXPECT_TRUE(ph.check().empty()) << join(ph.check());
+}
+
+TEST(Cma, CheckReportsASetBitOnAFreedPage) {
+  MachineConfig c = testing::small_config();
+  c.cma_bytes = 4 * MiB;
+  Machine m(c);
+  auto& ph = m.phys();
+  const Result<Pfn> r = ph.cma_alloc(kPageblockNrPages, kPageblockOrder);
+  ASSERT_TRUE(r.ok());
+  // An owner bug: the chunk goes to the buddy instead of through cma_release().
+  ph.set_kind(r.value, kPageblockOrder, FrameKind::Unmapped);
+  ASSERT_EQ(ph.free_pages(r.value, kPageblockOrder, 0), 0);
+  const std::string v = join(ph.check());
+  EXPECT_NE(v.find("CMA bitmap bit is set"), std::string::npos) << v;
+}
+
+// The search cma_alloc() did before the bitmap: every aligned range of the
+// area in turn, the lowest whose pages are all free or on pcp lists. kNoPfn
+// when there is none.
+Pfn linear_cma_search(const phys::PhysMem& ph, Pfn count, unsigned align_order) {
+  const phys::PfnRange cma = ph.cma_area();
+  const Pfn align = Pfn{1} << align_order;
+  for (Pfn s = (cma.start + align - 1) / align * align; std::uint64_t{s} + count <= cma.end;
+       s += align) {
+    bool busy = false;
+    for (Pfn p = s; p < s + count && !busy; ++p) {
+      const FrameKind k = ph.kind(p);
+      busy = k != FrameKind::FreeHead && k != FrameKind::FreeTail && k != FrameKind::Pcp;
+    }
+    if (!busy) return s;
+  }
+  return kNoPfn;
+}
+
+// The error cma_alloc() gives when linear_cma_search() finds nothing, as the
+// kernel's loop ends: -EBUSY when some aligned range had all its bitmap bits
+// clear (and was found busy), -ENOMEM when none had.
+int linear_cma_error(const phys::PhysMem& ph, Pfn count, unsigned align_order) {
+  const phys::PfnRange cma = ph.cma_area();
+  const Pfn align = Pfn{1} << align_order;
+  for (Pfn s = (cma.start + align - 1) / align * align; std::uint64_t{s} + count <= cma.end;
+       s += align) {
+    bool set = false;
+    for (Pfn p = s; p < s + count && !set; ++p) set = ph.cma_bitmap_test(p);
+    if (!set) return -EBUSY;
+  }
+  return -ENOMEM;
+}
+
+// Random states of the CMA area (chunks handed out and released, movable and
+// re-tagged pages in it, pcp pages): cma_alloc() returns exactly the range the
+// linear search finds, and fails exactly when it finds none.
+RC_GTEST_PROP(CmaProperty, BitmapSearchReturnsWhatTheLinearSearchFinds, ()) {
+  MachineConfig c = testing::small_config(64 * MiB);
+  c.kernel_image_bytes = 4 * MiB;
+  // Mostly an area over half of free memory, so movable pages land in it at once.
+  c.cma_bytes = *rc::gen::element<std::uint64_t>(4 * MiB, 16 * MiB, 32 * MiB, 32 * MiB);
+  Machine m(c);
+  auto& ph = m.phys();
+  const auto ops = *rc::gen::container<std::vector<std::tuple<int, int, int, int>>>(
+      rc::gen::tuple(rc::gen::inRange(0, 13), rc::gen::inRange(0, 11), rc::gen::inRange(1, 1100),
+                     rc::gen::inRange(0, 1 << 20)));
+  std::vector<std::pair<Pfn, unsigned>> live;  // buddy blocks
+  struct Taken {
+    Pfn pfn;
+    Pfn count;
+    bool retagged;
+  };
+  std::vector<Taken> taken;  // ranges from cma_alloc()
+  for (const auto& [op, o, n, pick] : ops) {
+    const auto cpu = static_cast<CpuId>(pick % 2);
+    if (op < 5) {
+      const auto order = static_cast<unsigned>(o) % 10;
+      const Result<Pfn> r = ph.alloc_pages(phys::GFP_HIGHUSER_MOVABLE, order, cpu, FrameKind::User);
+      if (r.ok()) live.emplace_back(r.value, order);
+    } else if (op == 5) {
+      const Result<Pfn> r =
+          ph.alloc_pages(phys::GFP_KERNEL, static_cast<unsigned>(o) % 4, cpu, FrameKind::Kernel);
+      if (r.ok()) live.emplace_back(r.value, static_cast<unsigned>(o) % 4);
+    } else if (op < 8) {
+      if (live.empty()) continue;
+      const std::size_t i = static_cast<std::size_t>(pick) % live.size();
+      RC_ASSERT(ph.free_pages(live[i].first, live[i].second, cpu) == 0);
+      live[i] = live.back();
+      live.pop_back();
+    } else if (op < 11) {
+      // A chunk-sized request half the time, as the secretmem pools make.
+      const bool chunk = pick % 2 == 0;
+      const auto count = chunk ? kPageblockNrPages : static_cast<Pfn>(n);
+      const unsigned align = chunk ? kPageblockOrder : static_cast<unsigned>(o);
+      const Pfn want = linear_cma_search(ph, count, align);
+      const int want_err = want == kNoPfn ? linear_cma_error(ph, count, align) : 0;
+      const Result<Pfn> r = ph.cma_alloc(count, align);
+      if (want == kNoPfn) {
+        RC_ASSERT(r.err == want_err);
+      } else {
+        RC_ASSERT(r.ok());
+        RC_ASSERT(r.value == want);
+        taken.push_back({r.value, count, false});
+      }
+    } else if (op == 11) {
+      if (taken.empty()) continue;
+      const std::size_t i = static_cast<std::size_t>(pick) % taken.size();
+      Taken& t = taken[i];
+      // A block-shaped range is re-tagged by its owner first, as a pool does,
+      // and tagged back before its release.
+      const bool block = std::has_single_bit(t.count) && t.pfn % t.count == 0;
+      const auto order = static_cast<unsigned>(std::countr_zero(t.count));
+      if (block && !t.retagged) {
+        ph.set_kind(t.pfn, order, FrameKind::Unmapped);
+        t.retagged = true;
+      } else {
+        if (t.retagged) ph.set_kind(t.pfn, order, FrameKind::CmaAllocated);
+        RC_ASSERT(ph.cma_release(t.pfn, t.count) == 0);
+        taken[i] = taken.back();
+        taken.pop_back();
+      }
+    } else {
+      ph.drain_all_pages();
+    }
+    const auto v = ph.check();
+    if (!v.empty()) RC_FAIL(join(v));
+  }
+}
+
+// One long seeded run in the state the pool soak reaches: the area full of
+// movable pages and chunks, most searches failing, pages freed and chunks
+// released between them. Every cma_alloc() is compared with the linear search.
+TEST(Cma, LongRandomRunMatchesTheLinearSearch) {
+  MachineConfig c = testing::small_config(64 * MiB);
+  c.kernel_image_bytes = 4 * MiB;
+  c.cma_bytes = 32 * MiB;
+  Machine m(c);
+  auto& ph = m.phys();
+  std::mt19937 rng(7);
+  auto below = [&rng](std::uint32_t n) { return static_cast<std::uint32_t>(rng() % n); };
+  std::vector<std::pair<Pfn, unsigned>> live;
+  std::vector<std::pair<Pfn, Pfn>> taken;
+  std::uint64_t found = 0;
+  std::uint64_t busy = 0;
+  std::uint64_t nomem = 0;
+  for (int step = 0; step < 30000; ++step) {
+    const std::uint32_t op = below(100);
+    const auto cpu = static_cast<CpuId>(below(2));
+    if (op < 40) {
+      const unsigned order = below(4) == 0 ? below(10) : 0;
+      const Result<Pfn> r = ph.alloc_pages(phys::GFP_HIGHUSER_MOVABLE, order, cpu, FrameKind::User);
+      if (r.ok()) live.emplace_back(r.value, order);
+    } else if (op < 75) {
+      if (live.empty()) continue;
+      const std::size_t i = below(static_cast<std::uint32_t>(live.size()));
+      ASSERT_EQ(ph.free_pages(live[i].first, live[i].second, cpu), 0);
+      live[i] = live.back();
+      live.pop_back();
+    } else if (op < 95) {
+      const bool chunk = below(4) != 0;
+      const Pfn count = chunk ? kPageblockNrPages : 1 + below(600);
+      const unsigned align = chunk ? kPageblockOrder : below(10);
+      const Pfn want = linear_cma_search(ph, count, align);
+      const int want_err = want == kNoPfn ? linear_cma_error(ph, count, align) : 0;
+      const Result<Pfn> r = ph.cma_alloc(count, align);
+      ASSERT_EQ(r.ok() ? r.value : kNoPfn, want) << "step " << step << ": count " << count
+                                                  << ", align order " << align;
+      ASSERT_EQ(r.err, want_err) << "step " << step;
+      if (r.ok()) {
+        taken.emplace_back(r.value, count);
+        ++found;
+      } else {
+        ++(r.err == -EBUSY ? busy : nomem);
+      }
+    } else if (op < 99) {
+      if (taken.empty()) continue;
+      const std::size_t i = below(static_cast<std::uint32_t>(taken.size()));
+      ASSERT_EQ(ph.cma_release(taken[i].first, taken[i].second), 0);
+      taken[i] = taken.back();
+      taken.pop_back();
+    } else {
+      ph.drain_all_pages();
+    }
+    if (step % 64 == 0) {
+      ASSERT_TRUE(ph.check().empty()) << "step " << step << "\n" << join(ph.check());
+    }
+  }
+  EXPECT_TRUE(ph.check().empty()) << join(ph.check());
+  EXPECT_GT(found, 100u) << busy << " busy, " << nomem << " -ENOMEM";
+  EXPECT_GT(busy, 100u) << found << " found, " << nomem << " -ENOMEM";
+  EXPECT_GT(nomem, 100u) << found << " found, " << busy << " busy";
 }
 
 // Random allocation and free sequences, all invariants checked after each step.

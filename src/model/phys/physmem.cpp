@@ -98,6 +98,8 @@ void PhysMem::layout_ram() {
                       format_size(config_.cma_bytes)));
     }
     cma_ = {cma_end - cma_pages, cma_end};
+    cma_bitmap_.assign((std::size_t{cma_pages} + 63) / 64, 0);  // cma_activate_area()
+    cma_busy_.assign(cma_bitmap_.size(), 0);
   }
   std::sort(reserved_.begin(), reserved_.end(),
             [](const PfnRange& a, const PfnRange& b) { return a.start < b.start; });
@@ -348,6 +350,7 @@ int PhysMem::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
   // Owners may tag parts of a block differently only via set_kind on the block.
   count_kind(b, nr, false);
   ++stats_.pgfree;
+  if (pfn < cma_.end && pfn + nr > cma_.start) cma_pages_freed(pfn, nr, false);
   free_frozen_pages(pfn, order, cpu);
   return 0;
 }
@@ -375,82 +378,335 @@ void PhysMem::set_kind(Pfn pfn, unsigned order, FrameKind kind) {
   count_kind(static_cast<std::uint8_t>(kind), nr, true);
 }
 
+// ---- CMA ---------------------------------------------------------------------
+
+namespace {
+// A frame alloc_contig_range() cannot take without migrating it: neither free
+// in the buddy nor on a pcp list (which the drain empties). The model does not
+// migrate, so a range holding one fails as -EBUSY would.
+constexpr bool cma_frame_busy(std::uint8_t b) {
+  return b != static_cast<std::uint8_t>(FrameKind::FreeTail) && !is_free_head(b) &&
+         b != static_cast<std::uint8_t>(FrameKind::Pcp);
+}
+
+// Start positions (bit indices) of the ranges of nr bits that overlap [a, b).
+PfnRange cma_starts_over(Pfn a, Pfn b, Pfn nr) { return {a >= nr ? a - nr + 1 : 0, b}; }
+
+// Sorted, overlapping and touching ranges merged.
+void merge_ranges(std::vector<PfnRange>& v) {
+  std::sort(v.begin(), v.end(),
+            [](const PfnRange& x, const PfnRange& y) { return x.start < y.start; });
+  std::size_t n = 0;
+  for (const PfnRange& r : v) {
+    if (r.start >= r.end) continue;
+    if (n > 0 && r.start <= v[n - 1].end) {
+      v[n - 1].end = std::max(v[n - 1].end, r.end);
+    } else {
+      v[n++] = r;
+    }
+  }
+  v.resize(n);
+}
+
+constexpr std::size_t kCmaMemoMaxOpen = 1024;  // past this many, the memo is dropped
+}  // namespace
+
+// mirrors find_next_bit() (set) / find_next_zero_bit() (!set): the first bit
+// in [start, size) that is `set`, else size.
+Pfn PhysMem::cma_find_next(Pfn start, Pfn size, bool set, bool busy) const {
+  if (start >= size) return size;
+  const std::uint64_t invert = set ? 0 : ~std::uint64_t{0};
+  const std::size_t words = (std::size_t{size} + 63) / 64;
+  auto word = [&](std::size_t w) {
+    return ((busy ? cma_bitmap_[w] | cma_busy_[w] : cma_bitmap_[w]) ^ invert);
+  };
+  std::size_t w = start / 64;
+  std::uint64_t x = word(w) & (~std::uint64_t{0} << (start % 64));
+  while (x == 0) {
+    if (++w >= words) return size;
+    x = word(w);
+  }
+  return static_cast<Pfn>(
+      std::min<std::uint64_t>(size, w * 64 + static_cast<unsigned>(std::countr_zero(x))));
+}
+
+// mirrors bitmap_find_next_zero_area_off(): the first index in [start, limit)
+// with (index + align_offset) & align_mask == 0 whose nr bits are all clear; a
+// value >= the bitmap's size when there is none (the kernel's has no limit:
+// it is the bitmap's size).
+Pfn PhysMem::cma_find_next_zero_area(Pfn start, Pfn limit, Pfn nr, Pfn align_mask,
+                                     Pfn align_offset, bool busy) const {
+  const Pfn size = cma_.size();
+  limit = std::min(limit, size);
+  for (;;) {
+    // The range's first bit is clear, so a clear bit at or above limit ends it.
+    const std::uint64_t zero = cma_find_next(start, limit, false, busy);
+    if (zero >= limit) return size;
+    const std::uint64_t index =
+        ((zero + align_offset + align_mask) & ~std::uint64_t{align_mask}) - align_offset;
+    if (index >= limit || index + nr > size) return size;
+    const Pfn i = cma_find_next(static_cast<Pfn>(index), static_cast<Pfn>(index + nr), true, busy);
+    if (i >= index + nr) return static_cast<Pfn>(index);
+    start = i + 1;
+  }
+}
+
+// mirrors bitmap_set() / bitmap_clear()
+void PhysMem::cma_assign_bits(std::vector<std::uint64_t>& map, Pfn bit, Pfn nr, bool set) {
+  for (Pfn b = bit; b < bit + nr;) {
+    const unsigned shift = b % 64;
+    const Pfn n = std::min<Pfn>(64 - shift, bit + nr - b);
+    const std::uint64_t m = (n == 64 ? ~std::uint64_t{0} : ((std::uint64_t{1} << n) - 1)) << shift;
+    std::uint64_t& word = map[b / 64];
+    if (set) {
+      word |= m;
+    } else {
+      word &= ~m;
+    }
+    b += n;
+  }
+}
+
+// Freeing is the only way a busy page of the area stops being busy (set_kind()
+// keeps it allocated; allocating and draining only make pages busier), so the
+// marks of the freed pages go, and when a bit or mark of theirs was set (in
+// cma_release(), the bitmap's), the ranges over them are opened again: the
+// others keep the set bit that closed them.
+void PhysMem::cma_pages_freed(Pfn pfn, Pfn count, bool bits_cleared) {
+  const Pfn a = std::max(pfn, cma_.start) - cma_.start;
+  const Pfn b = std::min<Pfn>(pfn + count, cma_.end) - cma_.start;
+  if (a >= b) return;
+  const bool marked = cma_find_next(a, b, true, true) < b;
+  if (marked) cma_assign_bits(cma_busy_, a, b - a, false);
+  if (!cma_memo_.valid || !(marked || bits_cleared)) return;
+  if (cma_memo_.open.size() >= kCmaMemoMaxOpen) {
+    cma_memo_.valid = false;
+    cma_memo_.open.clear();
+    return;
+  }
+  const PfnRange starts = cma_starts_over(a, b, cma_memo_.count);
+  cma_memo_.open.push_back(starts);
+  if (bits_cleared) cma_memo_.bitmap_floor = std::min(cma_memo_.bitmap_floor, starts.start);
+}
+
+// The kernel's loop: bitmap_find_next_zero_area_off() finds the lowest aligned
+// range of clear bits from `start`; alloc_contig_range() then takes its pages
+// or fails -EBUSY, and the search goes on after the failed range. The bits of
+// a range handed out stay set until cma_release(), so ranges taken by earlier
+// calls cost nothing, and with no clear range of the size left it fails at
+// once (-ENOMEM).
+//
+// The model returns the same range as that loop, faster, by three rules:
+// - Where the kernel retries from the next aligned range (start = bitmap_no +
+//   mask + 1), the model skips past the highest busy page of the failed range:
+//   every range that starts at or below that page and ends above it holds it
+//   and would fail the same way.
+// - A busy page found is marked in cma_busy_ until it is freed, and the search
+//   skips marked pages as it skips handed-out ones. A page is marked only while
+//   it is allocated and not by cma_alloc(); free_pages() and cma_release() clear
+//   the marks, and nothing else makes an allocated page free, so a marked page
+//   is always busy and a range holding one would fail.
+// - The memo (cma_memo_) of the last (count, align_order) searched: a search
+//   that fails leaves every aligned range holding a set bit, so the next one
+//   looks only at the ranges over pages freed since (and, after a success, at
+//   those above the range handed out): every other range still holds a set
+//   bit. A pcp range skipped after the drain (which sets no bit) drops the memo.
+// So the first range that can be taken, and so the pfn returned, is the one
+// the kernel's loop would take on the same state.
 Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
   if (count == 0 || cma_.end == 0 || align_order > 20) return Result<Pfn>::error(-EINVAL);
-  const Pfn align = Pfn{1} << align_order;
-  bool drained = false;
-  for (Pfn s = round_up(cma_.start, align); std::uint64_t{s} + count <= cma_.end; s += align) {
-    const Pfn e = s + count;
-    bool busy = false;
-    bool pcp = false;
-    for (Pfn p = s; p < e; ++p) {
-      const std::uint8_t b = frames_[p];
-      if (b == static_cast<std::uint8_t>(FrameKind::Pcp)) {
-        pcp = true;
-      } else if (!is_free_head(b) && b != static_cast<std::uint8_t>(FrameKind::FreeTail)) {
-        busy = true;  // would need migration, which the model does not do
-        break;
-      }
-    }
-    if (busy) continue;
-    if (pcp && !drained) {
-      drain_all_pages();  // alloc_contig_range() drains the pcp lists
-      drained = true;
-      s -= align;  // look at this range again
-      continue;
-    }
-    if (pcp) continue;
-    // isolate_freepages_range(): take the free blocks covering [s, e) out of
-    // the buddy; the parts of straddling blocks outside the range go back.
-    Zone& z = zone_for(s);
-    Pfn p = s;
-    unsigned o = 0;
-    for (; o <= kMaxPageOrder; ++o) {  // the block that contains s
-      const Pfn h = s & ~((Pfn{1} << o) - 1);
-      if (is_free_head(frames_[h]) && free_head_order(frames_[h]) >= o &&
-          h + (Pfn{1} << free_head_order(frames_[h])) > s) {
-        p = h;
-        break;
-      }
-    }
-    std::vector<PfnRange> give_back;
-    while (p < e) {
-      const unsigned order = free_head_order(frames_[p]);
-      const Pfn end = p + (Pfn{1} << order);
-      const unsigned mt = pageblock_migratetype(p);
-      del_from_free_list(z, p, order, mt);
-      account_freepages(z, -(std::int64_t{1} << order), mt);
-      if (p < s) give_back.push_back({p, s});
-      if (end > e) give_back.push_back({e, end});
-      p = end;
-    }
-    set_frames(s, count, static_cast<std::uint8_t>(FrameKind::CmaAllocated));
-    count_kind(static_cast<std::uint8_t>(FrameKind::CmaAllocated), count, true);
-    for (const PfnRange& r : give_back) {
-      for (Pfn q = r.start; q < r.end;) {
-        unsigned order = std::min(kMaxPageOrder, static_cast<unsigned>(std::countr_zero(q)));
-        while (std::uint64_t{q} + (std::uint64_t{1} << order) > r.end) --order;
-        set_frames(q, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
-        free_one_page_core(z, q, order, pageblock_migratetype(q), false);
-        q += Pfn{1} << order;
-      }
-    }
-    ++stats_.pgalloc;
-    return Result<Pfn>{s, 0};
+  const Pfn maxno = cma_.size();
+  // No clear range of count bits can exist: bitmap_find_next_zero_area_off() fails.
+  if (count > maxno - cma_bitmap_weight_) return Result<Pfn>::error(-ENOMEM);
+  const Pfn mask = (Pfn{1} << align_order) - 1;
+  const Pfn offset = cma_.start & mask;  // cma_bitmap_aligned_offset()
+  std::vector<PfnRange> windows;  // start positions to look at, ascending
+  if (cma_memo_.valid && cma_memo_.count == count && cma_memo_.align_order == align_order) {
+    windows = std::move(cma_memo_.open);
+    merge_ranges(windows);
+  } else {
+    windows.push_back({0, maxno});
+    cma_memo_.bitmap_floor = 0;
   }
-  return Result<Pfn>::error(-EBUSY);
+  cma_memo_.valid = true;
+  cma_memo_.count = count;
+  cma_memo_.align_order = align_order;
+  cma_memo_.open.clear();
+  bool drained = false;
+  Pfn start = 0;
+  for (std::size_t wi = 0; wi < windows.size(); ++wi) {
+    start = std::max(start, windows[wi].start);
+    for (;;) {
+      const Pfn bitmap_no =
+          cma_find_next_zero_area(start, windows[wi].end, count, mask, offset, true);
+      if (bitmap_no >= maxno) break;  // none starts in this window
+      const Pfn s = cma_.start + bitmap_no;
+      const Pfn e = s + count;
+      Pfn busy = kNoPfn;
+      for (Pfn p = e; p > s;) {  // from the top: the highest busy page
+        --p;
+        if (cma_frame_busy(frames_[p])) {
+          busy = p;
+          break;
+        }
+      }
+      if (busy != kNoPfn) {
+        cma_assign_bits(cma_busy_, busy - cma_.start, 1, true);
+        start = busy - cma_.start + 1;  // the next aligned range above the busy page
+        continue;
+      }
+      bool pcp = false;
+      for (Pfn p = s; p < e && !pcp; ++p) {
+        pcp = frames_[p] == static_cast<std::uint8_t>(FrameKind::Pcp);
+      }
+      if (pcp) {
+        if (!drained) {
+          drain_all_pages();  // alloc_contig_range() drains the pcp lists
+          drained = true;     // and looks at this range again
+        } else {
+          cma_memo_.valid = false;
+          start = bitmap_no + mask + 1;
+        }
+        continue;
+      }
+      // Taken: the ranges above it stay open for the next search.
+      cma_memo_.open.push_back({bitmap_no + 1, windows[wi].end});
+      cma_memo_.open.insert(cma_memo_.open.end(),
+                            windows.begin() + static_cast<std::ptrdiff_t>(wi) + 1, windows.end());
+      if (!cma_memo_.valid) cma_memo_.open.clear();
+      // isolate_freepages_range(): take the free blocks covering [s, e) out of
+      // the buddy; the parts of straddling blocks outside the range go back.
+      Zone& z = zone_for(s);
+      Pfn p = s;
+      for (unsigned o = 0; o <= kMaxPageOrder; ++o) {  // the block that contains s
+        const Pfn h = s & ~((Pfn{1} << o) - 1);
+        if (is_free_head(frames_[h]) && free_head_order(frames_[h]) >= o &&
+            h + (Pfn{1} << free_head_order(frames_[h])) > s) {
+          p = h;
+          break;
+        }
+      }
+      std::vector<PfnRange> give_back;
+      while (p < e) {
+        const unsigned order = free_head_order(frames_[p]);
+        const Pfn end = p + (Pfn{1} << order);
+        const unsigned mt = pageblock_migratetype(p);
+        del_from_free_list(z, p, order, mt);
+        account_freepages(z, -(std::int64_t{1} << order), mt);
+        if (p < s) give_back.push_back({p, s});
+        if (end > e) give_back.push_back({e, end});
+        p = end;
+      }
+      set_frames(s, count, static_cast<std::uint8_t>(FrameKind::CmaAllocated));
+      count_kind(static_cast<std::uint8_t>(FrameKind::CmaAllocated), count, true);
+      for (const PfnRange& r : give_back) {
+        for (Pfn q = r.start; q < r.end;) {
+          unsigned order = std::min(kMaxPageOrder, static_cast<unsigned>(std::countr_zero(q)));
+          while (std::uint64_t{q} + (std::uint64_t{1} << order) > r.end) --order;
+          set_frames(q, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
+          free_one_page_core(z, q, order, pageblock_migratetype(q), false);
+          q += Pfn{1} << order;
+        }
+      }
+      cma_assign_bits(cma_bitmap_, bitmap_no, count, true);
+      cma_bitmap_weight_ += count;
+      ++stats_.pgalloc;
+      return Result<Pfn>{s, 0};
+    }
+  }
+  if (!cma_memo_.valid) cma_memo_.open.clear();
+  // As the kernel reports it: -EBUSY when a clear range of the bitmap was
+  // found busy, -ENOMEM when the bitmap has none.
+  cma_memo_.bitmap_floor =
+      cma_find_next_zero_area(cma_memo_.bitmap_floor, maxno, count, mask, offset, false);
+  return Result<Pfn>::error(cma_memo_.bitmap_floor < maxno ? -EBUSY : -ENOMEM);
 }
 
 int PhysMem::cma_release(Pfn pfn, Pfn count) {
   if (count == 0 || pfn < cma_.start || std::uint64_t{pfn} + count > cma_.end) return -EINVAL;
   for (Pfn p = pfn; p < pfn + count; ++p) {
-    if (frames_[p] != static_cast<std::uint8_t>(FrameKind::CmaAllocated)) return -EINVAL;
+    if (frames_[p] != static_cast<std::uint8_t>(FrameKind::CmaAllocated) || !cma_bitmap_test(p)) {
+      return -EINVAL;
+    }
   }
   count_kind(static_cast<std::uint8_t>(FrameKind::CmaAllocated), count, false);
   // free_contig_range(): every page goes through __free_page().
   for (Pfn p = pfn; p < pfn + count; ++p) free_frozen_pages(p, 0, 0);
+  cma_assign_bits(cma_bitmap_, pfn - cma_.start, count, false);  // cma_clear_bitmap()
+  cma_bitmap_weight_ -= count;
+  cma_pages_freed(pfn, count, true);
   ++stats_.pgfree;
   return 0;
+}
+
+// The CMA bitmap: one bit per page of the area, none past it; a set bit is a
+// page cma_alloc() handed out, allocated until cma_release() (its owner may
+// have re-tagged it); a cma-allocated frame has its bit set (checked with the
+// frames). A busy mark is on an allocated page. The memo leaves open every
+// aligned range with no set bit.
+std::vector<std::string> PhysMem::check_cma() const {
+  std::vector<std::string> v;
+  auto bad = [&v](std::string msg) {
+    if (v.size() < 16) v.push_back(std::move(msg));
+  };
+  const std::size_t words = (std::size_t{cma_.size()} + 63) / 64;
+  if (cma_bitmap_.size() != words || cma_busy_.size() != words) {
+    bad(fmt::format("CMA bitmap: {} and {} words for a {}-page area", cma_bitmap_.size(),
+                    cma_busy_.size(), cma_.size()));
+    return v;
+  }
+  std::uint64_t weight = 0;
+  for (std::size_t w = 0; w < words; ++w) {
+    weight += static_cast<unsigned>(std::popcount(cma_bitmap_[w]));
+    for (int which = 0; which < 2; ++which) {
+      std::uint64_t word = which == 0 ? cma_bitmap_[w] : cma_busy_[w];
+      while (word != 0) {
+        const std::uint64_t bit = w * 64 + static_cast<unsigned>(std::countr_zero(word));
+        word &= word - 1;
+        const std::string_view what = which == 0 ? "CMA bitmap bit" : "CMA busy mark";
+        if (bit >= cma_.size()) {
+          bad(fmt::format("{} {} set past the area's {} pages", what, bit, cma_.size()));
+          continue;
+        }
+        const Pfn p = cma_.start + static_cast<Pfn>(bit);
+        const std::uint8_t b = frames_[p];
+        if (is_free_head(b) || !is_allocated_kind(static_cast<FrameKind>(b))) {
+          bad(fmt::format("pfn {:#x}: its {} is set but it is {}", p, what, frame_kind_name(b)));
+        } else if (which == 1 && b == static_cast<std::uint8_t>(FrameKind::CmaAllocated)) {
+          bad(fmt::format("pfn {:#x}: its {} is set but it is cma-allocated", p, what));
+        }
+      }
+    }
+  }
+  if (weight != cma_bitmap_weight_) {
+    bad(fmt::format("CMA bitmap: {} bits set but {} counted", weight, cma_bitmap_weight_));
+  }
+  if (cma_memo_.valid) {
+    const Pfn count = cma_memo_.count;
+    const Pfn mask = (Pfn{1} << cma_memo_.align_order) - 1;
+    const Pfn offset = cma_.start & mask;
+    const Pfn lowest = cma_find_next_zero_area(0, cma_.size(), count, mask, offset, false);
+    if (std::min(lowest, cma_.size()) < std::min(cma_memo_.bitmap_floor, cma_.size())) {
+      bad(fmt::format("CMA search memo: the bitmap's lowest clear range (count {}, align order "
+                      "{}) is at bit {}, below its floor {}",
+                      count, cma_memo_.align_order, lowest, cma_memo_.bitmap_floor));
+    }
+    std::vector<PfnRange> open = cma_memo_.open;
+    merge_ranges(open);
+    std::size_t oi = 0;
+    for (std::uint64_t n = ((std::uint64_t{offset} + mask) & ~std::uint64_t{mask}) - offset;
+         n + count <= cma_.size(); n += std::uint64_t{mask} + 1) {
+      while (oi < open.size() && open[oi].end <= n) ++oi;
+      if (oi < open.size() && open[oi].start <= n) continue;
+      const auto s = static_cast<Pfn>(n);
+      if (cma_find_next(s, s + count, true, true) >= s + count) {
+        bad(fmt::format("CMA search memo: the range at bit {} (count {}, align order {}) is clear "
+                        "but not open",
+                        n, count, cma_memo_.align_order));
+      }
+    }
+  }
+  return v;
 }
 
 std::uint64_t PhysMem::managed_pages() const {
@@ -474,7 +730,9 @@ std::uint64_t PhysMem::pcp_pages() const {
 }
 
 std::size_t PhysMem::model_bytes() const {
-  std::size_t n = frames_.size() + pageblocks_.capacity() + lists_.bytes() + sizeof(*this);
+  std::size_t n = frames_.size() + pageblocks_.capacity() + lists_.bytes() + sizeof(*this) +
+                  (cma_bitmap_.capacity() + cma_busy_.capacity()) * sizeof(std::uint64_t) +
+                  cma_memo_.open.capacity() * sizeof(PfnRange);
   for (const Zone& z : zones_) {
     n += z.pcp.capacity() * sizeof(PerCpuPages);
     for (const PerCpuPages& pcp : z.pcp) {
@@ -539,6 +797,10 @@ std::vector<std::string> PhysMem::check() const {
     if (!is_free_head(b)) {
       if (b > static_cast<std::uint8_t>(FrameKind::CmaAllocated)) {
         bad(fmt::format("pfn {:#x}: invalid state byte {}", p, b));
+      } else if (b == static_cast<std::uint8_t>(FrameKind::CmaAllocated) && !cma_bitmap_test(p)) {
+        bad(fmt::format("pfn {:#x}: cma-allocated but {}", p,
+                        p >= cma_.start && p < cma_.end ? "its CMA bitmap bit is clear"
+                                                        : "outside the CMA area"));
       }
       continue;
     }
@@ -678,6 +940,8 @@ std::vector<std::string> PhysMem::check() const {
     bad(fmt::format("managed pages {} != free {} + pcp {} + allocated {}", managed_pages(),
                     free_total, pcp_frames, allocated));
   }
+
+  for (std::string& msg : check_cma()) bad(std::move(msg));
 
   // Pageblocks: valid migratetypes; CMA exactly on the CMA area.
   for (std::size_t i = 0; i < pageblocks_.size(); ++i) {

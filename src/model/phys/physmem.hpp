@@ -76,10 +76,13 @@ class PhysMem {
   // Re-tags an allocated block (e.g. a pool page handed out as a secret page).
   void set_kind(Pfn pfn, unsigned order, FrameKind kind);
 
-  // mirrors cma_alloc() for the model: succeeds only when every page of an
-  // aligned range in the CMA area is free (no migration is modelled).
+  // mirrors cma_alloc() for the model: the lowest aligned range whose bits in
+  // the CMA bitmap are clear and whose pages are all free (a pcp page is
+  // drained first; any other page would need migration, which the model does
+  // not do, so such a range is busy). -ENOMEM when the bitmap has no clear
+  // aligned range of `count` bits, -EBUSY when every one tried was busy.
   Result<Pfn> cma_alloc(Pfn count, unsigned align_order);
-  // mirrors cma_release()
+  // mirrors cma_release(): the pages go back to the buddy and their bits are cleared.
   int cma_release(Pfn pfn, Pfn count);
 
   // --- read-only views ---
@@ -96,6 +99,14 @@ class PhysMem {
   [[nodiscard]] const std::vector<PfnRange>& ram() const { return ram_; }
   [[nodiscard]] const std::vector<PfnRange>& reserved() const { return reserved_; }
   [[nodiscard]] PfnRange cma_area() const { return cma_; }
+  // Whether pfn's bit in the CMA bitmap is set (false outside the CMA area).
+  [[nodiscard]] bool cma_bitmap_test(Pfn pfn) const {
+    if (pfn < cma_.start || pfn >= cma_.end) return false;
+    const Pfn bit = pfn - cma_.start;
+    return ((cma_bitmap_[bit / 64] >> (bit % 64)) & 1U) != 0;
+  }
+  // Pages whose bit in the CMA bitmap is set.
+  [[nodiscard]] std::uint64_t cma_bitmap_weight() const { return cma_bitmap_weight_; }
   [[nodiscard]] std::uint64_t total_ram_pages() const { return total_ram_pages_; }
   [[nodiscard]] const Zone& zone(unsigned z) const { return zones_[z]; }
   [[nodiscard]] unsigned zone_of(Pfn pfn) const { return pfn < dma32_end_ ? ZONE_DMA32 : ZONE_NORMAL; }
@@ -182,6 +193,18 @@ class PhysMem {
   void free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu);
   void wakeup_kswapd(Zone& z);
 
+  // CMA (physmem.cpp). The bitmap helpers mirror find_next_bit() /
+  // find_next_zero_bit(), bitmap_find_next_zero_area_off() and bitmap_set() /
+  // bitmap_clear(); with `busy` they search the union of cma_bitmap_ and cma_busy_.
+  [[nodiscard]] Pfn cma_find_next(Pfn start, Pfn size, bool set, bool busy) const;
+  [[nodiscard]] Pfn cma_find_next_zero_area(Pfn start, Pfn limit, Pfn nr, Pfn align_mask,
+                                            Pfn align_offset, bool busy) const;
+  static void cma_assign_bits(std::vector<std::uint64_t>& map, Pfn bit, Pfn nr, bool set);
+  // Pages of the CMA area went back to the buddy: by free_pages(), or by
+  // cma_release() (bits_cleared: their bitmap bits were just cleared).
+  void cma_pages_freed(Pfn pfn, Pfn count, bool bits_cleared);
+  [[nodiscard]] std::vector<std::string> check_cma() const;
+
   void set_frames(Pfn pfn, Pfn count, std::uint8_t b);
   void count_kind(std::uint8_t b, Pfn count, bool add);
   Zone& zone_for(Pfn pfn) { return zones_[zone_of(pfn)]; }
@@ -194,6 +217,30 @@ class PhysMem {
   std::vector<PfnRange> ram_;
   std::vector<PfnRange> reserved_;
   PfnRange cma_{};
+  // cma->bitmap with order_per_bit 0: one bit per page of the CMA area, set
+  // from cma_alloc() until cma_release() (the pages may be re-tagged by their
+  // owner meanwhile, but stay allocated).
+  std::vector<std::uint64_t> cma_bitmap_;
+  std::uint64_t cma_bitmap_weight_ = 0;  // bits set
+  // The model's own memory of earlier searches (not in the kernel, which
+  // retries every range each time): one bit per page of the CMA area that a
+  // search found busy, kept until the page is freed, so it is always busy.
+  std::vector<std::uint64_t> cma_busy_;
+  // For the last (count, align_order) searched: every aligned range of the
+  // area outside `open` holds a bit of cma_bitmap_ or cma_busy_, so it cannot
+  // be taken; `open` holds the ranges of start positions (bit indices) where a
+  // range may be clear: those above the last range handed out, and those over
+  // pages freed since.
+  // Also where cma_bitmap_ alone may have its lowest clear range of the kind
+  // (which tells -EBUSY from -ENOMEM): none starts below bitmap_floor.
+  struct CmaSearchMemo {
+    bool valid = false;
+    Pfn count = 0;
+    unsigned align_order = 0;
+    std::vector<PfnRange> open;
+    Pfn bitmap_floor = 0;
+  };
+  CmaSearchMemo cma_memo_;
   Pfn dma32_end_ = 0;
   std::uint64_t total_ram_pages_ = 0;
   int min_free_kbytes_ = 0;
