@@ -298,13 +298,60 @@ INSTANTIATE_TEST_SUITE_P(
             {"at most half the RAM"}},
         Bad{"a table where a value belongs", "machine = 3\n", 1, 11, {"[machine]: expected a table, got an integer 3"}},
         Bad{"description not a string", "description = 5\n", 1, 15, {"description: expected a string"}},
-        Bad{"float events", "[workload]\nevents = 1e6\n", 2, 10, {"[workload] events: expected a whole number"}}),
+        Bad{"float events", "[workload]\nevents = 1e6\n", 2, 10, {"[workload] events: expected a whole number"}},
+        // Characters toml++ 3.3 cannot classify as whitespace or not (its
+        // lookup reaches TOML_UNREACHABLE) are refused where it would ask.
+        Bad{"non-ASCII character after a value",
+            "[machine]\nram = \"1GiB\" \xc2\xa7\n",
+            2,
+            14,
+            {"TOML syntax error", "U+00A7", "outside strings and comments"}},
+        Bad{"non-ASCII character in a number", "[workload]\nevents = 1\"\xc4\xb2\"\n", 2, 12, {"U+0132"}},
+        Bad{"non-ASCII key", "\xd0\xb9 = 1\n", 1, 1, {"U+0439", "outside strings and comments"}},
+        Bad{"non-ASCII character after a line-ending backslash",
+            "description = \"\"\"\\\n  \xc2\xa7\"\"\"\n",
+            2,
+            3,
+            {"U+00A7", "after a backslash"}},
+        // Machines the model cannot boot (the layout of PhysMem).
+        Bad{"kernel image beyond the first RAM range",
+            "[machine]\nram = \"1GiB\"\nkernel_image = \"1GiB\"\n",
+            3,
+            16,
+            {"[machine]: the machine cannot boot", "the kernel image (1 GiB from 16 MiB)"}},
+        Bad{"memmap in too little RAM above the PCI hole",
+            "[machine]\nram = \"3074MiB\"\n",
+            2,
+            7,
+            {"cannot boot", "the memmap (50 MiB", "in the 2 MiB of RAM above the PCI hole"}},
+        Bad{"CMA area with a pool's secretmem area beyond the RAM",
+            "[machine]\nram = \"1GiB\"\ncma = \"512MiB\"\nsecretmem = \"512MiB\"\n[run]\n"
+            "policies = [\"secretmem-pool-reserve\"]\n",
+            6,
+            12,
+            {"cannot boot", "the CMA area (1 GiB: cma 512 MiB and the secretmem area of secretmem-pool-reserve"}}),
     [](const ::testing::TestParamInfo<Bad>& tpi) {
       std::string name;
       for (const char* c = tpi.param.what; *c != 0; ++c)
         name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
       return name;
     });
+
+TEST(Scenario, NonAsciiTextInStringsAndCommentsReads) {
+  const Scenario s = parse_scenario(
+      "# caf\xc3\xa9 \xc2\xa7 \xe3\x80\x81 \xef\xbb\xbe\n"
+      "description = \"caf\xc3\xa9 \xc2\xa7 \\\" \xc4\xb2\"  # \xc2\xa7\n"
+      "[machine]\n"
+      "tlb = 'zen2'  # '\xc2\xa7'\n"
+      "[run]\n"
+      "policies = [\"upstream\", '''secretmem-pmd-pool''']\n",
+      "t.toml");
+  EXPECT_EQ(s.description, "caf\xc3\xa9 \xc2\xa7 \" \xc4\xb2");
+  EXPECT_EQ(s.tlb, "zen2");
+  EXPECT_EQ(s.policies, (std::vector<std::string>{"upstream", "secretmem-pmd-pool"}));
+  const Scenario m = parse_scenario("description = \"\"\"\n\xc2\xa7 \\\"\"\" \xc2\xa7\n\"\"\"\n", "t.toml");
+  EXPECT_EQ(m.description, "\xc2\xa7 \"\"\" \xc2\xa7\n");
+}
 
 TEST(Scenario, AMissingFileIsAnErrorNamingIt) {
   try {

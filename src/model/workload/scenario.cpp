@@ -204,6 +204,132 @@ struct Share {
 
 constexpr std::int64_t kMaxEvents = 1'000'000'000'000;
 
+// toml++ 3.3 asks is_non_ascii_horizontal_whitespace() about a non-ASCII
+// character met outside a string or a comment (in a number or a date it reads
+// on to the end of the value, quotes included), and about the one after a
+// backslash (and after its line break and indentation) in a """ string. For
+// the characters below, that function reaches TOML_UNREACHABLE: undefined
+// behaviour (UBSan stops there; an optimised build may do anything). Such
+// text is refused before toml++ reads it; in strings and comments these
+// characters are fine.
+bool toml_cannot_classify(char32_t c) {
+  return (c >= 0xA1 && c <= 0x499) || (c >= 0x2C5E && c <= 0x3057 && c != 0x3000) || (c >= 0xFB26 && c <= 0xFEFE);
+}
+
+// The code point at text[i] (text is UTF-8; a malformed sequence reads as
+// U+FFFD, which toml++ then refuses itself), and its length in bytes.
+char32_t code_point(std::string_view text, std::size_t i, std::size_t& length) {
+  const auto b = static_cast<unsigned char>(text[i]);
+  length = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+  if (length == 1 || i + length > text.size()) {
+    length = 1;
+    return b < 0x80 ? char32_t{b} : char32_t{0xFFFD};
+  }
+  char32_t c = b & (0x7F >> length);
+  for (std::size_t k = 1; k < length; ++k) c = c << 6 | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+  return c;
+}
+
+// A ScenarioError at the first character toml++ 3.3 cannot read (see above).
+void refuse_unclassifiable(std::string_view text, const std::string& file) {
+  enum class In : std::uint8_t { Toml, Number, Comment, Basic, Literal, MultiBasic, MultiLiteral };
+  In in = In::Toml;
+  bool after_separator = true;  // in Toml: a value or key may start here
+  bool escaped = false;         // in a """ string: the character after a backslash
+  bool skipping = false;        // ... and, after a line-ending backslash, the whitespace that follows
+  unsigned line = 1;
+  unsigned column = 1;
+  auto triple = [&](std::size_t i, char q) { return text.substr(i, 3) == std::string(3, q); };
+  for (std::size_t i = 0; i < text.size();) {
+    std::size_t n = 1;
+    const char32_t c = code_point(text, i, n);
+    const bool space = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    if ((in == In::Toml || in == In::Number || escaped || skipping) && toml_cannot_classify(c)) {
+      throw ScenarioError(file, line, column,
+                          fmt::format("TOML syntax error: the character U+{:04X} is not allowed {}",
+                                      static_cast<std::uint32_t>(c),
+                                      escaped || skipping ? "after a backslash" : "outside strings and comments"));
+    }
+    if (in == In::Number && (space || c == ']' || c == '}' || c == ',' || c == '#')) in = In::Toml;
+    if (escaped) {
+      escaped = false;
+      skipping = space;
+    } else if (skipping && space) {
+      // still the indentation after a line-ending backslash
+    } else if (in == In::Toml) {
+      if (after_separator && ((c >= '0' && c <= '9') || c == '+' || c == '-')) in = In::Number;
+      if (c == '#') in = In::Comment;
+      if (c == '"') in = triple(i, '"') ? In::MultiBasic : In::Basic;
+      if (c == '\'') in = triple(i, '\'') ? In::MultiLiteral : In::Literal;
+      if (in == In::MultiBasic || in == In::MultiLiteral) n = 3;
+      after_separator = space || c == '=' || c == '[' || c == '{' || c == ',';
+    } else if (in == In::Comment || in == In::Basic || in == In::Literal) {
+      if (c == '\n' || (in == In::Basic && c == '"') || (in == In::Literal && c == '\'')) in = In::Toml;
+      if (in == In::Basic && c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') n = 2;  // an escape
+      after_separator = c == '\n';
+    } else if (in == In::MultiBasic || in == In::MultiLiteral) {
+      skipping = false;
+      const char q = in == In::MultiBasic ? '"' : '\'';
+      if (in == In::MultiBasic && c == '\\') {
+        escaped = true;
+      } else if (triple(i, q)) {
+        // Up to two more quotes before the closing three belong to the string.
+        while (n < 3 && i + n + 2 < text.size() && text[i + n + 2] == q) ++n;
+        n += 2;
+        in = In::Toml;
+        after_separator = false;
+      }
+    }
+    for (std::size_t k = i; k < i + n && k < text.size(); ++k) {
+      if (text[k] == '\n') {
+        ++line;
+        column = 1;
+      } else if ((static_cast<unsigned char>(text[k]) & 0xC0) != 0x80) {
+        ++column;
+      }
+    }
+    i += n;
+  }
+}
+
+// What PhysMem::layout_ram() refuses at boot (std::invalid_argument), so that
+// a scenario the model cannot boot is an error located in its file: the
+// kernel image (at 16 MiB) must end in the first RAM range, the memmap (64
+// bytes a page, at the top of RAM) must fit in the last one above the kernel
+// image, and the CMA area (cma plus the secretmem area a pool policy adds)
+// under the memmap, in the same range. "" when the machine boots.
+std::string layout_error(const MachineConfig& mc, std::uint64_t policy_cma, const std::string& policy_name) {
+  const phys::PhysConfig pc = mc.phys_config();
+  constexpr std::uint64_t kBlock = kPageblockNrPages * kPageSize;
+  auto round_up = [](std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; };
+  const bool above_hole = pc.ram_bytes > pc.pci_hole_start;
+  const std::uint64_t first_end = above_hole ? pc.pci_hole_start : pc.ram_bytes;
+  const std::uint64_t last_start = above_hole ? pc.pci_hole_end : 0;
+  const std::uint64_t end = above_hole ? pc.pci_hole_end + (pc.ram_bytes - pc.pci_hole_start) : pc.ram_bytes;
+  const std::uint64_t kernel_end = pc.kernel_image_start + pc.kernel_image_bytes;
+  if (kernel_end > first_end) {
+    return fmt::format("the kernel image ({} from {}) ends beyond the first RAM range, which ends at {}",
+                       format_size(pc.kernel_image_bytes), format_size(pc.kernel_image_start), format_size(first_end));
+  }
+  const std::uint64_t memmap = round_up(pc.ram_bytes / kPageSize * 64, kBlock);
+  if (end - last_start < memmap || end - memmap < kernel_end) {
+    return fmt::format("the memmap ({}, 64 bytes a page of RAM) does not fit {}", format_size(memmap),
+                       above_hole ? fmt::format("in the {} of RAM above the PCI hole", format_size(end - last_start))
+                                  : "between the kernel image and the end of RAM");
+  }
+  const std::uint64_t cma = round_up((pc.cma_bytes + policy_cma) / kPageSize * kPageSize, kBlock);
+  const std::uint64_t cma_end = end - memmap;
+  if (cma != 0 && (cma >= cma_end || cma_end - cma < std::max(last_start, kernel_end))) {
+    return fmt::format("the CMA area ({}{}) does not fit under the memmap, above {}", format_size(cma),
+                       policy_cma == 0     ? std::string()
+                       : pc.cma_bytes == 0 ? fmt::format(": the secretmem area of {}", policy_name)
+                                           : fmt::format(": cma {} and the secretmem area of {}, {}",
+                                                         format_size(pc.cma_bytes), policy_name, format_size(policy_cma)),
+                       above_hole ? "the PCI hole" : "the kernel image");
+  }
+  return {};
+}
+
 std::string stem_of(std::string_view path) {
   const std::size_t slash = path.find_last_of('/');
   if (slash != std::string_view::npos) path.remove_prefix(slash + 1);
@@ -235,6 +361,7 @@ Scenario parse_scenario(std::string_view text, std::string_view name) {
   s.source = std::string(name);
   const Reader rd{std::string(name)};
 
+  refuse_unclassifiable(text, rd.file());
   toml::table doc;
   try {
     doc = toml::parse(text, name);
@@ -247,6 +374,9 @@ Scenario parse_scenario(std::string_view text, std::string_view name) {
   std::optional<toml::source_region> ram_at;
   std::optional<toml::source_region> secretmem_at;
   std::optional<toml::source_region> cma_at;
+  std::optional<toml::source_region> pci_hole_at;
+  std::optional<toml::source_region> kernel_image_at;
+  std::optional<toml::source_region> policies_at;
   std::optional<toml::source_region> events_at;
   std::optional<toml::source_region> seconds_at;
   std::optional<toml::source_region> rate_at;
@@ -296,14 +426,18 @@ Scenario parse_scenario(std::string_view text, std::string_view name) {
                      mc.pci_hole_end = rd.size(x, xw, 256 * MiB + 2 * MiB, 4 * GiB, 2 * MiB);
                      has_end = true;
                    }}});
+         pci_hole_at = v.source();
          if (!has_start || !has_end || mc.pci_hole_start >= mc.pci_hole_end) {
            rd.fail_at(v.source(), fmt::format("{}: expected {{ start = \"3GiB\", end = \"4GiB\" }}: both bounds, "
                                               "2 MiB aligned, 256 MiB <= start < end <= 4 GiB",
                                               w));
          }
        }},
-      {"kernel_image", [&](const toml::node& v,
-                           const std::string& w) { mc.kernel_image_bytes = rd.size(v, w, 2 * MiB, 1 * GiB, 2 * MiB); }},
+      {"kernel_image",
+       [&](const toml::node& v, const std::string& w) {
+         mc.kernel_image_bytes = rd.size(v, w, 2 * MiB, 1 * GiB, 2 * MiB);
+         kernel_image_at = v.source();
+       }},
       {"cma",
        [&](const toml::node& v, const std::string& w) {
          mc.cma_bytes = rd.size(v, w, 0, 2 * TiB, 2 * MiB);
@@ -436,6 +570,7 @@ Scenario parse_scenario(std::string_view text, std::string_view name) {
          for (const std::string& n : out)
            if (std::find(unique.begin(), unique.end(), n) == unique.end()) unique.push_back(n);
          s.policies = unique;
+         policies_at = v.source();
        }}};
 
   auto section = [&](const std::vector<Reader::Key>* keys, const char* table) {
@@ -481,6 +616,25 @@ Scenario parse_scenario(std::string_view text, std::string_view name) {
   if (cma_at && mc.cma_bytes > mc.ram_bytes / 2) {
     rd.fail_at(*cma_at, fmt::format("[machine] cma: expected at most half the RAM ({}), got {}",
                                     format_size(mc.ram_bytes / 2), format_size(mc.cma_bytes)));
+  }
+  // The machine must boot, under each policy (a pool policy adds its secretmem
+  // area to the CMA area); reported where the last of the settings involved
+  // was written (a file that gives none of them has the defaults, which boot).
+  auto check_layout = [&](std::uint64_t policy_cma, const std::string& policy_name) {
+    const std::string why = layout_error(mc, policy_cma, policy_name);
+    if (why.empty()) return;
+    const toml::source_region* at = nullptr;
+    for (const auto* r : {&ram_at, &pci_hole_at, &kernel_image_at, &cma_at, &secretmem_at, &policies_at}) {
+      if (*r && (at == nullptr || (*r)->begin.line > at->begin.line)) at = &**r;
+    }
+    const std::string what = fmt::format("[machine]: the machine cannot boot: {}", why);
+    if (at == nullptr) throw ScenarioError(rd.file(), 0, 0, what);
+    rd.fail_at(*at, what);
+  };
+  check_layout(0, "");
+  for (const std::string& p : s.policies) {
+    const std::uint64_t policy_cma = policy::make_policy(p)->boot_cma_bytes(mc);
+    if (policy_cma != 0) check_layout(policy_cma, p);
   }
   if (min_pages_at && wc.min_secret_file_pages > wc.max_secret_file_pages) {
     rd.fail_at(*min_pages_at, fmt::format("[secrets] min_pages: expected at most max_pages ({}), got {}",
