@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -346,7 +347,7 @@ constexpr std::array<std::uint8_t, 256> kHexDigit = [] {
   return t;
 }();
 
-// Digits at p (hex after "0x", else decimal) up to a space or the end.
+// Digits at p (hex after "0x", else decimal) up to a space, a newline or the end.
 inline bool scan_number(const char*& p, const char* end, std::uint64_t& out) {
   std::uint64_t v = 0;
   const char* q = p;
@@ -364,7 +365,7 @@ inline bool scan_number(const char*& p, const char* end, std::uint64_t& out) {
     for (; q < end && is_digit(*q); ++q) v = v * 10 + static_cast<std::uint64_t>(*q - '0');
     if (q == start || q - start > 18) return false;
   }
-  if (q < end && *q != ' ') return false;
+  if (q < end && *q != ' ' && *q != '\n') return false;
   out = v;
   p = q;
   return true;
@@ -379,21 +380,51 @@ inline bool skip_literal(const char*& p, const char* end, const char (&lit)[N]) 
   return true;
 }
 
+// The first byte at or after p that is a or b, or end. Eight bytes at a time
+// (a zero byte of x ^ a marks an a; the lowest marked byte is exact, borrows
+// only mark bytes above it), then byte by byte for the rest.
+inline const char* find_either(const char* p, const char* const end, char a, char b) {
+  if constexpr (std::endian::native == std::endian::little) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+    constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+    const std::uint64_t wa = kOnes * static_cast<unsigned char>(a);
+    const std::uint64_t wb = kOnes * static_cast<unsigned char>(b);
+    for (; end - p >= 8; p += 8) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, p, 8);
+      const std::uint64_t xa = w ^ wa;
+      const std::uint64_t xb = w ^ wb;
+      const std::uint64_t hit = (((xa - kOnes) & ~xa) | ((xb - kOnes) & ~xb)) & kHigh;
+      if (hit != 0) return p + std::countr_zero(hit) / 8;
+    }
+  }
+  for (; p < end; ++p) {
+    if (*p == a || *p == b) return p;
+  }
+  return end;
+}
+
+// The first c at or after p, before a newline and before end; nullptr when none.
+inline const char* find_in_line(const char* p, const char* end, char c) {
+  p = find_either(p, end, c, '\n');
+  return p < end && *p == c ? p : nullptr;
+}
+
 // The layout every kernel since 4.x prints, read in one pass:
 //   "<comm>-<pid> [<cpu>] <flags> <ts>: mm_page_<event>: page=<ptr> pfn=<n> order=<n>[ migratetype=<n>
 //   gfp_flags=<flags>]"
-// false when the line differs in any way; the general reader then takes it.
-// With `open` given, only the cpu of the prefix is read and *open is its
-// '[' (nullptr when the prefix differs), for parse_pid() when the pid matters.
-bool parse_usual(std::string_view line, TraceEvent& ev, const char** open = nullptr) {
-  const char* const begin = line.data();
-  const char* const end = begin + line.size();
-  const auto* close = static_cast<const char*>(std::memchr(begin, ']', line.size()));
-  if (close == nullptr) return false;
-  const auto* colon = static_cast<const char*>(std::memchr(close, ':', static_cast<std::size_t>(end - close)));
-  if (colon == nullptr) return false;
-  const char* p = colon;
-  if (!skip_literal(p, end, ": mm_page_")) return false;
+// The line starts at begin and ends at the first newline or at end, whichever
+// comes first, so the reader can parse straight from its buffer without
+// looking for the newline first. Returns where the line ends (its newline, or
+// end), or nullptr when the line differs in any way: the general reader then
+// takes it. With `open` given, only the cpu of the prefix is read and *open is
+// its '[' (nullptr when the prefix differs), for parse_pid() when the pid matters.
+const char* parse_usual(const char* const begin, const char* const end, TraceEvent& ev, const char** open = nullptr) {
+  const char* const close = find_in_line(begin, end, ']');
+  if (close == nullptr) return nullptr;
+  const char* p = find_in_line(close, end, ':');
+  if (p == nullptr) return nullptr;
+  if (!skip_literal(p, end, ": mm_page_")) return nullptr;
   if (skip_literal(p, end, "alloc: ")) {
     ev.kind = TraceEventKind::Alloc;
   } else if (skip_literal(p, end, "free: ")) {
@@ -403,33 +434,49 @@ bool parse_usual(std::string_view line, TraceEvent& ev, const char** open = null
   } else if (skip_literal(p, end, "pcpu_drain: ")) {
     ev.kind = TraceEventKind::PcpuDrain;
   } else {
-    return false;
+    return nullptr;
   }
-  if (!skip_literal(p, end, "page=")) return false;
-  while (p < end && *p != ' ') ++p;  // the hashed pointer
-  if (p == end) return false;
-  ++p;
-  if (!skip_literal(p, end, "pfn=") || !scan_number(p, end, ev.pfn) || ev.pfn >= kMaxRealPfn) return false;
+  if (!skip_literal(p, end, "page=")) return nullptr;
+  if (end - p > 16 && p[16] == ' ') {  // the hashed pointer, 16 hex digits on 64-bit kernels
+    p += 17;
+  } else {
+    p = find_in_line(p, end, ' ');
+    if (p == nullptr) return nullptr;
+    ++p;
+  }
+  if (!skip_literal(p, end, "pfn=") || !scan_number(p, end, ev.pfn) || ev.pfn >= kMaxRealPfn) return nullptr;
   std::uint64_t order = 0;
-  if (!skip_literal(p, end, " order=") || !scan_number(p, end, order) || order > kMaxPageOrder) return false;
+  if (!skip_literal(p, end, " order=") || !scan_number(p, end, order) || order > kMaxPageOrder) return nullptr;
   ev.order = static_cast<unsigned>(order);
   if (ev.kind == TraceEventKind::Alloc) {
-    if (!skip_literal(p, end, " migratetype=")) return false;
+    if (!skip_literal(p, end, " migratetype=")) return nullptr;
     if (p < end && *p == '-') ++p;
     while (p < end && is_digit(*p)) ++p;
-    if (!skip_literal(p, end, " gfp_flags=")) return false;
-    const auto* gend = static_cast<const char*>(std::memchr(p, ' ', static_cast<std::size_t>(end - p)));
-    ev.gfp = std::string_view(p, static_cast<std::size_t>((gend == nullptr ? end : gend) - p));
+    if (!skip_literal(p, end, " gfp_flags=")) return nullptr;
+    const char* const g = find_either(p, end, ' ', '\n');
+    ev.gfp = std::string_view(p, static_cast<std::size_t>(g - p));
     ev.failed = ev.pfn == 0;
+    p = g;
+    if (p < end && *p == ' ') {  // fields a later kernel may add
+      p = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+      if (p == nullptr) p = end;
+    }
   } else if (ev.pfn == 0) {
-    return false;  // the general reader says why
+    return nullptr;  // the general reader says why
+  } else if (p < end && *p != '\n') {
+    return nullptr;
   }
   if (open != nullptr) {
     *open = parse_cpu(begin, close, ev);
   } else {
     parse_prefix(begin, close, ev);
   }
-  return true;
+  return p;
+}
+
+bool parse_usual(std::string_view line, TraceEvent& ev) {
+  const char* const end = line.data() + line.size();
+  return parse_usual(line.data(), end, ev) == end;
 }
 
 }  // namespace
@@ -780,24 +827,32 @@ class TraceReader {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
-  struct RecentGfp {
+  struct FastGfp {
     std::string_view text;  // the key stored in gfp_cache_
     CachedGfp* gfp = nullptr;
   };
 
-  // gfp_flags text -> flags; a trace has few distinct texts, each parsed once,
-  // and the most recently used are compared first, without hashing.
+  // gfp_flags text -> flags. A trace has few distinct texts, each parsed once
+  // and kept in gfp_cache_; in front of it, a direct-mapped table indexed by
+  // the text's length and its first and last eight bytes answers almost every
+  // line with one compare, without hashing the whole text.
+  static std::size_t fast_slot(std::string_view t) {
+    std::uint64_t a = 0;
+    std::uint64_t b = 0;
+    if (t.size() >= 8) {
+      std::memcpy(&a, t.data(), 8);
+      std::memcpy(&b, t.data() + t.size() - 8, 8);
+    } else {
+      std::memcpy(&a, t.data(), t.size());
+    }
+    const std::uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL) ^ t.size()) * 0xBF58476D1CE4E5B9ULL;
+    return static_cast<std::size_t>(h >> (64 - kFastBits));
+  }
+
   CachedGfp& gfp(std::string_view text) {
-    for (std::size_t i = 0; i < recent_.size(); ++i) {
-      const RecentGfp r = recent_[i];
-      if (r.gfp != nullptr && r.text.size() == text.size() &&
-          std::memcmp(r.text.data(), text.data(), text.size()) == 0) {
-        if (i != 0) {
-          std::memmove(&recent_[1], &recent_[0], i * sizeof(RecentGfp));
-          recent_[0] = r;
-        }
-        return *r.gfp;
-      }
+    FastGfp& f = fast_[fast_slot(text)];
+    if (f.gfp != nullptr && f.text.size() == text.size() && std::memcmp(f.text.data(), text.data(), text.size()) == 0) {
+      return *f.gfp;
     }
     auto it = gfp_cache_.find(text);
     if (it == gfp_cache_.end()) {
@@ -805,8 +860,7 @@ class TraceReader {
       c.flags = parse_gfp_flags(text, &c.unknown);
       it = gfp_cache_.emplace(std::string(text), std::move(c)).first;
     }
-    std::memmove(&recent_[1], &recent_[0], (recent_.size() - 1) * sizeof(RecentGfp));
-    recent_[0] = RecentGfp{it->first, &it->second};
+    f = FastGfp{it->first, &it->second};
     return it->second;
   }
 
@@ -845,7 +899,8 @@ class TraceReader {
     }
     TraceEvent ev;
     const char* open = nullptr;
-    if (!parse_usual(line, ev, &open)) {
+    const char* const end = line.data() + line.size();
+    if (parse_usual(line.data(), end, ev, &open) != end) {
       std::string why;
       const std::optional<TraceEvent> general = parse_trace_line(line, &why);
       if (!general) {
@@ -861,7 +916,13 @@ class TraceReader {
         return;
       }
       ev = *general;
+      open = nullptr;
     }
+    on_event(ev, line.data(), open);
+  }
+
+  // A recognised event to the replay; `open` as parse_usual() gives it.
+  void on_event(TraceEvent& ev, const char* line, const char* open) {
     Record r;
     r.pfn = ev.pfn;
     r.line = lines;
@@ -878,7 +939,7 @@ class TraceReader {
         // The task matters only for what could be a secretmem fault (see State::on_alloc).
         if (open != nullptr && r.order == 0 &&
             (r.gfp & (phys::__GFP_MOVABLE | phys::__GFP_HIGHMEM)) == phys::__GFP_HIGHMEM) {
-          parse_pid(line.data(), open, ev);
+          parse_pid(line, open, ev);
           r.pid = ev.pid;
         }
         break;
@@ -900,19 +961,54 @@ class TraceReader {
     emit(r);
   }
 
+  // Splits [p, end) into lines and reads each; returns where the first
+  // incomplete line starts. `phantom`: a newline the file does not have.
+  const char* scan(const char* p, const char* const end, const char* phantom) {
+    while (p < end) {
+      if (*p != '#') {  // the usual event line, parsed without looking for its newline first
+        TraceEvent ev;
+        const char* open = nullptr;
+        const char* nl = parse_usual(p, end, ev, &open);
+        if (nl != nullptr && nl < end && nl[-1] != '\r') {
+          ++lines;
+          bytes += static_cast<std::uint64_t>(nl - p) + (nl == phantom ? 0 : 1);
+          on_event(ev, p, open);
+          p = nl + 1;
+          continue;
+        }
+      }
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+      if (nl == nullptr) break;
+      ++lines;
+      bytes += static_cast<std::uint64_t>(nl - p) + (nl == phantom ? 0 : 1);
+      on_line(std::string_view(p, static_cast<std::size_t>(nl - p)));
+      p = nl + 1;
+    }
+    return p;
+  }
+
+  // The file is read into a buffer, not mapped: on virtual machines whose
+  // hypervisor shadows guest page tables, the first touch of every page of a
+  // mapped file costs more than copying it (measured: the reader took twice
+  // as long on such a machine).
   void read_all() {
     const Fd fd(open_trace(info_.path));
-    (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     batch_ = queue_.take_spare();
+    read_stream(fd.get());
+    flush();
+  }
+
+  void read_stream(int fd) {
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     std::vector<char> buf(std::size_t{1} << 20);
     std::size_t have = 0;
     for (bool eof = false; !eof;) {
-      const ssize_t n = ::read(fd.get(), buf.data() + have, buf.size() - have);
+      const ssize_t n = ::read(fd, buf.data() + have, buf.size() - have);
       if (n < 0) {
         if (errno == EINTR) continue;
         throw TraceError(info_.path, lines, fmt::format("cannot read the trace: {}", std::strerror(errno)));
       }
-      const char* phantom = nullptr;  // a newline the file does not have
+      const char* phantom = nullptr;
       if (n == 0) {
         eof = true;
         if (have == 0) break;
@@ -922,29 +1018,21 @@ class TraceReader {
       } else {
         have += static_cast<std::size_t>(n);
       }
-      const char* p = buf.data();
-      const char* const end = p + have;
-      while (p < end) {
-        const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-        if (nl == nullptr) break;
-        ++lines;
-        bytes += static_cast<std::uint64_t>(nl - p) + (nl == phantom ? 0 : 1);
-        on_line(std::string_view(p, static_cast<std::size_t>(nl - p)));
-        p = nl + 1;
-      }
+      const char* const end = buf.data() + have;
+      const char* const p = scan(buf.data(), end, phantom);
       const auto rest = static_cast<std::size_t>(end - p);
       if (rest == buf.size()) buf.resize(buf.size() * 2);  // one line longer than the buffer
       std::memmove(buf.data(), p, rest);
       have = rest;
     }
-    flush();
   }
 
   const TraceInfo& info_;
   BatchQueue& queue_;
   Batch batch_;  // the records being gathered
   std::unordered_map<std::string, CachedGfp, SvHash, std::equal_to<>> gfp_cache_;
-  std::array<RecentGfp, 8> recent_{};
+  static constexpr unsigned kFastBits = 7;
+  std::array<FastGfp, std::size_t{1} << kFastBits> fast_{};
 };
 
 }  // namespace
