@@ -24,6 +24,7 @@
 #include "model/policy/policy.hpp"
 #include "model/tlb/tlb.hpp"
 #include "model/workload/scenario.hpp"
+#include "model/workload/trace_calibration.hpp"
 #include "model/workload/trace_replay.hpp"
 #include "report/report.hpp"
 
@@ -403,6 +404,9 @@ void add_sim(CLI::App& app) {
         fail(fmt::format("--trace: {}", e.what()));
       }
     }
+    if (trace && (!trace->secret_pages.empty() || !trace->start_counters.empty())) {
+      out["calibration"] = sim::calibration_json(wl::calibrate_trace(*trace), out["runs"]);
+    }
     if (!opts->out_dir.empty()) {
       try {
         report::write_report(opts->out_dir, out);
@@ -416,6 +420,7 @@ void add_sim(CLI::App& app) {
       fmt::print("{}\n", out.dump(2));
     } else {
       sim::print_table(out);
+      sim::print_calibration(out);
     }
     if (!opts->out_dir.empty()) {
       fmt::print(stderr, "exmem sim: report written to {}/index.html\n", opts->out_dir);

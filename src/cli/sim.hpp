@@ -12,6 +12,7 @@
 
 #include "model/tlb/tlb.hpp"
 #include "model/workload/scenario.hpp"
+#include "model/workload/trace_calibration.hpp"
 
 namespace exmem::cli::sim {
 
@@ -68,5 +69,12 @@ nlohmann::json run_trace(const model::workload::Scenario& scenario, const std::s
 
 // The comparison table of a whole `exmem sim` report.
 void print_table(const nlohmann::json& out);
+
+// A trace's calibration block of the report: the real deltas, the model's
+// direct map at the real pfns, and the upstream run's own splits when
+// `runs` has one.
+nlohmann::json calibration_json(const model::workload::TraceCalibration& c, const nlohmann::json& runs);
+// Prints the block when the report has one.
+void print_calibration(const nlohmann::json& out);
 
 }  // namespace exmem::cli::sim

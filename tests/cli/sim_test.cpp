@@ -261,6 +261,33 @@ TEST(SimCommand, ReplaysATraceOnEveryPolicyWithItsSecretPages) {
   EXPECT_NE(table.out.find("secret pages faulted"), std::string::npos);
 }
 
+TEST(SimCommand, ATraceIsComparedWithTheRealKernelsDeltasDuringItsRecording) {
+  CommandResult r = run("sim --trace " + kSmallTrace + " --policy upstream --json", false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto c = nlohmann::json::parse(r.out)["calibration"];
+  ASSERT_TRUE(c.is_object()) << r.out.substr(0, 400);
+  EXPECT_EQ(c["secret_pages"], 8);
+  EXPECT_EQ(c["secret_regions_2m"], 1);  // eight neighbouring pfns
+  // The trace's start and end lines: one level-2 split, DirectMap4k +2048 kB.
+  EXPECT_EQ(c["real"]["direct_map_level2_splits"], 1);
+  EXPECT_EQ(c["real"]["DirectMap4k_delta_kb"], 2048);
+  EXPECT_EQ(c["real"]["regions_split_before"], 104400 / 2048);
+  EXPECT_EQ(c["model_at_real_pfns"]["direct_map_level2_splits"], 1);
+  EXPECT_EQ(c["model_at_real_pfns"]["pfns_outside_ram"], 0);
+  EXPECT_EQ(c["explained"], true);
+  EXPECT_EQ(c["upstream_replay"]["secret_faults"], 8);
+  CommandResult table = run("sim --trace " + kSmallTrace + " --policy upstream", false);
+  ASSERT_EQ(table.status, 0);
+  EXPECT_NE(table.out.find("against the real kernel (the command's secret pages: 8, the 2 MiB regions they lie in: 1)"),
+            std::string::npos)
+      << table.out;
+  EXPECT_NE(table.out.find("(consistent)"), std::string::npos) << table.out;
+  // A synthetic run has no such block.
+  CommandResult synthetic = run("sim --ram 1GiB --events 100 --policy upstream --json", false);
+  ASSERT_EQ(synthetic.status, 0);
+  EXPECT_FALSE(nlohmann::json::parse(synthetic.out).contains("calibration"));
+}
+
 TEST(SimCommand, ATraceWithUnknownLinesIsReplayedAndTheLinesAreReportedWithTheirNumbers) {
   std::string text = slurp(kSmallTrace);
   const std::size_t first_event = text.find("\n ") + 1;  // after the header

@@ -1,0 +1,101 @@
+// workload/trace_calibration: a recording's real direct-map deltas against the
+// model's direct map at the same pfns.
+#include "model/workload/trace_calibration.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace exmem::model::workload {
+namespace {
+
+// A recording on a 4 GiB machine (3 GiB below the PCI hole, 1 GiB above it),
+// 2 MiB leaves only; `regions_before` 2 MiB regions split at the start.
+TraceInfo recording(std::uint64_t regions_before, std::int64_t real_splits) {
+  TraceInfo t;
+  t.cpus = 2;
+  const std::uint64_t total_kb = 4ull << 20;
+  const std::uint64_t k4 = regions_before * 2048;
+  t.start_counters = {{"DirectMap4k_kB", std::to_string(k4)},
+                      {"DirectMap2M_kB", std::to_string(total_kb - k4)},
+                      {"DirectMap1G_kB", "0"},
+                      {"level2_splits", "100"},
+                      {"level3_splits", "0"}};
+  t.end_counters = {{"DirectMap4k_kB", std::to_string(k4 + static_cast<std::uint64_t>(real_splits) * 2048)},
+                    {"DirectMap2M_kB", std::to_string(total_kb - k4 - static_cast<std::uint64_t>(real_splits) * 2048)},
+                    {"DirectMap1G_kB", "0"},
+                    {"level2_splits", std::to_string(100 + real_splits)},
+                    {"level3_splits", "0"}};
+  return t;
+}
+
+TEST(TraceCalibration, CountsTheRealDeltasAndTheModelsSplitsAtTheSamePfns) {
+  TraceInfo t = recording(3, 2);
+  for (std::uint64_t p = 0; p < 600; ++p) t.secret_pages.emplace_back(0x10000 + p, 7);  // regions 0x80, 0x81
+  t.secret_pages.emplace_back(0x20000, 7);                                             // region 0x100
+  const TraceCalibration c = calibrate_trace(t);
+  ASSERT_TRUE(c.have_counters);
+  EXPECT_EQ(c.real_level2_splits, 2);
+  EXPECT_EQ(c.real_directmap4k_kb, 4096);
+  EXPECT_EQ(c.regions_split_before, 3u);
+  EXPECT_EQ(c.secret_pages, 601u);
+  EXPECT_EQ(c.secret_regions, 3u);
+  EXPECT_EQ(c.machine.ram_bytes, 4 * GiB);
+  EXPECT_FALSE(c.machine.direct_gbpages);  // the real direct map had no 1 GiB leaf
+  EXPECT_EQ(c.model_level2_splits, 3u);
+  EXPECT_EQ(c.model_level3_splits, 0u);
+  EXPECT_EQ(c.model_directmap4k_kb, 3u * 2048);
+  EXPECT_EQ(c.outside_model, 0u);
+  EXPECT_TRUE(c.explained);  // one more than the real kernel, within the 3 regions split before
+}
+
+TEST(TraceCalibration, ADifferenceBeyondTheRegionsSplitBeforeIsNotExplained) {
+  TraceInfo t = recording(0, 1);
+  for (std::uint64_t r = 0; r < 4; ++r) t.secret_pages.emplace_back(0x10000 + r * 512, 7);
+  const TraceCalibration c = calibrate_trace(t);
+  EXPECT_EQ(c.model_level2_splits, 4u);
+  EXPECT_FALSE(c.explained);  // 3 more, with no region split before
+  // Fewer model splits than real ones is not explained by regions split before either.
+  TraceInfo u = recording(5, 3);
+  u.secret_pages.emplace_back(0x10000, 7);
+  EXPECT_FALSE(calibrate_trace(u).explained);
+}
+
+TEST(TraceCalibration, LaterRecordingsSeeWhatEarlierOnesSplit) {
+  TraceInfo first = recording(0, 2);
+  first.secret_pages = {{0x10000, 1}, {0x10200, 1}};
+  TraceInfo second = recording(2, 1);
+  second.secret_pages = {{0x10001, 2}, {0x10400, 2}};  // one region split by the first, one new
+  TraceCalibrator cal(first);
+  const TraceCalibration a = cal.add(first);
+  const TraceCalibration b = cal.add(second);
+  EXPECT_EQ(a.model_level2_splits, 2u);
+  EXPECT_TRUE(a.explained);
+  EXPECT_EQ(b.model_level2_splits, 1u);
+  EXPECT_EQ(b.real_level2_splits, 1);
+  EXPECT_TRUE(b.explained);
+  // On its own the second recording's pfns would split both regions.
+  EXPECT_EQ(calibrate_trace(second).model_level2_splits, 2u);
+}
+
+TEST(TraceCalibration, PfnsBeyondTheModelsRamAreCountedAndSkipped) {
+  TraceInfo t = recording(0, 0);
+  t.secret_pages = {{(6 * GiB) >> 12, 1}, {0x10000, 1}};  // RAM ends at 5 GiB (the hole moves 1 GiB up)
+  const TraceCalibration c = calibrate_trace(t);
+  EXPECT_EQ(c.outside_model, 1u);
+  EXPECT_EQ(c.model_level2_splits, 1u);
+}
+
+TEST(TraceCalibration, WithoutCountersOnlyTheSecretPagesAreCompared) {
+  TraceInfo t;
+  t.mem_total_kb = 2u << 20;
+  t.secret_pages = {{0x10000, 1}};
+  const TraceCalibration c = calibrate_trace(t);
+  EXPECT_FALSE(c.have_counters);
+  EXPECT_FALSE(c.explained);
+  EXPECT_EQ(c.machine.ram_bytes, 2 * GiB);
+  EXPECT_EQ(c.model_level2_splits, 1u);
+}
+
+}  // namespace
+}  // namespace exmem::model::workload
