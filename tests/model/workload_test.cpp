@@ -218,3 +218,27 @@ RC_GTEST_PROP(SyntheticWorkloadProperty, RandomWorkloadsKeepEveryInvariantAfterE
 
 }  // namespace
 }  // namespace exmem::model
+
+namespace exmem::model {
+namespace {
+
+// A workload of nothing but secret holders on a machine without secretmem:
+// every holder's memfd_secret fails, and each attempt is an event, so the run
+// still reaches its event count instead of looping for ever.
+TEST(SyntheticWorkload, HoldersWhoseMemfdSecretFailsStillEndTheRun) {
+  MachineConfig mc = small_config(1 * GiB, true, 4);
+  mc.secretmem_enable = false;
+  Machine m(mc);
+  workload::WorkloadConfig wc;
+  wc.events = 5000;
+  wc.secret_share = 1.0;
+  wc.kernel_share = 0;
+  workload::SyntheticWorkload w(m, wc);
+  const auto r = w.run();
+  EXPECT_EQ(r.events, 5000u);
+  EXPECT_EQ(r.mmap_failures, 5000u);
+  EXPECT_EQ(r.secret_faults, 0u);
+}
+
+}  // namespace
+}  // namespace exmem::model

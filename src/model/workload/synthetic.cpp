@@ -194,8 +194,13 @@ void SyntheticWorkload::secret_step() {
     h.addr = addr.ok() ? addr.value : 0;
     h.touched = 0;
     if (!addr.ok()) {
+      // memfd_secret or mmap failed (secretmem disabled, RLIMIT_MEMLOCK): the
+      // attempt is the step's event, or a workload of nothing but failing
+      // holders would never reach its event count.
       ++result_.mmap_failures;
+      ++result_.events;
       h.touched = h.pages;  // nothing to touch; retire next time
+      return;
     }
   }
   if (h.touched < h.pages) {

@@ -579,6 +579,7 @@ std::optional<TraceEvent> parse_trace_line(std::string_view line, std::string* w
       gpos = 0;
       ev.gfp = field_from(fields, "gfp_flags=", gpos);
     }
+    if (ev.gfp.data() == nullptr) ev.gfp = line.substr(line.size());  // no gfp_flags: empty, inside the line
     // A failed allocation prints no page: "page=(null)" or a zero pointer, and pfn 0.
     ev.failed = ev.pfn == 0;
   } else if (ev.pfn == 0) {
@@ -842,7 +843,7 @@ class TraceReader {
     if (t.size() >= 8) {
       std::memcpy(&a, t.data(), 8);
       std::memcpy(&b, t.data() + t.size() - 8, 8);
-    } else {
+    } else if (!t.empty()) {
       std::memcpy(&a, t.data(), t.size());
     }
     const std::uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL) ^ t.size()) * 0xBF58476D1CE4E5B9ULL;
