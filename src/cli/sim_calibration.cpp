@@ -73,7 +73,7 @@ void print_calibration(const nlohmann::json& out) {
   const std::uint64_t before = c["real"]["regions_split_before"].get<std::uint64_t>();
   if (c["explained"].get<bool>()) {
     fmt::print(
-        "  the model splits {} more: at most the {} regions the real kernel had split before the recording "
+        "  the model splits {} more, no more than the {} regions the real kernel had split before the recording "
         "(consistent)\n",
         model - real, before);
   } else if (real > model) {
