@@ -45,12 +45,33 @@ phys::PhysConfig MachineConfig::phys_config() const {
   return pc;
 }
 
+namespace {
+
+// What PhysMem boots with: the machine's own CMA area and the policy's under it.
+phys::PhysConfig boot_phys_config(const MachineConfig& config, const policy::Policy& policy) {
+  phys::PhysConfig pc = config.phys_config();
+  pc.cma_bytes += policy.boot_cma_bytes(config);
+  return pc;
+}
+
+}  // namespace
+
+std::string boot_problem(const MachineConfig& config) {
+  const std::unique_ptr<policy::Policy> policy = policy::make_policy(config.policy);
+  const std::uint64_t policy_cma = policy->boot_cma_bytes(config);
+  std::string parts;
+  if (policy_cma != 0) {
+    parts = config.cma_bytes == 0 ? fmt::format("the secretmem area of {}", config.policy)
+                                  : fmt::format("cma {} and the secretmem area of {}, {}", format_size(config.cma_bytes),
+                                                config.policy, format_size(policy_cma));
+  }
+  return phys::plan_ram_layout(boot_phys_config(config, *policy), parts).problem;
+}
+
 Machine::Machine(const MachineConfig& config) : config_(config) {
   flushes_.set_recording(config_.flush_log_limit);
   policy_ = policy::make_policy(config_.policy);  // fail early on an unknown name
-  phys::PhysConfig pc = config_.phys_config();
-  pc.cma_bytes += policy_->boot_cma_bytes(config_);
-  phys_ = std::make_unique<phys::PhysMem>(pc);
+  phys_ = std::make_unique<phys::PhysMem>(boot_phys_config(config_, *policy_));
   std::vector<directmap::MappedRange> ram;
   for (const phys::PfnRange& r : phys_->ram()) ram.push_back({r.start, r.end});
   directmap::PageTableAllocator& tables = *this;

@@ -59,6 +59,11 @@ struct MachineConfig {
   [[nodiscard]] phys::PhysConfig phys_config() const;
 };
 
+// Why a Machine of this configuration cannot boot, empty when it can: the
+// layout PhysMem refuses (phys::plan_ram_layout), with the policy's boot-time
+// secretmem area added to the CMA area as the Machine adds it.
+std::string boot_problem(const MachineConfig& config);
+
 class Machine final : private directmap::PageTableAllocator {
  public:
   // Boots the machine. std::invalid_argument names the bad setting.

@@ -30,27 +30,76 @@ PhysMem::PhysMem(const PhysConfig& config)
   setup_zones();
 }
 
-void PhysMem::layout_ram() {
-  const std::uint64_t ram = config_.ram_bytes;
+RamLayout plan_ram_layout(const PhysConfig& c, std::string_view cma_parts) {
+  RamLayout l;
+  const std::uint64_t ram = c.ram_bytes;
   if (ram < 64 * MiB || ram > 8 * TiB || ram % (2 * MiB) != 0) {
-    throw std::invalid_argument(fmt::format(
-        "ram = {} bytes: expected a multiple of 2 MiB from 64 MiB to 8 TiB", ram));
+    l.problem = fmt::format("ram = {} bytes: expected a multiple of 2 MiB from 64 MiB to 8 TiB", ram);
+    return l;
   }
-  const std::uint64_t hs = config_.pci_hole_start;
-  const std::uint64_t he = config_.pci_hole_end;
+  const std::uint64_t hs = c.pci_hole_start;
+  const std::uint64_t he = c.pci_hole_end;
   if (hs % (2 * MiB) != 0 || he % (2 * MiB) != 0 || hs >= he || he > 4 * GiB || hs < 256 * MiB) {
-    throw std::invalid_argument(fmt::format(
-        "PCI hole [{:#x}, {:#x}): expected 2 MiB aligned bounds with 256 MiB <= start < end "
-        "<= 4 GiB",
-        hs, he));
+    l.problem = fmt::format(
+        "PCI hole [{:#x}, {:#x}): expected 2 MiB aligned bounds with 256 MiB <= start < end <= 4 GiB", hs, he);
+    return l;
   }
-  if (ram <= hs) {
-    ram_.push_back({0, bytes_to_pfn(ram)});
+  const bool above_hole = ram > hs;
+  if (above_hole) {
+    l.ram.push_back({0, bytes_to_pfn(hs)});
+    l.ram.push_back({bytes_to_pfn(he), bytes_to_pfn(he + (ram - hs))});
   } else {
-    ram_.push_back({0, bytes_to_pfn(hs)});
-    ram_.push_back({bytes_to_pfn(he), bytes_to_pfn(he + (ram - hs))});
+    l.ram.push_back({0, bytes_to_pfn(ram)});
   }
-  total_ram_pages_ = ram >> kPageShift;
+  const Pfn end_pfn = l.ram.back().end;
+
+  // memblock reservations: the first 1 MiB, the kernel image, the memmap at
+  // the top of RAM (memblock allocates top-down), and the CMA area under it.
+  l.low_reserved_end = std::max<Pfn>(1, bytes_to_pfn(c.low_reserved_bytes));
+  l.kernel_image = {bytes_to_pfn(c.kernel_image_start), bytes_to_pfn(c.kernel_image_start + c.kernel_image_bytes)};
+  if (l.kernel_image.end > l.ram.front().end || l.kernel_image.start < l.low_reserved_end) {
+    l.problem = fmt::format(
+        "the kernel image ({} from {}) is not inside the first RAM range above the low {}: that range ends at {}",
+        format_size(c.kernel_image_bytes), format_size(c.kernel_image_start), format_size(c.low_reserved_bytes),
+        format_size(pfn_to_bytes(l.ram.front().end)));
+    return l;
+  }
+  Pfn top = end_pfn;
+  if (c.reserve_memmap) {
+    const Pfn memmap = round_up(
+        static_cast<Pfn>((std::uint64_t{bytes_to_pfn(ram)} * kMemmapBytesPerFrame + kPageSize - 1) / kPageSize),
+        kPageblockNrPages);
+    if (memmap > end_pfn - l.ram.back().start || end_pfn - memmap < l.kernel_image.end) {
+      l.problem = fmt::format("the memmap ({}, {} bytes a page of RAM) does not fit {}",
+                              format_size(pfn_to_bytes(memmap)), kMemmapBytesPerFrame,
+                              above_hole ? fmt::format("in the {} of RAM above the PCI hole",
+                                                       format_size(pfn_to_bytes(l.ram.back().size())))
+                                         : "between the kernel image and the end of RAM");
+      return l;
+    }
+    top = end_pfn - memmap;
+    l.memmap = {top, end_pfn};
+  }
+  if (c.cma_bytes != 0) {
+    const Pfn cma_pages = round_up(bytes_to_pfn(c.cma_bytes), kPageblockNrPages);
+    const Pfn cma_end = round_down(top, kPageblockNrPages);
+    if (cma_pages >= cma_end || cma_end - cma_pages < l.ram.back().start ||
+        cma_end - cma_pages < l.kernel_image.end) {
+      l.problem = fmt::format("the CMA area ({}{}{}) does not fit under the memmap, above {}",
+                              format_size(pfn_to_bytes(cma_pages)), cma_parts.empty() ? "" : ": ", cma_parts,
+                              above_hole ? "the PCI hole" : "the kernel image");
+      return l;
+    }
+    l.cma = {cma_end - cma_pages, cma_end};
+  }
+  return l;
+}
+
+void PhysMem::layout_ram() {
+  const RamLayout l = plan_ram_layout(config_);
+  if (!l.problem.empty()) throw std::invalid_argument(l.problem);
+  ram_ = l.ram;
+  total_ram_pages_ = config_.ram_bytes >> kPageShift;
   const Pfn end_pfn = ram_.back().end;
   frames_ = ZeroedBytes(round_up(end_pfn, Pfn{1} << kMaxPageOrder));  // all FreeTail
   pageblocks_.assign(frames_.size() >> kPageblockOrder, MIGRATE_MOVABLE);
@@ -63,42 +112,12 @@ void PhysMem::layout_ram() {
   set_frames(prev_end, static_cast<Pfn>(frames_.size()) - prev_end,
              static_cast<std::uint8_t>(FrameKind::Hole));
 
-  // memblock reservations: the first 1 MiB, the kernel image, the memmap at
-  // the top of RAM (memblock allocates top-down), and the CMA area under it.
-  const Pfn low = std::max<Pfn>(1, bytes_to_pfn(config_.low_reserved_bytes));
-  reserved_.push_back({0, low});
-  const Pfn kstart = bytes_to_pfn(config_.kernel_image_start);
-  const Pfn kend = bytes_to_pfn(config_.kernel_image_start + config_.kernel_image_bytes);
-  if (kend > ram_.front().end || kstart < low) {
-    throw std::invalid_argument(fmt::format(
-        "kernel image [{:#x}, +{}): expected it inside the first RAM range above the low "
-        "1 MiB",
-        config_.kernel_image_start, format_size(config_.kernel_image_bytes)));
-  }
-  if (kend > kstart) reserved_.push_back({kstart, kend});
-  Pfn top = end_pfn;
-  if (config_.reserve_memmap) {
-    const Pfn memmap = round_up(
-        static_cast<Pfn>((total_ram_pages_ * kMemmapBytesPerFrame + kPageSize - 1) / kPageSize),
-        kPageblockNrPages);
-    top = end_pfn - memmap;
-    if (top < ram_.back().start || top < kend) {
-      throw std::invalid_argument(fmt::format("ram = {}: too small for its memmap",
-                                              format_size(config_.ram_bytes)));
-    }
-    reserved_.push_back({top, end_pfn});
-  }
-  if (config_.cma_bytes != 0) {
-    const Pfn cma_pages = round_up(bytes_to_pfn(config_.cma_bytes), kPageblockNrPages);
-    const Pfn cma_end = round_down(top, kPageblockNrPages);
-    if (cma_pages >= cma_end || cma_end - cma_pages < ram_.back().start ||
-        cma_end - cma_pages < kend) {
-      throw std::invalid_argument(
-          fmt::format("cma = {}: expected a CMA area that fits in the highest RAM range",
-                      format_size(config_.cma_bytes)));
-    }
-    cma_ = {cma_end - cma_pages, cma_end};
-    cma_bitmap_.assign((std::size_t{cma_pages} + 63) / 64, 0);  // cma_activate_area()
+  reserved_.push_back({0, l.low_reserved_end});
+  if (l.kernel_image.size() != 0) reserved_.push_back(l.kernel_image);
+  if (l.memmap.size() != 0) reserved_.push_back(l.memmap);
+  if (l.cma.size() != 0) {
+    cma_ = l.cma;
+    cma_bitmap_.assign((std::size_t{cma_.size()} + 63) / 64, 0);  // cma_activate_area()
     cma_busy_.assign(cma_bitmap_.size(), 0);
   }
   std::sort(reserved_.begin(), reserved_.end(),

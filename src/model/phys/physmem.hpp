@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/phys/frame.hpp"
@@ -39,6 +40,22 @@ struct PfnRange {
   Pfn end = 0;  // exclusive
   [[nodiscard]] Pfn size() const { return end - start; }
 };
+
+// Where boot puts everything (e820 RAM ranges around the PCI hole, memblock's
+// reservations), or why a configuration cannot boot: the one place of these
+// rules, for PhysMem's boot and for readers that want to refuse a machine
+// before building it (scenario files).
+struct RamLayout {
+  std::vector<PfnRange> ram;    // ascending; the second starts at the hole's end
+  Pfn low_reserved_end = 0;     // [0, it): the low reservation
+  PfnRange kernel_image{};
+  PfnRange memmap{};            // empty without reserve_memmap
+  PfnRange cma{};               // empty without cma_bytes
+  std::string problem;          // empty when the configuration boots
+};
+// `cma_parts`, when given, says what the CMA area is made of in the problem
+// text ("cma 512 MiB and the secretmem area of X, 512 MiB").
+RamLayout plan_ram_layout(const PhysConfig& config, std::string_view cma_parts = {});
 
 // Counters in the spirit of /proc/vmstat.
 struct PhysStats {

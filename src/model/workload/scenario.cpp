@@ -298,38 +298,6 @@ void refuse_unclassifiable(std::string_view text, const std::string& file) {
 // bytes a page, at the top of RAM) must fit in the last one above the kernel
 // image, and the CMA area (cma plus the secretmem area a pool policy adds)
 // under the memmap, in the same range. "" when the machine boots.
-std::string layout_error(const MachineConfig& mc, std::uint64_t policy_cma, const std::string& policy_name) {
-  const phys::PhysConfig pc = mc.phys_config();
-  constexpr std::uint64_t kBlock = kPageblockNrPages * kPageSize;
-  auto round_up = [](std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; };
-  const bool above_hole = pc.ram_bytes > pc.pci_hole_start;
-  const std::uint64_t first_end = above_hole ? pc.pci_hole_start : pc.ram_bytes;
-  const std::uint64_t last_start = above_hole ? pc.pci_hole_end : 0;
-  const std::uint64_t end = above_hole ? pc.pci_hole_end + (pc.ram_bytes - pc.pci_hole_start) : pc.ram_bytes;
-  const std::uint64_t kernel_end = pc.kernel_image_start + pc.kernel_image_bytes;
-  if (kernel_end > first_end) {
-    return fmt::format("the kernel image ({} from {}) ends beyond the first RAM range, which ends at {}",
-                       format_size(pc.kernel_image_bytes), format_size(pc.kernel_image_start), format_size(first_end));
-  }
-  const std::uint64_t memmap = round_up(pc.ram_bytes / kPageSize * 64, kBlock);
-  if (end - last_start < memmap || end - memmap < kernel_end) {
-    return fmt::format("the memmap ({}, 64 bytes a page of RAM) does not fit {}", format_size(memmap),
-                       above_hole ? fmt::format("in the {} of RAM above the PCI hole", format_size(end - last_start))
-                                  : "between the kernel image and the end of RAM");
-  }
-  const std::uint64_t cma = round_up((pc.cma_bytes + policy_cma) / kPageSize * kPageSize, kBlock);
-  const std::uint64_t cma_end = end - memmap;
-  if (cma != 0 && (cma >= cma_end || cma_end - cma < std::max(last_start, kernel_end))) {
-    return fmt::format("the CMA area ({}{}) does not fit under the memmap, above {}", format_size(cma),
-                       policy_cma == 0     ? std::string()
-                       : pc.cma_bytes == 0 ? fmt::format(": the secretmem area of {}", policy_name)
-                                           : fmt::format(": cma {} and the secretmem area of {}, {}",
-                                                         format_size(pc.cma_bytes), policy_name, format_size(policy_cma)),
-                       above_hole ? "the PCI hole" : "the kernel image");
-  }
-  return {};
-}
-
 std::string stem_of(std::string_view path) {
   const std::size_t slash = path.find_last_of('/');
   if (slash != std::string_view::npos) path.remove_prefix(slash + 1);
@@ -620,9 +588,11 @@ Scenario parse_scenario(std::string_view text, std::string_view name) {
   // The machine must boot, under each policy (a pool policy adds its secretmem
   // area to the CMA area); reported where the last of the settings involved
   // was written (a file that gives none of them has the defaults, which boot).
-  auto check_layout = [&](std::uint64_t policy_cma, const std::string& policy_name) {
-    const std::string why = layout_error(mc, policy_cma, policy_name);
-    if (why.empty()) return;
+  for (const std::string& p : s.policies) {
+    MachineConfig booted = mc;
+    booted.policy = p;
+    const std::string why = boot_problem(booted);
+    if (why.empty()) continue;
     const toml::source_region* at = nullptr;
     for (const auto* r : {&ram_at, &pci_hole_at, &kernel_image_at, &cma_at, &secretmem_at, &policies_at}) {
       if (*r && (at == nullptr || (*r)->begin.line > at->begin.line)) at = &**r;
@@ -630,11 +600,6 @@ Scenario parse_scenario(std::string_view text, std::string_view name) {
     const std::string what = fmt::format("[machine]: the machine cannot boot: {}", why);
     if (at == nullptr) throw ScenarioError(rd.file(), 0, 0, what);
     rd.fail_at(*at, what);
-  };
-  check_layout(0, "");
-  for (const std::string& p : s.policies) {
-    const std::uint64_t policy_cma = policy::make_policy(p)->boot_cma_bytes(mc);
-    if (policy_cma != 0) check_layout(policy_cma, p);
   }
   if (min_pages_at && wc.min_secret_file_pages > wc.max_secret_file_pages) {
     rd.fail_at(*min_pages_at, fmt::format("[secrets] min_pages: expected at most max_pages ({}), got {}",
