@@ -27,7 +27,6 @@
 // all fail (memfd_secret disabled, no RLIMIT_MEMLOCK) with no other kind of
 // step makes no progress at all.
 #include <algorithm>
-#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "check.hpp"
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 #include "model/tlb/tlb.hpp"
@@ -60,20 +60,7 @@ constexpr std::uint64_t kMaxSteps = 100'000;
 // EXMEM_FUZZ_VERBOSE=1: say what became of each input (to check new seeds).
 const bool kVerbose = std::getenv("EXMEM_FUZZ_VERBOSE") != nullptr;
 
-[[noreturn]] __attribute__((format(printf, 1, 2))) void diverge(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::fputs("exmem_fuzz_scenario: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::abort();
-}
-
-#define CHECK(cond, ...)              \
-  do {                                \
-    if (!(cond)) diverge(__VA_ARGS__); \
-  } while (0)
+using exmem::fuzz::diverge;
 
 // Where a ScenarioError points must be in the text (or be 0: the whole file).
 void check_error(const wl::ScenarioError& e, std::string_view text) {

@@ -38,7 +38,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +49,7 @@
 #include <string_view>
 #include <vector>
 
+#include "check.hpp"
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
@@ -64,20 +64,7 @@ constexpr std::uint64_t kMaxRealPfn = std::uint64_t{1} << 36;
 // EXMEM_FUZZ_VERBOSE=1: say what became of each input (to check new seeds).
 const bool kVerbose = std::getenv("EXMEM_FUZZ_VERBOSE") != nullptr;
 
-[[noreturn]] __attribute__((format(printf, 1, 2))) void diverge(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::fputs("exmem_fuzz_trace: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::abort();
-}
-
-#define CHECK(cond, ...)           \
-  do {                             \
-    if (!(cond)) diverge(__VA_ARGS__); \
-  } while (0)
+using exmem::fuzz::diverge;
 
 std::string printable(std::string_view s) {
   std::string out;
