@@ -898,31 +898,28 @@ class TraceReader {
       emit(r);
       return;
     }
-    TraceEvent ev;
-    const char* open = nullptr;
-    const char* const end = line.data() + line.size();
-    if (parse_usual(line.data(), end, ev, &open) != end) {
-      std::string why;
-      const std::optional<TraceEvent> general = parse_trace_line(line, &why);
-      if (!general) {
-        // trace_pipe's note of events the ring buffer dropped: "CPU:1 [LOST 42 EVENTS]".
-        const std::size_t lost = line.find("[LOST ");
-        std::uint64_t n = 0;
-        if (lost != std::string_view::npos && parse_number(line.substr(lost + 6), n)) {
-          lost_events += n;
-          return;
-        }
-        if (trim(line).empty()) return;
-        unknown_line(line, std::move(why));
+    // scan() has tried the usual layout on the buffer already; what comes
+    // here is a line with a carriage return, or a layout only the general
+    // reader knows, or no event at all.
+    std::string why;
+    std::optional<TraceEvent> ev = parse_trace_line(line, &why);
+    if (!ev) {
+      // trace_pipe's note of events the ring buffer dropped: "CPU:1 [LOST 42 EVENTS]".
+      const std::size_t lost = line.find("[LOST ");
+      std::uint64_t n = 0;
+      if (lost != std::string_view::npos && parse_number(line.substr(lost + 6), n)) {
+        lost_events += n;
         return;
       }
-      ev = *general;
-      open = nullptr;
+      if (trim(line).empty()) return;
+      unknown_line(line, std::move(why));
+      return;
     }
-    on_event(ev, line.data(), open);
+    on_event(*ev, line.data(), nullptr);
   }
 
-  // A recognised event to the replay; `open` as parse_usual() gives it.
+  // A recognised event to the replay; `open` as parse_usual() gives it
+  // (nullptr: the event's pid is already read).
   void on_event(TraceEvent& ev, const char* line, const char* open) {
     Record r;
     r.pfn = ev.pfn;
