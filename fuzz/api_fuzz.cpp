@@ -85,7 +85,7 @@
 #include <thread>
 #include <vector>
 
-#include "backend/sys.hpp"
+#include "exmem_testing.hpp"
 
 // exmem_fuzz_api: memfd_secret regions, canaries on (the small/large boundary
 // at 4088 bytes). exmem_fuzz_api_locked: the locked fallback (EXMEM_LOCKED_ONLY),
@@ -731,12 +731,12 @@ struct Fuzzer {
   }
 
   void inject(uint8_t call, uint8_t nth, uint8_t every) {
-    using exmem::sys::Call;
+    using exmem::testing::Call;
     auto c = static_cast<Call>(call % static_cast<int>(Call::count_));
     // Not EINTR: the callers retry it, and an endless EINTR is no real kernel's.
     static constexpr int kErrs[] = {ENOMEM, EAGAIN, EPERM, EMFILE, EFAULT, ENOSYS};
-    exmem::sys::clear_faults();
-    exmem::sys::inject(c, kErrs[(every >> 1) % (sizeof kErrs / sizeof kErrs[0])], 1 + nth % 4, every & 1);
+    exmem::testing::clear_faults();
+    exmem::testing::inject(c, kErrs[(every >> 1) % (sizeof kErrs / sizeof kErrs[0])], 1 + nth % 4, every & 1);
     m.injecting = true;
   }
 
@@ -820,12 +820,12 @@ struct Fuzzer {
         }
       }
       if (was_injecting) {  // a fault lasts for one operation
-        exmem::sys::clear_faults();
+        exmem::testing::clear_faults();
         m.injecting = false;
       }
       if (m.live.size() > kMaxLive) free_all();
     }
-    exmem::sys::clear_faults();
+    exmem::testing::clear_faults();
     m.injecting = false;
     for (const Object& o : m.live) m.verify(o, "at the end of the input");
     free_all();
