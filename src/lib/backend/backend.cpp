@@ -75,7 +75,7 @@ int probe_secret() {
   return 0;
 }
 
-void* reserve(size_t len, Failure* why) {
+void* reserve_address_space(size_t len, Failure* why) {
   void* p = pal::mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     *why = failed(Step::reserve, errno);
@@ -84,7 +84,7 @@ void* reserve(size_t len, Failure* why) {
   return p;
 }
 
-void release(void* addr, size_t len) { pal::munmap(addr, len); }
+void release_address_space(void* addr, size_t len) { pal::munmap(addr, len); }
 
 Failure map(void* addr, size_t len, const MapOptions& opt, Region* out) {
   int fd = -1;

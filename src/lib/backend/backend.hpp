@@ -25,7 +25,7 @@ int probe_secret();
 // The step of a mapping that the kernel refused.
 enum class Step {
   none,
-  reserve,           // the PROT_NONE reservation
+  reserve,           // the PROT_NONE reservation of address space
   memfd_secret,      // creating the region's memfd_secret file
   size_secret,       // ftruncate of that file
   memfd_create,      // creating the locked memfd of a shareable region
@@ -50,9 +50,9 @@ struct Failure {
 
 // Reserves len bytes of address space, PROT_NONE, charged to nothing.
 // Returns nullptr on failure, with *why set.
-void* reserve(size_t len, Failure* why);
+void* reserve_address_space(size_t len, Failure* why);
 // Gives back a reservation (and whatever is mapped inside it).
-void release(void* addr, size_t len);
+void release_address_space(void* addr, size_t len);
 
 struct Region {
   void* addr = nullptr;

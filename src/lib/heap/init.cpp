@@ -59,10 +59,10 @@ int setup(Arena& a) {
   // is given, down to 64 MiB.
   size_t span = s.span;
   backend::Failure why;
-  void* base = backend::reserve(span, &why);
+  void* base = backend::reserve_address_space(span, &why);
   while (!base && span > (size_t{64} << 20)) {
     span /= 2;
-    base = backend::reserve(span, &why);
+    base = backend::reserve_address_space(span, &why);
   }
   if (!base) return diagnostics::mapping_failed(why, span, a.mapped_bytes);
   size_t nunits = span / kSlabSize;
@@ -71,7 +71,7 @@ int setup(Arena& a) {
                           -1, 0);
   if (table == MAP_FAILED) {
     int e = errno;
-    backend::release(base, span);
+    backend::release_address_space(base, span);
     return detail::set_error(EXMEM_E_NO_MEMORY, "cannot map the heap's %zu-byte slab table: %s", table_bytes,
                              std::strerror(e));
   }
@@ -111,7 +111,7 @@ bool arena_exists() { return g_arena != nullptr; }
 
 void release_reservation(Arena& a) {
   pal::munmap(g_layout.table, a.table_bytes);
-  backend::release(g_layout.base, g_layout.span);
+  backend::release_address_space(g_layout.base, g_layout.span);
   g_layout = Layout{};
   a.free_slabs.clear();
   a.free_extents.clear();
