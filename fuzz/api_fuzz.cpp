@@ -3,8 +3,8 @@
 //
 // The input is a sequence of operations, read front to back (so that seeds can
 // be written by hand: fuzz/corpus/gen_api_corpus.py). Each starts with an
-// opcode byte (taken modulo the number of operations) followed by its
-// arguments. Reading past the end yields zeros, and the run stops there.
+// opcode byte followed by its arguments: bytes 0..237 select operations 0..16
+// (modulo 17), bytes 238..255 the set-up orders 17..20 (238 + op - 17, modulo 4). Reading past the end yields zeros, and the run stops there.
 //
 //   op  name            arguments
 //   0   alloc           size
@@ -117,6 +117,7 @@ constexpr size_t kMaximum = size_t{8} << 20;  // exmem_config.maximum: keeps eve
 constexpr size_t kSmallMax = 4096;
 constexpr size_t kPage = 4096;
 constexpr size_t kMiB = size_t{1} << 20;
+constexpr uint8_t kSetUpOpcodes = 238;  // first opcode byte of the set-up orders (ops 17..20)
 constexpr size_t kMaxLive = 4096;  // objects the model keeps at once (more allocations are freed at once)
 
 // ---- Failure ------------------------------------------------------------------
@@ -920,7 +921,11 @@ struct Fuzzer {
                                         "init",         "failed set-up", "fork"};
     while (!in.done()) {
       bool was_injecting = m.injecting;
-      uint8_t op = in.u8() % 21;
+      // Opcode bytes 238..255 are the set-up orders (each costs a set-up or a
+      // fork, so they stay rarer than the heap's own operations); the rest
+      // select operations 0..16 modulo 17.
+      uint8_t b = in.u8();
+      auto op = static_cast<uint8_t>(b < kSetUpOpcodes ? b % 17 : 17 + (b - kSetUpOpcodes) % 4);
       if (trace) std::fprintf(stderr, "op %s (%zu live)\n", names[op], m.live.size());
       switch (op) {
         case 0:

@@ -14,7 +14,8 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api")
 # Opcodes.
 ALLOC, CALLOC, REALLOC, FREE, USABLE, WRITE, READ = range(7)
 R_ALLOC, R_FREE, R_REALLOC, RESTART, BURST, STATS, SHARE, BAD_SHARE, FREE_ALL, INJECT = range(7, 17)
-RESET, INIT, FAILED_SETUP, FORK = range(17, 21)
+# The set-up orders are opcode bytes 238..241 (operations 17..20).
+RESET, INIT, FAILED_SETUP, FORK = range(238, 242)
 
 # INIT's config byte: growth index (bits 0-1), reserve index (2-3), canaries (4),
 # EXMEM_FORK_SHARE (5), EXMEM_REQUIRE_SECRET (6).
