@@ -5,8 +5,6 @@
 #include <new>
 #include <utility>
 
-#include <exmem/exmem.h>
-
 #include "heap/arena_state.hpp"
 #include "pal/pal.hpp"
 
