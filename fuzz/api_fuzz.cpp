@@ -3,8 +3,8 @@
 //
 // The input is a sequence of operations, read front to back (so that seeds can
 // be written by hand: fuzz/corpus/gen_api_corpus.py). Each starts with an
-// opcode byte (taken modulo the number of operations) followed by its
-// arguments. Reading past the end yields zeros, and the run stops there.
+// opcode byte followed by its arguments: bytes 0..237 select operations 0..16
+// (modulo 17), bytes 238..255 the set-up orders 17..20 (238 + op - 17, modulo 4). Reading past the end yields zeros, and the run stops there.
 //
 //   op  name            arguments
 //   0   alloc           size
@@ -24,6 +24,14 @@
 //   14  bad share msg   u8 length, bytes, u8 descriptor kind
 //   15  free all
 //   16  inject fault    u8 call, u8 nth, u8 every (for the next operation only)
+//   17  reset                                 (everything freed; the heap back to
+//                                             never set up: exmem_testing::reset_heap)
+//   18  init            u8 config             (exmem_init: growth, reserve, canaries,
+//                                             fork mode, policy; maximum always 8 MiB)
+//   19  failed set-up   u8 how                (a first use, exmem_alloc, exmem_protection
+//                                             or exmem_share_create, while mmap fails)
+//   20  fork                                  (the child allocates, checks and exits;
+//                                             the parent waits for it)
 //
 //   object: one byte, index modulo the number of live objects.
 //   size:   a kind byte, then its value (see read_size()): tiny, small, class
@@ -31,7 +39,12 @@
 //           (to 1 MiB), huge (which must fail with NULL + errno), raw 64-bit.
 //
 // exmem_config.maximum is 8 MiB, so that filling the heap stays cheap: every
-// page of exclusive memory is faulted in when its region is mapped.
+// page of exclusive memory is faulted in when its region is mapped. After a
+// reset, a first use without exmem_init sets the heap up with the defaults,
+// which have no maximum: sizes between 8 MiB and what the heap refuses anyway
+// (2^46) are then folded to plausible ones. Set-up orders (reset, failed
+// set-up, exmem_init, first use, fork, in any order) are how a fork deadlock
+// after a failed first use would show: as a hang, which libFuzzer reports.
 //
 // The model keeps, for each live object, its address, the size asked, its
 // usable size and the bytes expected in all of its usable bytes. It checks:
@@ -66,11 +79,14 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -85,7 +101,7 @@
 #include <thread>
 #include <vector>
 
-#include "backend/sys.hpp"
+#include "exmem_testing.hpp"
 
 // exmem_fuzz_api: memfd_secret regions, canaries on (the small/large boundary
 // at 4088 bytes). exmem_fuzz_api_locked: the locked fallback (EXMEM_LOCKED_ONLY),
@@ -101,6 +117,7 @@ constexpr size_t kMaximum = size_t{8} << 20;  // exmem_config.maximum: keeps eve
 constexpr size_t kSmallMax = 4096;
 constexpr size_t kPage = 4096;
 constexpr size_t kMiB = size_t{1} << 20;
+constexpr uint8_t kSetUpOpcodes = 238;  // first opcode byte of the set-up orders (ops 17..20)
 constexpr size_t kMaxLive = 4096;  // objects the model keeps at once (more allocations are freed at once)
 
 // ---- Failure ------------------------------------------------------------------
@@ -169,10 +186,24 @@ constexpr size_t kHuge[] = {std::numeric_limits<size_t>::max(),
                             kMaximum + kPage,
                             2 * kMaximum};
 
-// A size that no heap of this configuration can satisfy.
+// Whether the heap runs with exmem_config.maximum = kMaximum (else: no cap).
+bool g_capped = true;
+
+// A size that no heap of this configuration can satisfy. Uncapped, every size
+// above kMaximum is folded (fold()) unless the heap refuses it anyway.
 bool impossible(size_t n) { return n > kMaximum; }
 
-size_t read_size(Input& in) {
+constexpr size_t kLargestObject = size_t{1} << 46;  // the heap refuses larger objects
+
+size_t fold(size_t n) {
+  if (g_capped || n <= kMaximum || n > kLargestObject) return n;
+  return n % (kSmallMax + 65537);
+}
+
+size_t read_size_unfolded(Input& in);
+size_t read_size(Input& in) { return fold(read_size_unfolded(in)); }
+
+size_t read_size_unfolded(Input& in) {
   // Kinds by weight (of 32): tiny 8, small 8, class edge 6, special 4, large 2,
   // big 1, huge 2, raw 1. Large and big objects are rare because each of their
   // pages is faulted in when mapped (about 0.3 ms a page for memfd_secret).
@@ -250,8 +281,12 @@ class Remote {
     cv_.wait(l, [&] { return task_ == nullptr; });
   }
   // Ends the thread (its heap is retired, its slabs orphaned) and starts another.
-  void restart() {
+  void restart() { without_thread([] {}); }
+  // Runs f while the thread does not exist (its heap retired), then starts another.
+  template <class F>
+  void without_thread(F f) {
     stop();
+    f();
     start();
   }
 
@@ -417,6 +452,10 @@ struct Fuzzer {
   void calloc_(size_t n, size_t size) {
     size_t total = 0;
     bool overflow = __builtin_mul_overflow(n, size, &total);
+    if (!overflow && fold(total) != total) {
+      n = 1;
+      total = size;
+    }
     errno = 0;
     void* p = exmem_calloc(n, size);
     int err = errno;
@@ -593,7 +632,7 @@ struct Fuzzer {
           m.live.size());
     CHECK(s.live_bytes == m.live_bytes(), "exmem_stats: %zu live bytes, the model has %zu", s.live_bytes,
           m.live_bytes());
-    CHECK(s.reserved_bytes <= kMaximum, "exmem_stats: %zu bytes reserved, above the maximum %zu", s.reserved_bytes,
+    CHECK(!g_capped || s.reserved_bytes <= kMaximum, "exmem_stats: %zu bytes reserved, above the maximum %zu", s.reserved_bytes,
           kMaximum);
   }
 
@@ -731,13 +770,146 @@ struct Fuzzer {
   }
 
   void inject(uint8_t call, uint8_t nth, uint8_t every) {
-    using exmem::sys::Call;
+    using exmem::testing::Call;
     auto c = static_cast<Call>(call % static_cast<int>(Call::count_));
     // Not EINTR: the callers retry it, and an endless EINTR is no real kernel's.
     static constexpr int kErrs[] = {ENOMEM, EAGAIN, EPERM, EMFILE, EFAULT, ENOSYS};
-    exmem::sys::clear_faults();
-    exmem::sys::inject(c, kErrs[(every >> 1) % (sizeof kErrs / sizeof kErrs[0])], 1 + nth % 4, every & 1);
+    exmem::testing::clear_faults();
+    exmem::testing::inject(c, kErrs[(every >> 1) % (sizeof kErrs / sizeof kErrs[0])], 1 + nth % 4, every & 1);
     m.injecting = true;
+  }
+
+  // ---- Set-up orders ----
+
+  // What LLVMFuzzerInitialize sets up, and what every input starts from.
+  static exmem_config standard_config() {
+    exmem_config cfg{};
+    cfg.maximum = kMaximum;
+    cfg.canaries = EXMEM_FUZZ_LOCKED ? 0 : 1;
+    cfg.policy = EXMEM_FUZZ_LOCKED ? EXMEM_LOCKED_ONLY : EXMEM_PREFER_SECRET;
+    cfg.quiet = 1;
+    return cfg;
+  }
+  // The configuration in force, or to be used by the next set-up.
+  exmem_config config = standard_config();
+
+  // Whether exmem_init would take a as a repeat of b (the library's rule).
+  static bool same_request(const exmem_config& a, const exmem_config& b) {
+    return a.reserve == b.reserve && a.growth == b.growth && a.maximum == b.maximum && a.policy == b.policy &&
+           a.fork_mode == b.fork_mode && (a.canaries != 0) == (b.canaries != 0) && (a.quiet != 0) == (b.quiet != 0);
+  }
+
+  // Whether the heap is set up (exmem_stats does not set it up).
+  static bool set_up() {
+    struct exmem_stats s{};
+    exmem_stats(&s);
+    return s.protection != EXMEM_PROT_NONE;
+  }
+
+  void reset() {
+    free_all();
+    remote.without_thread([] { exmem::testing::reset_heap(); });
+    CHECK(!set_up(), "the heap is still set up after reset_heap()");
+    config = exmem_config{};  // a first use now takes the defaults: no maximum
+    g_capped = false;
+  }
+
+  void init(uint8_t v) {
+    static constexpr size_t kGrowth[] = {0, size_t{64} << 10, size_t{1} << 20, size_t{3} << 20};
+    static constexpr size_t kReserve[] = {0, size_t{64} << 10, size_t{1} << 20, size_t{64} << 10};
+    exmem_config c = standard_config();
+    c.growth = kGrowth[v & 3];
+    c.reserve = kReserve[(v >> 2) & 3];
+    c.canaries = (v >> 4) & 1;
+    c.fork_mode = (v >> 5) & 1 ? EXMEM_FORK_SHARE : EXMEM_FORK_PRIVATE;
+    if (!EXMEM_FUZZ_LOCKED && ((v >> 6) & 1)) c.policy = EXMEM_REQUIRE_SECRET;
+    bool was_set_up = set_up();
+    int rc = exmem_init(&c);
+    if (was_set_up) {
+      int want = same_request(c, config) ? EXMEM_OK : EXMEM_E_ALREADY;
+      CHECK(rc == want, "exmem_init on a set-up heap returned %d, expected %d", rc, want);
+      return;
+    }
+    // Before set-up, the configuration replaces the last one, even when set-up fails.
+    config = c;
+    g_capped = true;
+    CHECK(rc == EXMEM_OK || m.injecting || (c.policy == EXMEM_REQUIRE_SECRET && rc == EXMEM_E_NO_SECRET),
+          "exmem_init before set-up returned %d", rc);
+    CHECK((rc == EXMEM_OK) == set_up(), "exmem_init returned %d, but the heap is %sset up", rc,
+          set_up() ? "" : "not ");
+  }
+
+  // A first use while mmap fails: every mmap (the reservation, at each size
+  // tried) or the second one (the slab table, after the reservation).
+  void failed_set_up(uint8_t how) {
+    if (set_up()) return;  // only a first use sets up
+    using exmem::testing::Call;
+    exmem::testing::clear_faults();
+    if (how & 4)
+      exmem::testing::inject(Call::mmap, ENOMEM, 2, false);
+    else
+      exmem::testing::inject(Call::mmap, ENOMEM, 1, true);
+    switch (how % 3) {
+      case 0: {
+        errno = 0;
+        void* p = exmem_alloc(32);
+        CHECK(p == nullptr && errno == ENOMEM, "exmem_alloc with mmap failing at set-up returned %p (errno %d)", p,
+              errno);
+        break;
+      }
+      case 1:
+        CHECK(exmem_protection() == EXMEM_PROT_NONE, "exmem_protection with mmap failing at set-up: %d",
+              exmem_protection());
+        break;
+      default: {
+        struct exmem_shared sh{};
+        CHECK(exmem_share_create(4096, &sh) != EXMEM_OK, "exmem_share_create with mmap failing at set-up succeeded");
+        break;
+      }
+    }
+    CHECK(exmem_last_error() != EXMEM_OK, "a failed set-up recorded no error");
+    exmem::testing::clear_faults();
+    CHECK(!set_up(), "a failed set-up left the heap set up");
+  }
+
+  // In the forked child: its own heap works, and with EXMEM_FORK_SHARE the
+  // parent's objects read as the model says. Returns the exit code.
+  int child_checks() {
+    exmem::testing::clear_faults();
+    auto* p = static_cast<uint8_t*>(exmem_alloc(48));
+    if (!p) return 2;
+    if (first_nonzero(p, 48) != 48) return 3;
+    std::memset(p, 0x5a, 48);
+    if (config.fork_mode == EXMEM_FORK_SHARE)
+      for (const Object& o : m.live)
+        if (std::memcmp(o.p, o.bytes.data(), o.usable) != 0) return 4;
+    exmem_free(p);
+    struct exmem_stats s{};
+    if (exmem_stats(&s) != EXMEM_OK || s.live_objects != 0) return 5;
+    return 0;
+  }
+
+  void fork_() {
+    std::fflush(nullptr);
+    // A deadlock in the fork handlers hangs fork() itself: libFuzzer reports
+    // the timeout. One in the child shows here.
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", std::strerror(errno));
+    if (pid == 0) _exit(child_checks());
+    int status = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    pid_t got;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) usleep(500);
+    if (got == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      diverge("the forked child did not exit within 10 s (a deadlock in the heap's fork handling?)");
+    }
+    CHECK(got == pid, "waitpid: %s", std::strerror(errno));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "the forked child failed its checks: status %#x (exit code 2: no allocation, 3: not zeroed, 4: the "
+          "parent's objects differ, 5: stats)",
+          status);
   }
 
   void run(Input& in) {
@@ -745,10 +917,15 @@ struct Fuzzer {
     static const char* const names[] = {"alloc",        "calloc",        "realloc",     "free",  "usable_size",
                                         "write",        "read",          "remote alloc", "remote free",
                                         "remote realloc", "restart thread", "burst",      "stats", "share",
-                                        "bad share",    "free all",      "inject"};
+                                        "bad share",    "free all",      "inject",       "reset",
+                                        "init",         "failed set-up", "fork"};
     while (!in.done()) {
       bool was_injecting = m.injecting;
-      uint8_t op = in.u8() % 17;
+      // Opcode bytes 238..255 are the set-up orders (each costs a set-up or a
+      // fork, so they stay rarer than the heap's own operations); the rest
+      // select operations 0..16 modulo 17.
+      uint8_t b = in.u8();
+      auto op = static_cast<uint8_t>(b < kSetUpOpcodes ? b % 17 : 17 + (b - kSetUpOpcodes) % 4);
       if (trace) std::fprintf(stderr, "op %s (%zu live)\n", names[op], m.live.size());
       switch (op) {
         case 0:
@@ -812,24 +989,44 @@ struct Fuzzer {
         case 15:
           free_all();
           break;
-        default: {
+        case 16: {
           uint8_t call = in.u8();
           uint8_t nth = in.u8();
           inject(call, nth, in.u8());
           break;
         }
+        case 17:
+          reset();
+          break;
+        case 18:
+          init(in.u8());
+          break;
+        case 19:
+          failed_set_up(in.u8());
+          break;
+        default:
+          fork_();
+          break;
       }
       if (was_injecting) {  // a fault lasts for one operation
-        exmem::sys::clear_faults();
+        exmem::testing::clear_faults();
         m.injecting = false;
       }
       if (m.live.size() > kMaxLive) free_all();
     }
-    exmem::sys::clear_faults();
+    exmem::testing::clear_faults();
     m.injecting = false;
     for (const Object& o : m.live) m.verify(o, "at the end of the input");
     free_all();
     stats();
+    // The next input starts from the standard configuration.
+    if (!same_request(config, standard_config())) {
+      reset();
+      exmem_config std_cfg = standard_config();
+      CHECK(exmem_init(&std_cfg) == EXMEM_OK, "exmem_init of the standard configuration after a reset failed");
+      config = std_cfg;
+      g_capped = true;
+    }
   }
 };
 
@@ -857,11 +1054,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       std::abort();
     }
   }
-  struct exmem_config cfg{};
-  cfg.maximum = kMaximum;
-  cfg.canaries = EXMEM_FUZZ_LOCKED ? 0 : 1;
-  cfg.policy = EXMEM_FUZZ_LOCKED ? EXMEM_LOCKED_ONLY : EXMEM_PREFER_SECRET;
-  cfg.quiet = 1;
+  struct exmem_config cfg = Fuzzer::standard_config();
   if (exmem_init(&cfg) != EXMEM_OK) {
     std::fprintf(stderr, "exmem_fuzz_api: exmem_init failed: %s\n", exmem_last_error_message());
     std::abort();

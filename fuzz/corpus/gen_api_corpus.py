@@ -14,8 +14,17 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api")
 # Opcodes.
 ALLOC, CALLOC, REALLOC, FREE, USABLE, WRITE, READ = range(7)
 R_ALLOC, R_FREE, R_REALLOC, RESTART, BURST, STATS, SHARE, BAD_SHARE, FREE_ALL, INJECT = range(7, 17)
+# The set-up orders are opcode bytes 238..241 (operations 17..20).
+RESET, INIT, FAILED_SETUP, FORK = range(238, 242)
 
-# Calls of backend/sys.hpp, for INJECT.
+# INIT's config byte: growth index (bits 0-1), reserve index (2-3), canaries (4),
+# EXMEM_FORK_SHARE (5), EXMEM_REQUIRE_SECRET (6).
+GROWTH_64K, GROWTH_1M, RESERVE_64K, RESERVE_1M, CANARIES, FORK_SHARE, REQUIRE = 1, 2, 4, 8, 16, 32, 64
+# FAILED_SETUP's byte: the first use (0 exmem_alloc, 1 exmem_protection, 2
+# exmem_share_create) plus 4 to fail the slab table's mmap instead of every mmap.
+FIRST_ALLOC, FIRST_PROTECTION, FIRST_SHARE, TABLE_ONLY = 0, 1, 2, 4
+
+# Calls of the platform layer (testing/exmem_testing.hpp), for INJECT.
 MEMFD_SECRET, MEMFD_CREATE, FTRUNCATE, MMAP, MUNMAP, MADVISE, MLOCK, CLOSE, OPEN, READ_CALL = range(10)
 
 
@@ -143,6 +152,17 @@ SEEDS = {
     # Regression: a shared region past exmem_config.maximum was created (and
     # every page of it faulted in): shares did not count towards the maximum.
     "regress-share-beyond-maximum": op(SHARE, huge(13)) + op(SHARE, huge(14)) + op(SHARE, big(4)) + op(STATS),
+    # Regression: a failed first use, then exmem_init, registered the fork
+    # handlers twice; the next fork() deadlocked.
+    "regress-fork-after-failed-setup": op(RESET) + op(FAILED_SETUP, u8(FIRST_ALLOC)) + op(INIT, u8(0))
+    + op(ALLOC, small(32)) + op(FORK) + op(FREE_ALL),
+    # Set-up orders: a first use with the defaults, inits that repeat or conflict,
+    # failed set-ups of each kind, forks in both modes.
+    "seed-setup-orders": op(RESET) + op(ALLOC, small(100)) + op(INIT, u8(0)) + op(FORK) + op(RESET)
+    + op(FAILED_SETUP, u8(FIRST_PROTECTION | TABLE_ONLY)) + op(FAILED_SETUP, u8(FIRST_SHARE))
+    + op(INIT, u8(FORK_SHARE | RESERVE_64K | GROWTH_64K)) + op(INIT, u8(FORK_SHARE | RESERVE_64K | GROWTH_64K))
+    + op(INIT, u8(0)) + op(ALLOC, small(64)) + write(0, 0, 64, 5) + op(FORK) + op(RESET)
+    + op(INIT, u8(REQUIRE | CANARIES | RESERVE_1M)) + op(ALLOC, large(9000)) + op(FORK) + op(STATS),
     "seed-maximum": b"".join(op(ALLOC, big(4)) for _ in range(10)) + op(STATS) + op(FREE_ALL)
     + op(ALLOC, big(4)) + op(STATS),
 }

@@ -27,6 +27,14 @@ extern "C" {
 #define EXMEM_VERSION_MINOR 1
 #define EXMEM_VERSION_PATCH 0
 
+/* Marks the library's exported functions: the shared library is built with
+ * hidden visibility, and these are all it exports. */
+#if defined(__GNUC__)
+#define EXMEM_API __attribute__((visibility("default")))
+#else
+#define EXMEM_API
+#endif
+
 /* Where exclusive memory may come from (exmem_config.policy). */
 enum exmem_policy {
   EXMEM_PREFER_SECRET = 0,  /* default: memfd_secret, else locked memory (said once on stderr) */
@@ -87,32 +95,32 @@ struct exmem_stats {
 /* Optional explicit set-up; the first allocation otherwise sets up the defaults.
  * cfg may be NULL (defaults). Returns EXMEM_OK or an enum exmem_error; a second
  * call with an identical config returns EXMEM_OK, with another EXMEM_E_ALREADY. */
-int exmem_init(const struct exmem_config *cfg);
+EXMEM_API int exmem_init(const struct exmem_config *cfg);
 
-void *exmem_alloc(size_t size);
-void *exmem_calloc(size_t n, size_t size);
+EXMEM_API void *exmem_alloc(size_t size);
+EXMEM_API void *exmem_calloc(size_t n, size_t size);
 /* Moves the object when it must; the old object is wiped. realloc(p, 0) frees p
  * and returns NULL. On failure returns NULL and leaves p untouched. */
-void *exmem_realloc(void *p, size_t size);
+EXMEM_API void *exmem_realloc(void *p, size_t size);
 /* Wipes the object and releases it. NULL is ignored. A pointer the heap does not
  * own, a double free, or a damaged canary aborts with a message naming it. */
-void exmem_free(void *p);
+EXMEM_API void exmem_free(void *p);
 /* Usable bytes of a live object (>= the size asked for). */
-size_t exmem_usable_size(const void *p);
+EXMEM_API size_t exmem_usable_size(const void *p);
 
 /* enum exmem_protection_level of the backend in use (sets up the heap if needed). */
-int exmem_protection(void);
-const char *exmem_strerror(int error);
+EXMEM_API int exmem_protection(void);
+EXMEM_API const char *exmem_strerror(int error);
 /* The calling thread's last error (enum exmem_error) and its full message, which
  * names the limit, the amount asked and the remedy. */
-int exmem_last_error(void);
-const char *exmem_last_error_message(void);
+EXMEM_API int exmem_last_error(void);
+EXMEM_API const char *exmem_last_error_message(void);
 /* In C++ the function hides the struct's name: write `struct exmem_stats s;`. */
 #if defined(__cplusplus) && defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wshadow"
 #endif
-int exmem_stats(struct exmem_stats *out);
+EXMEM_API int exmem_stats(struct exmem_stats *out);
 #if defined(__cplusplus) && defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -125,13 +133,13 @@ struct exmem_shared {
   int protection; /* enum exmem_protection_level */
 };
 /* Creates a shared exclusive region of at least size bytes, zeroed. */
-int exmem_share_create(size_t size, struct exmem_shared *out);
+EXMEM_API int exmem_share_create(size_t size, struct exmem_shared *out);
 /* Sends the region's descriptor and size over a connected AF_UNIX socket. */
-int exmem_share_send(int sock, const struct exmem_shared *s);
+EXMEM_API int exmem_share_send(int sock, const struct exmem_shared *s);
 /* Receives a region sent with exmem_share_send and maps it here. */
-int exmem_share_recv(int sock, struct exmem_shared *out);
+EXMEM_API int exmem_share_recv(int sock, struct exmem_shared *out);
 /* Unmaps the region and closes its descriptor (the last holder's close frees it). */
-int exmem_share_release(struct exmem_shared *s);
+EXMEM_API int exmem_share_release(struct exmem_shared *s);
 
 #ifdef __cplusplus
 }

@@ -7,12 +7,18 @@
 #include "error.hpp"
 #include "heap/arena.hpp"
 #include "heap/heap.hpp"
+#include "heap/settings.hpp"
+#include "public_types.hpp"
 
 using namespace exmem;
 
 extern "C" {
 
-int exmem_init(const struct exmem_config* cfg) { return heap::arena_init(cfg); }
+int exmem_init(const struct exmem_config* cfg) {
+  heap::Settings s;
+  if (int rc = heap::resolve_settings(cfg, &s); rc != EXMEM_OK) return rc;
+  return heap::arena_init(s);
+}
 
 void* exmem_alloc(size_t size) { return heap::alloc(size); }
 
@@ -54,7 +60,7 @@ void exmem_free(void* p) { heap::free(p); }
 
 size_t exmem_usable_size(const void* p) { return heap::arena_usable_size(p); }
 
-int exmem_protection(void) { return heap::arena_protection(); }
+int exmem_protection(void) { return protection_of(heap::arena_protection()); }
 
 const char* exmem_strerror(int error) {
   switch (error) {
@@ -84,6 +90,19 @@ const char* exmem_strerror(int error) {
 int exmem_last_error(void) { return detail::last_error(); }
 const char* exmem_last_error_message(void) { return detail::last_error_message(); }
 
-int exmem_stats(struct exmem_stats* out) { return heap::arena_stats(out); }
+int exmem_stats(struct exmem_stats* out) {
+  if (!out) return detail::set_error(EXMEM_E_INVALID, "exmem_stats: the output pointer is NULL");
+  heap::Stats s = heap::arena_stats();
+  *out = {};
+  out->live_objects = s.live_objects;
+  out->live_bytes = s.live_bytes;
+  out->reserved_bytes = s.mapped_bytes;
+  out->exclusive_pages = s.kind == backend::Kind::secret ? s.mapped_bytes / heap::kPage : 0;
+  out->memlock_bytes = s.mapped_bytes;
+  out->mappings = s.mappings;
+  out->regions = s.regions;
+  out->protection = protection_of(s.kind);
+  return EXMEM_OK;
+}
 
 }  // extern "C"

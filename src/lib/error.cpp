@@ -2,7 +2,8 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <unistd.h>
+
+#include "pal/pal.hpp"
 
 namespace exmem::detail {
 
@@ -33,8 +34,7 @@ void fatal(const char* fmt, ...) {
   va_end(ap);
   if (n > static_cast<int>(sizeof buf) - 2) n = static_cast<int>(sizeof buf) - 2;
   buf[n++] = '\n';
-  ssize_t w = ::write(STDERR_FILENO, buf, static_cast<size_t>(n));
-  (void)w;
+  pal::write_stderr(buf, static_cast<size_t>(n));
   std::abort();
 }
 

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,11 +16,11 @@
 
 #include <exmem/exmem.h>
 
-#include "backend/sys.hpp"
+#include "exmem_testing.hpp"
 
 namespace {
 
-using exmem::sys::Call;
+using exmem::testing::Call;
 
 size_t open_fds() {
   size_t n = 0;
@@ -86,15 +87,15 @@ TEST_P(FailingCall, GivesACleanErrorLeaksNothingAndRecovers) {
     void* warm = exmem_alloc(32);
     CHECK_OR_DIE(warm != nullptr, "%s", exmem_last_error_message());
     Snapshot before = snap();
-    exmem::sys::clear_faults();
-    exmem::sys::inject(call, err, 1, every);
+    exmem::testing::clear_faults();
+    exmem::testing::inject(call, err, 1, every);
     errno = 0;
     void* p = fresh_region_alloc();
     bool failed = p == nullptr;
     int saved = errno;
-    exmem::sys::clear_faults();
+    exmem::testing::clear_faults();
     if (failed) {
-      CHECK_OR_DIE(saved == ENOMEM, "errno %d after a failed %s", saved, exmem::sys::call_name(call));
+      CHECK_OR_DIE(saved == ENOMEM, "errno %d after a failed %s", saved, exmem::testing::call_name(call));
       CHECK_OR_DIE(exmem_last_error() != EXMEM_OK, "no error code recorded");
       CHECK_OR_DIE(std::strlen(exmem_last_error_message()) > 10, "empty message");
       Snapshot after = snap();
@@ -107,7 +108,7 @@ TEST_P(FailingCall, GivesACleanErrorLeaksNothingAndRecovers) {
     }
     // Works again once the fault stops, and the earlier object is intact.
     void* q = fresh_region_alloc();
-    CHECK_OR_DIE(q != nullptr, "no recovery after %s failed: %s", exmem::sys::call_name(call),
+    CHECK_OR_DIE(q != nullptr, "no recovery after %s failed: %s", exmem::testing::call_name(call),
                  exmem_last_error_message());
     std::memset(q, 0x5a, 100000);
     exmem_free(q);
@@ -123,7 +124,7 @@ std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
                   : err == ENOSYS ? "ENOSYS"
                   : err == EPERM  ? "EPERM"
                                   : "EMFILE";
-  return std::string(exmem::sys::call_name(call)) + "_" + e + (every ? "_every" : "_first");
+  return std::string(exmem::testing::call_name(call)) + "_" + e + (every ? "_every" : "_first");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backend, FailingCall,
@@ -136,7 +137,7 @@ INSTANTIATE_TEST_SUITE_P(Backend, FailingCall,
 TEST(FailingCallAtSetUp, MemfdSecretEnosysFallsBackToLockedMemoryWhenThePolicyAllows) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   in_child([] {
-    exmem::sys::inject(Call::memfd_secret, ENOSYS, 1, true);
+    exmem::testing::inject(Call::memfd_secret, ENOSYS, 1, true);
     exmem_config cfg{};
     cfg.quiet = 1;
     CHECK_OR_DIE(exmem_init(&cfg) == EXMEM_OK, "%s", exmem_last_error_message());
@@ -150,14 +151,14 @@ TEST(FailingCallAtSetUp, MemfdSecretEnosysFallsBackToLockedMemoryWhenThePolicyAl
 TEST(FailingCallAtSetUp, MemfdSecretEnosysFailsCleanlyWhenSecretIsRequired) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   in_child([] {
-    exmem::sys::inject(Call::memfd_secret, ENOSYS, 1, true);
+    exmem::testing::inject(Call::memfd_secret, ENOSYS, 1, true);
     exmem_config cfg{};
     cfg.policy = EXMEM_REQUIRE_SECRET;
     CHECK_OR_DIE(exmem_init(&cfg) == EXMEM_E_NO_SECRET, "%s", exmem_last_error_message());
     CHECK_OR_DIE(std::strstr(exmem_last_error_message(), "memfd_secret") != nullptr, "%s",
                  exmem_last_error_message());
     // Once the kernel offers it again, set-up succeeds.
-    exmem::sys::clear_faults();
+    exmem::testing::clear_faults();
     CHECK_OR_DIE(exmem_init(&cfg) == EXMEM_OK, "%s", exmem_last_error_message());
     CHECK_OR_DIE(exmem_protection() == EXMEM_PROT_SECRET, "protection %d", exmem_protection());
   });
@@ -166,11 +167,11 @@ TEST(FailingCallAtSetUp, MemfdSecretEnosysFailsCleanlyWhenSecretIsRequired) {
 TEST(FailingCallAtSetUp, ReservationFailureLeavesTheHeapRetryable) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   in_child([] {
-    exmem::sys::inject(Call::mmap, ENOMEM, 1, true);
+    exmem::testing::inject(Call::mmap, ENOMEM, 1, true);
     errno = 0;
     CHECK_OR_DIE(exmem_alloc(32) == nullptr, "allocated with mmap failing");
     CHECK_OR_DIE(errno == ENOMEM, "errno %d", errno);
-    exmem::sys::clear_faults();
+    exmem::testing::clear_faults();
     void* p = exmem_alloc(32);
     CHECK_OR_DIE(p != nullptr, "%s", exmem_last_error_message());
     exmem_free(p);
@@ -187,7 +188,7 @@ TEST(FailingCallLocked, MlockFailureIsAMemlockErrorAndRecovers) {
       void* warm = exmem_alloc(32);
       CHECK_OR_DIE(warm != nullptr, "%s", exmem_last_error_message());
       Snapshot before = snap();
-      exmem::sys::inject(Call::mlock, err, 1, true);
+      exmem::testing::inject(Call::mlock, err, 1, true);
       CHECK_OR_DIE(exmem_alloc(100000) == nullptr, "allocated with mlock failing");
       CHECK_OR_DIE(exmem_last_error() == EXMEM_E_MEMLOCK, "error %d: %s", exmem_last_error(),
                    exmem_last_error_message());
@@ -195,7 +196,7 @@ TEST(FailingCallLocked, MlockFailureIsAMemlockErrorAndRecovers) {
                    exmem_last_error_message());
       Snapshot after = snap();
       CHECK_OR_DIE(after.maps == before.maps && after.reserved == before.reserved, "leaked a mapping");
-      exmem::sys::clear_faults();
+      exmem::testing::clear_faults();
       void* p = exmem_alloc(100000);
       CHECK_OR_DIE(p != nullptr, "%s", exmem_last_error_message());
       exmem_free(p);
@@ -210,15 +211,74 @@ TEST(FailingCallShare, ShareCreateFailsCleanlyAndRecovers) {
     in_child([c] {
       CHECK_OR_DIE(exmem_protection() == EXMEM_PROT_SECRET, "needs memfd_secret");
       size_t fds = open_fds();
-      exmem::sys::inject(c, ENOMEM, 1, true);
+      exmem::testing::inject(c, ENOMEM, 1, true);
       struct exmem_shared s{};
-      CHECK_OR_DIE(exmem_share_create(8192, &s) != EXMEM_OK, "created with %s failing", exmem::sys::call_name(c));
-      exmem::sys::clear_faults();
-      CHECK_OR_DIE(open_fds() == fds, "leaked a descriptor after %s failed", exmem::sys::call_name(c));
+      CHECK_OR_DIE(exmem_share_create(8192, &s) != EXMEM_OK, "created with %s failing", exmem::testing::call_name(c));
+      exmem::testing::clear_faults();
+      CHECK_OR_DIE(open_fds() == fds, "leaked a descriptor after %s failed", exmem::testing::call_name(c));
       CHECK_OR_DIE(exmem_share_create(8192, &s) == EXMEM_OK, "%s", exmem_last_error_message());
       CHECK_OR_DIE(exmem_share_release(&s) == EXMEM_OK, "%s", exmem_last_error_message());
     });
   }
 }
+
+// A first use of the heap that fails (its set-up refused by the kernel),
+// then an exmem_init that succeeds, then fork(): the fork handlers must be
+// registered once, or the second prepare handler waits forever for the lock
+// the first one took. SIGALRM ends a child that deadlocks.
+enum class FirstUse { alloc, protection, share_create };
+
+class FailedFirstUse : public ::testing::TestWithParam<FirstUse> {};
+
+TEST_P(FailedFirstUse, ThenInitThenForkDoesNotDeadlock) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  FirstUse first = GetParam();
+  in_child([first] {
+    exmem::testing::inject(Call::mmap, ENOMEM, 1, true);
+    struct exmem_shared s{};
+    switch (first) {
+      case FirstUse::alloc:
+        CHECK_OR_DIE(exmem_alloc(32) == nullptr, "allocated with mmap failing");
+        break;
+      case FirstUse::protection:
+        CHECK_OR_DIE(exmem_protection() == EXMEM_PROT_NONE, "a protection level with mmap failing");
+        break;
+      case FirstUse::share_create:
+        CHECK_OR_DIE(exmem_share_create(4096, &s) != EXMEM_OK, "a shared region with mmap failing");
+        break;
+    }
+    exmem::testing::clear_faults();
+    CHECK_OR_DIE(exmem_init(nullptr) == EXMEM_OK, "%s", exmem_last_error_message());
+    void* p = exmem_alloc(32);
+    CHECK_OR_DIE(p != nullptr, "%s", exmem_last_error_message());
+    alarm(10);  // a deadlocked fork ends the test here, with SIGALRM
+    pid_t pid = fork();
+    CHECK_OR_DIE(pid >= 0, "fork: %s", std::strerror(errno));
+    if (pid == 0) {
+      void* q = exmem_alloc(32);
+      _exit(q != nullptr ? 0 : 3);
+    }
+    int status = 0;
+    CHECK_OR_DIE(waitpid(pid, &status, 0) == pid, "waitpid: %s", std::strerror(errno));
+    alarm(0);
+    CHECK_OR_DIE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child ended with status %#x", status);
+    exmem_free(p);
+  });
+}
+
+std::string FirstUseName(const ::testing::TestParamInfo<FirstUse>& param) {
+  switch (param.param) {
+    case FirstUse::alloc:
+      return "exmem_alloc";
+    case FirstUse::protection:
+      return "exmem_protection";
+    default:
+      return "exmem_share_create";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(SetUp, FailedFirstUse,
+                         ::testing::Values(FirstUse::alloc, FirstUse::protection, FirstUse::share_create),
+                         FirstUseName);
 
 }  // namespace

@@ -5,10 +5,14 @@
 // configuration, so those tests run in fresh processes.
 #include <exmem/exmem.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <tuple>
@@ -326,6 +330,53 @@ int share_mode_allocations_stay_apart() {
 TEST(ForkShare, ParentAndChildAllocationsNeverLandOnEachOther) {
   REQUIRE_MEMFD_SECRET();
   EXPECT_IN_FRESH_PROCESS(share_mode_allocations_stay_apart);
+}
+
+// Bytes of address space this process has mapped (VmSize).
+size_t mapped_address_space() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  size_t kib = 0;
+  char line[256];
+  while (f && std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmSize: %zu kB", &kib) == 1) break;
+  if (f) std::fclose(f);
+  return kib * 1024;
+}
+
+// The first use of the heap fails (RLIMIT_AS leaves no room for its smallest
+// reservation, 64 MiB), the limit is raised, exmem_init succeeds: the fork
+// handlers must still be registered once, or fork() waits forever on the heap's
+// lock. SIGALRM ends a process that deadlocks.
+int fork_after_first_use_refused_by_rlimit_as() {
+  rlimit old{};
+  CHILD_CHECK(getrlimit(RLIMIT_AS, &old) == 0, "getrlimit: %s", std::strerror(errno));
+  rlimit tight = old;
+  tight.rlim_cur = mapped_address_space() + (size_t{48} << 20);
+  CHILD_CHECK(setrlimit(RLIMIT_AS, &tight) == 0, "setrlimit: %s", std::strerror(errno));
+  void* refused = exmem_alloc(32);
+  CHILD_CHECK(setrlimit(RLIMIT_AS, &old) == 0, "setrlimit back: %s", std::strerror(errno));
+  CHILD_CHECK(refused == nullptr, "the first allocation succeeded under a tight RLIMIT_AS");
+  CHILD_CHECK(exmem_init(nullptr) == EXMEM_OK, "exmem_init: %s", last_error_text().c_str());
+  void* p = exmem_alloc(32);
+  CHILD_CHECK(p, "alloc after exmem_init: %s", last_error_text().c_str());
+  alarm(10);
+  pid_t pid = fork();
+  CHILD_CHECK(pid >= 0, "fork: %s", std::strerror(errno));
+  if (pid == 0) _exit(exmem_alloc(32) ? 0 : 3);
+  int status = 0;
+  CHILD_CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", std::strerror(errno));
+  alarm(0);
+  CHILD_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the forked child: %s", describe_status(status).c_str());
+  exmem_free(p);
+  return 0;
+}
+
+TEST(ForkAfterFailedSetUp, ExmemInitAfterAFirstUseRefusedByRlimitAsLeavesForkWorking) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "not under a sanitizer: its runtime maps memory of its own, which a tight RLIMIT_AS refuses; "
+                  "tests/faults runs the same sequence with an injected mmap failure in every build";
+#endif
+  EXPECT_IN_FRESH_PROCESS(fork_after_first_use_refused_by_rlimit_as);
 }
 
 }  // namespace

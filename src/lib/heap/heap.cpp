@@ -25,7 +25,7 @@ void* alloc_slow(size_t size) {
     return nullptr;
   }
   // Not size + 8 <= kMaxSmall: that wraps around for sizes near SIZE_MAX.
-  if (size <= kMaxSmall - (g_fast.canaries ? 8 : 0)) return alloc(size);
+  if (size <= kMaxSmall - (g_layout.canaries ? 8 : 0)) return alloc(size);
   void* p = arena_alloc_large(size);
   if (!p) errno = ENOMEM;
   return p;
@@ -34,9 +34,9 @@ void* alloc_slow(size_t size) {
 void flush_magazines(ThreadHeap* h) {
   for (size_t c = 0; c < kClasses; ++c) {
     for (uint32_t i = 0; i < h->mag_n[c]; ++i) {
-      auto* p = static_cast<uint8_t*>(h->mag[c][i]);
-      Slab* s = &g_fast.table[static_cast<size_t>(p - g_fast.base) >> kSlabShift];
-      uint32_t idx = static_cast<uint32_t>(p - s->start) / s->obj_size;
+      void* p = h->mag[c][i];
+      Slab* s = slab_of(p);
+      uint32_t idx = index_of(s, p);
       uint32_t w = idx >> 6;
       if (s->remote[w].load(std::memory_order_acquire) & (uint64_t{1} << (idx & 63))) report_double_free(p);
       s->bits[w].store(s->bits[w].load(std::memory_order_relaxed) & ~(uint64_t{1} << (idx & 63)),
@@ -49,9 +49,8 @@ void flush_magazines(ThreadHeap* h) {
 }
 
 void check_reused(void* p) {
-  auto* q = static_cast<uint8_t*>(p);
-  Slab* s = &g_fast.table[static_cast<size_t>(q - g_fast.base) >> kSlabShift];
-  uint32_t idx = static_cast<uint32_t>(q - s->start) / s->obj_size;
+  Slab* s = slab_of(p);
+  uint32_t idx = index_of(s, p);
   if (s->remote[idx >> 6].load(std::memory_order_acquire) & (uint64_t{1} << (idx & 63))) report_double_free(p);
 }
 
@@ -60,7 +59,7 @@ void check_magazine_against_remote(ThreadHeap* h, Slab* s) {
   for (uint32_t i = 0; i < h->mag_n[c]; ++i) {
     auto* p = static_cast<uint8_t*>(h->mag[c][i]);
     if (static_cast<size_t>(p - s->start) >= kSlabSize) continue;
-    uint32_t idx = static_cast<uint32_t>(p - s->start) / s->obj_size;
+    uint32_t idx = index_of(s, p);
     if (s->remote[idx >> 6].load(std::memory_order_acquire) & (uint64_t{1} << (idx & 63))) report_double_free(p);
   }
 }
@@ -89,7 +88,7 @@ void* alloc_refill(ThreadHeap* h, size_t cls) {
           collect_owned(h, s);
           h->full[c].remove(s);
           if (s->used == 0)
-            arena_give_slab_locked(s);
+            arena_give_slab(s);
           else
             h->partial[c].push(s, SlabList::partial);
         }
@@ -127,17 +126,17 @@ void free_list_change(ThreadHeap* h, Slab* s) {
   } else {
     return;
   }
-  arena_give_slab_locked(s);
+  arena_give_slab(s);
 }
 
 void free_slow(void* p) {
   if (!p) return;
-  size_t off = static_cast<size_t>(static_cast<uint8_t*>(p) - g_fast.base);
-  if (!g_fast.base || off >= g_fast.span) {
+  size_t off = static_cast<size_t>(static_cast<uint8_t*>(p) - g_layout.base);
+  if (!g_layout.base || off >= g_layout.span) {
     if (arena_inherited(p)) return;  // the parent's object (EXMEM_FORK_SHARE): not ours to wipe
     detail::fatal("exmem_free(%p): pointer not owned by the exmem heap", p);
   }
-  Slab* s = &g_fast.table[off >> kSlabShift];
+  Slab* s = slab_of(p);
   UnitKind kind = s->kind.load(std::memory_order_acquire);
   if (kind == UnitKind::large) {
     if (p != s->start)
@@ -146,9 +145,8 @@ void free_slow(void* p) {
   }
   if (kind != UnitKind::slab)
     detail::fatal("exmem_free(%p): double free, or a pointer the exmem heap does not own (no live object there)", p);
-  uint32_t rel = static_cast<uint32_t>(static_cast<uint8_t*>(p) - s->start);
-  uint32_t idx = static_cast<uint32_t>((uint64_t{rel} * s->inv) >> 32);
-  if (idx * s->obj_size != rel || idx >= s->nobj)
+  uint32_t idx = index_of(s, p);
+  if (idx * s->obj_size != static_cast<uint32_t>(static_cast<uint8_t*>(p) - s->start) || idx >= s->nobj)
     detail::fatal("exmem_free(%p): pointer inside an object, not its start: not owned by the exmem heap", p);
 
   ThreadHeap* h = thread_heap();
@@ -158,7 +156,7 @@ void free_slow(void* p) {
   uint32_t w = idx >> 6;
   uint64_t bit = uint64_t{1} << (idx & 63);
   if (!(s->bits[w].load(std::memory_order_relaxed) & bit)) report_double_free(p);
-  if (g_fast.canaries) {
+  if (g_layout.canaries) {
     uint64_t c;
     std::memcpy(&c, static_cast<uint8_t*>(p) + s->obj_size - 8, 8);
     if (c != canary_for(p)) report_canary(p);

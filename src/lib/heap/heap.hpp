@@ -110,16 +110,17 @@ struct alignas(64) ThreadHeap {
   ThreadHeap* next_heap = nullptr;
 };
 
-// What the fast paths read; written only at set-up (under the arena lock, before
-// any pointer of the heap is handed out) and in a forked child.
-struct Fast {
+// Where the heap lies: what the fast paths read. Written only at set-up (under
+// the arena lock, before any pointer of the heap is handed out), in a forked
+// child, and by the test hook that resets the heap.
+struct Layout {
   uint8_t* base = nullptr;
   size_t span = 0;
   Slab* table = nullptr;
   bool canaries = false;
   uint64_t canary_key = 0;
 };
-extern Fast g_fast;
+extern Layout g_layout;
 
 // constinit: no TLS wrapper call on the fast paths.
 extern constinit thread_local ThreadHeap* t_heap __attribute__((tls_model("initial-exec")));
@@ -138,8 +139,20 @@ void check_magazine_against_remote(ThreadHeap* h, Slab* s);
 // Aborts if p, taken from a magazine, was freed by another thread meanwhile.
 void check_reused(void* p);
 
+// The slab record of the unit holding p. pre: p lies in [base, base + span).
+inline Slab* slab_of(const void* p) {
+  return &g_layout.table[static_cast<size_t>(static_cast<const uint8_t*>(p) - g_layout.base) >> kSlabShift];
+}
+
+// Index of the object of s that p points into (floor of offset / obj_size,
+// exact for every offset inside a slab). pre: s is a slab and p lies in it.
+inline uint32_t index_of(const Slab* s, const void* p) {
+  uint32_t rel = static_cast<uint32_t>(static_cast<const uint8_t*>(p) - s->start);
+  return static_cast<uint32_t>((uint64_t{rel} * s->inv) >> 32);
+}
+
 inline uint64_t canary_for(const void* slot) {
-  return g_fast.canary_key ^ reinterpret_cast<uintptr_t>(slot) ^ 0x9e3779b97f4a7c15ull;
+  return g_layout.canary_key ^ reinterpret_cast<uintptr_t>(slot) ^ 0x9e3779b97f4a7c15ull;
 }
 
 // Zeroes n bytes in a way the compiler cannot drop. Small objects (16-byte
@@ -184,7 +197,7 @@ inline void* slab_take(Slab* s) {
 inline void* alloc(size_t size) {
   // size > kMaxSmall first: with canaries, size + 8 wraps around for sizes
   // near SIZE_MAX and would pick a small class.
-  size_t need = size + (g_fast.canaries ? 8 : 0);
+  size_t need = size + (g_layout.canaries ? 8 : 0);
   ThreadHeap* h = t_heap;
   if (__builtin_expect(size > kMaxSmall || need > kMaxSmall || size == 0 || h == nullptr, 0)) return alloc_slow(size);
   size_t cls = class_of(need);
@@ -194,7 +207,7 @@ inline void* alloc(size_t size) {
     set_mag_n(h, cls, n - 1);
     // Another thread may have freed this (already free) object again: its
     // remote bit would then be set. Catch that double free before reuse.
-    const Slab* s = &g_fast.table[static_cast<size_t>(static_cast<uint8_t*>(p) - g_fast.base) >> kSlabShift];
+    const Slab* s = slab_of(p);
     if (__builtin_expect(s->remote_count.load(std::memory_order_relaxed) != 0, 0)) check_reused(p);
   } else {
     Slab* s = h->current[cls];
@@ -204,7 +217,7 @@ inline void* alloc(size_t size) {
       if (!p) return nullptr;
     }
   }
-  if (g_fast.canaries) {
+  if (g_layout.canaries) {
     uint64_t c = canary_for(p);
     std::memcpy(static_cast<uint8_t*>(p) + kClassSize[cls] - 8, &c, 8);
   }
@@ -212,10 +225,10 @@ inline void* alloc(size_t size) {
 }
 
 inline void free(void* p) {
-  uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_fast.base);
+  uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_layout.base);
   ThreadHeap* h = t_heap;
-  if (__builtin_expect(p == nullptr || off >= g_fast.span || h == nullptr, 0)) return free_slow(p);
-  Slab* s = &g_fast.table[off >> kSlabShift];
+  if (__builtin_expect(p == nullptr || off >= g_layout.span || h == nullptr, 0)) return free_slow(p);
+  Slab* s = &g_layout.table[off >> kSlabShift];
   if (__builtin_expect(s->kind.load(std::memory_order_relaxed) != UnitKind::slab ||
                            s->owner.load(std::memory_order_relaxed) != h,
                        0))
@@ -228,7 +241,7 @@ inline void free(void* p) {
   uint64_t b = s->bits[w].load(std::memory_order_relaxed);
   if (__builtin_expect(!(b & bit) || (s->remote[w].load(std::memory_order_relaxed) & bit), 0))
     report_double_free(p);
-  if (g_fast.canaries) {
+  if (g_layout.canaries) {
     uint64_t c;
     std::memcpy(&c, static_cast<uint8_t*>(p) + s->obj_size - 8, 8);
     if (c != canary_for(p)) report_canary(p);

@@ -7,7 +7,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -15,6 +14,8 @@
 
 #include "error.hpp"
 #include "heap/arena.hpp"
+#include "pal/pal.hpp"
+#include "public_types.hpp"
 
 using namespace exmem;
 
@@ -30,6 +31,15 @@ struct Message {
 constexpr char kMagic[8] = {'e', 'x', 'm', 'e', 'm', 'S', 'H', '1'};
 constexpr size_t kMaxShare = size_t{1} << 40;
 
+// Maps a new shared region (fd < 0) or a received one into *out.
+int map_shared(size_t size, int fd, int protection, exmem_shared* out) {
+  backend::Region r;
+  backend::Kind kind = backend::Kind::none;
+  int rc = heap::arena_map_shared(size, fd, kind_of(protection), &r, &kind);
+  if (rc == EXMEM_OK) *out = exmem_shared{r.addr, r.len, r.fd, protection_of(kind)};
+  return rc;
+}
+
 }  // namespace
 
 extern "C" {
@@ -38,7 +48,7 @@ int exmem_share_create(size_t size, struct exmem_shared* out) {
   if (!out) return detail::set_error(EXMEM_E_INVALID, "exmem_share_create: the output pointer is NULL");
   if (size == 0 || size > kMaxShare)
     return detail::set_error(EXMEM_E_INVALID, "exmem_share_create: size %zu: expected 1 to %zu bytes", size, kMaxShare);
-  return heap::arena_map_shared(size, -1, EXMEM_PROT_NONE, out);
+  return map_shared(size, -1, EXMEM_PROT_NONE, out);
 }
 
 int exmem_share_send(int sock, const struct exmem_shared* s) {
@@ -60,9 +70,7 @@ int exmem_share_send(int sock, const struct exmem_shared* s) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &s->fd, sizeof(int));
-  ssize_t n;
-  do n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = pal::sendmsg(sock, &msg, MSG_NOSIGNAL);
   if (n != static_cast<ssize_t>(sizeof m))
     return detail::set_error(EXMEM_E_SYSTEM, "exmem_share_send: sendmsg on socket %d failed: %s", sock,
                              n < 0 ? std::strerror(errno) : "short write");
@@ -79,9 +87,7 @@ int exmem_share_recv(int sock, struct exmem_shared* out) {
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = pal::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
   if (n < 0) return detail::set_error(EXMEM_E_SYSTEM, "exmem_share_recv: recvmsg on socket %d failed: %s", sock, std::strerror(errno));
   int fd = -1, extra = 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -92,13 +98,13 @@ int exmem_share_recv(int sock, struct exmem_shared* out) {
       std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
       if (fd < 0) fd = got;
       else {
-        close(got);  // never leak descriptors a peer pushed on us
+        pal::close(got);  // never leak descriptors a peer pushed on us
         ++extra;
       }
     }
   }
   auto protocol = [&](const char* what) {
-    if (fd >= 0) close(fd);
+    if (fd >= 0) pal::close(fd);
     return detail::set_error(EXMEM_E_PROTOCOL, "exmem_share_recv: %s (got %zd bytes%s)", what, n,
                              msg.msg_flags & MSG_CTRUNC ? ", control data truncated" : "");
   };
@@ -114,7 +120,7 @@ int exmem_share_recv(int sock, struct exmem_shared* out) {
   // EXMEM_PROT_SECRET, a memfd (tmpfs) for EXMEM_PROT_LOCKED. A peer must not
   // pass off ordinary memory or a regular file as exclusive memory.
   struct statfs fs{};
-  if (fstatfs(fd, &fs) != 0) return protocol("the descriptor cannot be inspected");
+  if (pal::fstatfs(fd, &fs) != 0) return protocol("the descriptor cannot be inspected");
   constexpr long kSecretmemMagic = 0x5345434d;  // "SECM"
   constexpr long kTmpfsMagic = 0x01021994;
   if (m.protection == EXMEM_PROT_SECRET && static_cast<long>(fs.f_type) != kSecretmemMagic)
@@ -122,16 +128,18 @@ int exmem_share_recv(int sock, struct exmem_shared* out) {
   if (m.protection == EXMEM_PROT_LOCKED && static_cast<long>(fs.f_type) != kTmpfsMagic)
     return protocol("the descriptor is not a memfd, though the message says it is");
   struct stat st{};
-  if (fstat(fd, &st) == 0 && st.st_size > 0 && static_cast<uint64_t>(st.st_size) < m.size)
+  if (pal::fstat(fd, &st) == 0 && st.st_size > 0 && static_cast<uint64_t>(st.st_size) < m.size)
     return protocol("the region is smaller than the message says");
-  int rc = heap::arena_map_shared(static_cast<size_t>(m.size), fd, m.protection, out);
-  if (rc != EXMEM_OK) close(fd);
+  int rc = map_shared(static_cast<size_t>(m.size), fd, m.protection, out);
+  if (rc != EXMEM_OK) pal::close(fd);
   return rc;
 }
 
 int exmem_share_release(struct exmem_shared* s) {
   if (!s || !s->addr) return detail::set_error(EXMEM_E_INVALID, "exmem_share_release: no region given");
-  return heap::arena_unmap_shared(s);
+  if (int rc = heap::arena_unmap_shared(backend::Region{s->addr, s->size, s->fd}); rc != EXMEM_OK) return rc;
+  *s = exmem_shared{nullptr, 0, -1, EXMEM_PROT_NONE};
+  return EXMEM_OK;
 }
 
 }  // extern "C"
