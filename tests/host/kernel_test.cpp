@@ -9,7 +9,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -17,11 +21,36 @@
 #include "host/host.hpp"
 #include "support/test_util.hpp"
 
+// Counts the allocations of this program, to hold host to its promise that the
+// functions the library calls on its error paths allocate nothing.
+std::atomic<unsigned long> g_allocations{0};
+
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
 namespace {
 
 namespace host = exmem::host;
 
 constexpr std::size_t kPages = 64;
+
+TEST(HostKernel, TheLibrarysWordingsAllocateNothing) {
+  char why[1024];
+  char refusal[1024];
+  const unsigned long before = g_allocations.load();
+  ASSERT_GT(before, 0U) << "the counting operator new is not in use";
+  host::why_secret_unavailable(ENOSYS, why, sizeof why);
+  host::word_memlock_refusal(host::memlock_facts(), 1 << 20, EAGAIN, refusal, sizeof refusal);
+  const unsigned long after = g_allocations.load();
+  EXPECT_EQ(after, before) << "allocations while wording: " << why << " / " << refusal;
+  EXPECT_NE(std::string(refusal).find("RLIMIT_MEMLOCK refused the mapping (EAGAIN)"), std::string::npos) << refusal;
+  EXPECT_GT(std::strlen(why), 20U) << why;
+}
 
 TEST(HostKernel, MemfdSecretWorksHere) {
   const host::SecretFacts f = host::check_secret();
