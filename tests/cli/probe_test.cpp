@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -25,6 +26,7 @@
 
 #include "host/host.hpp"
 #include "probe_util.hpp"
+#include "support/test_util.hpp"
 
 #ifndef EXMEM_BIN
 #error "EXMEM_BIN (path of the built exmem command) must be defined"
@@ -416,6 +418,36 @@ TEST(ProbeCommand, HelpHasExamples) {
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   for (const char* s : {"--json", "--fault-pages", "--reserve-mib", "--no-measure", "Examples:", "exmem probe --json"}) {
     EXPECT_NE(r.out.find(s), std::string::npos) << "missing '" << s << "'\n" << describe(r);
+  }
+}
+
+// Under a seccomp filter that answers ENOSYS for memfd_secret, the probe says so with
+// the same sentence host gives the library, and the measurements say why they were skipped.
+TEST(ProbeCommand, ASeccompFilterIsDiagnosedAsHostDiagnosesIt) {
+  const ProcResult r = run_exmem({"probe", "--json", "--fault-pages", "16", "--reserve-mib", "8"}, [] {
+    std::string why;
+    if (!exmem_test::block_memfd_secret(&why)) {
+      std::fprintf(stderr, "cannot block memfd_secret: %s\n", why.c_str());
+      ::_exit(90);
+    }
+  });
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  auto j = parse_json(r);
+  ASSERT_TRUE(j.has_value());
+  json& m = (*j)["memfd_secret"];
+  EXPECT_EQ(m["available"], false) << m.dump(2);
+  EXPECT_EQ(m["errno"], ENOSYS);
+  EXPECT_EQ(m["errno_name"], "ENOSYS");
+  EXPECT_EQ(m["seccomp_mode"], 2);
+  // What the library's message says for the same errno under the same filter.
+  host::SecretFacts f = host::secret_facts(ENOSYS);
+  f.seccomp_mode = 2;
+  EXPECT_EQ(m["reason"], host::secret_reason(f));
+  EXPECT_NE(m["reason"].get<std::string>().find("seccomp filter"), std::string::npos) << m.dump(2);
+  for (const char* section : {"fault_cost", "reserve"}) {
+    json& s = (*j)[section];
+    EXPECT_EQ(s["measured"], false) << s.dump(2);
+    EXPECT_EQ(s["error"], "memfd_secret is not available: " + m["reason"].get<std::string>()) << s.dump(2);
   }
 }
 
