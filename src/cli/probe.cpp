@@ -1,6 +1,6 @@
 // `exmem probe`: what this machine's kernel offers for exclusive memory, and what it
-// costs, measured. The facts come from host/, which libexmem's messages use too, so
-// the probe and the library give the same diagnosis; the reservation goes through
+// costs, measured. The facts and their wording come from host/, which is meant for
+// libexmem's messages too, so that both give one diagnosis; the reservation goes through
 // libexmem itself (exmem_init with .reserve, in a child process), so it measures the
 // route an application takes. This file holds the options; probe_report.hpp the
 // Report, probe_facts.cpp, probe_measure.cpp and probe_render.cpp the rest.
