@@ -23,7 +23,6 @@
 #include <sodium.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,9 +40,7 @@
 #include <utility>
 #include <vector>
 
-#ifndef SYS_memfd_secret
-#define SYS_memfd_secret 447
-#endif
+#include "host/secret.hpp"
 
 namespace {
 
@@ -164,7 +161,7 @@ PeerStatus init_peers() {
 
   // memfd_secret availability.
   {
-    const long fd = syscall(SYS_memfd_secret, 0);
+    const long fd = exmem::host::memfd_secret(0);
     if (fd < 0) {
       s.memfd_secret = errno_text("memfd_secret");
     } else {
@@ -250,7 +247,7 @@ void BM_sodium_malloc(benchmark::State& st) {
 void BM_memfd_secret_per_secret(benchmark::State& st) {
   const long page = sysconf(_SC_PAGESIZE);
   for (auto _ : st) {
-    const long fd = syscall(SYS_memfd_secret, 0);
+    const long fd = exmem::host::memfd_secret(0);
     if (fd < 0) {
       record_error(st, "BM_memfd_secret_per_secret", errno_text("memfd_secret"));
       break;

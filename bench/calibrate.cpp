@@ -20,41 +20,33 @@
 // the start plus those split by other activity during the run.
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <map>
+#include <optional>
 #include <set>
-#include <string>
 #include <vector>
 
+#include "host/host.hpp"
 #include "model/machine.hpp"
 
 namespace {
 
 namespace md = exmem::model;
 
-std::map<std::string, long long> read_counters() {
-  std::map<std::string, long long> v;
-  std::ifstream mi("/proc/meminfo");
-  for (std::string k, unit; mi >> k;) {
-    long long x = 0;
-    mi >> x;
-    std::getline(mi, unit);
-    if (k.rfind("DirectMap", 0) == 0) v[k.substr(0, k.size() - 1)] = x;
-  }
-  std::ifstream vs("/proc/vmstat");
-  for (std::string k; vs >> k;) {
-    long long x = 0;
-    vs >> x;
-    if (k.rfind("direct_map_", 0) == 0) v[k] = x;
-  }
-  return v;
+// The real kernel's counters, 0 for a field it does not show.
+struct Counters {
+  long long dm4k = 0, dm2m = 0, dm1g = 0, level2_splits = 0, level3_splits = 0;
+  bool has_1g = false;
+};
+
+Counters read_counters() {
+  const exmem::host::DirectMapCounters d = exmem::host::read_direct_map();
+  const auto v = [](const std::optional<std::uint64_t>& x) { return static_cast<long long>(x.value_or(0)); };
+  return {v(d.dm4k_kb), v(d.dm2m_kb), v(d.dm1g_kb), v(d.level2_splits), v(d.level3_splits), d.dm1g_kb.has_value()};
 }
 
 struct Mapping {
@@ -77,10 +69,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto start = read_counters();
-  long long total_kb = start["DirectMap4k"] + start["DirectMap2M"] + start["DirectMap1G"];
+  long long total_kb = start.dm4k + start.dm2m + start.dm1g;
   md::MachineConfig mc;
   mc.ram_bytes = static_cast<std::uint64_t>(total_kb) * 1024 / (2 * md::MiB) * (2 * md::MiB);
-  mc.direct_gbpages = start.count("DirectMap1G") && start["DirectMap1G"] > 0;
+  mc.direct_gbpages = start.has_1g && start.dm1g > 0;
   mc.cpus = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN));
   md::Machine machine(mc);
   const auto model_before = machine.dmap().counters();
@@ -89,18 +81,18 @@ int main(int argc, char** argv) {
               "direct_gbpages %s\n",
               rounds, mib, md::format_size(mc.ram_bytes).c_str(), mc.direct_gbpages ? "on" : "off");
   std::printf("real kernel at start: DirectMap4k %lld kB (%lld regions of 2 MiB already split), level2_splits %lld\n\n",
-              start["DirectMap4k"], start["DirectMap4k"] / 2048, start["direct_map_level2_splits"]);
+              start.dm4k, start.dm4k / 2048, start.level2_splits);
   std::printf("%5s %8s %14s %14s %14s %14s %12s\n", "round", "pages", "new 2M regions", "model l2 splits",
               "real l2 splits", "real 4k kB", "difference");
 
-  int pm = open("/proc/self/pagemap", O_RDONLY);
+  const exmem::host::Pagemap pm;
   std::vector<Mapping> held;
   std::set<std::uint64_t> regions_seen;
   long long sum_model = 0, sum_real = 0, outside = 0;
   for (int r = 1; r <= rounds; ++r) {
     size_t len = mib << 20;
     auto before = read_counters();
-    int fd = static_cast<int>(syscall(447, 0));
+    int fd = exmem::host::memfd_secret(0);
     if (fd < 0 || ftruncate(fd, static_cast<off_t>(len)) != 0) {
       std::fprintf(stderr, "memfd_secret: %s\n", std::strerror(errno));
       return 1;
@@ -114,13 +106,7 @@ int main(int argc, char** argv) {
     auto after = read_counters();
     held.push_back({p, len, fd});
 
-    std::vector<std::uint64_t> pfns;
-    for (size_t off = 0; off < len; off += 4096) {
-      std::uint64_t e = 0;
-      if (pread(pm, &e, 8, static_cast<off_t>((reinterpret_cast<uintptr_t>(p) + off) / 4096 * 8)) != 8) break;
-      std::uint64_t pfn = e & ((std::uint64_t{1} << 55) - 1);
-      if ((e >> 63) && pfn) pfns.push_back(pfn);
-    }
+    const std::vector<std::uint64_t> pfns = exmem::host::frames_of(pm, reinterpret_cast<uintptr_t>(p), len / 4096).pfns;
     const auto m0 = machine.dmap().counters();
     size_t new_regions = 0;
     for (std::uint64_t pfn : pfns) {
@@ -129,19 +115,19 @@ int main(int argc, char** argv) {
     }
     const auto m1 = machine.dmap().counters();
     long long model_l2 = static_cast<long long>(m1.level2_splits - m0.level2_splits);
-    long long real_l2 = after["direct_map_level2_splits"] - before["direct_map_level2_splits"];
+    long long real_l2 = after.level2_splits - before.level2_splits;
     sum_model += model_l2;
     sum_real += real_l2;
     std::printf("%5d %8zu %14zu %14lld %14lld %14lld %12lld\n", r, pfns.size(), new_regions, model_l2, real_l2,
-                after["DirectMap4k"] - before["DirectMap4k"], model_l2 - real_l2);
+                after.dm4k - before.dm4k, model_l2 - real_l2);
   }
   auto end = read_counters();
-  long long other = (end["direct_map_level2_splits"] - start["direct_map_level2_splits"]) - sum_real;
+  long long other = (end.level2_splits - start.level2_splits) - sum_real;
   std::printf("\ntotal: model %lld level-2 splits, real %lld; level-3: model %llu, real %lld\n", sum_model, sum_real,
               static_cast<unsigned long long>(machine.dmap().counters().level3_splits - model_before.level3_splits),
-              end["direct_map_level3_splits"] - start["direct_map_level3_splits"]);
+              end.level3_splits - start.level3_splits);
   if (outside) std::printf("%lld pages fell outside the model's RAM and were skipped\n", outside);
-  long long pre_split = start["DirectMap4k"] / 2048;
+  long long pre_split = start.dm4k / 2048;
   bool explained = sum_model >= sum_real && sum_model - sum_real <= pre_split + other;
   std::printf("the model predicts %lld more; the real kernel had %lld regions split before the first round "
               "(%lld more split by other activity meanwhile): %s\n",
@@ -152,6 +138,5 @@ int main(int argc, char** argv) {
     munmap(m.addr, m.len);
     close(m.fd);
   }
-  close(pm);
   return explained ? 0 : 1;
 }

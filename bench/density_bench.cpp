@@ -23,7 +23,6 @@
 #include <sys/capability.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,9 +38,7 @@
 #include <string>
 #include <vector>
 
-#ifndef SYS_memfd_secret
-#define SYS_memfd_secret 447
-#endif
+#include "host/secret.hpp"
 
 namespace {
 
@@ -331,7 +328,7 @@ void child_memfd_per_secret(ChildReport& rep) {
   const auto t0 = std::chrono::steady_clock::now();
   std::uint64_t n = 0;
   for (; n < kMemfdBound; ++n) {
-    const long fd = syscall(SYS_memfd_secret, 0);
+    const long fd = exmem::host::memfd_secret(0);
     if (fd < 0) {
       rep.err = errno;
       copy(rep.where, sizeof rep.where, "memfd_secret");

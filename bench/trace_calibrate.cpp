@@ -21,7 +21,6 @@
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,6 +35,7 @@
 #include <vector>
 
 #include "exmem/exmem.h"
+#include "host/secret.hpp"
 #include "model/workload/trace_calibration.hpp"
 #include "model/workload/trace_replay.hpp"
 
@@ -63,7 +63,7 @@ int workload(const std::string& api, std::size_t mib) {
     return 0;  // exit with the secrets live: the recorder reads their pages at the exit stop
   }
   if (api == "memfd_secret") {
-    const int fd = static_cast<int>(::syscall(SYS_memfd_secret, 0));
+    const int fd = exmem::host::memfd_secret(0);
     if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
       std::fprintf(stderr, "memfd_secret: %s\n", std::strerror(errno));
       return 1;

@@ -57,6 +57,7 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "host/host.hpp"
 
 namespace exmem::cli {
 
@@ -94,19 +95,14 @@ void write_file(const std::string& path, const std::string& value) {
 
 // Values from /proc/meminfo and /proc/vmstat for the calibration lines.
 std::string counters_line() {
-  std::map<std::string, std::string> v;
-  std::ifstream mi("/proc/meminfo");
-  for (std::string key, value, unit; mi >> key >> value && std::getline(mi, unit);) {
-    key.pop_back();  // the colon
-    if (key.rfind("DirectMap", 0) == 0) v[key + "_kB"] = value;
-  }
-  std::ifstream vs("/proc/vmstat");
-  for (std::string key, value; vs >> key >> value;)
-    if (key.rfind("direct_map_", 0) == 0) v[key.substr(11)] = value;
+  const host::DirectMapCounters d = host::read_direct_map();
+  const std::pair<const char*, const std::optional<std::uint64_t>&> fields[] = {
+      {"DirectMap4k_kB", d.dm4k_kb},          {"DirectMap2M_kB", d.dm2m_kb},
+      {"DirectMap1G_kB", d.dm1g_kb},          {"level2_splits", d.level2_splits},
+      {"level3_splits", d.level3_splits},     {"level2_collapses", d.level2_collapses},
+      {"level3_collapses", d.level3_collapses}};
   std::string line;
-  for (const char* k : {"DirectMap4k_kB", "DirectMap2M_kB", "DirectMap1G_kB", "level2_splits", "level3_splits",
-                        "level2_collapses", "level3_collapses"})
-    line += fmt::format(" {}={}", k, v.count(k) ? v[k] : "absent");
+  for (const auto& [k, v] : fields) line += v ? fmt::format(" {}={}", k, *v) : fmt::format(" {}=absent", k);
   return line;
 }
 
@@ -123,21 +119,12 @@ void sample_threads(pid_t pid, std::set<int>* tids) {
 
 // The physical frames behind pid's memfd_secret mappings (needs root).
 void sample_secret_pfns(pid_t pid, std::set<uint64_t>* pfns) {
-  std::ifstream maps(fmt::format("/proc/{}/maps", pid));
-  int pm = ::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC);
-  if (pm < 0) return;
-  for (std::string line; std::getline(maps, line);) {
-    if (line.find("/secretmem") == std::string::npos) continue;
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2) continue;
-    for (unsigned long a = lo; a < hi; a += 4096) {
-      uint64_t e = 0;
-      if (::pread(pm, &e, sizeof e, static_cast<off_t>(a / 4096 * 8)) != sizeof e) break;
-      uint64_t pfn = e & ((uint64_t{1} << 55) - 1);
-      if ((e >> 63) & 1 && pfn) pfns->insert(pfn);
-    }
+  const host::Pagemap pm(pid);
+  if (pm.error() != 0) return;
+  for (const host::Range& r : host::secret_mappings(pid)) {
+    const host::Frames f = host::frames_of(pm, r.begin, (r.end - r.begin) / host::page_size());
+    pfns->insert(f.pfns.begin(), f.pfns.end());
   }
-  ::close(pm);
 }
 
 struct Instance {

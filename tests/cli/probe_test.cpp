@@ -1,6 +1,7 @@
-// Tests of `exmem probe`: its pure helpers on sample text, and the built command run
+// Tests of `exmem probe`: its option and statistics helpers, and the built command run
 // as a real process on this machine's kernel, its JSON checked against the kernel's
-// rules and against what this test process sees itself.
+// rules and against what this test process sees itself (read through host/, whose own
+// parsing is tested in tests/host).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -11,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -22,7 +24,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "host/host.hpp"
 #include "probe_util.hpp"
+#include "support/test_util.hpp"
 
 #ifndef EXMEM_BIN
 #error "EXMEM_BIN (path of the built exmem command) must be defined"
@@ -31,10 +35,10 @@
 namespace {
 
 namespace pu = exmem::cli::probe_util;
+namespace host = exmem::host;
+using host::kCapIpcLock;
+using host::kCapSysAdmin;
 using nlohmann::json;
-
-constexpr unsigned kCapIpcLock = 14;
-constexpr unsigned kCapSysAdmin = 21;
 
 // ---------------------------------------------------------------------------------
 // Running the command
@@ -137,7 +141,7 @@ std::string read_file(const char* path) {
 }
 
 std::uint64_t my_cap_eff() {
-  const auto v = pu::parse_status_hex(read_file("/proc/self/status"), "CapEff");
+  const auto v = host::status_hex(read_file("/proc/self/status"), "CapEff");
   return v.value_or(0);
 }
 
@@ -148,60 +152,6 @@ std::string machine() {
 
 // ---------------------------------------------------------------------------------
 // Pure helpers
-
-TEST(ProbeUtil, ParsesMeminfoAndVmstatLines) {
-  const auto mi = pu::parse_key_values(
-      "MemTotal:       24683620 kB\nDirectMap4k:       28672 kB\nDirectMap2M:    25137152 kB\nHugePages_Total:       0\n");
-  EXPECT_EQ(pu::lookup(mi, "MemTotal"), 24683620U);
-  EXPECT_EQ(pu::lookup(mi, "DirectMap4k"), 28672U);
-  EXPECT_EQ(pu::lookup(mi, "DirectMap2M"), 25137152U);
-  EXPECT_EQ(pu::lookup(mi, "HugePages_Total"), 0U);
-  EXPECT_FALSE(pu::lookup(mi, "DirectMap1G").has_value()) << "an absent field must stay absent, not 0";
-
-  const auto vm = pu::parse_key_values("nr_free_pages 123\ndirect_map_level2_splits 4\ndirect_map_level3_splits 0\n");
-  EXPECT_EQ(pu::lookup(vm, "direct_map_level2_splits"), 4U);
-  EXPECT_EQ(pu::lookup(vm, "direct_map_level3_splits"), 0U);
-  EXPECT_FALSE(pu::lookup(vm, "direct_map_level2_collapses").has_value());
-  EXPECT_TRUE(pu::parse_key_values("").empty());
-  EXPECT_TRUE(pu::parse_key_values("Name:\tbash\n").empty());
-}
-
-TEST(ProbeUtil, ParsesCapEffAndTestsBits) {
-  const std::string status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001fffeffffff\nSeccomp:\t2\n";
-  const auto eff = pu::parse_status_hex(status, "CapEff");
-  ASSERT_TRUE(eff.has_value());
-  EXPECT_EQ(*eff, 0x000001fffeffffffULL);
-  EXPECT_TRUE(pu::has_cap(*eff, kCapIpcLock));
-  EXPECT_FALSE(pu::has_cap(*eff, 24));
-  EXPECT_EQ(pu::parse_status_hex(status, "CapInh"), 0U);
-  EXPECT_FALSE(pu::parse_status_hex(status, "CapAmb").has_value());
-  EXPECT_FALSE(pu::has_cap(0, kCapIpcLock));
-  EXPECT_EQ(pu::lookup(pu::parse_key_values(status), "Seccomp"), 2U);
-}
-
-TEST(ProbeUtil, FindsKernelParametersBeforeInitArguments) {
-  EXPECT_EQ(pu::cmdline_param("quiet secretmem.enable=0 ro", "secretmem.enable"), std::optional<std::string>("0"));
-  EXPECT_EQ(pu::cmdline_param("secretmem.enable=0 secretmem.enable=1", "secretmem.enable"),
-            std::optional<std::string>("1"));
-  EXPECT_FALSE(pu::cmdline_param("quiet ro -- secretmem.enable=0", "secretmem.enable").has_value());
-  EXPECT_FALSE(pu::cmdline_param("xsecretmem.enable=0 secretmem.enabled=0", "secretmem.enable").has_value());
-  EXPECT_EQ(pu::cmdline_param("nohibernate\n", "nohibernate"), std::optional<std::string>(""));
-  EXPECT_TRUE(pu::kernel_bool_false("0"));
-  EXPECT_TRUE(pu::kernel_bool_false("n"));
-  EXPECT_TRUE(pu::kernel_bool_false("off"));
-  EXPECT_TRUE(pu::kernel_bool_false("false"));
-  EXPECT_FALSE(pu::kernel_bool_false("1"));
-  EXPECT_FALSE(pu::kernel_bool_false("on"));
-  EXPECT_FALSE(pu::kernel_bool_false("Y"));
-  EXPECT_FALSE(pu::kernel_bool_false(""));
-}
-
-TEST(ProbeUtil, ReadsPowerStateWords) {
-  EXPECT_TRUE(pu::lists_word("freeze mem disk\n", "disk"));
-  EXPECT_FALSE(pu::lists_word("freeze mem\n", "disk"));
-  EXPECT_FALSE(pu::lists_word("diskette\n", "disk"));
-  EXPECT_FALSE(pu::lists_word("", "disk"));
-}
 
 TEST(ProbeUtil, AcceptsOnlyBoundedDecimalNumbers) {
   EXPECT_EQ(pu::parse_bounded("1", 1, 65536), 1U);
@@ -220,21 +170,6 @@ TEST(ProbeUtil, NearestRankPercentiles) {
   EXPECT_EQ(pu::percentile_sorted(v, 0.0), 1);
   EXPECT_EQ(pu::percentile_sorted(std::vector<std::int64_t>{7}, 0.9), 7);
   EXPECT_EQ(pu::percentile_sorted(std::vector<std::int64_t>{}, 0.5), 0);
-}
-
-TEST(ProbeUtil, DecodesPagemapAndCountsRegions) {
-  const std::uint64_t entry = 0xa1000000001069e6ULL;  // present, exclusive, file page
-  EXPECT_TRUE(pu::pagemap_present(entry));
-  EXPECT_EQ(pu::pagemap_pfn(entry), 0x1069e6U);
-  EXPECT_FALSE(pu::pagemap_present(0x1069e6ULL));
-  EXPECT_EQ(pu::distinct_regions({0, 1, 511, 512, 1023, 1024, 5 * 512 + 7}, 9), 4U);
-  EXPECT_EQ(pu::distinct_regions({}, 9), 0U);
-}
-
-TEST(ProbeUtil, ReadsKernelRelease) {
-  EXPECT_EQ(pu::kernel_major_minor("6.18.44-foo"), std::make_pair(6U, 18U));
-  EXPECT_EQ(pu::kernel_major_minor("5.14"), std::make_pair(5U, 14U));
-  EXPECT_EQ(pu::kernel_major_minor("garbage"), std::make_pair(0U, 0U));
 }
 
 // ---------------------------------------------------------------------------------
@@ -267,7 +202,7 @@ TEST(ProbeCommand, MemlockMatchesWhatThisProcessSees) {
   } else {
     EXPECT_EQ(m["hard_bytes"], static_cast<std::uint64_t>(rl.rlim_max));
   }
-  const bool ipc_lock = pu::has_cap(my_cap_eff(), kCapIpcLock);
+  const bool ipc_lock = host::has_cap(my_cap_eff(), kCapIpcLock);
   EXPECT_EQ(m["cap_ipc_lock"], ipc_lock);
   if (ipc_lock) {
     EXPECT_NE(m["meaning"].get<std::string>().find("limit ignored: CAP_IPC_LOCK"), std::string::npos);
@@ -304,7 +239,7 @@ TEST(ProbeCommand, DirectMapIsPlausible) {
   std::uint64_t sum = d["DirectMap4k"].get<std::uint64_t>() + d["DirectMap2M"].get<std::uint64_t>();
   if (!d["DirectMap1G"].is_null()) sum += d["DirectMap1G"].get<std::uint64_t>();
   EXPECT_EQ(d["total_kb"], sum);
-  const auto mem_total = pu::lookup(pu::parse_key_values(read_file("/proc/meminfo")), "MemTotal");
+  const auto mem_total = host::key_value(read_file("/proc/meminfo"), "MemTotal");
   ASSERT_TRUE(mem_total.has_value());
   // The direct map covers all RAM, including what the kernel reserved and MemTotal leaves out.
   EXPECT_GE(sum, *mem_total * 9 / 10) << "DirectMap sum " << sum << " kB, MemTotal " << *mem_total << " kB";
@@ -315,18 +250,18 @@ TEST(ProbeCommand, AbsentFieldsAreNullNotZero) {
   json j = probe_json();
   json& d = j["direct_map"];
   // What this process reads from the kernel decides which fields are present.
-  const auto mi = pu::parse_key_values(read_file("/proc/meminfo"));
+  const std::string mi = read_file("/proc/meminfo");
   for (const char* k : {"DirectMap4k", "DirectMap2M", "DirectMap1G"}) {
-    if (pu::lookup(mi, k)) {
+    if (host::key_value(mi, k)) {
       EXPECT_TRUE(d[k].is_number_unsigned()) << k << " is in /proc/meminfo: " << d.dump(2);
     } else {
       EXPECT_TRUE(d[k].is_null()) << k << " is not in /proc/meminfo: " << d.dump(2);
     }
   }
-  const auto vm = pu::parse_key_values(read_file("/proc/vmstat"));
+  const std::string vm = read_file("/proc/vmstat");
   for (const char* k : {"direct_map_level2_splits", "direct_map_level3_splits", "direct_map_level2_collapses",
                         "direct_map_level3_collapses"}) {
-    const auto now = pu::lookup(vm, k);
+    const auto now = host::key_value(vm, k);
     if (now) {
       ASSERT_TRUE(d[k].is_number_unsigned()) << k << " is in /proc/vmstat: " << d.dump(2);
       EXPECT_LE(d[k].get<std::uint64_t>(), *now) << k << " never goes backwards";
@@ -393,7 +328,7 @@ std::string check_reserve(json r, bool cap_sys_admin, bool* noise) {
 }
 
 TEST(ProbeCommand, ReserveSplitsAtMostOnePer2MiBRegion) {
-  const bool cap_sys_admin = pu::has_cap(my_cap_eff(), kCapSysAdmin);
+  const bool cap_sys_admin = host::has_cap(my_cap_eff(), kCapSysAdmin);
   // Another process splitting the direct map during the measurement (anything using
   // memfd_secret) adds to the delta. Such noise gets up to three runs; a broken report
   // does not.
@@ -483,6 +418,36 @@ TEST(ProbeCommand, HelpHasExamples) {
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   for (const char* s : {"--json", "--fault-pages", "--reserve-mib", "--no-measure", "Examples:", "exmem probe --json"}) {
     EXPECT_NE(r.out.find(s), std::string::npos) << "missing '" << s << "'\n" << describe(r);
+  }
+}
+
+// Under a seccomp filter that answers ENOSYS for memfd_secret, the probe says so with
+// the same sentence host gives the library, and the measurements say why they were skipped.
+TEST(ProbeCommand, ASeccompFilterIsDiagnosedAsHostDiagnosesIt) {
+  const ProcResult r = run_exmem({"probe", "--json", "--fault-pages", "16", "--reserve-mib", "8"}, [] {
+    std::string why;
+    if (!exmem_test::block_memfd_secret(&why)) {
+      std::fprintf(stderr, "cannot block memfd_secret: %s\n", why.c_str());
+      ::_exit(90);
+    }
+  });
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  auto j = parse_json(r);
+  ASSERT_TRUE(j.has_value());
+  json& m = (*j)["memfd_secret"];
+  EXPECT_EQ(m["available"], false) << m.dump(2);
+  EXPECT_EQ(m["errno"], ENOSYS);
+  EXPECT_EQ(m["errno_name"], "ENOSYS");
+  EXPECT_EQ(m["seccomp_mode"], 2);
+  // What the library's message says for the same errno under the same filter.
+  host::SecretFacts f = host::secret_facts(ENOSYS);
+  f.seccomp_mode = 2;
+  EXPECT_EQ(m["reason"], host::secret_reason(f));
+  EXPECT_NE(m["reason"].get<std::string>().find("seccomp filter"), std::string::npos) << m.dump(2);
+  for (const char* section : {"fault_cost", "reserve"}) {
+    json& s = (*j)[section];
+    EXPECT_EQ(s["measured"], false) << s.dump(2);
+    EXPECT_EQ(s["error"], "memfd_secret is not available: " + m["reason"].get<std::string>()) << s.dump(2);
   }
 }
 
