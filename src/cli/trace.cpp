@@ -167,10 +167,9 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     std::string k;
     mi >> k >> mem_total;
   }
-  std::fputs(trace_format::trace_header(joined, ::sysconf(_SC_NPROCESSORS_ONLN), static_cast<std::uint64_t>(mem_total),
-                                           counters_line())
-                 .c_str(),
-             out);
+  const std::string header = trace_format::trace_header(joined, ::sysconf(_SC_NPROCESSORS_ONLN),
+                                                        static_cast<std::uint64_t>(mem_total), counters_line());
+  std::fputs(header.c_str(), out);
 
   int pipe_fd = ::open((inst.dir + "/trace_pipe").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (pipe_fd < 0) fail(3, fmt::format("cannot open {}/trace_pipe: {}", inst.dir, std::strerror(errno)));

@@ -312,7 +312,7 @@ inline const char* find_in_line(const char* p, const char* end, char c) {
 // looking for the newline first. Returns where the line ends (its newline, or
 // end), or nullptr when the line differs in any way: the general reader then
 // takes it. With `open` given, only the cpu of the prefix is read and *open is
-// its '[' (nullptr when the prefix differs), for parse_pid() when the pid matters.
+// its '[' (nullptr when the prefix differs), for read_event_pid() when the pid matters.
 const char* parse_usual(const char* const begin, const char* const end, TraceEvent& ev, const char** open = nullptr) {
   const char* const close = find_in_line(begin, end, ']');
   if (close == nullptr) return nullptr;
