@@ -53,6 +53,7 @@
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
+#include "model/workload/trace_format.hpp"
 #include "model/workload/trace_replay.hpp"
 
 namespace {

@@ -1,8 +1,9 @@
-// Tests of workload/trace_replay: the kmem trace reader (hex and decimal pfns,
-// failed allocations, gfp flags, line prefixes) and its replay on a model
-// machine (frees through the pfn map, pages from before the recording, secret
-// pages through memfd_secret, unknown lines with their numbers), with every
-// invariant checked after the replay.
+// Tests of workload/trace_format and trace_replay: the kmem trace reader (its
+// one entry point for a line, hex and decimal pfns, failed allocations, gfp
+// flags through phys/'s one table of names, line prefixes, the writer's lines
+// read back) and its replay on a model machine (frees through the pfn map,
+// pages from before the recording, secret pages through memfd_secret, unknown
+// lines with their numbers), with every invariant checked after the replay.
 #include "model/workload/trace_replay.hpp"
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include "helpers.hpp"
 #include "model/machine.hpp"
 #include "model/phys/gfp_names.hpp"
+#include "model/workload/trace_format.hpp"
 
 namespace exmem::model::workload {
 namespace {
