@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "model/machine.hpp"
+#include "model/workload/trace_format.hpp"
 #include "model/workload/trace_replay.hpp"
 
 namespace {

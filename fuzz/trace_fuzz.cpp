@@ -1,4 +1,4 @@
-// exmem_fuzz_trace: the kmem trace reader (workload/trace_replay.hpp) on
+// exmem_fuzz_trace: the kmem trace reader (workload/trace_format.hpp, trace_reader.hpp) on
 // arbitrary text, line by line and as a whole trace replayed on a small model
 // machine. Any broken property, unexpected exception, crash or sanitizer report
 // is a bug; a TraceError is the only acceptable failure.
@@ -53,6 +53,7 @@
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
+#include "model/workload/trace_format.hpp"
 #include "model/workload/trace_replay.hpp"
 
 namespace {
@@ -60,7 +61,7 @@ namespace {
 namespace md = exmem::model;
 namespace wl = exmem::model::workload;
 
-constexpr std::uint64_t kMaxRealPfn = std::uint64_t{1} << 36;
+using wl::kMaxRealPfn;
 // EXMEM_FUZZ_VERBOSE=1: say what became of each input (to check new seeds).
 const bool kVerbose = std::getenv("EXMEM_FUZZ_VERBOSE") != nullptr;
 

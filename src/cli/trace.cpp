@@ -2,27 +2,8 @@
 // a command ran, through tracefs, for replay on the model and for calibrating
 // it against the real direct map.
 //
-// The file is text. Lines starting with '#' are exmem's own; every other line
-// is a tracefs event line exactly as trace_pipe printed it:
-//   # exmem-trace 1
-//   # command: <argv joined by spaces>
-//   # cpus: N
-//   # MemTotal_kB: N
-//   # start DirectMap4k_kB=.. DirectMap2M_kB=.. DirectMap1G_kB=.. level2_splits=.. level3_splits=..
-//     level2_collapses=.. level3_collapses=..          (one line)
-//   <event lines: kmem:mm_page_alloc, mm_page_free, mm_page_free_batched,
-//    mm_page_pcpu_drain, mm_page_alloc_extfrag>
-//   # end DirectMap4k_kB=.. ... (same keys as start)
-//   # secret pfn=0x<hex> pid=<pid>   (a page of the command's memfd_secret
-//                                     mappings, read from /proc/PID/pagemap)
-//   # thread tid=<tid> pid=<pid>     (a thread of the command other than its
-//                                     first: event lines name the thread that
-//                                     allocated, so a replay can tell which
-//                                     allocations were the command's faults)
-//   # exit_status: N
-//   # duration_seconds: X
-//   # events: N
-//   # lost_events: N        (events tracefs dropped: its buffer overflowed)
+// The file's format, and the lines this writes around the events, are the
+// model's: model/workload/trace_format.hpp.
 //
 // Secret pages are found by sampling the command's memfd_secret mappings
 // ("/secretmem" in /proc/PID/maps) every --sample-ms and once more when it
@@ -58,10 +39,13 @@
 
 #include "commands.hpp"
 #include "host/host.hpp"
+#include "model/workload/trace_format.hpp"
 
 namespace exmem::cli {
 
 namespace {
+
+namespace trace_format = exmem::model::workload;
 
 [[noreturn]] void fail(int code, const std::string& message) {
   std::fprintf(stderr, "exmem trace record: %s\n", message.c_str());
@@ -157,8 +141,7 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     fail(3, fmt::format("cannot create the tracefs instance {}: {}", d, std::strerror(errno)));
   }
   write_file(inst.dir + "/buffer_size_kb", std::to_string(buffer_kb));
-  for (const char* ev : {"mm_page_alloc", "mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain",
-                         "mm_page_alloc_extfrag"}) {
+  for (const char* ev : trace_format::kRecordedEvents) {
     std::string p = fmt::format("{}/events/kmem/{}/enable", inst.dir, ev);
     if (exists(p)) write_file(p, "1");
   }
@@ -171,8 +154,9 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     std::string k;
     mi >> k >> mem_total;
   }
-  std::fprintf(out, "# exmem-trace 1\n# command: %s\n# cpus: %ld\n# MemTotal_kB: %ld\n# start%s\n", joined.c_str(),
-               ::sysconf(_SC_NPROCESSORS_ONLN), mem_total, counters_line().c_str());
+  const std::string header = trace_format::trace_header(joined, ::sysconf(_SC_NPROCESSORS_ONLN),
+                                                        static_cast<std::uint64_t>(mem_total), counters_line());
+  std::fputs(header.c_str(), out);
 
   int pipe_fd = ::open((inst.dir + "/trace_pipe").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (pipe_fd < 0) fail(3, fmt::format("cannot open {}/trace_pipe: {}", inst.dir, std::strerror(errno)));
@@ -263,11 +247,10 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
         lost += v;
       }
   }
-  std::fprintf(out, "# end%s\n", counters_line().c_str());
-  for (uint64_t pfn : pfns) std::fprintf(out, "# secret pfn=0x%llx pid=%d\n", static_cast<unsigned long long>(pfn), child);
-  for (int tid : tids) std::fprintf(out, "# thread tid=%d pid=%d\n", tid, child);
-  std::fprintf(out, "# exit_status: %d\n# duration_seconds: %.6f\n# events: %llu\n# lost_events: %llu\n", exit_status,
-               seconds, static_cast<unsigned long long>(lines.load()), static_cast<unsigned long long>(lost));
+  std::fputs(trace_format::trace_end_line(counters_line()).c_str(), out);
+  for (uint64_t pfn : pfns) std::fputs(trace_format::trace_secret_line(pfn, child).c_str(), out);
+  for (int tid : tids) std::fputs(trace_format::trace_thread_line(tid, child).c_str(), out);
+  std::fputs(trace_format::trace_footer(exit_status, seconds, lines.load(), lost).c_str(), out);
   std::fclose(out);
   std::printf("recorded %llu kmem events in %.3f s to %s; %zu secret pages marked; %llu events lost%s; command exit status %d\n",
               static_cast<unsigned long long>(lines.load()), seconds, out_path.c_str(), pfns.size(),

@@ -1,8 +1,9 @@
-// Tests of workload/trace_replay: the kmem trace reader (hex and decimal pfns,
-// failed allocations, gfp flags, line prefixes) and its replay on a model
-// machine (frees through the pfn map, pages from before the recording, secret
-// pages through memfd_secret, unknown lines with their numbers), with every
-// invariant checked after the replay.
+// Tests of workload/trace_format and trace_replay: the kmem trace reader (its
+// one entry point for a line, hex and decimal pfns, failed allocations, gfp
+// flags through phys/'s one table of names, line prefixes, the writer's lines
+// read back) and its replay on a model machine (frees through the pfn map,
+// pages from before the recording, secret pages through memfd_secret, unknown
+// lines with their numbers), with every invariant checked after the replay.
 #include "model/workload/trace_replay.hpp"
 
 #include <fmt/format.h>
@@ -15,6 +16,8 @@
 
 #include "helpers.hpp"
 #include "model/machine.hpp"
+#include "model/phys/gfp_names.hpp"
+#include "model/workload/trace_format.hpp"
 
 namespace exmem::model::workload {
 namespace {
@@ -133,6 +136,80 @@ TEST(TraceLine, RecognisesTheOtherKmemPageEventsAndRejectsTheRest) {
   EXPECT_NE(why.find("unknown event mm_page_frobnicate"), std::string::npos) << why;
 }
 
+TEST(TraceLine, OneEntryPointReadsALineStraightFromTheBufferUpToItsNewline) {
+  const std::string text = alloc(0x2000, 1, "GFP_KERNEL|__GFP_ZERO", 3) + free_line(0x2000, 1, 2) + "  a-1 [000]";
+  const char* const end = text.data() + text.size();
+  TraceEvent ev;
+  std::string why;
+  const EventLine first = read_event_line(text.data(), end, ev, &why);
+  ASSERT_TRUE(first.event) << why;
+  ASSERT_NE(first.end, end);
+  EXPECT_EQ(*first.end, '\n');
+  EXPECT_EQ(first.end, text.data() + text.find('\n'));
+  EXPECT_EQ(ev.kind, TraceEventKind::Alloc);
+  EXPECT_EQ(ev.pfn, 0x2000u);
+  EXPECT_EQ(ev.order, 1u);
+  EXPECT_EQ(ev.cpu, 3u);
+  EXPECT_EQ(ev.pid, 2431);
+  EXPECT_EQ(ev.gfp, "GFP_KERNEL|__GFP_ZERO");
+
+  TraceEvent second;
+  const EventLine next = read_event_line(first.end + 1, end, second);
+  ASSERT_TRUE(next.event);
+  EXPECT_EQ(second.kind, TraceEventKind::Free);
+  EXPECT_EQ(second.cpu, 2u);
+  // A last line without its newline ends at the end of the text.
+  TraceEvent partial;
+  const EventLine last = read_event_line(next.end + 1, end, partial, &why);
+  EXPECT_FALSE(last.event);
+  EXPECT_EQ(last.end, end);
+  EXPECT_FALSE(why.empty());
+}
+
+TEST(TraceLine, ACarriageReturnAndTheGeneralLayoutReadLikeTheUsualOne) {
+  const std::string usual = alloc(0x3000, 0, "GFP_HIGHUSER|__GFP_ZERO", 1);  // ends in '\n'
+  const std::string crlf = usual.substr(0, usual.size() - 1) + "\r\n";
+  // The record-tgid option puts "(TGID)" after the pid.
+  const std::string tgid =
+      "     cc1plus-2431 (   2430) [001] ..... 100.000001: mm_page_alloc: page=00000000deadbeef pfn=0x3000 order=0 "
+      "migratetype=0 gfp_flags=GFP_HIGHUSER|__GFP_ZERO\n";
+  for (const std::string& text : {usual, crlf, tgid}) {
+    TraceEvent ev;
+    std::string why;
+    const EventLine l = read_event_line(text.data(), text.data() + text.size(), ev, &why);
+    ASSERT_TRUE(l.event) << text << why;
+    EXPECT_EQ(l.end, text.data() + text.size() - 1) << text;
+    EXPECT_EQ(ev.pfn, 0x3000u) << text;
+    EXPECT_EQ(ev.cpu, 1u) << text;
+    EXPECT_EQ(ev.pid, 2431) << text;
+    EXPECT_EQ(ev.gfp, "GFP_HIGHUSER|__GFP_ZERO") << text;
+    const std::optional<TraceEvent> same = parse_trace_line(std::string_view(text).substr(0, text.size() - 1));
+    ASSERT_TRUE(same.has_value()) << text;
+    EXPECT_EQ(same->pfn, ev.pfn);
+    EXPECT_EQ(same->pid, ev.pid);
+    EXPECT_EQ(same->gfp, ev.gfp);
+  }
+}
+
+TEST(TraceLine, ThePidCanBeLeftForLaterAndThenReadsTheSame) {
+  const std::string text = alloc(0x4000, 0, "GFP_HIGHUSER", 0, "secret-user-77");
+  TraceEvent ev;
+  const char* pid_at = nullptr;
+  ASSERT_TRUE(read_event_line(text.data(), text.data() + text.size(), ev, nullptr, &pid_at).event);
+  EXPECT_EQ(ev.pid, -1);
+  ASSERT_NE(pid_at, nullptr);
+  EXPECT_EQ(*pid_at, '[');
+  read_event_pid(text.data(), pid_at, ev);
+  EXPECT_EQ(ev.pid, 77);
+  // A line the general reader takes has its pid read at once.
+  const std::string tgid = "  a-5 (5) [000] .... 2.0: mm_page_free_batched: page=ffffea0000068ac0 pfn=4096 cold=0\n";
+  TraceEvent old;
+  pid_at = text.data();
+  ASSERT_TRUE(read_event_line(tgid.data(), tgid.data() + tgid.size(), old, nullptr, &pid_at).event);
+  EXPECT_EQ(pid_at, nullptr);
+  EXPECT_EQ(old.pid, 5);
+}
+
 TEST(GfpFlagsText, MapsTheKernelsNamesToTheModelsFlags) {
   EXPECT_EQ(parse_gfp_flags("GFP_KERNEL").gfp, phys::GFP_KERNEL);
   EXPECT_EQ(parse_gfp_flags("GFP_KERNEL|__GFP_RECLAIMABLE").gfp, phys::GFP_KERNEL_RECLAIMABLE);
@@ -148,6 +225,41 @@ TEST(GfpFlagsText, MapsTheKernelsNamesToTheModelsFlags) {
   EXPECT_EQ(g.gfp, phys::GFP_KERNEL);
   EXPECT_EQ(g.unknown, 2u);
   EXPECT_EQ(unknown, (std::vector<std::string>{"__GFP_ZEROTAGS", "0x8000000"}));
+}
+
+TEST(GfpNames, EveryNameReadsAsItsFlagsAndEveryPrintedNameComesBack) {
+  for (const phys::GfpName& g : phys::kGfpNames) {
+    const GfpFlags read = parse_gfp_flags(g.name);
+    EXPECT_EQ(read.unknown, 0u) << g.name;
+    EXPECT_EQ(read.gfp, g.gfp) << g.name;
+    EXPECT_NE(g.gfp, 0u) << g.name;
+    if (g.use == phys::GfpNameUse::ReadOnly) {
+      // Another spelling: printed under the table's own name, which reads back the same.
+      EXPECT_NE(phys::gfp_name(g.gfp), g.name);
+      EXPECT_EQ(parse_gfp_flags(phys::gfp_name(g.gfp)).gfp, g.gfp) << g.name;
+    } else {
+      EXPECT_EQ(phys::gfp_name(g.gfp), g.name);
+    }
+    if (g.name.find('|') == std::string_view::npos) {
+      EXPECT_EQ(phys::gfp_from_name(g.name), g.gfp) << g.name;
+    }
+  }
+  EXPECT_EQ(phys::gfp_from_name("__GFP_ZEROTAGS"), std::nullopt);
+}
+
+TEST(GfpNames, FlagsPrintedAndReadBackAreTheSame) {
+  std::vector<phys::Gfp> masks{0};
+  for (const phys::GfpName& g : phys::kGfpNames) masks.push_back(g.gfp);
+  for (const phys::Gfp a : masks) {
+    for (unsigned bit = 0; bit < 23; ++bit) {
+      const phys::Gfp gfp = a | (phys::Gfp{1} << bit);
+      const std::string name = phys::gfp_name(gfp);
+      const phys::Gfp known = gfp & ~(phys::Gfp{1} << 9);  // bit 9 has no name in the model
+      EXPECT_EQ(parse_gfp_flags(name).gfp, known) << name;
+    }
+  }
+  EXPECT_EQ(phys::gfp_name(0), "0");
+  EXPECT_EQ(phys::gfp_name(phys::GFP_KERNEL_RECLAIMABLE | phys::__GFP_DMA32), "GFP_KERNEL|__GFP_RECLAIMABLE|__GFP_DMA32");
 }
 
 TEST(TraceReplay, ReplaysAllocationsAndFreesThroughThePfnMap) {
@@ -423,6 +535,30 @@ TEST(TraceInfoReader, ReadsTheHeaderAndFooterAroundTheEvents) {
   EXPECT_EQ(i.recorded_events, 1u);
   EXPECT_EQ(i.lost_events, 7u);
   EXPECT_GT(i.bytes, 0u);
+}
+
+TEST(TraceInfoReader, ReadsBackWhatTheWritersHelpersWrite) {
+  std::string counters;
+  for (const std::string_view k : trace_counter::kAll) counters += fmt::format(" {}={}", k, k.size());
+  const TempTrace f(trace_header("app --serve", 4, 8192000, counters) + alloc(0x1000, 0) + free_line(0x1000, 0) +
+                    trace_end_line(counters) + trace_secret_line(0x1a2b, 42) + trace_thread_line(43, 42) +
+                    trace_footer(-1, 2.5, 2, 0));
+  const TraceInfo i = read_trace_info(f.path());
+  EXPECT_EQ(i.format_version, kTraceFormatVersion);
+  EXPECT_EQ(i.command, "app --serve");
+  EXPECT_EQ(i.cpus, 4u);
+  EXPECT_EQ(i.mem_total_kb, 8192000u);
+  ASSERT_EQ(i.start_counters.size(), trace_counter::kAll.size());
+  for (const std::string_view k : trace_counter::kAll) {
+    EXPECT_EQ(i.start_counters.at(std::string(k)), std::to_string(k.size())) << k;
+    EXPECT_EQ(i.end_counters.at(std::string(k)), std::to_string(k.size())) << k;
+  }
+  EXPECT_EQ(i.secret_pages, (std::vector<std::pair<std::uint64_t, int>>{{0x1a2b, 42}}));
+  EXPECT_EQ(i.threads, (std::map<int, int>{{43, 42}}));
+  EXPECT_EQ(i.exit_status, -1);
+  EXPECT_DOUBLE_EQ(i.duration_seconds, 2.5);
+  EXPECT_EQ(i.recorded_events, 2u);
+  EXPECT_EQ(i.lost_events, 0u);
 }
 
 }  // namespace

@@ -76,7 +76,8 @@ inline constexpr unsigned ALLOC_KSWAPD = 0x800;
 inline constexpr unsigned ALLOC_RESERVES =
     ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM;
 
-// "GFP_KERNEL", "GFP_HIGHUSER_MOVABLE|__GFP_ZERO", ... for traces and messages.
+// "GFP_KERNEL", "GFP_HIGHUSER_MOVABLE|__GFP_ZERO", ... for traces and messages,
+// from the one table of names (gfp_names.hpp) that traces are read with.
 std::string gfp_name(Gfp gfp);
 
 }  // namespace exmem::model::phys

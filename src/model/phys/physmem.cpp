@@ -996,49 +996,4 @@ std::string_view frame_kind_name(std::uint8_t b) {
   return b < kNames.size() ? kNames[b] : "invalid";
 }
 
-std::string gfp_name(Gfp gfp) {
-  static constexpr std::array<std::pair<Gfp, std::string_view>, 12> kComposite{{
-      {GFP_TRANSHUGE, "GFP_TRANSHUGE"},
-      {GFP_TRANSHUGE_LIGHT, "GFP_TRANSHUGE_LIGHT"},
-      {GFP_HIGHUSER_MOVABLE, "GFP_HIGHUSER_MOVABLE"},
-      {GFP_HIGHUSER, "GFP_HIGHUSER"},
-      {GFP_USER, "GFP_USER"},
-      {GFP_KERNEL_ACCOUNT, "GFP_KERNEL_ACCOUNT"},
-      {GFP_KERNEL_RECLAIMABLE, "GFP_KERNEL|__GFP_RECLAIMABLE"},
-      {GFP_KERNEL, "GFP_KERNEL"},
-      {GFP_NOFS, "GFP_NOFS"},
-      {GFP_ATOMIC, "GFP_ATOMIC"},
-      {GFP_NOWAIT, "GFP_NOWAIT"},
-      {GFP_NOIO, "GFP_NOIO"},
-  }};
-  static constexpr std::array<std::pair<Gfp, std::string_view>, 22> kBits{{
-      {__GFP_DMA, "__GFP_DMA"}, {__GFP_HIGHMEM, "__GFP_HIGHMEM"}, {__GFP_DMA32, "__GFP_DMA32"},
-      {__GFP_MOVABLE, "__GFP_MOVABLE"}, {__GFP_RECLAIMABLE, "__GFP_RECLAIMABLE"},
-      {__GFP_HIGH, "__GFP_HIGH"}, {__GFP_IO, "__GFP_IO"}, {__GFP_FS, "__GFP_FS"},
-      {__GFP_ZERO, "__GFP_ZERO"}, {__GFP_DIRECT_RECLAIM, "__GFP_DIRECT_RECLAIM"},
-      {__GFP_KSWAPD_RECLAIM, "__GFP_KSWAPD_RECLAIM"}, {__GFP_WRITE, "__GFP_WRITE"},
-      {__GFP_NOWARN, "__GFP_NOWARN"}, {__GFP_RETRY_MAYFAIL, "__GFP_RETRY_MAYFAIL"},
-      {__GFP_NOFAIL, "__GFP_NOFAIL"}, {__GFP_NORETRY, "__GFP_NORETRY"},
-      {__GFP_MEMALLOC, "__GFP_MEMALLOC"}, {__GFP_COMP, "__GFP_COMP"},
-      {__GFP_NOMEMALLOC, "__GFP_NOMEMALLOC"}, {__GFP_HARDWALL, "__GFP_HARDWALL"},
-      {__GFP_THISNODE, "__GFP_THISNODE"}, {__GFP_ACCOUNT, "__GFP_ACCOUNT"},
-  }};
-  std::string out;
-  Gfp rest = gfp;
-  for (const auto& [mask, name] : kComposite) {
-    if ((rest & mask) == mask) {
-      out = name;
-      rest &= ~mask;
-      break;
-    }
-  }
-  for (const auto& [bit, name] : kBits) {
-    if (rest & bit) {
-      if (!out.empty()) out += '|';
-      out += name;
-    }
-  }
-  return out.empty() ? std::string("0") : out;
-}
-
 }  // namespace exmem::model::phys

@@ -14,8 +14,8 @@ namespace exmem::model::workload {
 
 namespace {
 
-std::optional<std::int64_t> counter(const std::map<std::string, std::string>& m, const char* key) {
-  const auto it = m.find(key);
+std::optional<std::int64_t> counter(const std::map<std::string, std::string>& m, std::string_view key) {
+  const auto it = m.find(std::string(key));
   if (it == m.end()) return std::nullopt;
   std::int64_t v = 0;
   const std::string_view s = it->second;
@@ -28,12 +28,12 @@ std::optional<std::int64_t> counter(const std::map<std::string, std::string>& m,
 void real_deltas(const TraceInfo& info, TraceCalibration& c) {
   const auto& st = info.start_counters;
   const auto& en = info.end_counters;
-  const auto s4k = counter(st, "DirectMap4k_kB");
-  const auto e4k = counter(en, "DirectMap4k_kB");
-  const auto sl2 = counter(st, "level2_splits");
-  const auto el2 = counter(en, "level2_splits");
-  const auto sl3 = counter(st, "level3_splits");
-  const auto el3 = counter(en, "level3_splits");
+  const auto s4k = counter(st, trace_counter::kDirectMap4k);
+  const auto e4k = counter(en, trace_counter::kDirectMap4k);
+  const auto sl2 = counter(st, trace_counter::kLevel2Splits);
+  const auto el2 = counter(en, trace_counter::kLevel2Splits);
+  const auto sl3 = counter(st, trace_counter::kLevel3Splits);
+  const auto el3 = counter(en, trace_counter::kLevel3Splits);
   c.have_counters = s4k && e4k && sl2 && el2;
   if (!c.have_counters) return;
   c.real_level2_splits = *el2 - *sl2;
@@ -46,9 +46,9 @@ void real_deltas(const TraceInfo& info, TraceCalibration& c) {
 // counters, MemTotal rounded up to 2 MiB), the model's PCI hole at 3-4 GiB.
 MachineConfig layout(const TraceInfo& info) {
   const auto& st = info.start_counters;
-  const auto s4k = counter(st, "DirectMap4k_kB");
-  const auto s2m = counter(st, "DirectMap2M_kB");
-  const auto s1g = counter(st, "DirectMap1G_kB");
+  const auto s4k = counter(st, trace_counter::kDirectMap4k);
+  const auto s2m = counter(st, trace_counter::kDirectMap2M);
+  const auto s1g = counter(st, trace_counter::kDirectMap1G);
   std::uint64_t ram_kb = 0;
   if (s4k && s2m) ram_kb = static_cast<std::uint64_t>(*s4k + *s2m + (s1g ? *s1g : 0));
   if (ram_kb == 0) ram_kb = info.mem_total_kb;

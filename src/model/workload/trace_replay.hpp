@@ -1,6 +1,6 @@
 // workload/: what drives the model (see synthetic.hpp for what the folder owns).
 // trace_replay.hpp: replays a trace of the real kernel's page allocator, as
-// `exmem trace record` writes it (see src/cli/trace.cpp for the format), on a
+// `exmem trace record` writes it (trace_format.hpp: the format), on a
 // modelled machine.
 //
 // The model's buddy allocator chooses its own pfns, so each mm_page_alloc is
@@ -17,91 +17,21 @@
 // lines that are not kmem page events (the first few with their line numbers).
 //
 // The file is read as a stream (header and trailing footer first, then the
-// events in one pass), so traces larger than memory replay.
+// events in one pass, by a reader thread of its own: trace_reader.hpp), so
+// traces larger than memory replay.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
-#include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "model/machine.hpp"
-#include "model/phys/gfp.hpp"
+#include "model/workload/trace_format.hpp"
 
 namespace exmem::model::workload {
-
-// "FILE:LINE: what", or "FILE: what" about the whole file.
-class TraceError : public std::runtime_error {
- public:
-  TraceError(const std::string& file, std::uint64_t line, const std::string& what);
-};
-
-// The lines `exmem trace record` writes around the events.
-struct TraceInfo {
-  std::string path;
-  int format_version = 0;  // "# exmem-trace N"; 0: absent (a bare tracefs capture)
-  std::string command;
-  unsigned cpus = 0;  // 0: not recorded
-  std::uint64_t mem_total_kb = 0;
-  double duration_seconds = 0;  // wall time of the recording; 0: not recorded
-  std::uint64_t recorded_events = 0;
-  std::uint64_t lost_events = 0;
-  std::optional<int> exit_status;
-  std::map<std::string, std::string> start_counters;  // "# start k=v ..."
-  std::map<std::string, std::string> end_counters;    // "# end k=v ..."
-  std::uint64_t bytes = 0;                            // size of the file (0: not a regular file)
-  // Secret pages listed in the footer: real pfn and pid.
-  std::vector<std::pair<std::uint64_t, int>> secret_pages;
-  // Threads of the processes with secret pages ("# thread tid=.. pid=.."):
-  // event lines name the task (thread) that allocated.
-  std::map<int, int> threads;
-};
-
-// Reads the header (leading '#' lines) and the footer (trailing '#' lines)
-// without reading the events between them. TraceError when unreadable.
-TraceInfo read_trace_info(const std::string& path);
-
-enum class TraceEventKind : std::uint8_t {
-  Alloc,            // kmem:mm_page_alloc (replayed)
-  Free,             // kmem:mm_page_free (replayed)
-  FreeBatched,      // kmem:mm_page_free_batched (replayed, order 0)
-  PcpuDrain,        // kmem:mm_page_pcpu_drain (counted: pcp -> buddy, the model has its own pcp)
-  AllocZoneLocked,  // kmem:mm_page_alloc_zone_locked (counted)
-  AllocExtfrag,     // kmem:mm_page_alloc_extfrag (counted)
-};
-
-struct TraceEvent {
-  TraceEventKind kind = TraceEventKind::Alloc;
-  std::uint64_t pfn = 0;
-  unsigned order = 0;
-  int pid = -1;          // the task's pid from "comm-PID", -1 when the prefix is not there
-  unsigned cpu = 0;      // from "[CPU]", 0 when the prefix is not there
-  bool failed = false;   // mm_page_alloc that returned no page (page=(null), pfn=0 / pfn=0x0)
-  std::string_view gfp;  // mm_page_alloc's gfp_flags text
-};
-
-// Parses one tracefs event line (hex "pfn=0x1a2b" or decimal "pfn=6699").
-// nullopt when it is not a kmem page event; `why` then says what is wrong.
-std::optional<TraceEvent> parse_trace_line(std::string_view line, std::string* why = nullptr);
-
-struct GfpFlags {
-  phys::Gfp gfp = 0;
-  unsigned unknown = 0;  // flag names the model does not know (ignored)
-};
-// show_gfp_flags() text back to flags: "GFP_KERNEL|__GFP_ZERO", "GFP_ATOMIC",
-// "none", ...; unknown names are counted and appended to unknown_names.
-GfpFlags parse_gfp_flags(std::string_view text, std::vector<std::string>* unknown_names = nullptr);
-
-struct UnknownLine {
-  std::uint64_t line = 0;
-  std::string text;  // the line, cut at 160 characters
-  std::string why;
-};
 
 struct ReplayStats {
   std::uint64_t lines = 0;
@@ -146,7 +76,7 @@ struct ReplayStats {
   // replay on the model; they overlap, so on idle CPUs `seconds` is about the larger.
   double reader_cpu_seconds = 0;
   double model_cpu_seconds = 0;
-  static constexpr std::size_t kMaxUnknownReported = 10;
+  static constexpr std::size_t kMaxUnknownReported = kMaxUnknownLinesKept;
 };
 
 struct ReplayProgress {
