@@ -1,7 +1,9 @@
 // The report page in a real browser: headless Chromium (Debian's chromium
 // package) opens index.html from disk, the DOM it ends with says the maps and
 // charts were drawn, and its screenshot shows each map's cells in the legend's
-// colours, as many pixels per cell for every colour.
+// colours, as many pixels per cell for every colour; the difference views show
+// exactly the cells each run changed, so two policies that split the direct
+// map differently look different.
 #include <gtest/gtest.h>
 #include <png.h>
 #include <signal.h>
@@ -29,7 +31,7 @@ namespace {
 
 constexpr int kBrowserTimeoutSeconds = 120;
 constexpr int kWidth = 1400;
-constexpr int kHeight = 2000;
+constexpr int kHeight = 3000;
 
 // EXMEM_CHROMIUM (when executable), else chromium or chromium-browser on
 // PATH; empty if none.
@@ -304,6 +306,55 @@ TEST(ReportInBrowser, DrawsEveryMapAndChartInTheLegendsColours) {
   EXPECT_GT(seen_total["secret-4K"], 0u) << "upstream's secret pages";
   EXPECT_GT(seen_total["secret-leaf"], 0u) << "the pool's unmapped 2 MiB chunks";
   EXPECT_GT(seen_total["hole"], 0u) << "the PCI hole";
+
+  // The difference views: the cells whose code the run changed, in the legend's
+  // colours (the rest grey), and the same cells alone, large.
+  const auto diffs = nlohmann::json::parse(attrs.at("data-diff-rects"));
+  ASSERT_EQ(diffs.size(), 2 * runs) << "a whole map and a zoom for every run";
+  std::map<std::string, std::uint64_t> zoom_pixels;  // per policy
+  std::map<std::string, std::uint64_t> changed_of;
+  for (const auto& d : diffs) {
+    const std::size_t run_index = d["run"].get<std::size_t>();
+    const std::string policy = d["policy"].get<std::string>();
+    const std::string kind = d["kind"].get<std::string>();
+    SCOPED_TRACE(fmt::format("{} {} view", policy, kind));
+    const auto start = cells_of(rep.out["runs"][run_index]["region_map"]["start"]);
+    const auto end = cells_of(rep.out["runs"][run_index]["region_map"]["end"]);
+    ASSERT_EQ(start.size(), end.size());
+    std::uint64_t changed = 0;
+    for (std::size_t i = 0; i < end.size(); ++i) changed += start[i] != end[i];
+    EXPECT_EQ(d["changed"].get<std::uint64_t>(), changed) << "the page counts the cells that changed";
+    changed_of[policy] = changed;
+    const int x0 = d["x"].get<int>();
+    const int y0 = d["y"].get<int>();
+    const int w = d["w"].get<int>();
+    const int h = d["h"].get<int>();
+    ASSERT_LE(y0 + h, kHeight) << "the view is below the screenshot";
+    std::uint64_t coloured = 0;
+    for (int y = y0; y < y0 + h; ++y) {
+      for (int x = x0; x < x0 + w; ++x) {
+        const png_byte* p = &image.rgba[(static_cast<std::size_t>(y) * image.width + x) * 4];
+        for (const auto& [key, c] : colours) {
+          if (std::abs(p[0] - c.r) <= 2 && std::abs(p[1] - c.g) <= 2 && std::abs(p[2] - c.b) <= 2) {
+            ++coloured;
+            break;
+          }
+        }
+      }
+    }
+    const auto side = d["side"].get<std::uint64_t>();
+    EXPECT_EQ(coloured, d["shown"].get<std::uint64_t>() * side * side)
+        << "only the changed cells are in colour, each a square of side " << side;
+    if (kind == "zoom") zoom_pixels[policy] = coloured;
+  }
+  // upstream splits the direct map where the pool takes whole 2 MiB leaves:
+  // different split counts, different cells changed, views that differ.
+  const sim::RunResult& upstream = rep.doc.runs[0];
+  const sim::RunResult& pool = rep.doc.runs[1];
+  ASSERT_GT(upstream.direct_map.level2_splits, pool.direct_map.level2_splits);
+  EXPECT_NE(changed_of[upstream.policy], changed_of[pool.policy]);
+  EXPECT_GT(zoom_pixels[upstream.policy], 0u);
+  EXPECT_NE(zoom_pixels[upstream.policy], zoom_pixels[pool.policy]) << "the two policies' views look alike";
 }
 
 }  // namespace
