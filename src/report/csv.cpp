@@ -66,13 +66,18 @@ std::string runs_csv(const Document& doc) {
 }
 
 std::string over_time_csv(const Document& doc) {
-  std::string s = "policy,events,DirectMap4k,DirectMap2M,DirectMap1G,direct_map_level2_splits,"
-                  "direct_map_level3_splits,tlb_miss_rate\n";
+  std::string s = "policy";
+  for (const sim::SampleField& f : sim::sample_fields()) s += fmt::format(",{}", f.key);
+  s += '\n';
   for (const sim::RunResult& run : doc.runs) {
     const std::string policy = csv_field(run.policy);
     for (const sim::Sample& x : run.over_time) {
-      s += fmt::format("{},{},{},{},{},{},{},{}\n", policy, x.events, x.direct_map_4k_kb, x.direct_map_2m_kb,
-                       x.direct_map_1g_kb, x.level2_splits, x.level3_splits, x.tlb_miss_rate);
+      s += policy;
+      for (const sim::SampleField& f : sim::sample_fields()) {
+        s += ',';
+        s += detail::csv_number(f.get(x));
+      }
+      s += '\n';
     }
   }
   return s;

@@ -209,6 +209,13 @@ nlohmann::json page_data(const Document& doc) {
   d["series_colours"] = series;
   const nlohmann::json* ram = find(doc.header, "/machine/ram");
   d["ram"] = ram != nullptr && ram->is_string() ? *ram : nlohmann::json();
+  // The charts: the sample fields the catalogue marks, rates scaled as the tables show them.
+  d["charts"] = nlohmann::json::array();
+  for (const sim::SampleField& f : sim::sample_fields()) {
+    if (!f.chart) continue;
+    d["charts"].push_back({{"key", f.key}, {"title", f.label},
+                           {"scale", f.format == sim::Format::PerThousand ? 1000 : 1}});
+  }
   d["runs"] = nlohmann::json::array();
   for (const sim::RunResult& run : doc.runs) {
     const nlohmann::json j = to_json(run, true);

@@ -36,13 +36,9 @@ nlohmann::json to_json(const sim::RunResult& r, bool region_maps) {
   j["policy_counters"] = pc;
   nlohmann::json over_time = nlohmann::json::array();
   for (const sim::Sample& s : r.over_time) {
-    over_time.push_back({{"events", s.events},
-                         {"DirectMap4k", s.direct_map_4k_kb},
-                         {"DirectMap2M", s.direct_map_2m_kb},
-                         {"DirectMap1G", s.direct_map_1g_kb},
-                         {"direct_map_level2_splits", s.level2_splits},
-                         {"direct_map_level3_splits", s.level3_splits},
-                         {"tlb_miss_rate", s.tlb_miss_rate}});
+    nlohmann::json sample = nlohmann::json::object();
+    for (const sim::SampleField& f : sim::sample_fields()) sample[std::string(f.key)] = value_of(f.get(s));
+    over_time.push_back(sample);
   }
   j["direct_map_over_time"] = over_time;
   if (r.trace) {

@@ -318,12 +318,6 @@
 
   // ---- time series ----
 
-  const METRICS = [
-    { key: 'DirectMap4k', title: 'DirectMap4k (kB)', scale: 1 },
-    { key: 'direct_map_level2_splits', title: 'direct_map_level2_splits', scale: 1 },
-    { key: 'tlb_miss_rate', title: 'TLB misses per 1000 kernel accesses', scale: 1000 },
-  ];
-
   function niceStep(span) {
     if (!(span > 0)) return 1;
     const raw = span / 4;
@@ -392,7 +386,9 @@
   function drawCharts(data) {
     const grid = document.getElementById('chart-grid');
     const colours = data.series_colours && data.series_colours.length ? data.series_colours : ['#1f77b4'];
-    for (const m of METRICS) if (drawChart(grid, m, data.runs, colours)) chartsDrawn++;
+    // The figures to chart ({key, title, scale}) come with the data (sim/metrics.hpp).
+    const charts = Array.isArray(data.charts) ? data.charts : [];
+    for (const m of charts) if (drawChart(grid, m, data.runs, colours)) chartsDrawn++;
   }
 
   try {

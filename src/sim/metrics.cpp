@@ -224,7 +224,23 @@ const Metric kMetrics[] = {
 #undef EXMEM_SYNTHETIC
 #undef EXMEM_TRACE
 
+const SampleField kSampleFields[] = {
+    {"events", "events", Format::Integer, +[](const Sample& s) { return Number{s.events}; }},
+    {"DirectMap4k", "DirectMap4k (kB)", Format::Integer, +[](const Sample& s) { return Number{s.direct_map_4k_kb}; },
+     true},
+    {"DirectMap2M", "DirectMap2M (kB)", Format::Integer, +[](const Sample& s) { return Number{s.direct_map_2m_kb}; }},
+    {"DirectMap1G", "DirectMap1G (kB)", Format::Integer, +[](const Sample& s) { return Number{s.direct_map_1g_kb}; }},
+    {"direct_map_level2_splits", "direct_map_level2_splits", Format::Integer,
+     +[](const Sample& s) { return Number{s.level2_splits}; }, true},
+    {"direct_map_level3_splits", "direct_map_level3_splits", Format::Integer,
+     +[](const Sample& s) { return Number{s.level3_splits}; }},
+    {"tlb_miss_rate", "TLB misses per 1000 kernel accesses", Format::PerThousand,
+     +[](const Sample& s) { return Number{s.tlb_miss_rate}; }, true},
+};
+
 }  // namespace
+
+std::span<const SampleField> sample_fields() { return kSampleFields; }
 
 std::span<const Metric> metrics() { return kMetrics; }
 

@@ -53,6 +53,18 @@ struct Metric {
   std::string_view separator = {};
 };
 
+// A figure of the samples along a run (Sample, run.hpp): its key in the
+// JSON's direct_map_over_time and over_time.csv's column, its label, and
+// whether the report page draws it as a chart.
+struct SampleField {
+  std::string_view key;
+  std::string_view label;
+  Format format = Format::Integer;
+  Number (*get)(const Sample&) = nullptr;
+  bool chart = false;
+};
+std::span<const SampleField> sample_fields();
+
 // Every metric, in the order of the console table (and of runs.csv's columns).
 std::span<const Metric> metrics();
 // The metric at a JSON pointer, or nullptr.
