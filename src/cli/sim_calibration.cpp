@@ -47,24 +47,26 @@ std::string calibration_text(const nlohmann::json& out) {
   std::string text;
   const auto& c = out["calibration"];
   const auto& at = c["model_at_real_pfns"];
-  text += fmt::format("\nagainst the real kernel (the command's secret pages: {}, the 2 MiB regions they lie in: {})\n",
-             c["secret_pages"].get<std::uint64_t>(), c["secret_regions_2m"].get<std::uint64_t>());
+  text += fmt::format(
+      "\nagainst the real kernel (the command's secret pages: {}, the 2 MiB regions they lie in: {})\n",
+      c["secret_pages"].get<std::uint64_t>(), c["secret_regions_2m"].get<std::uint64_t>());
   text += fmt::format("  {:<46} {:>12} {:>18}\n", "", "level-2 splits", "DirectMap4k delta");
   if (c.contains("real")) {
     text += fmt::format("  {:<46} {:>12} {:>15} kB\n", "real kernel during the recording",
-               c["real"]["direct_map_level2_splits"].get<std::int64_t>(),
-               c["real"]["DirectMap4k_delta_kb"].get<std::int64_t>());
+                        c["real"]["direct_map_level2_splits"].get<std::int64_t>(),
+                        c["real"]["DirectMap4k_delta_kb"].get<std::int64_t>());
   }
-  text += fmt::format("  {:<46} {:>12} {:>15} kB\n",
-             fmt::format("model direct map, the real pfns ({})", md::format_size(at["ram_bytes"].get<std::uint64_t>())),
-             at["direct_map_level2_splits"].get<std::uint64_t>(), at["DirectMap4k_delta_kb"].get<std::uint64_t>());
+  text += fmt::format(
+      "  {:<46} {:>12} {:>15} kB\n",
+      fmt::format("model direct map, the real pfns ({})", md::format_size(at["ram_bytes"].get<std::uint64_t>())),
+      at["direct_map_level2_splits"].get<std::uint64_t>(), at["DirectMap4k_delta_kb"].get<std::uint64_t>());
   if (c.contains("upstream_replay")) {
     text += fmt::format("  {:<46} {:>12}\n", "upstream replay, the model's own placement",
-               c["upstream_replay"]["direct_map_level2_splits"].get<std::uint64_t>());
+                        c["upstream_replay"]["direct_map_level2_splits"].get<std::uint64_t>());
   }
   if (at["pfns_outside_ram"].get<std::uint64_t>() > 0) {
     text += fmt::format("  {} secret pfns lie beyond the model machine's RAM and were skipped\n",
-               at["pfns_outside_ram"].get<std::uint64_t>());
+                        at["pfns_outside_ram"].get<std::uint64_t>());
   }
   if (!c.contains("real")) {
     text += fmt::format("  the trace has no start and end counters: nothing to compare with\n");
@@ -84,8 +86,9 @@ std::string calibration_text(const nlohmann::json& out) {
         "recording\n",
         real - model);
   } else {
-    text += fmt::format("  NOT explained: the model splits {} more, but only {} regions were split before the recording\n",
-               model - real, before);
+    text += fmt::format(
+        "  NOT explained: the model splits {} more, but only {} regions were split before the recording\n",
+        model - real, before);
   }
   return text;
 }

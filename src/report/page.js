@@ -262,7 +262,8 @@
     const shown = changed.slice(0, ZOOM_MAX);
     figure.appendChild(el('div', { class: 'when' }, 'the changed cells alone, in address order' +
       (shown.length < changed.length ? ' (the first ' + grouped(shown.length) + ')' : '')));
-    const zlay = { cell: ZOOM_CELL, cols: Math.floor(MAP_W / ZOOM_CELL), rows: Math.max(1, Math.ceil(shown.length / Math.floor(MAP_W / ZOOM_CELL))) };
+    const zcols = Math.floor(MAP_W / ZOOM_CELL);
+    const zlay = { cell: ZOOM_CELL, cols: zcols, rows: Math.max(1, Math.ceil(shown.length / zcols)) };
     const zoom = el('canvas', { class: 'map zoom', 'data-run': runIndex, 'data-kind': 'zoom' });
     paintCells(zoom, shown.length, zlay, function (k) { return colours[b[shown[k]] & 0x3f]; });
     const readout = el('div', { class: 'readout' }, '\u00a0');
