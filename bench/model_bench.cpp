@@ -3,6 +3,9 @@
 //   Boot: host bytes per modelled 4 KiB frame (counter bytes_per_frame; the
 //   target is <= 8, Linux's struct page costs 64) and seconds to boot.
 //   SyntheticMix: page alloc/free events per second (items_per_second).
+//   PolicyRun: one policy's whole `exmem sim` run (sim/run.hpp: boot, the
+//   synthetic mix sampled 50 times, the cost estimate at the end) per second
+//   of events, as the command runs it.
 //   SecretFaultPath: secretmem faults + frees per second: a process maps a
 //   memfd_secret file, touches every page (secretmem_fault: order-0 page,
 //   removed from the direct map, one-page flush) and unmaps it (each page
@@ -12,6 +15,7 @@
 #include "model/machine.hpp"
 #include "model/mm/mm.hpp"
 #include "model/workload/synthetic.hpp"
+#include "sim/run.hpp"
 
 namespace {
 
@@ -47,6 +51,23 @@ void BM_SyntheticMix(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(events));
 }
 BENCHMARK(BM_SyntheticMix)->Arg(64)->Arg(1024)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+void BM_PolicyRun(benchmark::State& state) {
+  md::workload::Scenario s;
+  s.name = "bench";
+  s.machine = config(static_cast<std::uint64_t>(state.range(0)) * md::GiB);
+  s.workload.events = 200'000;
+  exmem::sim::RunOptions o;
+  o.tlb = md::tlb::TlbConfig::preset(s.tlb);
+  std::uint64_t events = 0;
+  for (auto _ : state) {
+    const exmem::sim::RunResult r = exmem::sim::run_synthetic(s, "upstream", o);
+    benchmark::DoNotOptimize(r.direct_map.level2_splits);
+    events += r.events();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+}
+BENCHMARK(BM_PolicyRun)->Arg(64)->Unit(benchmark::kMillisecond)->Iterations(2);
 
 void BM_SecretFaultPath(benchmark::State& state) {
   md::Machine m(config(64 * md::GiB));

@@ -226,15 +226,14 @@ bool progress_enabled(const std::string& mode) {
   fail(fmt::format("--progress \"{}\": expected auto, always or never", mode));
 }
 
-void warn_unknown_lines(const nlohmann::json& run, const std::string& path) {
-  const auto& t = run["trace"];
-  const auto n = t["unknown_lines"].get<std::uint64_t>();
-  if (n == 0) return;
+void warn_unknown_lines(const exmem::sim::RunResult& run, const std::string& path) {
+  if (!run.trace || run.trace->unknown_lines == 0) return;
+  std::fflush(stdout);  // never in the middle of a line of stdout
   std::fprintf(stderr, "exmem sim: %s: %llu lines not understood (skipped); the first:\n", path.c_str(),
-               static_cast<unsigned long long>(n));
-  for (const auto& u : t["first_unknown_lines"]) {
-    std::fprintf(stderr, "  line %llu: %s: %s\n", static_cast<unsigned long long>(u["line"].get<std::uint64_t>()),
-                 u["why"].get<std::string>().c_str(), u["text"].get<std::string>().c_str());
+               static_cast<unsigned long long>(run.trace->unknown_lines));
+  for (const auto& u : run.trace->first_unknown) {
+    std::fprintf(stderr, "  line %llu: %s: %s\n", static_cast<unsigned long long>(u.line), u.why.c_str(),
+                 u.text.c_str());
   }
 }
 
@@ -337,64 +336,21 @@ void add_sim(CLI::App& app) {
       s.description = trace->command.empty() ? "a kmem trace" : fmt::format("a kmem trace of `{}`", trace->command);
     }
     const md::tlb::TlbConfig tlb = md::tlb::TlbConfig::preset(s.tlb);
-    const md::MachineConfig& mc = s.machine;
-    const md::workload::WorkloadConfig& wc = s.workload;
 
-    nlohmann::json out;
-    out["scenario"] = {{"name", s.name}, {"source", s.source}, {"description", s.description}};
-    out["machine"] = {{"ram_bytes", mc.ram_bytes},
-                      {"ram", md::format_size(mc.ram_bytes)},
-                      {"cpus", mc.cpus},
-                      {"direct_gbpages", mc.direct_gbpages},
-                      {"collapse", std::string(md::collapse_mode_name(mc.collapse))},
-                      {"scan_rate", mc.scan_rate},
-                      {"tlb", s.tlb},
-                      {"pci_hole_start", mc.pci_hole_start},
-                      {"pci_hole_end", mc.pci_hole_end},
-                      {"secretmem_bytes", mc.secretmem_bytes},
-                      {"pool_fail", mc.pool_fail_sigbus ? "sigbus" : "oom"}};
-    if (trace) {
-      out["workload"] = {{"name", "trace"},
-                         {"events", trace->recorded_events},
-                         {"seed", wc.seed},
-                         {"trace",
-                          {{"path", opts->trace},
-                           {"command", trace->command},
-                           {"cpus", trace->cpus},
-                           {"mem_total_kb", trace->mem_total_kb},
-                           {"duration_seconds", trace->duration_seconds},
-                           {"recorded_events", trace->recorded_events},
-                           {"lost_events", trace->lost_events},
-                           {"secret_pages", trace->secret_pages.size()},
-                           {"start", trace->start_counters},
-                           {"end", trace->end_counters}}}};
-    } else {
-      out["workload"] = {{"name", "synthetic"},
-                         {"events", wc.events},
-                         {"seconds", s.seconds},
-                         {"events_per_second", s.events_per_second},
-                         {"seed", wc.seed},
-                         {"secret_share", wc.secret_share},
-                         {"kernel_share", wc.kernel_share},
-                         {"map_exclusive_share", wc.map_exclusive_share},
-                         {"rox_share", wc.rox_share},
-                         {"guest_share", wc.guest_share},
-                         {"secret_processes", wc.secret_processes},
-                         {"min_secret_file_pages", wc.min_secret_file_pages},
-                         {"max_secret_file_pages", wc.max_secret_file_pages},
-                         {"secret_hold_turns", wc.secret_hold_turns},
-                         {"fill", wc.fill},
-                         {"wp_page_tables", wc.wp_page_tables}};
-    }
-    out["runs"] = nlohmann::json::array();
+    report::Document doc;
+    doc.header = sim::header_json(s, trace.get(), opts->trace);
     sim::Progress progress(progress_enabled(opts->progress), opts->progress == "always");
+    exmem::sim::RunOptions ro;
+    ro.tlb = tlb;
+    ro.region_maps = !opts->out_dir.empty();
+    ro.observer = &progress;
     for (const std::string& name : s.policies) {
       try {
         if (trace) {
-          out["runs"].push_back(sim::run_trace(s, name, tlb, opts->trace, progress, !opts->out_dir.empty()));
-          if (out["runs"].size() == 1) warn_unknown_lines(out["runs"].back(), opts->trace);
+          doc.runs.push_back(exmem::sim::run_trace(s, name, opts->trace, ro));
+          if (doc.runs.size() == 1) warn_unknown_lines(doc.runs.back(), opts->trace);
         } else {
-          out["runs"].push_back(sim::run_synthetic(s, name, tlb, progress, !opts->out_dir.empty()));
+          doc.runs.push_back(exmem::sim::run_synthetic(s, name, ro));
         }
       } catch (const std::invalid_argument& e) {
         progress.end();
@@ -405,23 +361,21 @@ void add_sim(CLI::App& app) {
       }
     }
     if (trace && (!trace->secret_pages.empty() || !trace->start_counters.empty())) {
-      out["calibration"] = sim::calibration_json(wl::calibrate_trace(*trace), out["runs"]);
+      doc.header["calibration"] = sim::calibration_json(wl::calibrate_trace(*trace), doc.runs);
     }
     if (!opts->out_dir.empty()) {
       try {
-        report::write_report(opts->out_dir, out);
+        report::write_report(opts->out_dir, doc);
       } catch (const std::system_error& e) {
         fail(fmt::format("--out \"{}\": {}", opts->out_dir, e.what()));
       }
-      // The maps are in the report's files; the printed JSON stays as without --out.
-      for (auto& run : out["runs"]) run.erase("region_map");
     }
-    if (opts->json) {
-      fmt::print("{}\n", out.dump(2));
-    } else {
-      sim::print_table(out);
-      sim::print_calibration(out);
-    }
+    // The maps are in the report's files; the printed JSON stays as without --out.
+    const std::string text = opts->json ? report::to_json(doc).dump(2) + "\n"
+                                        : sim::table_text(doc, sim::output_columns()) +
+                                              sim::calibration_text(doc.header);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
     if (!opts->out_dir.empty()) {
       fmt::print(stderr, "exmem sim: report written to {}/index.html\n", opts->out_dir);
     }

@@ -1,7 +1,8 @@
-// `exmem sim`, the parts its files share: running one policy on a scenario's
-// synthetic workload or on a recorded trace (sim_run.cpp), the progress bar
-// (sim_progress.cpp), the comparison table (sim_table.cpp) and the built-in
-// default scenario (generated from scenarios/default.toml at build time).
+// `exmem sim`, the parts its files share: the JSON of what the command was
+// asked (sim_run.cpp; the runs themselves are sim/run.hpp's), the progress bar
+// (sim_progress.cpp), the comparison table (sim_table.cpp), the trace's
+// calibration block (sim_calibration.cpp) and the built-in default scenario
+// (generated from scenarios/default.toml at build time).
 #pragma once
 
 #include <chrono>
@@ -9,10 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
-#include "model/tlb/tlb.hpp"
 #include "model/workload/scenario.hpp"
 #include "model/workload/trace_calibration.hpp"
+#include "model/workload/trace_replay.hpp"
+#include "report/report.hpp"
+#include "sim/run.hpp"
 
 namespace exmem::cli::sim {
 
@@ -23,24 +27,24 @@ std::string_view default_scenario_text();
 // events per second, drawn once the command has run for a second (at once
 // when `immediate`), at most ten times a second, and cleared when the
 // policy's run ends.
-class Progress {
+class Progress final : public exmem::sim::RunObserver {
  public:
   explicit Progress(bool enabled, bool immediate = false);
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
-  ~Progress();
-  void begin(std::string label);
+  ~Progress() override;
+  void begin(std::string_view label) override;
   // Cheap enough to call after every workload step: looks at the clock every
   // 1024 calls only.
-  void update(std::uint64_t events, double fraction) {
+  void step(std::uint64_t events, double fraction) override {
     if (!enabled_ || (++calls_ & 1023u) != 0) return;
     draw(events, fraction);
   }
   // Always redraws when due (for callers that call rarely).
-  void update_now(std::uint64_t events, double fraction) {
+  void checkpoint(std::uint64_t events, double fraction) override {
     if (enabled_) draw(events, fraction);
   }
-  void end();
+  void end() override;
 
  private:
   void draw(std::uint64_t events, double fraction);
@@ -54,27 +58,25 @@ class Progress {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
-// One policy on the scenario's synthetic workload: the JSON object of one run.
-// With `region_maps`, the run also carries region_map {start, end}: the map
-// of physical memory and the direct map (report/report.hpp) after the fill
-// and at the end, for the HTML report of --out.
-nlohmann::json run_synthetic(const model::workload::Scenario& scenario, const std::string& policy,
-                             const model::tlb::TlbConfig& tlb, Progress& progress,
-                             bool region_maps = false);
-// One policy replaying a trace of the real kernel (see workload/trace_replay.hpp);
-// region maps, when asked, at boot and at the end.
-nlohmann::json run_trace(const model::workload::Scenario& scenario, const std::string& policy,
-                         const model::tlb::TlbConfig& tlb, const std::string& trace_path, Progress& progress,
-                         bool region_maps = false);
+// What the command was asked, as the JSON objects scenario, machine and
+// workload of its report (`trace` when it replays one from `trace_path`).
+nlohmann::json header_json(const model::workload::Scenario& s, const model::workload::TraceInfo* trace,
+                           const std::string& trace_path);
 
-// The comparison table of a whole `exmem sim` report.
-void print_table(const nlohmann::json& out);
+// The comparison table of a whole `exmem sim` report, `columns` wide at most
+// when it can be: wider than that, the policies are shown in groups, each
+// group a table of its own, and long lines are wrapped.
+std::string table_text(const report::Document& doc, std::size_t columns);
+// The width to print for: $COLUMNS when set, else stdout's terminal's, else
+// unlimited (a pipe or a file gets the whole table on one line per figure).
+std::size_t output_columns();
 
 // A trace's calibration block of the report: the real deltas, the model's
 // direct map at the real pfns, and the upstream run's own splits when
 // `runs` has one.
-nlohmann::json calibration_json(const model::workload::TraceCalibration& c, const nlohmann::json& runs);
-// Prints the block when the report has one.
-void print_calibration(const nlohmann::json& out);
+nlohmann::json calibration_json(const model::workload::TraceCalibration& c,
+                                const std::vector<exmem::sim::RunResult>& runs);
+// The block as text, when the report has one (empty otherwise).
+std::string calibration_text(const nlohmann::json& header);
 
 }  // namespace exmem::cli::sim

@@ -29,8 +29,8 @@ Progress::Progress(bool enabled, bool immediate)
 
 Progress::~Progress() { end(); }
 
-void Progress::begin(std::string label) {
-  label_ = std::move(label);
+void Progress::begin(std::string_view label) {
+  label_ = std::string(label);
   run_start_ = Clock::now();
   calls_ = 0;
 }

@@ -15,12 +15,28 @@
 #include "report/assets.hpp"
 #include "report/metrics.hpp"
 #include "report/report.hpp"
+#include "model/types.hpp"
 
 namespace exmem::report {
 
 namespace {
 
-using detail::find;
+// The value at a JSON pointer, or nullptr when the path is absent.
+const nlohmann::json* find(const nlohmann::json& j, std::string_view pointer) {
+  const nlohmann::json* at = &j;
+  while (!pointer.empty()) {
+    if (pointer.front() != '/') return nullptr;
+    pointer.remove_prefix(1);
+    const std::size_t slash = pointer.find('/');
+    const std::string key(pointer.substr(0, slash));
+    pointer = slash == std::string_view::npos ? std::string_view{} : pointer.substr(slash);
+    if (!at->is_object()) return nullptr;
+    const auto it = at->find(key);
+    if (it == at->end()) return nullptr;
+    at = &*it;
+  }
+  return at;
+}
 
 struct Swatch {
   std::string_view key;
@@ -99,17 +115,21 @@ std::string grouped_real(double v) {
   return grouped(static_cast<std::uint64_t>(r));
 }
 
-std::string display(const nlohmann::json& v, detail::Format f) {
+std::string display(const sim::Number& v, sim::Format f) {
+  const double d = sim::as_double(v);
   switch (f) {
-    case detail::Format::Integer:
-      if (v.is_number_unsigned()) return grouped(v.get<std::uint64_t>());
-      return grouped_real(v.get<double>());
-    case detail::Format::Real:
-      return fmt::format("{:.2f}", v.get<double>());
-    case detail::Format::PerThousand:
-      return fmt::format("{:.1f}", 1000.0 * v.get<double>());
-    case detail::Format::Whole:
-      return grouped_real(v.get<double>());
+    case sim::Format::Integer:
+      if (const auto* u = std::get_if<std::uint64_t>(&v)) return grouped(*u);
+      return grouped_real(d);
+    case sim::Format::Real:
+    case sim::Format::Seconds:
+      return fmt::format("{:.2f}", d);
+    case sim::Format::PerThousand:
+      return fmt::format("{:.1f}", 1000.0 * d);
+    case sim::Format::Whole:
+      return grouped_real(d);
+    case sim::Format::Size:
+      return model::format_size(static_cast<std::uint64_t>(d));
   }
   return {};
 }
@@ -158,21 +178,18 @@ std::string meta_line(const nlohmann::json& out, std::string_view key) {
   return fmt::format("<p class=\"meta\"><b>{}</b> {}</p>\n", key, items);
 }
 
-std::string comparison_table(const nlohmann::json& runs) {
+std::string comparison_table(const std::vector<sim::RunResult>& runs) {
   if (runs.empty()) return "<p class=\"missing\">No runs in this report.</p>\n";
   std::string s = "<table class=\"cmp\">\n<thead><tr><th></th>";
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    s += fmt::format("<th>{}</th>", escape(detail::policy_of(runs[i], i)));
-  }
+  for (const sim::RunResult& run : runs) s += fmt::format("<th>{}</th>", escape(run.policy));
   s += "</tr></thead>\n<tbody>\n";
-  for (const auto& m : detail::metrics()) {
-    s += fmt::format("<tr><th title=\"runs.csv: {}\">{}</th>", m.csv, escape(m.label));
-    for (const auto& run : runs) {
-      const auto v = detail::metric_value(run, m);
-      if (v) {
-        s += fmt::format("<td>{}</td>", display(*v, m.format));
+  for (const sim::Metric* m : detail::columns()) {
+    s += fmt::format("<tr><th title=\"runs.csv: {}\">{}</th>", m->column, escape(m->label));
+    for (const sim::RunResult& run : runs) {
+      if (const auto v = m->get(run)) {
+        s += fmt::format("<td>{}</td>", display(*v, m->format));
       } else {
-        s += "<td class=\"missing\" title=\"not in this run's JSON\">&ndash;</td>";
+        s += "<td class=\"missing\" title=\"not measured in this run\">&ndash;</td>";
       }
     }
     s += "</tr>\n";
@@ -182,7 +199,7 @@ std::string comparison_table(const nlohmann::json& runs) {
 }
 
 // What the script needs: the policies, their samples and their region maps.
-nlohmann::json page_data(const nlohmann::json& out, const nlohmann::json& runs) {
+nlohmann::json page_data(const Document& doc) {
   nlohmann::json d;
   nlohmann::json palette = nlohmann::json::object();
   for (const Swatch& s : kSwatches) palette[std::string(s.key)] = s.colour;
@@ -190,20 +207,22 @@ nlohmann::json page_data(const nlohmann::json& out, const nlohmann::json& runs) 
   nlohmann::json series = nlohmann::json::array();
   for (const auto c : kSeriesColours) series.push_back(c);
   d["series_colours"] = series;
-  const nlohmann::json* ram = find(out, "/machine/ram");
+  const nlohmann::json* ram = find(doc.header, "/machine/ram");
   d["ram"] = ram != nullptr && ram->is_string() ? *ram : nlohmann::json();
+  // The charts: the sample fields the catalogue marks, rates scaled as the tables show them.
+  d["charts"] = nlohmann::json::array();
+  for (const sim::SampleField& f : sim::sample_fields()) {
+    if (!f.chart) continue;
+    d["charts"].push_back({{"key", f.key}, {"title", f.label},
+                           {"scale", f.format == sim::Format::PerThousand ? 1000 : 1}});
+  }
   d["runs"] = nlohmann::json::array();
-  for (std::size_t i = 0; i < runs.size(); ++i) {
+  for (const sim::RunResult& run : doc.runs) {
+    const nlohmann::json j = to_json(run, true);
     nlohmann::json r;
-    r["policy"] = detail::policy_of(runs[i], i);
-    const nlohmann::json* samples = find(runs[i], "/direct_map_over_time");
-    r["over_time"] = samples != nullptr && samples->is_array() ? *samples : nlohmann::json::array();
-    nlohmann::json maps = nlohmann::json::object();
-    for (const char* when : {"start", "end"}) {
-      const nlohmann::json* m = find(runs[i], fmt::format("/region_map/{}", when));
-      if (m != nullptr && m->is_object()) maps[when] = *m;
-    }
-    r["region_map"] = maps;
+    r["policy"] = run.policy;
+    r["over_time"] = j["direct_map_over_time"];
+    r["region_map"] = j.contains("region_map") ? j["region_map"] : nlohmann::json::object();
     d["runs"].push_back(r);
   }
   return d;
@@ -211,10 +230,9 @@ nlohmann::json page_data(const nlohmann::json& out, const nlohmann::json& runs) 
 
 }  // namespace
 
-std::string html_page(const nlohmann::json& out) {
-  static const nlohmann::json kNoRuns = nlohmann::json::array();
-  const nlohmann::json* runs_p = find(out, "/runs");
-  const nlohmann::json& runs = runs_p != nullptr && runs_p->is_array() ? *runs_p : kNoRuns;
+std::string html_page(const Document& doc) {
+  const std::vector<sim::RunResult>& runs = doc.runs;
+  const nlohmann::json& out = doc.header;
   const nlohmann::json* ram = find(out, "/machine/ram");
 
   std::string title = "exmem sim report";
@@ -262,7 +280,7 @@ std::string html_page(const nlohmann::json& out) {
        "over_time.csv next to it. The page needs no network.</footer>\n";
 
   s += fmt::format("<script type=\"application/json\" id=\"exmem-data\">{}</script>\n",
-                   script_json(page_data(out, runs)));
+                   script_json(page_data(doc)));
   s += fmt::format("<script>\n{}</script>\n</body>\n</html>\n", assets::kPageJs);
   return s;
 }

@@ -3,6 +3,9 @@
 // in the page, then records on <body> what it drew:
 //   data-maps-drawn, data-charts-drawn   counts
 //   data-map-rects    JSON: [{run, policy, when, x, y, w, h}] of each map canvas, in page pixels
+//   data-diff-rects   JSON: [{run, policy, kind, changed, shown, side, x, y, w, h}] of each run's
+//                     difference views: kind "changed" (the whole map, unchanged cells greyed) and
+//                     "zoom" (only the changed cells, large); `side` is a cell's coloured square in pixels
 //   data-report-ready "1" when done; data-report-error with the message if it failed
 'use strict';
 (function () {
@@ -16,9 +19,14 @@
   const CONTENT = ['free', 'secret/unmapped', 'page tables', 'kernel', 'user', 'reserved',
     'other', 'no RAM'];
 
+  const UNCHANGED = [236, 236, 236];  // a cell the run did not change, in the difference view
+  const ZOOM_CELL = 10;  // pixels per cell in the zoom on the changed cells
+  const ZOOM_MAX = Math.floor(MAP_W / ZOOM_CELL) * 40;
+
   let mapsDrawn = 0;
   let chartsDrawn = 0;
   const drawnMaps = [];
+  const drawnDiffs = [];
 
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
@@ -112,6 +120,11 @@
   }
 
   function paint(canvas, cells, lay, colours) {
+    paintCells(canvas, cells.length, lay, function (i) { return colours[cells[i] & 0x3f]; });
+  }
+
+  // n cells, cell i in colourOf(i), row after row on the layout's grid.
+  function paintCells(canvas, n, lay, colourOf) {
     const w = lay.cols * lay.cell;
     const h = lay.rows * lay.cell;
     canvas.width = w;
@@ -122,8 +135,8 @@
     for (let i = 0; i < px.length; i++) px[i] = 255;  // white where no cell is
     const gap = lay.cell >= 6 ? 1 : 0;
     const side = lay.cell - gap;
-    for (let i = 0; i < cells.length; i++) {
-      const c = colours[cells[i] & 0x3f];
+    for (let i = 0; i < n; i++) {
+      const c = colourOf(i);
       const x0 = (i % lay.cols) * lay.cell;
       const y0 = Math.floor(i / lay.cols) * lay.cell;
       for (let y = 0; y < side; y++) {
@@ -203,7 +216,68 @@
     figure.appendChild(el('div', { class: 'caption' }, caption(map, startMap)));
     mapsDrawn++;
     drawnMaps.push({ canvas: canvas, run: runIndex, policy: run.policy, when: when });
-    return { perCell: perCell, cellBytes: cellBytes, lay: lay };
+    return { perCell: perCell, cellBytes: cellBytes, lay: lay, cells: cells };
+  }
+
+  // What the run changed: every cell whose code differs between the start and
+  // the end map, in the end's colour over grey, then the same cells alone and
+  // large, with counts beside them.
+  function drawDiff(figure, run, runIndex, start, end, colours) {
+    figure.appendChild(el('div', { class: 'when' }, 'changed during the run'));
+    if (!start || !end || start.cells.length !== end.cells.length) {
+      figure.appendChild(el('p', { class: 'missing' }, 'needs the start and end snapshots'));
+      return;
+    }
+    const a = start.cells, b = end.cells;
+    const changed = [];
+    let split = 0, healed = 0, content = 0, unmapped = 0;
+    for (let i = 0; i < b.length; i++) {
+      if (a[i] === b[i]) continue;
+      changed.push(i);
+      if ((b[i] & 3) > (a[i] & 3)) split++;
+      else if ((b[i] & 3) < (a[i] & 3)) healed++;
+      else content++;
+      if ((b[i] & 0x20) && !(a[i] & 0x20)) unmapped++;
+    }
+    figure.setAttribute('data-changed-cells', String(changed.length));
+    const counts = el('div', { class: 'diff-counts' });
+    counts.appendChild(el('b', {}, grouped(changed.length)));
+    counts.appendChild(document.createTextNode(' of ' + grouped(b.length) + ' cells changed: ' +
+      grouped(split) + ' split further, ' + grouped(healed) + ' back to larger leaves, ' +
+      grouped(content) + ' other content; ' + grouped(unmapped) + ' newly hold pages not present'));
+    figure.appendChild(counts);
+    const lay = end.lay;
+    const whole = el('canvas', { class: 'map diff', 'data-run': runIndex, 'data-kind': 'changed' });
+    const marked = new Uint8Array(b.length);
+    for (const i of changed) marked[i] = 1;
+    paintCells(whole, b.length, lay, function (i) { return marked[i] ? colours[b[i] & 0x3f] : UNCHANGED; });
+    figure.appendChild(whole);
+    const side = lay.cell - (lay.cell >= 6 ? 1 : 0);
+    drawnDiffs.push({ canvas: whole, run: runIndex, policy: run.policy, kind: 'changed', changed: changed.length,
+      shown: changed.length, side: side });
+    if (!changed.length) {
+      figure.appendChild(el('p', { class: 'explain' }, 'No cell changed.'));
+      return;
+    }
+    const shown = changed.slice(0, ZOOM_MAX);
+    figure.appendChild(el('div', { class: 'when' }, 'the changed cells alone, in address order' +
+      (shown.length < changed.length ? ' (the first ' + grouped(shown.length) + ')' : '')));
+    const zcols = Math.floor(MAP_W / ZOOM_CELL);
+    const zlay = { cell: ZOOM_CELL, cols: zcols, rows: Math.max(1, Math.ceil(shown.length / zcols)) };
+    const zoom = el('canvas', { class: 'map zoom', 'data-run': runIndex, 'data-kind': 'zoom' });
+    paintCells(zoom, shown.length, zlay, function (k) { return colours[b[shown[k]] & 0x3f]; });
+    const readout = el('div', { class: 'readout' }, '\u00a0');
+    zoom.addEventListener('mousemove', function (ev) {
+      const k = Math.floor(ev.offsetY / ZOOM_CELL) * zlay.cols + Math.floor(ev.offsetX / ZOOM_CELL);
+      if (k < 0 || k >= shown.length) { readout.textContent = '\u00a0'; return; }
+      const i = shown[k];
+      readout.textContent = '0x' + (i * end.cellBytes).toString(16) + ': ' + COVERAGE[a[i] & 3] + ', ' +
+        CONTENT[(a[i] >> 2) & 7] + ' \u2192 ' + COVERAGE[b[i] & 3] + ', ' + CONTENT[(b[i] >> 2) & 7];
+    });
+    figure.appendChild(zoom);
+    figure.appendChild(readout);
+    drawnDiffs.push({ canvas: zoom, run: runIndex, policy: run.policy, kind: 'zoom', changed: changed.length,
+      shown: shown.length, side: ZOOM_CELL - 1 });
   }
 
   function drawMaps(data) {
@@ -221,12 +295,16 @@
       section.appendChild(pair);
       grid.appendChild(section);
       const maps = run.region_map || {};
+      const drawn = {};
       for (const when of ['start', 'end']) {
         const fig = el('figure', { class: 'map', 'data-when': when });
         pair.appendChild(fig);
-        const drawn = drawMap(fig, run, i, when, maps[when], colours, when === 'end' ? maps.start : null);
-        if (drawn && !scale) scale = drawn;
+        drawn[when] = drawMap(fig, run, i, when, maps[when], colours, when === 'end' ? maps.start : null);
+        if (drawn[when] && !scale) scale = drawn[when];
       }
+      const diff = el('figure', { class: 'map diff', 'data-when': 'changed' });
+      pair.appendChild(diff);
+      drawDiff(diff, run, i, drawn.start, drawn.end, colours);
     });
     const note = document.getElementById('map-scale');
     if (scale) {
@@ -240,12 +318,6 @@
   }
 
   // ---- time series ----
-
-  const METRICS = [
-    { key: 'DirectMap4k', title: 'DirectMap4k (kB)', scale: 1 },
-    { key: 'direct_map_level2_splits', title: 'direct_map_level2_splits', scale: 1 },
-    { key: 'tlb_miss_rate', title: 'TLB misses per 1000 kernel accesses', scale: 1000 },
-  ];
 
   function niceStep(span) {
     if (!(span > 0)) return 1;
@@ -315,7 +387,9 @@
   function drawCharts(data) {
     const grid = document.getElementById('chart-grid');
     const colours = data.series_colours && data.series_colours.length ? data.series_colours : ['#1f77b4'];
-    for (const m of METRICS) if (drawChart(grid, m, data.runs, colours)) chartsDrawn++;
+    // The figures to chart ({key, title, scale}) come with the data (sim/metrics.hpp).
+    const charts = Array.isArray(data.charts) ? data.charts : [];
+    for (const m of charts) if (drawChart(grid, m, data.runs, colours)) chartsDrawn++;
   }
 
   try {
@@ -332,6 +406,12 @@
     const r = m.canvas.getBoundingClientRect();
     return { run: m.run, policy: m.policy, when: m.when, x: Math.round(r.left + window.scrollX) + 1,
       y: Math.round(r.top + window.scrollY) + 1, w: m.canvas.width, h: m.canvas.height };
+  })));
+  body.setAttribute('data-diff-rects', JSON.stringify(drawnDiffs.map(function (m) {
+    const r = m.canvas.getBoundingClientRect();
+    return { run: m.run, policy: m.policy, kind: m.kind, changed: m.changed, shown: m.shown, side: m.side,
+      x: Math.round(r.left + window.scrollX) + 1, y: Math.round(r.top + window.scrollY) + 1,
+      w: m.canvas.width, h: m.canvas.height };
   })));
   body.setAttribute('data-report-ready', '1');
 })();

@@ -49,15 +49,15 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 
 }  // namespace
 
-void write_report(const std::filesystem::path& dir, const nlohmann::json& out) {
+void write_report(const std::filesystem::path& dir, const Document& doc) {
   if (dir.empty()) fail(ENOENT, "cannot create report directory", "\"\"");
   make_directories(dir);
   // Strings that are not UTF-8 are written with U+FFFD rather than refused.
   write_file(dir / "report.json",
-             out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  write_file(dir / "runs.csv", runs_csv(out));
-  write_file(dir / "over_time.csv", over_time_csv(out));
-  write_file(dir / "index.html", html_page(out));
+             to_json(doc, true).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_file(dir / "runs.csv", runs_csv(doc));
+  write_file(dir / "over_time.csv", over_time_csv(doc));
+  write_file(dir / "index.html", html_page(doc));
 }
 
 }  // namespace exmem::report

@@ -1,8 +1,10 @@
 // report/: what `exmem sim --out DIR` writes: the run's JSON, CSV tables and a
 // self-contained HTML page (inline CSS and script, no network) with maps of
 // physical memory and the direct map, and time series per policy.
-// Owns: the formats of those files. Must not touch: the model's state (it
-// reads the JSON a run produced, and region maps from model/snapshot.hpp).
+// Owns: the formats of those files, and the JSON form of a run (json.cpp)
+// that `exmem sim --json` prints. Must not touch: the model's state (it reads
+// the typed results of sim/run.hpp, their figures through sim/metrics.hpp,
+// and region maps from model/snapshot.hpp).
 //
 // report.hpp: the writer and its pieces.
 #pragma once
@@ -18,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/snapshot.hpp"
+#include "sim/run.hpp"
 
 namespace exmem::report {
 
@@ -47,22 +50,37 @@ std::string base64_encode(std::span<const std::uint8_t> bytes);
 // std::invalid_argument naming the offset of the first bad character.
 std::vector<std::uint8_t> base64_decode(std::string_view text);
 
+// What `exmem sim` produced: what it was asked (`header`: the JSON objects
+// scenario, machine, workload and, for a trace, calibration) and one typed
+// result per policy.
+struct Document {
+  nlohmann::json header = nlohmann::json::object();
+  std::vector<sim::RunResult> runs;
+};
+
+// A run as `exmem sim --json` prints it: every metric of sim/metrics.hpp at
+// its JSON pointer, with the policy, the scenario, the fragmentation indices,
+// the policy's counters, the samples and (for a trace) the lines not
+// understood; with `region_maps`, region_map {start, end} too (to_json above).
+nlohmann::json to_json(const sim::RunResult& run, bool region_maps = false);
+// The header with a `runs` array.
+nlohmann::json to_json(const Document& doc, bool region_maps = false);
+
 // Writes into dir (created when absent, with its parents):
 //   report.json    the whole object
 //   runs.csv       one row per run (policy) with the main figures
 //   over_time.csv  one row per sample of each run's direct_map_over_time
 //   index.html     the self-contained page
-// `out` has the shape `exmem sim --json` prints (machine, workload, runs[]);
-// each run may carry region_map {start, end} (to_json above). Missing keys
-// give empty cells and a page that says what it lacks. std::system_error
+// report.json is to_json(doc, true). A run without region maps or samples
+// gives empty cells and a page that says what it lacks. std::system_error
 // naming the path and the errno text when a directory or file cannot be made
 // or written.
-void write_report(const std::filesystem::path& dir, const nlohmann::json& out);
+void write_report(const std::filesystem::path& dir, const Document& doc);
 
 // The pieces write_report() writes, for other writers and tests.
-std::string runs_csv(const nlohmann::json& out);
-std::string over_time_csv(const nlohmann::json& out);
-std::string html_page(const nlohmann::json& out);
+std::string runs_csv(const Document& doc);
+std::string over_time_csv(const Document& doc);
+std::string html_page(const Document& doc);
 
 // The columns of runs.csv (after `policy`), in order.
 std::vector<std::string> runs_csv_columns();

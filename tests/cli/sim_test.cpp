@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -300,6 +301,59 @@ TEST(SimCommand, ATraceWithUnknownLinesIsReplayedAndTheLinesAreReportedWithTheir
   EXPECT_NE(r.out.find("1 lines not understood"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(std::string("line ").append(std::to_string(line_no)).append(": ")), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("this line is not an event"), std::string::npos) << r.out;
+  // The warning on stderr starts a line of its own, never inside one of stdout's.
+  const std::size_t warning = r.out.find("exmem sim: " + f.path());
+  ASSERT_NE(warning, std::string::npos) << r.out;
+  EXPECT_TRUE(warning == 0 || r.out[warning - 1] == '\n') << r.out.substr(0, warning + 80);
+}
+
+// The lines of `text` longer than `columns`.
+std::vector<std::string> lines_longer_than(const std::string& text, std::size_t columns) {
+  std::vector<std::string> long_lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > columns) long_lines.push_back(line);
+  }
+  return long_lines;
+}
+
+TEST(SimCommand, TheTableFitsANarrowTerminalAndIsWholeOnAWideOne) {
+  const std::string args = "sim --ram 2GiB --events 20000 --seed 5 --policy all";
+  ::unsetenv("COLUMNS");
+  CommandResult piped = run(args, false);  // no terminal, no COLUMNS: the whole table
+  ASSERT_EQ(piped.status, 0) << piped.out;
+  EXPECT_FALSE(lines_longer_than(piped.out, 200).empty()) << "the eight policies side by side";
+  ::setenv("COLUMNS", "400", 1);
+  CommandResult wide = run(args, false);
+  ::setenv("COLUMNS", "100", 1);
+  CommandResult narrow = run(args, false);
+  ::unsetenv("COLUMNS");
+  ASSERT_EQ(wide.status, 0);
+  ASSERT_EQ(narrow.status, 0);
+  const auto too_long = lines_longer_than(narrow.out, 100);
+  EXPECT_TRUE(too_long.empty()) << too_long.front();
+  // Every policy and every figure is still there: the rows repeat once per group of policies.
+  std::size_t policy_rows = 0;
+  std::istringstream in(narrow.out);
+  for (std::string line; std::getline(in, line);) policy_rows += line.rfind("  policy ", 0) == 0;
+  EXPECT_GE(policy_rows, 3u) << narrow.out;
+  for (const char* name : {"upstream", "secretmem-pool-fallback", "freetype-unmapped", "unmapped-alloc"}) {
+    EXPECT_NE(narrow.out.find(name), std::string::npos) << name;
+  }
+  EXPECT_NE(narrow.out.find("  TLB misses per 1000 kernel accesses"), std::string::npos);
+  // Wide enough, it is the table a pipe gets (but for the timings, which differ run to run).
+  std::istringstream a(piped.out), b(wide.out);
+  std::string la, lb;
+  std::size_t lines = 0;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    ++lines;
+    if (la.find("per second") != std::string::npos || la.find("seconds") != std::string::npos ||
+        la.find("peak RSS") != std::string::npos) {
+      continue;
+    }
+    EXPECT_EQ(la, lb);
+  }
+  EXPECT_GT(lines, 30u);
 }
 
 TEST(SimCommand, DecimalPfnsReplayToo) {

@@ -1,6 +1,6 @@
 // Shared by the report's tests: real machines run briefly on the synthetic
-// workload, snapshotted at the start and the end, and an `out` object shaped
-// as `exmem sim --json` prints it, built from them by hand.
+// workload through the run driver that `exmem sim` uses (sim/run.hpp), with
+// region maps at the start and the end, and the report's Document of them.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -18,118 +18,68 @@
 
 #include "model/machine.hpp"
 #include "model/snapshot.hpp"
-#include "model/tlb/cost.hpp"
-#include "model/workload/synthetic.hpp"
+#include "model/workload/scenario.hpp"
 #include "report/report.hpp"
+#include "sim/run.hpp"
 
 namespace exmem::report::testing {
 
 namespace md = exmem::model;
 
+// A 4 GiB machine (with the PCI hole at 3..4 GiB: RAM up to 5 GiB), 4 CPUs.
 inline md::MachineConfig config_4g(const std::string& policy) {
   md::MachineConfig c;
-  c.ram_bytes = 4 * md::GiB;  // with the PCI hole at 3..4 GiB: RAM up to 5 GiB
+  c.ram_bytes = 4 * md::GiB;
   c.cpus = 4;
   c.policy = policy;
   return c;
 }
 
-struct PolicyRun {
-  std::unique_ptr<md::Machine> machine;
-  md::workload::WorkloadResult result;
-  md::RegionMap start;
-  md::RegionMap end;
-  md::tlb::CostReport cost;
-  nlohmann::json json;
-};
+inline md::workload::Scenario scenario_4g(std::uint64_t events) {
+  md::workload::Scenario s;
+  s.name = "fixture";
+  s.machine = config_4g("upstream");
+  s.workload = md::workload::WorkloadConfig{};
+  s.workload.events = events;
+  s.workload.seed = 3;
+  s.tlb = "haswell";
+  return s;
+}
 
-// The fields of a run that the report reads, from the machine itself.
-// `sample_tlb`: whether the samples carry tlb_miss_rate (older JSON does not).
-inline PolicyRun make_run(const std::string& policy, std::uint64_t events, bool sample_tlb) {
-  PolicyRun run;
-  run.machine = std::make_unique<md::Machine>(config_4g(policy));
-  md::Machine& m = *run.machine;
-  run.start = md::region_map(m);
-  md::workload::WorkloadConfig wc;
-  wc.events = events;
-  wc.seed = 3;
-  md::workload::SyntheticWorkload w(m, wc);
-  const md::tlb::TlbConfig tlb = md::tlb::TlbConfig::preset("haswell");
-  md::tlb::AccessConfig small;
-  small.accesses = 4000;
-  nlohmann::json over_time = nlohmann::json::array();
-  const std::uint64_t every = std::max<std::uint64_t>(1, events / 8);
-  std::uint64_t next = every;
-  run.result = w.run([&](std::uint64_t e) {
-    if (e < next) return;
-    next = e + every;
-    const auto& c = m.dmap().counters();
-    nlohmann::json s = {{"events", e},
-                        {"DirectMap4k", c.direct_map_4k_kb()},
-                        {"DirectMap2M", c.direct_map_2m_kb()},
-                        {"DirectMap1G", c.direct_map_1g_kb()},
-                        {"direct_map_level2_splits", c.level2_splits},
-                        {"direct_map_level3_splits", c.level3_splits}};
-    if (sample_tlb) s["tlb_miss_rate"] = md::tlb::estimate_cost(m, tlb, small, e).miss_rate;
-    over_time.push_back(s);
-  });
-  run.end = md::region_map(m);
-  run.cost = md::tlb::estimate_cost(m, tlb, md::tlb::AccessConfig{}, wc.seed);
-  const auto& dm = m.dmap().counters();
-  const auto& fl = m.flushes().counters();
-  nlohmann::json& j = run.json;
-  j["policy"] = policy;
-  j["events"] = run.result.events;
-  j["events_per_second"] =
-      run.result.run_seconds > 0 ? static_cast<double>(run.result.events) / run.result.run_seconds : 0.0;
-  j["direct_map"] = {{"DirectMap4k", dm.direct_map_4k_kb()},
-                     {"DirectMap2M", dm.direct_map_2m_kb()},
-                     {"DirectMap1G", dm.direct_map_1g_kb()},
-                     {"direct_map_level2_splits", dm.level2_splits},
-                     {"direct_map_level3_splits", dm.level3_splits},
-                     {"direct_map_level2_collapses", dm.level2_collapses},
-                     {"direct_map_level3_collapses", dm.level3_collapses},
-                     {"page_table_pages", dm.table_pages_allocated - dm.table_pages_freed}};
-  j["tlb_flushes"] = {{"range_flushes", fl.range_flushes},
-                      {"range_pages", fl.range_pages},
-                      {"full_flushes", fl.full_flushes},
-                      {"local_flushes", fl.local_flushes}};
-  j["tlb_cost"] = {{"tlb", run.cost.tlb},
-                   {"miss_rate", run.cost.miss_rate},
-                   {"walk_cycles", run.cost.walk_cycles},
-                   {"ipis", run.cost.ipis},
-                   {"shootdown_us", run.cost.shootdown_us}};
-  j["secretmem"] = {{"faults", run.result.secret_faults}};
-  j["failures"] = {{"oom_at_fault", run.result.secret_ooms},
-                   {"sigbus_at_fault", run.result.secret_sigbus},
-                   {"mmap_failed", run.result.mmap_failures}};
-  j["pooled_pages"] = m.policy().pooled_pages();
-  j["direct_map_over_time"] = over_time;
-  j["region_map"] = {{"start", to_json(run.start)}, {"end", to_json(run.end)}};
-  return run;
+inline sim::RunResult make_run(const std::string& policy, std::uint64_t events) {
+  sim::RunOptions o;
+  o.tlb = md::tlb::TlbConfig::preset("haswell");
+  o.region_maps = true;
+  return sim::run_synthetic(scenario_4g(events), policy, o);
+}
+
+// What `exmem sim` asked, as far as the page shows it.
+inline nlohmann::json header_of(const md::workload::Scenario& s) {
+  const md::MachineConfig& mc = s.machine;
+  nlohmann::json h;
+  h["machine"] = {{"ram_bytes", mc.ram_bytes},
+                  {"ram", md::format_size(mc.ram_bytes)},
+                  {"cpus", mc.cpus},
+                  {"direct_gbpages", mc.direct_gbpages},
+                  {"collapse", std::string(md::collapse_mode_name(mc.collapse))},
+                  {"tlb", s.tlb}};
+  h["workload"] = {{"name", "synthetic"}, {"events", s.workload.events}, {"seed", s.workload.seed}};
+  return h;
 }
 
 struct Report {
-  std::vector<PolicyRun> runs;
-  nlohmann::json out;
+  Document doc;
+  nlohmann::json out;  // to_json(doc, true): report.json
 };
 
-// Two policies on a 4 GiB machine, the second without tlb_miss_rate samples.
+// Two policies on a 4 GiB machine: upstream splits the direct map, the pool does not.
 inline const Report& shared_report() {
   static const Report r = [] {
     Report rep;
-    rep.runs.push_back(make_run("upstream", 20000, true));
-    rep.runs.push_back(make_run("secretmem-pmd-pool", 20000, false));
-    const auto& mc = rep.runs.front().machine->config();
-    rep.out["machine"] = {{"ram_bytes", mc.ram_bytes},
-                          {"ram", md::format_size(mc.ram_bytes)},
-                          {"cpus", mc.cpus},
-                          {"direct_gbpages", mc.direct_gbpages},
-                          {"collapse", std::string(md::collapse_mode_name(mc.collapse))},
-                          {"tlb", "haswell"}};
-    rep.out["workload"] = {{"name", "synthetic"}, {"events", 20000}, {"seed", 3}};
-    rep.out["runs"] = nlohmann::json::array();
-    for (const PolicyRun& run : rep.runs) rep.out["runs"].push_back(run.json);
+    rep.doc.header = header_of(scenario_4g(20000));
+    rep.doc.runs.push_back(make_run("upstream", 20000));
+    rep.doc.runs.push_back(make_run("secretmem-pmd-pool", 20000));
+    rep.out = to_json(rep.doc, true);
     return rep;
   }();
   return r;

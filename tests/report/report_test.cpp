@@ -1,6 +1,6 @@
-// Tests of the report writer: the files it writes read back to the machines'
-// own counters; the page needs nothing from the network; missing keys and
-// unwritable places are handled.
+// Tests of the report writer: the files it writes read back to the runs'
+// own counters; the page needs nothing from the network; runs without maps
+// and unwritable places are handled.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fixture.hpp"
+#include "sim/metrics.hpp"
 
 namespace exmem::report::testing {
 namespace {
@@ -29,7 +30,7 @@ struct Written {
 const Written& written() {
   static const Written* w = [] {
     auto* x = new Written;
-    write_report(x->dir.path() / "nested" / "report", shared_report().out);
+    write_report(x->dir.path() / "nested" / "report", shared_report().doc);
     const auto d = x->dir.path() / "nested" / "report";
     x->report = nlohmann::json::parse(read_file(d / "report.json"));
     x->runs = parse_csv(read_file(d / "runs.csv"));
@@ -52,23 +53,25 @@ std::uint64_t as_u64(const std::string& s) { return std::stoull(s); }
 
 TEST(Report, JsonIsTheWholeObject) {
   EXPECT_EQ(written().report, shared_report().out);
+  EXPECT_EQ(written().report["runs"].size(), 2u);
+  EXPECT_TRUE(written().report["runs"][0].contains("region_map"));
 }
 
 TEST(Report, RunsCsvHasOneRowPerPolicyWithTheMachinesCounters) {
   const auto& rows = written().runs;
   const Report& rep = shared_report();
-  ASSERT_EQ(rows.size(), 1 + rep.runs.size());
+  ASSERT_EQ(rows.size(), 1 + rep.doc.runs.size());
   const auto& h = rows[0];
   std::vector<std::string> want = {"policy"};
   for (const auto& c : runs_csv_columns()) want.push_back(c);
   ASSERT_EQ(h, want);
-  for (std::size_t i = 0; i < rep.runs.size(); ++i) {
+  for (std::size_t i = 0; i < rep.doc.runs.size(); ++i) {
     const auto& row = rows[1 + i];
-    const md::Machine& m = *rep.runs[i].machine;
-    const auto& dm = m.dmap().counters();
-    const auto& fl = m.flushes().counters();
+    const sim::RunResult& r = rep.doc.runs[i];
+    const auto& dm = r.direct_map;
+    const auto& fl = r.flushes;
     ASSERT_EQ(row.size(), h.size());
-    EXPECT_EQ(row[0], std::string(m.policy().name()));
+    EXPECT_EQ(row[0], r.policy);
     EXPECT_EQ(as_u64(row[column(h, "DirectMap4k_kB")]), dm.direct_map_4k_kb());
     EXPECT_EQ(as_u64(row[column(h, "DirectMap2M_kB")]), dm.direct_map_2m_kb());
     EXPECT_EQ(as_u64(row[column(h, "DirectMap1G_kB")]), dm.direct_map_1g_kb());
@@ -79,22 +82,44 @@ TEST(Report, RunsCsvHasOneRowPerPolicyWithTheMachinesCounters) {
     EXPECT_EQ(as_u64(row[column(h, "tlb_flush_events")]),
               fl.range_flushes + fl.full_flushes + fl.local_flushes);
     EXPECT_EQ(as_u64(row[column(h, "full_flushes")]), fl.full_flushes);
-    EXPECT_EQ(std::stod(row[column(h, "tlb_miss_rate")]), rep.runs[i].cost.miss_rate);
-    EXPECT_EQ(std::stod(row[column(h, "walk_cycles")]), rep.runs[i].cost.walk_cycles);
-    EXPECT_EQ(std::stod(row[column(h, "shootdown_us")]), rep.runs[i].cost.shootdown_us);
-    EXPECT_EQ(as_u64(row[column(h, "secret_faults")]), rep.runs[i].result.secret_faults);
-    EXPECT_EQ(as_u64(row[column(h, "oom_at_fault")]), rep.runs[i].result.secret_ooms);
-    EXPECT_EQ(as_u64(row[column(h, "pooled_pages")]), m.policy().pooled_pages());
-    EXPECT_EQ(as_u64(row[column(h, "events")]), rep.runs[i].result.events);
-    EXPECT_EQ(as_u64(row[column(h, "split_regions_end")]),
-              rep.runs[i].end.regions_of(md::Coverage::Split4K));
+    EXPECT_EQ(std::stod(row[column(h, "tlb_miss_rate")]), r.tlb_cost.miss_rate);
+    EXPECT_EQ(std::stod(row[column(h, "walk_cycles")]), r.tlb_cost.walk_cycles);
+    EXPECT_EQ(std::stod(row[column(h, "shootdown_us")]), r.tlb_cost.shootdown_us);
+    EXPECT_EQ(as_u64(row[column(h, "secret_faults")]), r.workload.secret_faults);
+    EXPECT_EQ(as_u64(row[column(h, "oom_at_fault")]), r.workload.secret_ooms);
+    EXPECT_EQ(as_u64(row[column(h, "pooled_pages")]), r.pooled_pages);
+    EXPECT_EQ(as_u64(row[column(h, "events")]), r.workload.events);
+    ASSERT_TRUE(r.map_end.has_value());
+    EXPECT_EQ(as_u64(row[column(h, "split_regions_end")]), r.map_end->regions_of(md::Coverage::Split4K));
   }
   // The runs differ where the designs differ: upstream splits, the pool does not.
   EXPECT_GT(as_u64(rows[1][column(h, "direct_map_level2_splits")]),
             as_u64(rows[2][column(h, "direct_map_level2_splits")]));
 }
 
-TEST(Report, OverTimeCsvHasEverySampleAndEmptyCellsForWhatASampleLacks) {
+TEST(Report, EveryMetricOfTheCatalogueIsInTheJsonWhereItSays) {
+  const Report& rep = shared_report();
+  for (std::size_t i = 0; i < rep.doc.runs.size(); ++i) {
+    for (const sim::Metric& m : sim::metrics()) {
+      if (m.json.empty() || m.get == nullptr) continue;
+      const auto v = m.get(rep.doc.runs[i]);
+      const nlohmann::json::json_pointer p{std::string(m.json)};
+      if (!v) {
+        EXPECT_FALSE(rep.out["runs"][i].contains(p)) << m.json;
+        continue;
+      }
+      ASSERT_TRUE(rep.out["runs"][i].contains(p)) << m.json;
+      EXPECT_EQ(rep.out["runs"][i][p].get<double>(), sim::as_double(*v)) << m.json;
+    }
+  }
+  // Keys a user's scripts read are where they were.
+  const auto& dm = rep.out["runs"][0]["direct_map"];
+  EXPECT_EQ(dm["direct_map_level2_splits"].get<std::uint64_t>(), rep.doc.runs[0].direct_map.level2_splits);
+  EXPECT_FALSE(rep.out["runs"][0].contains("trace")) << "a synthetic run has no trace block";
+  EXPECT_TRUE(rep.out["runs"][0]["workload"].contains("hold_turns"));
+}
+
+TEST(Report, OverTimeCsvHasEverySample) {
   const auto& rows = written().over_time;
   const Report& rep = shared_report();
   ASSERT_FALSE(rows.empty());
@@ -103,25 +128,21 @@ TEST(Report, OverTimeCsvHasEverySampleAndEmptyCellsForWhatASampleLacks) {
                                            "direct_map_level3_splits", "tlb_miss_rate"};
   ASSERT_EQ(rows[0], header);
   std::size_t at = 1;
-  for (const PolicyRun& run : rep.runs) {
-    const auto& samples = run.json["direct_map_over_time"];
-    ASSERT_GE(samples.size(), 4u);
-    for (const auto& s : samples) {
+  for (const sim::RunResult& run : rep.doc.runs) {
+    ASSERT_GE(run.over_time.size(), 4u);
+    for (const sim::Sample& s : run.over_time) {
       ASSERT_LT(at, rows.size());
       const auto& row = rows[at++];
       ASSERT_EQ(row.size(), header.size());
-      EXPECT_EQ(row[0], run.json["policy"].get<std::string>());
-      EXPECT_EQ(as_u64(row[1]), s["events"].get<std::uint64_t>());
-      EXPECT_EQ(as_u64(row[2]), s["DirectMap4k"].get<std::uint64_t>());
-      EXPECT_EQ(as_u64(row[5]), s["direct_map_level2_splits"].get<std::uint64_t>());
-      if (s.contains("tlb_miss_rate")) {
-        EXPECT_EQ(std::stod(row[7]), s["tlb_miss_rate"].get<double>());
-      } else {
-        EXPECT_EQ(row[7], "");
-      }
+      EXPECT_EQ(row[0], run.policy);
+      EXPECT_EQ(as_u64(row[1]), s.events);
+      EXPECT_EQ(as_u64(row[2]), s.direct_map_4k_kb);
+      EXPECT_EQ(as_u64(row[5]), s.level2_splits);
+      EXPECT_EQ(std::stod(row[7]), s.tlb_miss_rate);
     }
     // The last sample is the machine's state at the end of the run.
-    EXPECT_EQ(as_u64(rows[at - 1][2]), run.machine->dmap().counters().direct_map_4k_kb());
+    EXPECT_EQ(as_u64(rows[at - 1][1]), run.workload.events);
+    EXPECT_EQ(as_u64(rows[at - 1][2]), run.direct_map.direct_map_4k_kb());
   }
   EXPECT_EQ(at, rows.size());
 }
@@ -142,14 +163,14 @@ TEST(Report, PageIsSelfContained) {
   EXPECT_NE(html.find("seed 3"), std::string::npos);
   EXPECT_NE(html.find("<th>secretmem-pmd-pool</th>"), std::string::npos);
   EXPECT_NE(html.find("id=\"exmem-data\""), std::string::npos);
-  EXPECT_NE(html.find(shared_report().out["runs"][0]["region_map"]["end"]["data"].get<std::string>()),
+  EXPECT_NE(html.find(to_json(*shared_report().doc.runs[0].map_end)["data"].get<std::string>()),
             std::string::npos);
 }
 
 TEST(Report, TextInThePageIsEscaped) {
-  nlohmann::json out = shared_report().out;
-  out["runs"][0]["policy"] = "</script><script>alert(1)</script> & \"x\"";
-  const std::string html = html_page(out);
+  Document doc = shared_report().doc;
+  doc.runs[0].policy = "</script><script>alert(1)</script> & \"x\"";
+  const std::string html = html_page(doc);
   EXPECT_EQ(html.find("<script>alert(1)"), std::string::npos);
   EXPECT_NE(html.find("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"),
             std::string::npos);
@@ -159,35 +180,33 @@ TEST(Report, TextInThePageIsEscaped) {
     ++closes;
   }
   EXPECT_EQ(closes, 2u);
-  const std::string csv = runs_csv(out);
+  const std::string csv = runs_csv(doc);
   EXPECT_NE(csv.find("\"</script><script>alert(1)</script> & \"\"x\"\"\","), std::string::npos) << csv;
 }
 
-TEST(Report, MissingKeysGiveEmptyCellsAndAPageThatSaysSo) {
-  nlohmann::json out;
-  out["runs"] = nlohmann::json::array();
-  out["runs"].push_back({{"policy", "bare"}, {"direct_map", {{"DirectMap4k", 8}}}});
-  out["runs"].push_back(nlohmann::json::object());
+TEST(Report, WhatARunLacksGivesEmptyCellsAndAPageThatSaysSo) {
+  Document doc;  // no header: nothing of the machine or the workload
+  sim::RunResult bare;
+  bare.policy = "bare";
+  bare.direct_map.leaves_4k = 2;
+  doc.runs.push_back(bare);  // no region maps, no samples
   TempDir dir;
-  write_report(dir.path(), out);
+  write_report(dir.path(), doc);
   const auto rows = parse_csv(read_file(dir.path() / "runs.csv"));
-  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_EQ(rows.size(), 2u);
   const auto& h = rows[0];
   EXPECT_EQ(rows[1][0], "bare");
   EXPECT_EQ(rows[1][column(h, "DirectMap4k_kB")], "8");
-  EXPECT_EQ(rows[1][column(h, "tlb_miss_rate")], "");
-  EXPECT_EQ(rows[1][column(h, "tlb_flush_events")], "");
-  EXPECT_EQ(rows[2][0], "run 2");
-  for (std::size_t c = 1; c < h.size(); ++c) EXPECT_EQ(rows[2][c], "") << h[c];
+  EXPECT_EQ(rows[1][column(h, "split_regions_end")], "") << "no region map, no count";
   const auto ot = parse_csv(read_file(dir.path() / "over_time.csv"));
   EXPECT_EQ(ot.size(), 1u) << "a header and no samples";
   const std::string html = read_file(dir.path() / "index.html");
   EXPECT_NE(html.find("<b>machine</b> not recorded"), std::string::npos);
   EXPECT_NE(html.find("<b>workload</b> not recorded"), std::string::npos);
-  EXPECT_NE(html.find("not in this run's JSON"), std::string::npos);
-  // Not even `runs`: still a page and a header-only CSV.
+  EXPECT_NE(html.find("not measured in this run"), std::string::npos);
+  // No runs at all: still a page and a header-only CSV.
   TempDir empty;
-  write_report(empty.path(), nlohmann::json::object());
+  write_report(empty.path(), Document{});
   EXPECT_EQ(parse_csv(read_file(empty.path() / "runs.csv")).size(), 1u);
   EXPECT_NE(read_file(empty.path() / "index.html").find("No runs in this report."), std::string::npos);
 }
@@ -197,7 +216,7 @@ TEST(Report, ADirectoryThatCannotBeMadeIsAnErrorNamingItAndWhy) {
   const auto file = dir.path() / "a-file";
   { std::ofstream(file) << "x"; }
   try {
-    write_report(file / "sub", shared_report().out);
+    write_report(file / "sub", shared_report().doc);
     FAIL() << "expected std::system_error";
   } catch (const std::system_error& e) {
     const std::string what = e.what();
@@ -211,7 +230,7 @@ TEST(Report, AFileThatCannotBeWrittenIsAnErrorNamingItAndWhy) {
   TempDir dir;
   std::filesystem::create_directories(dir.path() / "runs.csv");  // a directory where the file goes
   try {
-    write_report(dir.path(), shared_report().out);
+    write_report(dir.path(), shared_report().doc);
     FAIL() << "expected std::system_error";
   } catch (const std::system_error& e) {
     const std::string what = e.what();

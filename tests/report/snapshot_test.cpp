@@ -10,6 +10,7 @@
 #include "model/machine.hpp"
 #include "model/phys/frame.hpp"
 #include "model/snapshot.hpp"
+#include "model/workload/synthetic.hpp"
 
 namespace exmem::report::testing {
 namespace {
@@ -18,6 +19,36 @@ using md::Content;
 using md::Coverage;
 using md::Pfn;
 using md::phys::FrameKind;
+
+// A machine after a short synthetic run, kept alive to compare its region map
+// with, page by page.
+struct Live {
+  std::unique_ptr<md::Machine> machine;
+  md::RegionMap end;
+};
+
+Live live_run(const std::string& policy) {
+  Live run;
+  const md::workload::Scenario s = scenario_4g(20000);
+  md::MachineConfig mc = s.machine;
+  mc.policy = policy;
+  run.machine = std::make_unique<md::Machine>(mc);
+  md::workload::SyntheticWorkload w(*run.machine, s.workload);
+  (void)w.run();
+  run.end = md::region_map(*run.machine);
+  return run;
+}
+
+// upstream, then secretmem-pmd-pool.
+const std::vector<Live>& live_runs() {
+  static const std::vector<Live>* runs = [] {
+    auto* v = new std::vector<Live>;
+    v->push_back(live_run("upstream"));
+    v->push_back(live_run("secretmem-pmd-pool"));
+    return v;
+  }();
+  return *runs;
+}
 
 // The region of a pfn, and the pfn at an address.
 constexpr std::size_t region_of(std::uint64_t bytes) { return bytes / (2 * md::MiB); }
@@ -128,8 +159,7 @@ TEST(RegionMap, PciHoleShowsAsHoleWithNoRam) {
 }
 
 TEST(RegionMap, RegionsWithASecretPageAreSplitToFourKAndShownSecret) {
-  const Report& rep = shared_report();
-  const PolicyRun& run = rep.runs[0];  // upstream
+  const Live& run = live_runs()[0];  // upstream
   const md::Machine& m = *run.machine;
   ASSERT_GT(m.mm().secret_pages(), 0u) << "the workload left no secret page to look at";
   std::size_t with_secret = 0;
@@ -155,8 +185,7 @@ TEST(RegionMap, RegionsWithASecretPageAreSplitToFourKAndShownSecret) {
 }
 
 TEST(RegionMap, APoolUnmapsWholeTwoMiBLeaves) {
-  const Report& rep = shared_report();
-  const PolicyRun& run = rep.runs[1];  // secretmem-pmd-pool
+  const Live& run = live_runs()[1];  // secretmem-pmd-pool
   const md::Machine& m = *run.machine;
   expect_matches_reference(m, run.end);
   std::size_t leaves_unmapped = 0;
@@ -174,7 +203,7 @@ TEST(RegionMap, APoolUnmapsWholeTwoMiBLeaves) {
 }
 
 TEST(RegionMap, PageCountsAddUpToTheAllocatorsCounters) {
-  for (const PolicyRun& run : shared_report().runs) {
+  for (const Live& run : live_runs()) {
     const md::Machine& m = *run.machine;
     const md::RegionMap& map = run.end;
     std::uint64_t sum = 0;
@@ -212,7 +241,7 @@ TEST(RegionMap, MergingTakesTheWorstCoverageAndSecretFirst) {
 }
 
 TEST(RegionMap, JsonMergesLargeMapsAndKeepsTheTotals) {
-  const PolicyRun& run = shared_report().runs[0];
+  const Live& run = live_runs()[0];
   const md::RegionMap& map = run.end;
   const nlohmann::json j = to_json(map, 100);
   const std::size_t per = j["regions_per_cell"].get<std::size_t>();

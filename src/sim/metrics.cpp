@@ -1,0 +1,254 @@
+// metrics.cpp: the catalogue.
+#include "sim/metrics.hpp"
+
+#include <array>
+#include <type_traits>
+
+namespace exmem::sim {
+
+double as_double(const Number& n) {
+  return std::visit([](auto v) { return static_cast<double>(v); }, n);
+}
+
+namespace {
+
+template <class T>
+std::optional<Number> number(T v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return Number{static_cast<double>(v)};
+  } else if constexpr (std::is_signed_v<T>) {
+    return Number{static_cast<std::int64_t>(v)};
+  } else {
+    return Number{static_cast<std::uint64_t>(v)};
+  }
+}
+
+// Accessors, one expression of the RunResult `r` each.
+#define EXMEM_GET(expr) +[](const RunResult& r) -> std::optional<Number> { return number(expr); }
+// ... that only a synthetic run has.
+#define EXMEM_SYNTHETIC(expr)                                                  \
+  +[](const RunResult& r) -> std::optional<Number> {                          \
+    return r.source == Source::Synthetic ? number(expr) : std::nullopt;       \
+  }
+// ... a field of the replay's statistics, only a trace run has.
+#define EXMEM_TRACE(field)                                                     \
+  +[](const RunResult& r) -> std::optional<Number> {                          \
+    return r.trace ? number(r.trace->field) : std::nullopt;                   \
+  }
+
+std::optional<Number> normal_zone_order9(const RunResult& r, bool extfrag) {
+  const ZoneFragmentation* z = r.zone("Normal");
+  if (z == nullptr) return std::nullopt;
+  return number(extfrag ? z->extfrag_index[9] : z->unusable_free_index[9]);
+}
+
+constexpr std::array<std::string_view, 2> kClaimsSteals = {"/allocator/extfrag_claims", "/allocator/extfrag_steals"};
+constexpr std::array<std::string_view, 3> kSeconds = {"/boot_seconds", "/fill_seconds", "/run_seconds"};
+
+const Metric kMetrics[] = {
+    // The direct map.
+    {"/direct_map/DirectMap4k", "DirectMap4k_kB", "DirectMap4k (kB)", "kB", Format::Integer,
+     EXMEM_GET(r.direct_map.direct_map_4k_kb()), kTable | kColumn},
+    {"/direct_map/DirectMap2M", "DirectMap2M_kB", "DirectMap2M (kB)", "kB", Format::Integer,
+     EXMEM_GET(r.direct_map.direct_map_2m_kb()), kTable | kColumn},
+    {"/direct_map/DirectMap1G", "DirectMap1G_kB", "DirectMap1G (kB)", "kB", Format::Integer,
+     EXMEM_GET(r.direct_map.direct_map_1g_kb()), kTable | kColumn},
+    {"/direct_map/direct_map_level2_splits", "direct_map_level2_splits", "direct_map_level2_splits", "splits",
+     Format::Integer, EXMEM_GET(r.direct_map.level2_splits), kTable | kColumn},
+    {"/direct_map/direct_map_level3_splits", "direct_map_level3_splits", "direct_map_level3_splits", "splits",
+     Format::Integer, EXMEM_GET(r.direct_map.level3_splits), kTable | kColumn},
+    {"/direct_map/direct_map_level2_collapses", "direct_map_level2_collapses", "direct_map_level2_collapses",
+     "collapses", Format::Integer, EXMEM_GET(r.direct_map.level2_collapses), kTable | kColumn},
+    {"/direct_map/direct_map_level3_collapses", "direct_map_level3_collapses", "direct_map_level3_collapses",
+     "collapses", Format::Integer, EXMEM_GET(r.direct_map.level3_collapses), kTable | kColumn},
+    {"/direct_map/page_table_pages", "page_table_pages", "direct-map page-table pages", "pages", Format::Integer,
+     EXMEM_GET(r.direct_map.table_pages_allocated - r.direct_map.table_pages_freed), kTable | kColumn},
+    {"/direct_map/split_enomem", "", "", "splits", Format::Integer, EXMEM_GET(r.direct_map.split_enomem)},
+    // From the end's region map, when the run took one (its JSON has it under region_map).
+    {"", "split_regions_end", "2 MiB regions split to 4K at the end", "regions", Format::Integer,
+     +[](const RunResult& r) -> std::optional<Number> {
+       return r.map_end ? number(r.map_end->regions_of(model::Coverage::Split4K)) : std::nullopt;
+     },
+     kColumn},
+    // TLB flushes.
+    {"", "tlb_flush_events", "TLB flush events", "flushes", Format::Integer,
+     EXMEM_GET(r.flushes.range_flushes + r.flushes.full_flushes + r.flushes.local_flushes), kTable | kColumn},
+    {"/tlb_flushes/full_flushes", "full_flushes", "full flushes", "flushes", Format::Integer,
+     EXMEM_GET(r.flushes.full_flushes), kTable | kColumn | kSubRow},
+    {"/tlb_flushes/range_flushes", "range_flushes", "range flushes", "flushes", Format::Integer,
+     EXMEM_GET(r.flushes.range_flushes), kTable | kColumn | kSubRow},
+    {"/tlb_flushes/range_pages", "", "pages in range flushes", "pages", Format::Integer,
+     EXMEM_GET(r.flushes.range_pages), kTable | kSubRow},
+    {"/collapse/flushes", "", "flushes by the collapse mode", "flushes", Format::Integer,
+     EXMEM_GET(r.collapse.flushes), kTable | kSubRow},
+    {"/tlb_flushes/local_flushes", "", "", "flushes", Format::Integer, EXMEM_GET(r.flushes.local_flushes)},
+    // What the direct map costs (model/tlb/cost.hpp).
+    {"/tlb_cost/miss_rate", "tlb_miss_rate", "TLB misses per 1000 kernel accesses", "misses per access",
+     Format::PerThousand, EXMEM_GET(r.tlb_cost.miss_rate), kTable | kColumn},
+    {"/tlb_cost/walk_cycles", "walk_cycles", "page-walk cycles (estimate)", "cycles", Format::Whole,
+     EXMEM_GET(r.tlb_cost.walk_cycles), kTable | kColumn},
+    {"/tlb_cost/ipis", "shootdown_ipis", "shootdown IPIs", "IPIs", Format::Integer, EXMEM_GET(r.tlb_cost.ipis),
+     kTable | kColumn},
+    {"/tlb_cost/shootdown_us", "shootdown_us", "shootdown cost (us, estimate)", "us", Format::Whole,
+     EXMEM_GET(r.tlb_cost.shootdown_us), kTable | kColumn},
+    {"/tlb_cost/accesses", "", "", "accesses", Format::Integer, EXMEM_GET(r.tlb_cost.accesses)},
+    {"/tlb_cost/misses", "", "", "misses", Format::Integer, EXMEM_GET(r.tlb_cost.misses)},
+    {"/tlb_cost/leaves_4k", "", "", "leaves", Format::Integer, EXMEM_GET(r.tlb_cost.leaves_4k)},
+    {"/tlb_cost/leaves_2m", "", "", "leaves", Format::Integer, EXMEM_GET(r.tlb_cost.leaves_2m)},
+    {"/tlb_cost/leaves_1g", "", "", "leaves", Format::Integer, EXMEM_GET(r.tlb_cost.leaves_1g)},
+    // memfd_secret.
+    {"/secretmem/faults", "secret_faults", "secret faults", "pages", Format::Integer,
+     EXMEM_GET(r.workload.secret_faults), kTable | kColumn},
+    {"/secretmem/frees", "", "", "pages", Format::Integer, EXMEM_GET(r.workload.secret_frees)},
+    {"/secretmem/ooms", "", "", "faults", Format::Integer, EXMEM_GET(r.workload.secret_ooms)},
+    {"/secretmem/live_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.secret_live_pages)},
+    {"/secretmem/files_created", "", "", "files", Format::Integer, EXMEM_GET(r.mm.secret_files_created)},
+    {"/secretmem/forks", "", "", "forks", Format::Integer, EXMEM_GET(r.workload.forks)},
+    {"/secretmem/fd_passes", "", "", "fds", Format::Integer, EXMEM_GET(r.workload.fd_passes)},
+    // The other users of unmapped pages, when the scenario has them.
+    {"/workload/exclusive_faults", "", "MAP_EXCLUSIVE pages faulted", "pages", Format::Integer,
+     EXMEM_SYNTHETIC(r.workload.exclusive_faults), kTableIfNonzero},
+    {"/workload/exclusive_failures", "", "MAP_EXCLUSIVE failures", "failures", Format::Integer,
+     EXMEM_SYNTHETIC(r.workload.exclusive_failures), kTableIfNonzero},
+    {"/workload/rox_loads", "", "execmem ROX loads", "loads", Format::Integer, EXMEM_SYNTHETIC(r.workload.rox_loads),
+     kTableIfNonzero},
+    {"/workload/rox_failures", "", "execmem ROX load failures", "loads", Format::Integer,
+     EXMEM_SYNTHETIC(r.workload.rox_failures), kTableIfNonzero},
+    {"/workload/guest_faults", "", "guest_memfd pages faulted", "folios", Format::Integer,
+     EXMEM_SYNTHETIC(r.workload.guest_faults), kTableIfNonzero},
+    {"/workload/guest_failures", "", "guest faults that found no page", "faults", Format::Integer,
+     EXMEM_SYNTHETIC(r.workload.guest_failures), kTableIfNonzero},
+    {"/workload/wp_tables_allocated", "", "write-protected page tables", "pages", Format::Integer,
+     EXMEM_GET(r.workload.wp_tables_allocated), kTableIfNonzero},
+    {"/workload/wp_table_failures", "", "write-protected table failures", "failures", Format::Integer,
+     EXMEM_GET(r.workload.wp_table_failures), kTableIfNonzero},
+    {"/workload/wp_tables_freed", "", "", "pages", Format::Integer, EXMEM_GET(r.workload.wp_tables_freed)},
+    {"/workload/exclusive_frees", "", "", "pages", Format::Integer, EXMEM_SYNTHETIC(r.workload.exclusive_frees)},
+    {"/workload/rox_unloads", "", "", "unloads", Format::Integer, EXMEM_SYNTHETIC(r.workload.rox_unloads)},
+    {"/workload/guest_frees", "", "", "folios", Format::Integer, EXMEM_SYNTHETIC(r.workload.guest_frees)},
+    {"/workload/guest_teardowns", "", "", "VMs", Format::Integer, EXMEM_SYNTHETIC(r.workload.guest_teardowns)},
+    {"/workload/hold_turns", "", "", "turns", Format::Integer, EXMEM_SYNTHETIC(r.workload.hold_turns)},
+    {"/workload/kernel_allocs", "", "", "blocks", Format::Integer, EXMEM_GET(r.workload.kernel_allocs)},
+    {"/workload/kernel_frees", "", "", "blocks", Format::Integer, EXMEM_GET(r.workload.kernel_frees)},
+    {"/workload/user_allocs", "", "", "blocks", Format::Integer, EXMEM_GET(r.workload.user_allocs)},
+    {"/workload/user_frees", "", "", "blocks", Format::Integer, EXMEM_GET(r.workload.user_frees)},
+    {"/workload/alloc_failures", "", "", "allocations", Format::Integer, EXMEM_GET(r.workload.alloc_failures)},
+    {"/workload/fill_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.workload.fill_pages)},
+    // Failures seen by the processes.
+    {"/failures/oom_at_fault", "oom_at_fault", "OOM at fault", "faults", Format::Integer,
+     EXMEM_GET(r.workload.secret_ooms), kTable | kColumn},
+    {"/failures/sigbus_at_fault", "sigbus_at_fault", "SIGBUS at fault", "faults", Format::Integer,
+     EXMEM_GET(r.workload.secret_sigbus), kTable | kColumn},
+    {"/failures/mmap_failed", "mmap_failed", "failed mmaps", "mmaps", Format::Integer,
+     EXMEM_GET(r.workload.mmap_failures), kTable | kColumn},
+    // Fragmentation (the JSON has every zone and order under /fragmentation).
+    {"", "", "unusable free index, order 9", "thousandths", Format::Integer,
+     +[](const RunResult& r) { return normal_zone_order9(r, false); }, kTable},
+    {"", "", "extfrag index, order 9", "thousandths", Format::Integer,
+     +[](const RunResult& r) { return normal_zone_order9(r, true); }, kTable},
+    {"/pooled_pages", "pooled_pages", "pooled pages at the end", "pages", Format::Integer, EXMEM_GET(r.pooled_pages),
+     kTable | kColumn},
+    // The buddy allocator.
+    {"/allocator/unmovable_pageblocks", "", "unmovable pageblocks", "pageblocks", Format::Integer,
+     EXMEM_GET(r.allocator.unmovable_pageblocks), kTable},
+    {"", "", "pageblocks claimed / stolen from", "pageblocks", Format::Integer, nullptr, kTable, kClaimsSteals, " / "},
+    {"/allocator/pgalloc_fail", "", "allocations failed", "allocations", Format::Integer,
+     EXMEM_GET(r.allocator.stats.pgalloc_fail), kTable},
+    {"/allocator/extfrag_claims", "", "", "pageblocks", Format::Integer, EXMEM_GET(r.allocator.stats.extfrag_claims)},
+    {"/allocator/extfrag_steals", "", "", "pageblocks", Format::Integer, EXMEM_GET(r.allocator.stats.extfrag_steals)},
+    {"/allocator/pgalloc", "", "", "blocks", Format::Integer, EXMEM_GET(r.allocator.stats.pgalloc)},
+    {"/allocator/pgfree", "", "", "blocks", Format::Integer, EXMEM_GET(r.allocator.stats.pgfree)},
+    {"/allocator/pcp_refills", "", "", "calls", Format::Integer, EXMEM_GET(r.allocator.stats.pcp_refills)},
+    {"/allocator/pcp_drains", "", "", "calls", Format::Integer, EXMEM_GET(r.allocator.stats.pcp_drains)},
+    {"/allocator/slowpath", "", "", "allocations", Format::Integer, EXMEM_GET(r.allocator.stats.slowpath)},
+    {"/allocator/free_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.allocator.free_pages)},
+    {"/allocator/pcp_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.allocator.pcp_pages)},
+    {"/allocator/managed_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.allocator.managed_pages)},
+    {"/allocator/min_free_kbytes", "", "", "kB", Format::Integer, EXMEM_GET(r.allocator.min_free_kbytes)},
+    // The collapse mode.
+    {"/collapse/regions_scanned", "", "", "regions", Format::Integer, EXMEM_GET(r.collapse.attempts)},
+    {"/collapse/collapses", "", "", "leaves", Format::Integer, EXMEM_GET(r.collapse.collapses)},
+    // A trace's replay (model/workload/trace_replay.hpp).
+    {"/trace/events", "", "trace events", "events", Format::Integer, EXMEM_TRACE(events), kTableIfAny},
+    {"/trace/allocs_replayed", "", "allocations replayed", "blocks", Format::Integer, EXMEM_TRACE(allocs_replayed),
+     kTableIfAny | kSubRow},
+    {"/trace/model_alloc_failures", "", "allocations the model failed", "allocations", Format::Integer,
+     EXMEM_TRACE(model_alloc_failures), kTableIfAny | kSubRow},
+    {"/trace/allocs_failed_in_trace", "", "allocations failed in the trace", "allocations", Format::Integer,
+     EXMEM_TRACE(allocs_failed_in_trace), kTableIfAny | kSubRow},
+    {"/trace/frees_replayed", "", "frees replayed", "blocks", Format::Integer, EXMEM_TRACE(frees_replayed),
+     kTableIfAny | kSubRow},
+    {"/trace/frees_unknown", "", "frees of pages from before", "frees", Format::Integer, EXMEM_TRACE(frees_unknown),
+     kTableIfAny | kSubRow},
+    {"/trace/secret_faults", "", "secret pages faulted", "pages", Format::Integer, EXMEM_TRACE(secret_faults),
+     kTableIfAny | kSubRow},
+    {"/trace/unknown_lines", "", "lines not understood", "lines", Format::Integer, EXMEM_TRACE(unknown_lines),
+     kTableIfAny | kSubRow},
+    {"/trace/lines", "", "", "lines", Format::Integer, EXMEM_TRACE(lines)},
+    {"/trace/bytes", "", "", "bytes", Format::Integer, EXMEM_TRACE(bytes)},
+    {"/trace/allocs", "", "", "lines", Format::Integer, EXMEM_TRACE(allocs)},
+    {"/trace/kernel_allocs", "", "", "blocks", Format::Integer, EXMEM_TRACE(kernel_allocs)},
+    {"/trace/reclaimable_allocs", "", "", "blocks", Format::Integer, EXMEM_TRACE(reclaimable_allocs)},
+    {"/trace/user_allocs", "", "", "blocks", Format::Integer, EXMEM_TRACE(user_allocs)},
+    {"/trace/realloc_while_live", "", "", "allocations", Format::Integer, EXMEM_TRACE(realloc_while_live)},
+    {"/trace/unknown_gfp_allocs", "", "", "allocations", Format::Integer, EXMEM_TRACE(unknown_gfp_allocs)},
+    {"/trace/frees", "", "", "lines", Format::Integer, EXMEM_TRACE(frees)},
+    {"/trace/frees_partial", "", "", "frees", Format::Integer, EXMEM_TRACE(frees_partial)},
+    {"/trace/frees_of_model_failures", "", "", "frees", Format::Integer, EXMEM_TRACE(frees_of_model_failures)},
+    {"/trace/secret_marked", "", "", "pages", Format::Integer, EXMEM_TRACE(secret_marked)},
+    {"/trace/secret_ooms", "", "", "faults", Format::Integer, EXMEM_TRACE(secret_ooms)},
+    {"/trace/secret_files", "", "", "files", Format::Integer, EXMEM_TRACE(secret_files)},
+    {"/trace/secret_releases", "", "", "files", Format::Integer, EXMEM_TRACE(secret_releases)},
+    {"/trace/secret_frees", "", "", "frees", Format::Integer, EXMEM_TRACE(secret_frees)},
+    {"/trace/pcpu_drains", "", "", "events", Format::Integer, EXMEM_TRACE(pcpu_drains)},
+    {"/trace/zone_locked", "", "", "events", Format::Integer, EXMEM_TRACE(zone_locked)},
+    {"/trace/extfrag", "", "", "events", Format::Integer, EXMEM_TRACE(extfrag)},
+    {"/trace/lost_events", "", "", "events", Format::Integer, EXMEM_TRACE(lost_events)},
+    {"/trace/replay_seconds", "", "", "s", Format::Seconds, EXMEM_TRACE(seconds)},
+    // The run and the host.
+    {"/events", "events", "events", "events", Format::Integer, EXMEM_GET(r.events()), kColumn},
+    {"/events_per_second", "events_per_second", "events per second", "events/s", Format::Whole,
+     EXMEM_GET(r.events_per_second()), kTable | kColumn},
+    {"", "", "boot / fill / run seconds", "s", Format::Seconds, nullptr, kTable, kSeconds, "/"},
+    {"/boot_seconds", "", "", "s", Format::Seconds, EXMEM_GET(r.boot_seconds)},
+    {"/fill_seconds", "", "", "s", Format::Seconds, EXMEM_GET(r.workload.fill_seconds)},
+    {"/run_seconds", "", "", "s", Format::Seconds, EXMEM_GET(r.workload.run_seconds)},
+    {"/peak_rss_bytes", "", "peak RSS", "bytes", Format::Size, EXMEM_GET(r.peak_rss_bytes), kTable},
+    {"/model_bytes", "", "", "bytes", Format::Integer, EXMEM_GET(r.model_bytes)},
+    {"/model_bytes_per_frame", "", "", "bytes", Format::Real,
+     EXMEM_GET(r.total_ram_pages ? static_cast<double>(r.model_bytes) / static_cast<double>(r.total_ram_pages)
+                                 : 0.0)},
+};
+
+#undef EXMEM_GET
+#undef EXMEM_SYNTHETIC
+#undef EXMEM_TRACE
+
+const SampleField kSampleFields[] = {
+    {"events", "events", Format::Integer, +[](const Sample& s) { return Number{s.events}; }},
+    {"DirectMap4k", "DirectMap4k (kB)", Format::Integer, +[](const Sample& s) { return Number{s.direct_map_4k_kb}; },
+     true},
+    {"DirectMap2M", "DirectMap2M (kB)", Format::Integer, +[](const Sample& s) { return Number{s.direct_map_2m_kb}; }},
+    {"DirectMap1G", "DirectMap1G (kB)", Format::Integer, +[](const Sample& s) { return Number{s.direct_map_1g_kb}; }},
+    {"direct_map_level2_splits", "direct_map_level2_splits", Format::Integer,
+     +[](const Sample& s) { return Number{s.level2_splits}; }, true},
+    {"direct_map_level3_splits", "direct_map_level3_splits", Format::Integer,
+     +[](const Sample& s) { return Number{s.level3_splits}; }},
+    {"tlb_miss_rate", "TLB misses per 1000 kernel accesses", Format::PerThousand,
+     +[](const Sample& s) { return Number{s.tlb_miss_rate}; }, true},
+};
+
+}  // namespace
+
+std::span<const SampleField> sample_fields() { return kSampleFields; }
+
+std::span<const Metric> metrics() { return kMetrics; }
+
+const Metric* find_metric(std::string_view json_pointer) {
+  for (const Metric& m : kMetrics) {
+    if (!m.json.empty() && m.json == json_pointer) return &m;
+  }
+  return nullptr;
+}
+
+}  // namespace exmem::sim
