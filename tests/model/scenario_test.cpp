@@ -139,8 +139,8 @@ policies = ["upstream", "secretmem-pool-reserve", "upstream"]
   EXPECT_FALSE(m.thp);
   EXPECT_TRUE(m.secretmem_enable);
   EXPECT_EQ(m.rlimit_memlock_bytes, 16 * MiB);
-  EXPECT_EQ(m.secretmem_bytes, 128 * MiB);
-  EXPECT_TRUE(m.pool_fail_sigbus);
+  EXPECT_EQ(m.policy_params.size("secretmem", 0), 128 * MiB);
+  EXPECT_EQ(m.policy_params.choice("pool_fail", "oom"), "sigbus");
   EXPECT_EQ(m.collapse, CollapseMode::Scanner);
   EXPECT_EQ(m.scan_rate, 9u);
   EXPECT_EQ(s.tlb, "zen2");
