@@ -91,7 +91,7 @@ void check_error(const wl::ScenarioError& e, std::string_view text) {
         msg.c_str());
 }
 
-void check_scenario(const wl::Scenario& s) {
+void check_accepted(const wl::Scenario& s) {
   CHECK(s.name == "fuzz" && s.source == "fuzz", "the scenario is named \"%s\" from \"%s\"", s.name.c_str(),
         s.source.c_str());
   CHECK(!s.policies.empty(), "a scenario without policies");
@@ -234,7 +234,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const std::exception& e) {
     diverge("parse_scenario threw something other than a ScenarioError: %s", e.what());
   }
-  check_scenario(s);
+  check_accepted(s);
   run(s);
   return 0;
 }

@@ -403,6 +403,16 @@ TEST(Settings, ThePoolPoliciesDeclareTheirOwnParametersWhichAreMachineKeys) {
   EXPECT_EQ(d.machine.policy_params.choice(pool_fail), "oom");
 }
 
+TEST(Settings, APolicyNameIsResolvedToItsRegistryEntryWhichNamesThePolicy) {
+  const policy::Registry& r = policy::Registry::builtin();
+  for (const policy::PolicyInfo& info : r.all()) {
+    EXPECT_EQ(&r.resolve(info.name), &info);
+    EXPECT_EQ(info.make()->name(), info.name);
+    EXPECT_EQ(policy::make_policy(info.name)->name(), info.name);
+  }
+  EXPECT_THROW((void)r.resolve("upstrem"), std::invalid_argument);
+}
+
 TEST(Settings, AnOptionOutOfItsRangeIsAnErrorNamingIt) {
   Scenario s = read_scenario("", "t.toml");
   try {

@@ -36,6 +36,15 @@ void Registry::add(PolicyInfo info) {
       }
     }
   }
+  // Every policy made knows the name it was registered under.
+  info.make = [make = std::move(info.make), name = info.name] {
+    std::unique_ptr<Policy> p = make();
+    p->name_ = name;
+    return p;
+  };
+  if (info.make()->name() != info.name) {
+    throw std::logic_error(fmt::format("policy '{}' calls itself '{}'", info.name, info.make()->name()));
+  }
   policies_.push_back(std::move(info));
   std::sort(policies_.begin(), policies_.end(),
             [](const PolicyInfo& a, const PolicyInfo& b) { return a.name < b.name; });

@@ -38,8 +38,6 @@ const ParamSpec& pool_fail_param() {
 
 class SecretmemPmdPoolPolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "secretmem-pmd-pool"; }
-
   void configure(const Params& params) override { sigbus_ = params.choice(pool_fail_param()) == "sigbus"; }
 
   // mirrors secretmem_fault() -> secretmem_pool_alloc_page() on the file's pool

@@ -22,8 +22,6 @@ namespace {
 
 class SecretmemPoolReservePolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "secretmem-pool-reserve"; }
-
   // mirrors hugetlb_reserve_pages() called from mmap
   int reserve(Machine& m, std::uint64_t pages, CpuId cpu) override {
     while (capacity() < reserved_ + pages) {
