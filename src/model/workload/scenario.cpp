@@ -10,12 +10,9 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <limits>
-#include <optional>
 #include <sstream>
 
 #include "model/policy/policy.hpp"
-#include "model/tlb/tlb.hpp"
 
 // The model library does not link the toml++ shared library: its header-only
 // form is compiled here, in the one file that reads TOML.

@@ -146,13 +146,13 @@ std::vector<Setting> make_settings() {
                    [](Scenario& s, U v) { s.machine.rlimit_memlock_bytes = v; }));
   for (const policy::ParamSpec* p : policy::Registry::builtin().params()) t.push_back(policy_param(*p));
   t.push_back(choice("machine.collapse", "--collapse", "collapse mode", collapse_mode_names, "MODE",
-                     "How direct-map leaves come back (rox-only: upstream since 6.15)",
+                     "How direct-map leaves come back; rox-only is upstream's since 6.15",
                      [](Scenario& s, const std::string& v) { s.machine.collapse = parse_collapse_mode(v); }));
   t.push_back(count("machine.scan_rate", "--scan-rate", 1, 1 << 20,
                     "2 MiB regions the scanner collapse mode looks at per workload step",
                     [](Scenario& s, U v) { s.machine.scan_rate = static_cast<unsigned>(v); }));
   t.push_back(choice("machine.tlb", "--tlb", "TLB preset", tlb::TlbConfig::preset_names, "PRESET",
-                     "TLB geometry for the cost columns (approximations; see docs/tlb.md)",
+                     "TLB geometry for the cost columns, approximations described in docs/tlb.md",
                      [](Scenario& s, const std::string& v) { s.tlb = v; }));
   // [workload]
   t.push_back(count("workload.events", "--events", 0, kMaxEvents,
