@@ -91,7 +91,7 @@ void check_error(const wl::ScenarioError& e, std::string_view text) {
         msg.c_str());
 }
 
-void check_scenario(const wl::Scenario& s) {
+void check_accepted(const wl::Scenario& s) {
   CHECK(s.name == "fuzz" && s.source == "fuzz", "the scenario is named \"%s\" from \"%s\"", s.name.c_str(),
         s.source.c_str());
   CHECK(!s.policies.empty(), "a scenario without policies");
@@ -119,9 +119,10 @@ void check_scenario(const wl::Scenario& s) {
             m.pci_hole_start % (2 * md::MiB) == 0 && m.pci_hole_end % (2 * md::MiB) == 0,
         "PCI hole [%#llx, %#llx) accepted", static_cast<unsigned long long>(m.pci_hole_start),
         static_cast<unsigned long long>(m.pci_hole_end));
-  CHECK(m.secretmem_bytes <= m.ram_bytes / 2 && m.cma_bytes <= m.ram_bytes / 2,
-        "secretmem %llu and cma %llu bytes accepted with %llu of RAM",
-        static_cast<unsigned long long>(m.secretmem_bytes), static_cast<unsigned long long>(m.cma_bytes),
+  const std::uint64_t secretmem = m.policy_params.size("secretmem", 0);
+  CHECK(secretmem <= m.ram_bytes / 2 && m.cma_bytes <= m.ram_bytes / 2,
+        "secretmem %llu and cma %llu bytes accepted with %llu of RAM", static_cast<unsigned long long>(secretmem),
+        static_cast<unsigned long long>(m.cma_bytes),
         static_cast<unsigned long long>(m.ram_bytes));
   CHECK(s.workload.events <= 1'000'000'000'000ull, "%llu events accepted",
         static_cast<unsigned long long>(s.workload.events));
@@ -141,9 +142,10 @@ void run(const wl::Scenario& s) {
     // The areas that scale with the RAM keep their share of it.
     const double scale = static_cast<double>(kClampedRam) / static_cast<double>(mc.ram_bytes);
     mc.cma_bytes = round_down_2m(static_cast<std::uint64_t>(static_cast<double>(mc.cma_bytes) * scale));
-    if (mc.secretmem_bytes != 0) {
-      mc.secretmem_bytes = std::max<std::uint64_t>(
-          2 * md::MiB, round_down_2m(static_cast<std::uint64_t>(static_cast<double>(mc.secretmem_bytes) * scale)));
+    if (const std::uint64_t secretmem = mc.policy_params.size("secretmem", 0); secretmem != 0) {
+      mc.policy_params.set("secretmem",
+                           std::max<std::uint64_t>(2 * md::MiB, round_down_2m(static_cast<std::uint64_t>(
+                                                                    static_cast<double>(secretmem) * scale))));
     }
     mc.ram_bytes = kClampedRam;
   }
@@ -167,13 +169,13 @@ void run(const wl::Scenario& s) {
     mc.pci_hole_end = d.pci_hole_end;
     mc.kernel_image_bytes = d.kernel_image_bytes;
     mc.cma_bytes = d.cma_bytes;
-    mc.secretmem_bytes = d.secretmem_bytes;
+    mc.policy_params = d.policy_params;
     try {
       machine = std::make_unique<md::Machine>(mc);
     } catch (const std::invalid_argument& e2) {
       diverge("a clamped scenario does not boot (policy %s, cma %llu MiB, secretmem %llu MiB): %s", mc.policy.c_str(),
               static_cast<unsigned long long>(mc.cma_bytes / md::MiB),
-              static_cast<unsigned long long>(mc.secretmem_bytes / md::MiB), e2.what());
+              static_cast<unsigned long long>(mc.policy_params.size("secretmem", 0) / md::MiB), e2.what());
     }
   }
 
@@ -232,7 +234,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const std::exception& e) {
     diverge("parse_scenario threw something other than a ScenarioError: %s", e.what());
   }
-  check_scenario(s);
+  check_accepted(s);
   run(s);
   return 0;
 }

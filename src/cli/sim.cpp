@@ -8,10 +8,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -43,37 +43,18 @@ struct SimOptions {
   std::string scenario;
   std::string trace;
   bool print_scenario = false;
-  std::string ram;
-  std::vector<std::string> policies;
-  std::string events;
-  std::string seed;
-  unsigned cpus = 16;
-  bool no_gbpages = false;
   bool json = false;
   std::string out_dir;
-  std::string collapse;
-  unsigned scan_rate = 4;
-  std::string secretmem;
-  std::string pool_fail;
-  bool wp_page_tables = false;
-  std::string tlb;
   std::string progress = "auto";
+  // The options of the scenario's settings (workload/settings.hpp), by flag:
+  // their texts as given (a repeated option, such as --policy, has several).
+  std::map<std::string, std::vector<std::string>> settings;
+  std::map<std::string, bool> flags;  // the settings' flags (--no-gbpages)
 };
 
 [[noreturn]] void fail(const std::string& message) {
   std::fprintf(stderr, "exmem sim: %s\n", message.c_str());
   throw CLI::RuntimeError(2);
-}
-
-// A whole decimal number in [0, max]; anything else is an error naming the option.
-std::uint64_t parse_count(const char* option, const std::string& text, std::uint64_t max, const char* expected) {
-  std::uint64_t v = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc{} || ptr != end || v > max) {
-    fail(fmt::format("{} \"{}\": expected {}", option, text, expected));
-  }
-  return v;
 }
 
 // Folders holding the shipped scenarios: the installed data folder, then the source tree's.
@@ -101,7 +82,9 @@ std::vector<std::string> known_scenarios() {
   return names;
 }
 
-// --scenario: a file, or the name of a shipped scenario ("key-server"); "default" is built in.
+// --scenario: a file, or the name of a shipped scenario ("key-server"); "default"
+// is built in. Read, each value checked; the rules between settings are
+// checked once the options have overridden it (apply_overrides()).
 struct Loaded {
   wl::Scenario scenario;
   std::string text;
@@ -115,108 +98,55 @@ Loaded load(const std::string& arg) {
   };
   std::error_code ec;
   if (arg.empty() || arg == "default") {
-    return {wl::parse_scenario(sim::default_scenario_text(), "<built-in>/default.toml"),
+    return {wl::read_scenario(sim::default_scenario_text(), "<built-in>/default.toml"),
             std::string(sim::default_scenario_text())};
   }
-  if (std::filesystem::is_regular_file(arg, ec)) return {wl::load_scenario(arg), read(arg)};
+  if (std::filesystem::is_regular_file(arg, ec)) return {wl::read_scenario_file(arg), read(arg)};
   if (arg.find('/') == std::string::npos) {
     const std::string file = arg.size() > 5 && arg.substr(arg.size() - 5) == ".toml" ? arg : arg + ".toml";
     for (const std::string& d : scenario_dirs()) {
       const std::string path = d + "/" + file;
-      if (std::filesystem::is_regular_file(path, ec)) return {wl::load_scenario(path), read(path)};
+      if (std::filesystem::is_regular_file(path, ec)) return {wl::read_scenario_file(path), read(path)};
     }
   }
   fail(fmt::format("--scenario \"{}\": expected a scenario file or the name of a shipped scenario ({})", arg,
                    fmt::join(known_scenarios(), ", ")));
 }
 
-void apply_overrides(const CLI::App& sim, const SimOptions& o, wl::Scenario& s, const wl::TraceInfo* trace,
-                     bool scenario_given) {
-  auto given = [&](const char* name) { return sim.get_option(name)->count() > 0; };
-  md::MachineConfig& mc = s.machine;
+const wl::Setting& setting(std::string_view path) {
+  for (const wl::Setting& st : wl::scenario_settings()) {
+    if (st.path == path) return st;
+  }
+  throw std::logic_error(fmt::format("no scenario setting {}", path));
+}
+
+// The options given override the scenario's settings, then the scenario is
+// checked once, as a whole (ScenarioError naming the option or the file's line).
+void apply_overrides(const SimOptions& o, wl::Scenario& s, const wl::TraceInfo* trace, bool scenario_given) {
   // A trace sizes the machine like the one it was recorded on, unless a scenario or an option says otherwise.
   if (trace != nullptr && !scenario_given) {
     if (trace->mem_total_kb != 0) {
       const std::uint64_t bytes = trace->mem_total_kb * md::KiB;
-      mc.ram_bytes = std::clamp<std::uint64_t>((bytes + md::GiB - 1) / md::GiB * md::GiB, md::GiB, 4 * md::TiB);
+      wl::apply_value(s, setting("machine.ram"),
+                      std::clamp<std::uint64_t>((bytes + md::GiB - 1) / md::GiB * md::GiB, md::GiB, 4 * md::TiB),
+                      "--trace", o.trace);
     }
-    if (trace->cpus != 0) mc.cpus = std::min(trace->cpus, 4096u);
-  }
-  if (given("--ram")) {
-    std::uint64_t ram = 0;
-    if (!md::parse_size(o.ram, ram)) {
-      fail(
-          fmt::format("--ram \"{}\": expected a size such as 64GiB, 512MiB or 1TiB "
-                      "(a whole number with a unit KiB, MiB, GiB or TiB)",
-                      o.ram));
-    }
-    if (ram < md::GiB || ram > 4 * md::TiB || ram % (2 * md::MiB) != 0) {
-      fail(fmt::format("--ram \"{}\": expected a size from 1GiB to 4TiB, a multiple of 2MiB", o.ram));
-    }
-    mc.ram_bytes = ram;
-  }
-  if (given("--policy")) {
-    const auto& registry = md::policy::Registry::builtin();
-    s.policies.clear();
-    for (const std::string& name : o.policies) {
-      if (name == "all") {
-        for (const std::string& n : registry.names()) s.policies.push_back(n);
-      } else if (registry.find(name) == nullptr) {
-        fail(fmt::format("--policy \"{}\": unknown policy; known policies are {} (or all)", name,
-                         fmt::join(registry.names(), ", ")));
-      } else {
-        s.policies.push_back(name);
-      }
+    if (trace->cpus != 0) {
+      wl::apply_value(s, setting("machine.cpus"), std::uint64_t{std::min(trace->cpus, 4096u)}, "--trace", o.trace);
     }
   }
-  if (given("--collapse")) {
-    try {
-      mc.collapse = md::parse_collapse_mode(o.collapse);
-    } catch (const std::invalid_argument&) {
-      fail(fmt::format("--collapse \"{}\": unknown collapse mode; known modes are {}", o.collapse,
-                       fmt::join(md::collapse_mode_names(), ", ")));
+  std::uint64_t order = 0;
+  for (const wl::Setting& st : wl::scenario_settings()) {
+    if (st.flag.empty()) continue;
+    ++order;
+    if (st.kind == wl::SettingKind::Bool) {
+      if (o.flags.at(st.flag)) wl::apply_option(s, st, {}, order);
+      continue;
     }
+    const std::vector<std::string>& texts = o.settings.at(st.flag);
+    if (!texts.empty()) wl::apply_option(s, st, texts, order);
   }
-  if (given("--pool-fail")) {
-    if (o.pool_fail != "oom" && o.pool_fail != "sigbus") {
-      fail(fmt::format("--pool-fail \"{}\": expected oom or sigbus", o.pool_fail));
-    }
-    mc.pool_fail_sigbus = o.pool_fail == "sigbus";
-  }
-  if (given("--scan-rate")) mc.scan_rate = o.scan_rate;
-  if (given("--cpus")) mc.cpus = o.cpus;
-  if (o.no_gbpages) mc.direct_gbpages = false;
-  if (given("--secretmem")) {
-    std::uint64_t sb = 0;
-    if (!md::parse_size(o.secretmem, sb) || sb < 2 * md::MiB || sb % (2 * md::MiB) != 0 || sb > mc.ram_bytes / 2) {
-      fail(fmt::format("--secretmem \"{}\": expected a multiple of 2MiB, at most half the RAM", o.secretmem));
-    }
-    mc.secretmem_bytes = sb;
-  } else if (mc.secretmem_bytes > mc.ram_bytes / 2) {
-    fail(
-        fmt::format("the scenario's secretmem area ({}) is more than half the RAM ({}): expected --secretmem "
-                    "SIZE or a larger --ram",
-                    md::format_size(mc.secretmem_bytes), md::format_size(mc.ram_bytes)));
-  }
-  if (given("--events")) {
-    s.workload.events =
-        parse_count("--events", o.events, 1'000'000'000'000ull, "a whole number of events from 0 to 1000000000000");
-    s.seconds = 0;
-    s.events_per_second = 0;
-  }
-  if (o.wp_page_tables) s.workload.wp_page_tables = true;
-  if (given("--seed")) {
-    s.workload.seed = parse_count("--seed", o.seed, ~std::uint64_t{0}, "a whole number from 0 to 18446744073709551615");
-  }
-  if (given("--tlb")) {
-    try {
-      (void)md::tlb::TlbConfig::preset(o.tlb);
-    } catch (const std::invalid_argument&) {
-      fail(fmt::format("--tlb \"{}\": unknown TLB preset; known presets are {}", o.tlb,
-                       fmt::join(md::tlb::TlbConfig::preset_names(), ", ")));
-    }
-    s.tlb = o.tlb;
-  }
+  wl::check_scenario(s);
 }
 
 bool progress_enabled(const std::string& mode) {
@@ -255,33 +185,18 @@ void add_sim(CLI::App& app) {
       ->type_name("FILE");
   sim->add_flag("--print-scenario", opts->print_scenario,
                 "Print the scenario's TOML (the built-in default one without --scenario) and exit");
-  sim->add_option("--ram", opts->ram, "RAM of the modelled machine, 1GiB to 4TiB (units KiB, MiB, GiB, TiB)")
-      ->type_name("SIZE");
-  sim->add_option("--policy", opts->policies,
-                  "Policy for unmapped pages; repeat to compare, or `all` (default: the scenario's, all for the "
-                  "default scenario)")
-      ->type_name("NAME");
-  sim->add_option("--events", opts->events, "Page alloc/free events to run (default: the scenario's)")->type_name("N");
-  sim->add_option("--seed", opts->seed, "Seed of the workload's random stream")->type_name("S");
-  sim->add_option("--cpus", opts->cpus, "CPUs of the modelled machine")->check(CLI::Range(1u, 4096u));
-  sim->add_flag("--no-gbpages", opts->no_gbpages, "Boot without direct_gbpages (no 1 GiB leaves)");
-  sim->add_option("--tlb", opts->tlb,
-                  "TLB geometry for the cost columns: haswell, zen2 or recent-intel (approximations; see docs/tlb.md)")
-      ->type_name("PRESET");
-  sim->add_option("--collapse", opts->collapse,
-                  "How direct-map leaves come back: none, rox-only (upstream 6.15), on-restore, scanner")
-      ->type_name("MODE");
-  sim->add_option("--scan-rate", opts->scan_rate, "2 MiB regions the scanner collapse mode looks at per workload step")
-      ->check(CLI::Range(1u, 1u << 20));
-  sim->add_option("--secretmem", opts->secretmem,
-                  "secretmem= CMA area of the pool policies (default: RAM / 256, at least 16MiB)")
-      ->type_name("SIZE");
-  sim->add_flag("--wp-page-tables", opts->wp_page_tables,
-                "Write-protected page tables: user memory's page-table pages come from the policy, "
-                "read-only in the direct map");
-  sim->add_option("--pool-fail", opts->pool_fail,
-                  "What secretmem-pmd-pool does when its pool is depleted at fault time: oom or sigbus")
-      ->type_name("oom|sigbus");
+  // The scenario's settings that have an option, from the schema.
+  for (const wl::Setting& st : wl::scenario_settings()) {
+    if (st.flag.empty()) continue;
+    if (st.kind == wl::SettingKind::Bool) {
+      sim->add_flag(st.flag, opts->flags[st.flag], st.option_help());
+      continue;
+    }
+    std::string type_name = st.type_name;
+    if (type_name.empty()) type_name = st.kind == wl::SettingKind::Size ? "SIZE" : "N";
+    CLI::Option* opt = sim->add_option(st.flag, opts->settings[st.flag], st.option_help())->type_name(type_name);
+    if (st.kind != wl::SettingKind::Policies) opt->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
   sim->add_flag("--json", opts->json, "Print one JSON object with a `runs` array");
   sim->add_option("--out", opts->out_dir,
                   "Also write DIR/report.json, runs.csv, over_time.csv and index.html (a self-contained "
@@ -316,20 +231,21 @@ void add_sim(CLI::App& app) {
     try {
       loaded = load(opts->scenario);
       if (opts->print_scenario) {
+        wl::check_scenario(loaded.scenario);
         std::fwrite(loaded.text.data(), 1, loaded.text.size(), stdout);
         return;
       }
       if (!opts->trace.empty()) trace = std::make_unique<wl::TraceInfo>(wl::read_trace_info(opts->trace));
+      if (trace && !opts->settings.at("--events").empty()) {
+        fail("--events: a trace replays all of its events; expected --events without --trace, or --trace alone");
+      }
+      apply_overrides(*opts, loaded.scenario, trace.get(), scenario_given);
     } catch (const wl::ScenarioError& e) {
       fail(e.what());
     } catch (const wl::TraceError& e) {
       fail(fmt::format("--trace: {}", e.what()));
     }
     wl::Scenario& s = loaded.scenario;
-    if (trace && sim->get_option("--events")->count() > 0) {
-      fail("--events: a trace replays all of its events; expected --events without --trace, or --trace alone");
-    }
-    apply_overrides(*sim, *opts, s, trace.get(), scenario_given);
     if (trace && !scenario_given) {  // the run is the trace's, on a machine like the one it was recorded on
       s.name = std::filesystem::path(opts->trace).stem().string();
       s.source = opts->trace;

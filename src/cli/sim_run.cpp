@@ -25,8 +25,8 @@ nlohmann::json header_json(const md::workload::Scenario& s, const md::workload::
                     {"tlb", s.tlb},
                     {"pci_hole_start", mc.pci_hole_start},
                     {"pci_hole_end", mc.pci_hole_end},
-                    {"secretmem_bytes", mc.secretmem_bytes},
-                    {"pool_fail", mc.pool_fail_sigbus ? "sigbus" : "oom"}};
+                    {"secretmem_bytes", mc.policy_params.size("secretmem", 0)},
+                    {"pool_fail", mc.policy_params.choice("pool_fail", "oom")}};
   if (trace != nullptr) {
     out["workload"] = {{"name", "trace"},
                        {"events", trace->recorded_events},

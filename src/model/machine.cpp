@@ -48,17 +48,24 @@ phys::PhysConfig MachineConfig::phys_config() const {
 namespace {
 
 // What PhysMem boots with: the machine's own CMA area and the policy's under it.
-phys::PhysConfig boot_phys_config(const MachineConfig& config, const policy::Policy& policy) {
+std::uint64_t policy_cma_bytes(const MachineConfig& config, const policy::PolicyInfo& policy) {
+  return policy.boot_cma_bytes ? policy.boot_cma_bytes(config.policy_params, config.ram_bytes) : 0;
+}
+phys::PhysConfig boot_phys_config(const MachineConfig& config, const policy::PolicyInfo& policy) {
   phys::PhysConfig pc = config.phys_config();
-  pc.cma_bytes += policy.boot_cma_bytes(config);
+  pc.cma_bytes += policy_cma_bytes(config, policy);
   return pc;
 }
 
 }  // namespace
 
 std::string boot_problem(const MachineConfig& config) {
-  const std::unique_ptr<policy::Policy> policy = policy::make_policy(config.policy);
-  const std::uint64_t policy_cma = policy->boot_cma_bytes(config);
+  const policy::Registry& registry = policy::Registry::builtin();
+  const policy::PolicyInfo* policy = registry.find(config.policy);
+  if (policy == nullptr) {
+    return fmt::format("unknown policy '{}': known policies are {}", config.policy, fmt::join(registry.names(), ", "));
+  }
+  const std::uint64_t policy_cma = policy_cma_bytes(config, *policy);
   std::string parts;
   if (policy_cma != 0) {
     parts = config.cma_bytes == 0 ? fmt::format("the secretmem area of {}", config.policy)
@@ -70,8 +77,10 @@ std::string boot_problem(const MachineConfig& config) {
 
 Machine::Machine(const MachineConfig& config) : config_(config) {
   flushes_.set_recording(config_.flush_log_limit);
-  policy_ = policy::make_policy(config_.policy);  // fail early on an unknown name
-  phys_ = std::make_unique<phys::PhysMem>(boot_phys_config(config_, *policy_));
+  const policy::PolicyInfo& info = policy::Registry::builtin().resolve(config_.policy);  // fail early
+  policy_ = info.make();
+  policy_->configure(config_.policy_params);
+  phys_ = std::make_unique<phys::PhysMem>(boot_phys_config(config_, info));
   std::vector<directmap::MappedRange> ram;
   for (const phys::PfnRange& r : phys_->ram()) ram.push_back({r.start, r.end});
   directmap::PageTableAllocator& tables = *this;

@@ -46,12 +46,9 @@ struct MachineConfig {
   bool secretmem_enable = true;  // secretmem.enable= (on by default since 6.5)
   std::uint64_t rlimit_memlock_bytes = 8 * MiB;  // default RLIMIT_MEMLOCK since 5.16
   std::string policy = "upstream";
-  // secretmem= boot parameter of the pool designs: the CMA area they take 2 MiB
-  // chunks from (0: RAM / 256, at least 16 MiB).
-  std::uint64_t secretmem_bytes = 0;
-  // The pmd pool's answer to a depleted pool at fault time: VM_FAULT_OOM (as
-  // in the NAKed patch) or, when set, VM_FAULT_SIGBUS.
-  bool pool_fail_sigbus = false;
+  // Values of the policies' own parameters (policy::ParamSpec, declared by
+  // each policy in its registration): the policy that declares a key reads it.
+  policy::Params policy_params;
   CollapseMode collapse = CollapseMode::RoxOnly;
   unsigned scan_rate = 4;  // 2 MiB regions the scanner looks at per scan_tick()
   std::size_t flush_log_limit = 0;  // flush events kept for inspection (0: counters only)
@@ -59,9 +56,10 @@ struct MachineConfig {
   [[nodiscard]] phys::PhysConfig phys_config() const;
 };
 
-// Why a Machine of this configuration cannot boot, empty when it can: the
-// layout PhysMem refuses (phys::plan_ram_layout), with the policy's boot-time
-// secretmem area added to the CMA area as the Machine adds it.
+// Why a Machine of this configuration cannot boot, empty when it can: an
+// unknown policy, or the layout PhysMem refuses (phys::plan_ram_layout), with
+// the policy's boot-time secretmem area added to the CMA area as the Machine
+// adds it.
 std::string boot_problem(const MachineConfig& config);
 
 class Machine final : private directmap::PageTableAllocator {

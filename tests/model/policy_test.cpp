@@ -75,7 +75,7 @@ Pfn held_in_pageblock(const std::vector<Pfn>& held, Pfn pfn) {
 
 TEST(SecretmemPmdPool, PmdPoolRemovesAWhole2MChunkWithOneFlush) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
-  c.secretmem_bytes = 8 * MiB;
+  c.policy_params.set("secretmem", 8 * MiB);
   Machine m(c);
   const Secret s = map_secret(m, kPagesPer2M);
   ASSERT_EQ(s.mmap_err, 0);
@@ -102,7 +102,7 @@ TEST(SecretmemPmdPool, PmdPoolRemovesAWhole2MChunkWithOneFlush) {
 
 TEST(SecretmemPmdPool, DepletedPmdPoolFailsTheFaultWithOom) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
-  c.secretmem_bytes = 2 * MiB;  // one chunk
+  c.policy_params.set("secretmem", 2 * MiB);  // one chunk
   Machine m(c);
   const Secret s = map_secret(m, kPagesPer2M + 1);
   ASSERT_EQ(s.mmap_err, 0);  // mmap does not look at the pool
@@ -115,8 +115,8 @@ TEST(SecretmemPmdPool, DepletedPmdPoolFailsTheFaultWithOom) {
 
 TEST(SecretmemPmdPool, SigbusVariantFailsTheFaultWithSigbus) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
-  c.secretmem_bytes = 2 * MiB;
-  c.pool_fail_sigbus = true;
+  c.policy_params.set("secretmem", 2 * MiB);
+  c.policy_params.set("pool_fail", std::string("sigbus"));
   Machine m(c);
   const Secret s = map_secret(m, kPagesPer2M + 1);
   for (std::uint64_t i = 0; i < kPagesPer2M; ++i) ASSERT_EQ(touch(m, s, i), mm::VmFault::Major);
@@ -126,7 +126,7 @@ TEST(SecretmemPmdPool, SigbusVariantFailsTheFaultWithSigbus) {
 
 TEST(SecretmemPmdPool, FreedPagesGoBackToTheirFilesPoolStillUnmapped) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
-  c.secretmem_bytes = 8 * MiB;
+  c.policy_params.set("secretmem", 8 * MiB);
   Machine m(c);
   // A MAP_EXCLUSIVE mapping frees pages while its owner lives (munmap of a part).
   const mm::Pid pid = m.mm().spawn(0, true);
@@ -149,7 +149,7 @@ TEST(SecretmemPmdPool, FreedPagesGoBackToTheirFilesPoolStillUnmapped) {
 
 TEST(SecretmemPmdPool, EachFileTakesChunksForItsOwnPool) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
-  c.secretmem_bytes = 8 * MiB;
+  c.policy_params.set("secretmem", 8 * MiB);
   Machine m(c);
   const Secret a = map_secret(m, 2);
   const Secret b = map_secret(m, 2);
@@ -171,7 +171,7 @@ TEST(SecretmemPmdPool, EachFileTakesChunksForItsOwnPool) {
 
 TEST(SecretmemPmdPool, ReleasingAFileReturnsItsChunksToCma) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
-  c.secretmem_bytes = 8 * MiB;
+  c.policy_params.set("secretmem", 8 * MiB);
   Machine m(c);
   const Secret a = map_secret(m, kPagesPer2M + 1);  // two chunks
   const Secret b = map_secret(m, 1);
@@ -199,7 +199,7 @@ TEST(SecretmemPmdPool, ReleasingAFileReturnsItsChunksToCma) {
 
 TEST(SecretmemPmdPool, OtherUsersGetAPoolPerOwnerToo) {
   MachineConfig c = policy_config("secretmem-pmd-pool");
-  c.secretmem_bytes = 8 * MiB;
+  c.policy_params.set("secretmem", 8 * MiB);
   Machine m(c);
   const Secret s = map_secret(m, 1);
   ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
@@ -228,7 +228,7 @@ TEST(SecretmemPmdPool, OtherUsersGetAPoolPerOwnerToo) {
 
 TEST(SecretmemPoolReserve, ReservePolicyFailsMmapNotTheFault) {
   MachineConfig c = policy_config("secretmem-pool-reserve");
-  c.secretmem_bytes = 4 * MiB;  // 1024 pages
+  c.policy_params.set("secretmem", 4 * MiB);  // 1024 pages
   Machine m(c);
   const Secret a = map_secret(m, 2 * kPagesPer2M);
   ASSERT_EQ(a.mmap_err, 0);
@@ -251,7 +251,7 @@ TEST(SecretmemPoolReserve, ReservePolicyFailsMmapNotTheFault) {
 
 TEST(SecretmemPoolReserve, UnmapReturnsTheReservation) {
   MachineConfig c = policy_config("secretmem-pool-reserve");
-  c.secretmem_bytes = 2 * MiB;
+  c.policy_params.set("secretmem", 2 * MiB);
   Machine m(c);
   const Secret a = map_secret(m, kPagesPer2M);
   ASSERT_EQ(a.mmap_err, 0);
@@ -523,8 +523,8 @@ RC_GTEST_PROP(PolicyProperty, RandomWorkloadsKeepEveryInvariantUnderEveryPolicy,
   MachineConfig c = policy_config(name, *rc::gen::element(128 * MiB, 256 * MiB));
   c.collapse = mode;
   c.scan_rate = *rc::gen::inRange(1u, 64u);
-  c.secretmem_bytes = *rc::gen::element(2 * MiB, 4 * MiB, 16 * MiB);
-  c.pool_fail_sigbus = *rc::gen::arbitrary<bool>();
+  c.policy_params.set("secretmem", *rc::gen::element(2 * MiB, 4 * MiB, 16 * MiB));
+  c.policy_params.set("pool_fail", std::string(*rc::gen::arbitrary<bool>() ? "sigbus" : "oom"));
   Machine m(c);
   workload::WorkloadConfig wc;
   wc.seed = *rc::gen::arbitrary<std::uint64_t>();

@@ -10,6 +10,8 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -139,8 +141,8 @@ policies = ["upstream", "secretmem-pool-reserve", "upstream"]
   EXPECT_FALSE(m.thp);
   EXPECT_TRUE(m.secretmem_enable);
   EXPECT_EQ(m.rlimit_memlock_bytes, 16 * MiB);
-  EXPECT_EQ(m.secretmem_bytes, 128 * MiB);
-  EXPECT_TRUE(m.pool_fail_sigbus);
+  EXPECT_EQ(m.policy_params.size("secretmem", 0), 128 * MiB);
+  EXPECT_EQ(m.policy_params.choice("pool_fail", "oom"), "sigbus");
   EXPECT_EQ(m.collapse, CollapseMode::Scanner);
   EXPECT_EQ(m.scan_rate, 9u);
   EXPECT_EQ(s.tlb, "zen2");
@@ -351,6 +353,126 @@ TEST(Scenario, NonAsciiTextInStringsAndCommentsReads) {
   EXPECT_EQ(s.policies, (std::vector<std::string>{"upstream", "secretmem-pmd-pool"}));
   const Scenario m = parse_scenario("description = \"\"\"\n\xc2\xa7 \\\"\"\" \xc2\xa7\n\"\"\"\n", "t.toml");
   EXPECT_EQ(m.description, "\xc2\xa7 \"\"\" \xc2\xa7\n");
+}
+
+const Setting& setting(std::string_view path) {
+  for (const Setting& st : scenario_settings()) {
+    if (st.path == path) return st;
+  }
+  throw std::logic_error("no setting " + std::string(path));
+}
+
+TEST(Settings, EachSettingIsDeclaredOnceWithItsOwnKeyAndOption) {
+  std::set<std::string> paths;
+  std::set<std::string> flags;
+  const auto& tables = scenario_tables();
+  for (const Setting& st : scenario_settings()) {
+    SCOPED_TRACE(st.path);
+    EXPECT_TRUE(paths.insert(st.path).second);
+    if (!st.flag.empty()) {
+      EXPECT_TRUE(flags.insert(st.flag).second);
+      EXPECT_FALSE(st.option_help().empty());
+    }
+    EXPECT_TRUE(st.table().empty() || std::find(tables.begin(), tables.end(), st.table()) != tables.end());
+    EXPECT_TRUE(static_cast<bool>(st.set));
+  }
+  for (const char* flag : {"--ram", "--cpus", "--no-gbpages", "--collapse", "--scan-rate", "--tlb", "--secretmem",
+                           "--pool-fail", "--events", "--seed", "--wp-page-tables", "--policy"}) {
+    EXPECT_EQ(flags.count(flag), 1u) << flag;
+  }
+}
+
+TEST(Settings, ThePoolPoliciesDeclareTheirOwnParametersWhichAreMachineKeys) {
+  const policy::Registry& r = policy::Registry::builtin();
+  auto keys_of = [&](const char* name) {
+    std::vector<std::string> keys;
+    for (const policy::ParamSpec& p : r.find(name)->params) keys.push_back(p.key);
+    return keys;
+  };
+  EXPECT_EQ(keys_of("secretmem-pmd-pool"), (std::vector<std::string>{"secretmem", "pool_fail"}));
+  EXPECT_EQ(keys_of("secretmem-pool-reserve"), (std::vector<std::string>{"secretmem"}));
+  EXPECT_TRUE(keys_of("upstream").empty());
+  EXPECT_TRUE(static_cast<bool>(r.find("secretmem-pool-reserve")->boot_cma_bytes));
+  EXPECT_FALSE(static_cast<bool>(r.find("upstream")->boot_cma_bytes));
+  EXPECT_EQ(setting("machine.secretmem").flag, "--secretmem");
+  EXPECT_EQ(setting("machine.pool_fail").flag, "--pool-fail");
+  // Left out, a parameter has its default: pool_fail oom, secretmem RAM / 256.
+  const Scenario d = parse_scenario("", "d.toml");
+  EXPECT_FALSE(d.machine.policy_params.has("secretmem"));
+  const policy::ParamSpec& pool_fail = r.find("secretmem-pmd-pool")->params.at(1);
+  EXPECT_EQ(d.machine.policy_params.choice(pool_fail), "oom");
+}
+
+TEST(Settings, APolicyNameIsResolvedToItsRegistryEntryWhichNamesThePolicy) {
+  const policy::Registry& r = policy::Registry::builtin();
+  for (const policy::PolicyInfo& info : r.all()) {
+    EXPECT_EQ(&r.resolve(info.name), &info);
+    EXPECT_EQ(info.make()->name(), info.name);
+    EXPECT_EQ(policy::make_policy(info.name)->name(), info.name);
+  }
+  EXPECT_THROW((void)r.resolve("upstrem"), std::invalid_argument);
+}
+
+TEST(Settings, AnOptionOutOfItsRangeIsAnErrorNamingIt) {
+  Scenario s = read_scenario("", "t.toml");
+  try {
+    apply_option(s, setting("machine.cpus"), {"0"}, 1);
+    FAIL() << "no error";
+  } catch (const ScenarioError& e) {
+    EXPECT_EQ(std::string(e.what()), "--cpus \"0\": expected a whole number from 1 to 4096");
+    EXPECT_EQ(e.line(), 0u);
+  }
+  EXPECT_THROW(apply_option(s, setting("machine.ram"), {"64GB"}, 1), ScenarioError);
+  EXPECT_THROW(apply_option(s, setting("run.policies"), {"upstream", "nope"}, 1), ScenarioError);
+  EXPECT_EQ(s.machine.cpus, 16u);  // unchanged by the refused values
+}
+
+TEST(Settings, OverridesAreCheckedWithTheFileAsOneScenario) {
+  const char* text = "[machine]\nram = \"8GiB\"\n[guests]\nshare = 0.1\ncount = 4\nsize = \"1GiB\"\n";
+  ASSERT_NO_THROW((void)parse_scenario(text, "g.toml"));
+  Scenario s = read_scenario(text, "g.toml");
+  apply_option(s, setting("machine.ram"), {"3GiB"}, 1);
+  try {
+    check_scenario(s);
+    FAIL() << "no error";
+  } catch (const ScenarioError& e) {
+    EXPECT_EQ(e.file(), "--ram \"3GiB\"");
+    EXPECT_EQ(std::string(e.what()),
+              "--ram \"3GiB\": [guests]: expected count x size to fit in the RAM (3 GiB), got 4 x 1 GiB");
+  }
+  // An override may also make a file's values fit: the check comes after it.
+  const char* big = "[machine]\nram = \"4GiB\"\nsecretmem = \"3GiB\"\n";
+  EXPECT_THROW((void)parse_scenario(big, "b.toml"), ScenarioError);
+  Scenario b = read_scenario(big, "b.toml");
+  apply_option(b, setting("machine.ram"), {"8GiB"}, 1);
+  EXPECT_NO_THROW(check_scenario(b));
+  EXPECT_EQ(b.machine.policy_params.size("secretmem", 0), 3 * GiB);
+}
+
+TEST(Settings, AMachineThatCannotBootUnderTheOptionsIsAnErrorNamingTheOption) {
+  Scenario s = read_scenario("", "t.toml");
+  apply_option(s, setting("machine.ram"), {"3074MiB"}, 1);
+  apply_option(s, setting("run.policies"), {"upstream"}, 2);
+  try {
+    check_scenario(s);
+    FAIL() << "no error";
+  } catch (const ScenarioError& e) {
+    // upstream adds no area of its own: the RAM is what does not boot.
+    EXPECT_EQ(std::string(e.what()).rfind("--ram \"3074MiB\": the machine cannot boot: the memmap", 0), 0u)
+        << e.what();
+  }
+  MachineConfig c;
+  c.policy = "nope";
+  EXPECT_NE(boot_problem(c).find("unknown policy 'nope'"), std::string::npos);
+}
+
+TEST(Settings, EventsGivenAsAnOptionReplaceADurationInSeconds) {
+  Scenario s = read_scenario("[workload]\nseconds = 2\nevents_per_second = 50\n", "t.toml");
+  apply_option(s, setting("workload.events"), {"30"}, 1);
+  check_scenario(s);
+  EXPECT_EQ(s.workload.events, 30u);
+  EXPECT_EQ(s.seconds, 0.0);
+  EXPECT_EQ(s.events_per_second, 0.0);
 }
 
 TEST(Scenario, AMissingFileIsAnErrorNamingIt) {

@@ -30,7 +30,7 @@ std::vector<std::string> policies() { return policy::Registry::builtin().names()
 MachineConfig config_for(const std::string& policy, std::uint64_t ram = 256 * MiB) {
   MachineConfig c = testing::small_config(ram);
   c.policy = policy;
-  c.secretmem_bytes = 16 * MiB;
+  c.policy_params.set("secretmem", 16 * MiB);
   return c;
 }
 
@@ -149,7 +149,7 @@ TEST(MapExclusive, ImpliesMapPopulateWithAOnePageFlushEachAsTheRfcDid) {
 
 TEST(MapExclusive, PopulateStopsAtThePageThatCannotBeHadAndMmapStillSucceeds) {
   MachineConfig c = config_for("secretmem-pmd-pool");
-  c.secretmem_bytes = 2 * MiB;  // one chunk for the one pool
+  c.policy_params.set("secretmem", 2 * MiB);  // one chunk for the one pool
   Machine m(c);
   const mm::Pid pid = m.mm().spawn(0, true);
   const Result<std::uint64_t> a =
@@ -477,7 +477,7 @@ TEST(GuestMemfd, RefusesBadSizesFlagsAndIndexes) {
 
 TEST(GuestMemfd, AFaultWithNoMemoryIsOom) {
   MachineConfig c = config_for("secretmem-pmd-pool");
-  c.secretmem_bytes = 2 * MiB;
+  c.policy_params.set("secretmem", 2 * MiB);
   Machine m(c);
   const Result<std::uint32_t> g =
       m.guest_memfd().create((kPagesPer2M + 1) * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP);
@@ -521,7 +521,7 @@ void random_sequence(const std::vector<int>& ops) {
   MachineConfig c = config_for(*rc::gen::elementOf(names), 128 * MiB);
   c.collapse = *rc::gen::element(CollapseMode::None, CollapseMode::RoxOnly, CollapseMode::OnRestore,
                                  CollapseMode::Scanner);
-  c.secretmem_bytes = *rc::gen::element(2 * MiB, 8 * MiB);
+  c.policy_params.set("secretmem", *rc::gen::element(2 * MiB, 8 * MiB));
   Machine m(c);
   mm::Mm& mm = m.mm();
   std::vector<mm::Pid> procs;

@@ -11,9 +11,11 @@
 #include <compare>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "model/types.hpp"
@@ -36,6 +38,46 @@ enum class OwnerKind : std::uint8_t {
 };
 std::string_view owner_kind_name(OwnerKind kind);
 
+// A parameter of a policy, declared by the policy in its registration (as a
+// kernel boot parameter lives beside its owner): its scenario key under
+// [machine], its option of `exmem sim`, its values and its help. The scenario
+// schema (workload/settings.hpp) reads and checks it; the policy gets the
+// values through Policy::configure().
+struct ParamSpec {
+  enum class Kind : std::uint8_t { Size, Choice };
+  std::string key;   // "secretmem"
+  std::string flag;  // "--secretmem"
+  Kind kind = Kind::Size;
+  std::uint64_t min = 0;    // Size: bytes
+  std::uint64_t max = 0;    // Size: bytes
+  std::uint64_t align = 1;  // Size: bytes
+  bool at_most_half_ram = false;     // Size
+  std::vector<std::string> choices;  // Choice: the names; the first is the default
+  std::string what;  // Choice: what a name names, for messages ("answer of a depleted pool")
+  std::string help;  // one line for --help, without range and unit
+  std::string note;  // after the range in --help: the default, when not obvious
+};
+
+// The values given to the policies' parameters, by key; a parameter left out
+// has its default (a size's is 0, which the policy reads as "its own
+// default"; a choice's is its first name).
+class Params {
+ public:
+  void set(const std::string& key, std::uint64_t bytes) { values_[key] = bytes; }
+  void set(const std::string& key, std::string choice) { values_[key] = std::move(choice); }
+  [[nodiscard]] bool has(std::string_view key) const { return values_.find(key) != values_.end(); }
+  [[nodiscard]] std::uint64_t size(const ParamSpec& p) const { return size(p.key, 0); }
+  [[nodiscard]] std::string choice(const ParamSpec& p) const {
+    return choice(p.key, p.choices.empty() ? std::string() : p.choices.front());
+  }
+  // By key, for reports: the value given, else `fallback`.
+  [[nodiscard]] std::uint64_t size(std::string_view key, std::uint64_t fallback) const;
+  [[nodiscard]] std::string choice(std::string_view key, std::string_view fallback) const;
+
+ private:
+  std::map<std::string, std::variant<std::uint64_t, std::string>, std::less<>> values_;
+};
+
 struct Owner {
   OwnerKind kind = OwnerKind::Secretmem;
   std::uint32_t id = 0;
@@ -45,7 +87,10 @@ struct Owner {
 class Policy {
  public:
   virtual ~Policy() = default;
-  [[nodiscard]] virtual std::string_view name() const = 0;
+  // The name the policy is registered under (PolicyInfo::name), given by the
+  // registry to every policy it makes. (A policy that still spells its name
+  // itself must spell it the same: Registry::add() checks.)
+  [[nodiscard]] virtual std::string_view name() const { return name_; }
   // The fault path of every user of unmapped pages (secretmem_fault(), the
   // MAP_EXCLUSIVE populate, kvm_gmem_get_pfn() with NO_DIRECT_MAP): one zeroed
   // order-0 page for `owner` that is no longer in the direct map and whose
@@ -77,13 +122,9 @@ class Policy {
   // (pte-mapped-cache) serves them from there.
   virtual Result<Pfn> alloc_wp_table(Machine& machine, CpuId cpu);
   virtual void free_wp_table(Machine& machine, Pfn pfn, CpuId cpu);
-  // Boot: bytes the policy wants in the CMA area (the secretmem= parameter of
-  // the pool designs); added to the machine's cma= before memory is laid out.
-  [[nodiscard]] virtual std::uint64_t boot_cma_bytes(const MachineConfig& config) const {
-    (void)config;
-    return 0;
-  }
-  // Called once the machine has booted (the policy may read its config).
+  // Before boot: the values of the parameters the policy declares (PolicyInfo::params).
+  virtual void configure(const Params& params) { (void)params; }
+  // Called once the machine has booted.
   virtual void attach(Machine& machine) { (void)machine; }
   // __free_pages() of a block by any kernel user: a policy that marked the
   // block's pageblock (pte-mapped, MIGRATE_UNMAPPED, unmapped freetype) takes
@@ -112,18 +153,32 @@ class Policy {
     (void)machine;
     return {};
   }
+
+ private:
+  friend class Registry;
+  std::string name_;
 };
 
 struct PolicyInfo {
   std::string name;
   std::string summary;  // one line: what the policy does, where it comes from
   std::function<std::unique_ptr<Policy>()> make;
+  std::vector<ParamSpec> params{};  // the policy's own parameters
+  // Boot: bytes the policy wants in the CMA area (the secretmem= parameter of
+  // the pool designs), from its parameters and the RAM; added to the
+  // machine's cma= before memory is laid out. Empty: none.
+  std::function<std::uint64_t(const Params& params, std::uint64_t ram_bytes)> boot_cma_bytes{};
 };
 
 class Registry {
  public:
   void add(PolicyInfo info);
   [[nodiscard]] const PolicyInfo* find(std::string_view name) const;
+  // The named policy; std::invalid_argument naming the known ones otherwise.
+  [[nodiscard]] const PolicyInfo& resolve(std::string_view name) const;
+  // Every parameter some policy declares, once per key, in registry order
+  // (policies sharing a parameter declare the same ParamSpec).
+  [[nodiscard]] std::vector<const ParamSpec*> params() const;
   [[nodiscard]] std::vector<std::string> names() const;
   [[nodiscard]] const std::vector<PolicyInfo>& all() const { return policies_; }
   // The policies built into the model (every policy/*_policy.cpp).
@@ -136,7 +191,8 @@ class Registry {
 // Generated from the policy files by src/model/CMakeLists.txt.
 void register_builtin_policies(Registry& registry);
 
-// The named policy; std::invalid_argument naming the known ones otherwise.
-std::unique_ptr<Policy> make_policy(std::string_view name);
+// The named policy configured with `params`; std::invalid_argument naming the
+// known ones for an unknown name.
+std::unique_ptr<Policy> make_policy(std::string_view name, const Params& params = {});
 
 }  // namespace exmem::model::policy

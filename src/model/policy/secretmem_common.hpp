@@ -12,9 +12,27 @@
 
 namespace exmem::model::policy {
 
-// secretmem=: the configured size, else RAM / 256 (at least 16 MiB), in 2 MiB units.
-inline std::uint64_t secretmem_area_bytes(const MachineConfig& c) {
-  std::uint64_t b = c.secretmem_bytes != 0 ? c.secretmem_bytes : std::max(16 * MiB, c.ram_bytes / 256);
+// secretmem=, the parameter of the pool designs that take 2 MiB chunks from a
+// CMA area reserved at boot: `[machine] secretmem` in a scenario, --secretmem.
+inline const ParamSpec& secretmem_param() {
+  static const ParamSpec p{"secretmem",
+                           "--secretmem",
+                           ParamSpec::Kind::Size,
+                           2 * MiB,
+                           2 * TiB,
+                           2 * MiB,
+                           true,
+                           {},
+                           "",
+                           "secretmem= CMA area of the pool policies",
+                           "default: RAM / 256, at least 16MiB"};
+  return p;
+}
+
+// The area's size: the one given, else RAM / 256 (at least 16 MiB), in 2 MiB units.
+inline std::uint64_t secretmem_area_bytes(const Params& params, std::uint64_t ram_bytes) {
+  const std::uint64_t given = params.size(secretmem_param());
+  const std::uint64_t b = given != 0 ? given : std::max(16 * MiB, ram_bytes / 256);
   return b & ~(2 * MiB - 1);
 }
 

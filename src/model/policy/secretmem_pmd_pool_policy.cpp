@@ -8,7 +8,7 @@
 // one TLB flush and 4 KiB pages are handed out from it with no further split.
 // NAKed because a depleted pool fails at fault time (VM_FAULT_OOM), and any
 // user able to create secret memory can deplete it; the SIGBUS variant that
-// was discussed is MachineConfig::pool_fail_sigbus.
+// was discussed is the policy's parameter pool_fail = "sigbus".
 //
 // One pool per file, as in the patch (the pool hung off the file's
 // secretmem_ctx): a file's first fault takes a whole 2 MiB chunk for it alone,
@@ -26,14 +26,19 @@ namespace exmem::model::policy {
 
 namespace {
 
+// The answer to a depleted pool at fault time: VM_FAULT_OOM (as in the NAKed
+// patch) or VM_FAULT_SIGBUS. `[machine] pool_fail` in a scenario, --pool-fail.
+const ParamSpec& pool_fail_param() {
+  static const ParamSpec p{"pool_fail", "--pool-fail", ParamSpec::Kind::Choice, 0, 0, 1, false, {"oom", "sigbus"},
+                           "answer of a depleted pool",
+                           "What secretmem-pmd-pool does when its pool is depleted at fault time",
+                           "default: oom"};
+  return p;
+}
+
 class SecretmemPmdPoolPolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "secretmem-pmd-pool"; }
-
-  [[nodiscard]] std::uint64_t boot_cma_bytes(const MachineConfig& c) const override {
-    return secretmem_area_bytes(c);
-  }
-  void attach(Machine& m) override { sigbus_ = m.config().pool_fail_sigbus; }
+  void configure(const Params& params) override { sigbus_ = params.choice(pool_fail_param()) == "sigbus"; }
 
   // mirrors secretmem_fault() -> secretmem_pool_alloc_page() on the file's pool
   Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner owner) override {
@@ -116,7 +121,9 @@ void exmem_model_register_secretmem_pmd_pool_policy(Registry& registry) {
   registry.add({"secretmem-pmd-pool",
                 "secretmem v16 (2020-21): one pool of 2 MiB chunks per file from a secretmem= CMA "
                 "area, one range and one flush per chunk, chunks back at eviction; depleted: fault OOMs",
-                [] { return std::make_unique<SecretmemPmdPoolPolicy>(); }});
+                [] { return std::make_unique<SecretmemPmdPoolPolicy>(); },
+                {secretmem_param(), pool_fail_param()},
+                secretmem_area_bytes});
 }
 
 }  // namespace exmem::model::policy

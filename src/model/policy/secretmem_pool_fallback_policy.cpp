@@ -22,8 +22,6 @@ constexpr phys::Gfp kChunkGfp = phys::GFP_HIGHUSER | phys::__GFP_NORETRY | phys:
 
 class SecretmemPoolFallbackPolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "secretmem-pool-fallback"; }
-
   Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
     if (!pool_.has_free() && !grow(m, cpu)) {
       // The fallback: secretmem as merged, one order-0 page.

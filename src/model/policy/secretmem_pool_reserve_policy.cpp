@@ -22,12 +22,6 @@ namespace {
 
 class SecretmemPoolReservePolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "secretmem-pool-reserve"; }
-
-  [[nodiscard]] std::uint64_t boot_cma_bytes(const MachineConfig& c) const override {
-    return secretmem_area_bytes(c);
-  }
-
   // mirrors hugetlb_reserve_pages() called from mmap
   int reserve(Machine& m, std::uint64_t pages, CpuId cpu) override {
     while (capacity() < reserved_ + pages) {
@@ -106,7 +100,9 @@ void exmem_model_register_secretmem_pool_reserve_policy(Registry& registry) {
   registry.add({"secretmem-pool-reserve",
                 "secretmem pool with hugetlbfs-style reservation: mmap reserves from the 2 MiB "
                 "chunk pool (or fails with ENOMEM); a fault after a successful mmap never fails",
-                [] { return std::make_unique<SecretmemPoolReservePolicy>(); }});
+                [] { return std::make_unique<SecretmemPoolReservePolicy>(); },
+                {secretmem_param()},
+                secretmem_area_bytes});
 }
 
 }  // namespace exmem::model::policy

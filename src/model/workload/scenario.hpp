@@ -7,18 +7,19 @@
 // tables), its duration in events or simulated seconds, its seed, and the
 // policies to compare.
 //
-// Every key is checked: a typo, a wrong type, a value out of range or an
-// unknown policy, collapse mode or TLB preset is a ScenarioError whose message
-// is "FILE:LINE:COLUMN: what was expected".
+// Every key is checked (settings.hpp holds the schema): a typo, a wrong type,
+// a value out of range or an unknown policy, collapse mode or TLB preset is a
+// ScenarioError whose message is "FILE:LINE:COLUMN: what was expected".
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "model/machine.hpp"
+#include "model/workload/settings.hpp"
 #include "model/workload/synthetic.hpp"
 
 namespace exmem::model::workload {
@@ -35,6 +36,9 @@ struct Scenario {
   // (seconds is 0 when the file gave events).
   double seconds = 0;
   double events_per_second = 0;
+  // Where each setting given was given (by Setting::path), for the messages
+  // of check_scenario(); a setting left out keeps its default.
+  std::map<std::string, Origin> given;
 };
 
 // The defaults a scenario starts from before its file is applied: a 64 GiB
@@ -42,24 +46,15 @@ struct Scenario {
 // synthetic workload's defaults (1,000,000 events, seed 1) and every policy.
 Scenario default_scenario_values();
 
-class ScenarioError : public std::runtime_error {
- public:
-  // line and column count from 1; 0 when the error concerns the whole file.
-  ScenarioError(std::string file, unsigned line, unsigned column, const std::string& what);
-  [[nodiscard]] const std::string& file() const { return file_; }
-  [[nodiscard]] unsigned line() const { return line_; }
-  [[nodiscard]] unsigned column() const { return column_; }
-
- private:
-  std::string file_;
-  unsigned line_ = 0;
-  unsigned column_ = 0;
-};
-
 // Reads and checks a scenario file (ScenarioError when unreadable or wrong).
 Scenario load_scenario(const std::string& path);
 // Parses scenario text; `name` stands for the file in messages and gives the
 // scenario its name (its stem, without folders and ".toml").
 Scenario parse_scenario(std::string_view text, std::string_view name);
+// The same without the rules between settings (each value is still checked
+// against its type and range): for a caller that overrides settings first
+// (settings.hpp: apply_option()) and then calls check_scenario() once.
+Scenario read_scenario(std::string_view text, std::string_view name);
+Scenario read_scenario_file(const std::string& path);
 
 }  // namespace exmem::model::workload
