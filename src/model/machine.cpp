@@ -80,6 +80,7 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
   execmem_ = std::make_unique<users::ExecmemCache>(*this);
   guest_memfd_ = std::make_unique<users::GuestMemfd>(*this);
   dmap_->set_running();  // system_state = SYSTEM_RUNNING
+  if (config_.collapse == CollapseMode::OnRestore) dmap_->set_restore_observer(this);
   policy_->attach(*this);
 }
 
@@ -98,8 +99,7 @@ void Machine::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
   phys_->free_pages(pfn, order, cpu);
 }
 
-void Machine::restored(Pfn pfn, Pfn n, CpuId cpu) {
-  if (config_.collapse != CollapseMode::OnRestore || n == 0) return;
+void Machine::on_restored(Pfn pfn, Pfn n, CpuId cpu) {
   const std::uint64_t full_before = flushes_.counters().full_flushes;
   const Pfn first = pfn & ~(kPagesPer2M - 1);
   const Pfn last = (pfn + n - 1) & ~(kPagesPer2M - 1);

@@ -64,7 +64,7 @@ struct MachineConfig {
 // secretmem area added to the CMA area as the Machine adds it.
 std::string boot_problem(const MachineConfig& config);
 
-class Machine final : private directmap::PageTableAllocator {
+class Machine final : private directmap::PageTableAllocator, private directmap::RestoreObserver {
  public:
   // Boots the machine. std::invalid_argument names the bad setting.
   explicit Machine(const MachineConfig& config);
@@ -93,9 +93,6 @@ class Machine final : private directmap::PageTableAllocator {
   // lets the policy take pages of pageblocks it marked (Policy::on_free).
   Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind);
   void free_pages(Pfn pfn, unsigned order, CpuId cpu);
-  // A policy restored [pfn, pfn + n) to the direct map: collapse mode on-restore
-  // collapses the 2 MiB and 1 GiB around it when uniform.
-  void restored(Pfn pfn, Pfn n, CpuId cpu);
   // One step of background work: the scanner mode looks at scan_rate 2 MiB
   // regions of the direct map and collapses the uniform ones.
   void scan_tick(CpuId cpu);
@@ -119,6 +116,10 @@ class Machine final : private directmap::PageTableAllocator {
  private:
   Result<Pfn> alloc_table_page(CpuId cpu) override;
   void free_table_page(Pfn pfn, CpuId cpu) override;
+  // Collapse mode on-restore: [pfn, pfn + n) is back in the direct map (the
+  // direct map tells, whoever restored it), so the 2 MiB regions around it,
+  // and their GiB, collapse when uniform.
+  void on_restored(Pfn pfn, Pfn n, CpuId cpu) override;
 
   MachineConfig config_;
   directmap::FlushLog flushes_;

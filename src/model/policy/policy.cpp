@@ -31,7 +31,6 @@ Result<Pfn> Policy::alloc_wp_table(Machine& m, CpuId cpu) {
 
 void Policy::free_wp_table(Machine& m, Pfn pfn, CpuId cpu) {
   m.dmap().set_memory_rw(pfn, 1, cpu);
-  m.restored(pfn, 1, cpu);
   m.free_pages(pfn, 0, cpu);
 }
 

@@ -16,10 +16,7 @@ int unmap_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu) {
 }
 
 int map_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu) {
-  const int err = m.dmap().set_direct_map_valid_noflush(pfn, n, true, cpu);
-  if (err != 0) return err;
-  m.restored(pfn, n, cpu);
-  return 0;
+  return m.dmap().set_direct_map_valid_noflush(pfn, n, true, cpu);
 }
 
 void ChunkPool::add(Pfn start) {

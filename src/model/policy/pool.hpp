@@ -24,7 +24,7 @@ namespace exmem::model::policy {
 // for the whole range (a full flush above the single-page ceiling).
 int unmap_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu);
 // set_direct_map_valid_noflush(pfn, n, true): a not-present entry is never
-// cached by a TLB, so no flush; then the collapse mode's restore hook.
+// cached by a TLB, so no flush (the direct map tells the collapse mode).
 int map_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu);
 
 // 2 MiB chunks already out of the direct map; free pages are Unmapped frames,

@@ -47,7 +47,6 @@ class SecretmemPoolFallbackPolicy final : public Policy {
   void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     if (!pool_.owns(pfn)) {
       m.dmap().set_direct_map_default_noflush(pfn, cpu);
-      m.restored(pfn, 1, cpu);
       m.phys().free_pages(pfn, 0, cpu);
       return;
     }

@@ -38,7 +38,6 @@ class UpstreamPolicy final : public Policy {
   // mirrors secretmem_free_folio() and the folio_put() after it
   void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     m.dmap().set_direct_map_default_noflush(pfn, cpu);
-    m.restored(pfn, 1, cpu);  // the collapse mode's hook (a no-op unless on-restore)
     // folio_zero_segment(): the model keeps no page contents.
     m.phys().free_pages(pfn, 0, cpu);
   }

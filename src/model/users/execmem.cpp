@@ -181,7 +181,6 @@ void ExecmemCache::release(std::uint64_t start, CpuId cpu) {
     if ((machine_.dmap().lookup(p).flags & directmap::_PAGE_NX) == 0) {
       machine_.dmap().set_memory_nx(p, n, cpu);
     }
-    machine_.restored(p, n, cpu);
   };
   if (vm.huge) {
     for (const Pfn b : vm.blocks) {
