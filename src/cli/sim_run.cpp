@@ -63,7 +63,7 @@ class MissRateProbe {
  public:
   MissRateProbe(const md::Machine& machine, const md::tlb::TlbConfig& tlb, std::uint64_t seed)
       : machine_(machine), tlb_(tlb) {
-    md::tlb::AccessStream stream(machine, md::tlb::AccessConfig{}, seed ^ 0x5851F42D4C957F2Dull);
+    md::tlb::AccessStream stream(machine.dmap(), machine.phys(), md::tlb::AccessConfig{}, seed ^ 0x5851F42D4C957F2Dull);
     accesses_.reserve(kAccesses);
     for (std::size_t i = 0; i < kAccesses; ++i) accesses_.push_back(stream.next());
   }
@@ -145,7 +145,9 @@ void machine_report(nlohmann::json& j, md::Machine& machine, const md::tlb::TlbC
   };
   // What the run's direct map and flushes cost: the same kernel access stream
   // (hot set, Zipf locality, speculation) on every policy's final direct map.
-  const md::tlb::CostReport cost = md::tlb::estimate_cost(machine, tlb, md::tlb::AccessConfig{}, seed);
+  const md::tlb::CostReport cost = md::tlb::estimate_cost(machine.dmap(), machine.phys(),
+                                                          machine.flushes().counters(), tlb,
+                                                          md::tlb::AccessConfig{}, seed);
   j["tlb_cost"] = {
       {"tlb", cost.tlb},
       {"accesses", cost.accesses},

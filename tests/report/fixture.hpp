@@ -70,11 +70,12 @@ inline PolicyRun make_run(const std::string& policy, std::uint64_t events, bool 
                         {"DirectMap1G", c.direct_map_1g_kb()},
                         {"direct_map_level2_splits", c.level2_splits},
                         {"direct_map_level3_splits", c.level3_splits}};
-    if (sample_tlb) s["tlb_miss_rate"] = md::tlb::estimate_cost(m, tlb, small, e).miss_rate;
+    if (sample_tlb) s["tlb_miss_rate"] = md::tlb::estimate_cost(m.dmap(), m.phys(), m.flushes().counters(), tlb, small, e).miss_rate;
     over_time.push_back(s);
   });
   run.end = md::region_map(m);
-  run.cost = md::tlb::estimate_cost(m, tlb, md::tlb::AccessConfig{}, wc.seed);
+  run.cost = md::tlb::estimate_cost(m.dmap(), m.phys(), m.flushes().counters(), tlb,
+                                     md::tlb::AccessConfig{}, wc.seed);
   const auto& dm = m.dmap().counters();
   const auto& fl = m.flushes().counters();
   nlohmann::json& j = run.json;
