@@ -13,6 +13,7 @@
 #include "model/directmap/directmap.hpp"
 #include "model/directmap/flush.hpp"
 #include "model/mm/mm.hpp"
+#include "model/phys/page_source.hpp"
 #include "model/phys/physmem.hpp"
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
@@ -64,7 +65,9 @@ struct MachineConfig {
 // secretmem area added to the CMA area as the Machine adds it.
 std::string boot_problem(const MachineConfig& config);
 
-class Machine final : private directmap::PageTableAllocator, private directmap::RestoreObserver {
+class Machine final : public phys::PageSource,
+                      private directmap::PageTableAllocator,
+                      private directmap::RestoreObserver {
  public:
   // Boots the machine. std::invalid_argument names the bad setting.
   explicit Machine(const MachineConfig& config);
@@ -88,11 +91,11 @@ class Machine final : private directmap::PageTableAllocator, private directmap::
   users::GuestMemfd& guest_memfd() { return *guest_memfd_; }
   [[nodiscard]] const users::GuestMemfd& guest_memfd() const { return *guest_memfd_; }
 
-  // Page allocation and free for kernel users that are not the policy: a
-  // failed allocation runs the policy's shrinker once and retries; a free
-  // lets the policy take pages of pageblocks it marked (Policy::on_free).
-  Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind);
-  void free_pages(Pfn pfn, unsigned order, CpuId cpu);
+  // The page source of the kernel users (mm/, users/, a policy giving a page
+  // back): a failed allocation runs the policy's shrinker once and retries; a
+  // free lets the policy take pages of pageblocks it marked (Policy::on_free).
+  Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) override;
+  void free_pages(Pfn pfn, unsigned order, CpuId cpu) override;
   // One step of background work: the scanner mode looks at scan_rate 2 MiB
   // regions of the direct map and collapses the uniform ones.
   void scan_tick(CpuId cpu);
