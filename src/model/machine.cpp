@@ -1,4 +1,4 @@
-// The kernel model, root folder (see types.hpp for what the folder owns).
+// The kernel model, root folder (see machine.hpp for what the folder owns).
 // machine.cpp: boot order and the checks across parts.
 #include "model/machine.hpp"
 

@@ -1,4 +1,11 @@
-// The kernel model, root folder (see types.hpp for what the folder owns).
+// The kernel model, root folder: the vocabulary every part shares (types.hpp:
+// pfn, order, sizes, negative-errno results) and the Machine that boots the
+// parts and hands each the narrow services it uses.
+// Owns: types.hpp and machine.{hpp,cpp}. Must not touch: the state of any part
+// directly; each sub-folder owns its own, and says so in its main header or
+// README.md: phys/physmem.hpp, directmap/directmap.hpp, mm/mm.hpp,
+// users/README.md, policy/policy.hpp, tlb/tlb.hpp, workload/README.md.
+//
 // machine.hpp: one modelled machine: its RAM and page allocator, its direct
 // map, the TLB flush log, the processes, the policy for unmapped pages, and the
 // kernel's other users of such pages (the execmem ROX cache, guest_memfd).

@@ -1,4 +1,4 @@
-// directmap/: the direct map (see flush.hpp for what the folder owns).
+// directmap/: the direct map (see directmap.hpp for what the folder owns).
 // cpa.cpp: change_page_attr_set_clr() and friends from
 // arch/x86/mm/pat/set_memory.c: the split decision, the 1G -> 2M -> 4K
 // cascade, and the collapse that set_memory_rox() asks for since Linux 6.15.

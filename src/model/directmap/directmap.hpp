@@ -1,4 +1,12 @@
-// directmap/: the direct map (see flush.hpp for what the folder owns).
+// directmap/: the kernel's direct map of all RAM (x86-64), its page tables,
+// the change-page-attribute (CPA) operations, split and collapse, the
+// DirectMap/vmstat counters and the TLB flush requests they cause.
+// Owns: the direct map's entries, its page-table bookkeeping, the counters and
+// the flush log. Must not touch: frame states or free lists (phys/): page-table
+// pages are requested from, and returned to, phys/ through PageTableAllocator.
+// Tells a FlushObserver of every flush and a RestoreObserver of every range
+// back at the default attributes.
+//
 // directmap.hpp: the kernel page tables of the direct map, stored sparsely:
 // one entry per GiB, PMD tables only under split or partly mapped GiBs, PTE
 // tables only under split or partly mapped 2 MiB leaves. The direct map is

@@ -1,4 +1,4 @@
-// phys/: physical memory (see gfp.hpp for what the folder owns).
+// phys/: physical memory (see physmem.hpp for what the folder owns).
 // page_source.hpp: where the kernel's users of pages (processes, the execmem
 // cache, guest_memfd, a policy giving a page back) allocate and free: the
 // machine's alloc_pages() and __free_pages(), which may run a shrinker before

@@ -126,7 +126,7 @@ class FreetypeUnmappedPolicy final : public Policy {
   }
 
  private:
-  [[nodiscard]] Freetype freetype_of(Pfn pfn, bool unmapped) {
+  [[nodiscard]] Freetype freetype_of(Pfn pfn, bool unmapped) const {
     phys::Migratetype mt = phys().pageblock_migratetype(pfn);
     if (mt >= phys::MIGRATE_PCPTYPES) mt = phys::MIGRATE_UNMOVABLE;
     return {mt, unmapped};

@@ -1,11 +1,14 @@
 // policy/: how secret (unmapped) pages are obtained and given back: one file per
 // policy (<name>_policy.cpp), registered by name. Only `upstream` (memfd_secret
-// as merged) and the proposals of kernel.md section 4, each as one file
-// defining exmem_model_register_<stem>(Registry&). pool.hpp holds the pieces
-// several policies share (2 MiB chunk pools, an unmapped buddy cache).
+// as merged) and the designs proposed for the kernel (each file's opening
+// comment names its patch or thread), each as one file defining
+// exmem_model_register_<stem>(Registry&). pool.hpp holds the pieces several
+// policies share (2 MiB chunk pools, an unmapped buddy cache).
 // Owns: the policy interface, the registry and each policy's private state
 // (pools, reservations). Must not touch: frame states, free lists or direct-map
-// entries except through phys::PhysMem and directmap::DirectMap calls.
+// entries except through the PolicyContext it is bound to at boot (phys::PhysMem,
+// directmap::DirectMap, the flush log and the page source); the Machine only
+// in attach(), to read its settings.
 #pragma once
 
 #include <compare>

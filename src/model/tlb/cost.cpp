@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // cost.cpp: the access stream and the cost estimate.
 #include "model/tlb/cost.hpp"
 

@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // cost.hpp: the kernel's access stream over the direct map (slab objects, page
 // cache, network buffers: a hot set with Zipf or uniform locality, plus a cold
 // tail over all of RAM), and the cost of a run: TLB misses, page-walk

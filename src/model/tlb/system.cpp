@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // system.cpp: accesses, walks, speculative fills, flushes and the hazard checker.
 #include "model/tlb/system.hpp"
 

@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // system.hpp: every CPU's TLB on one machine. Kernel accesses to the direct
 // map look up the CPU's TLB, walk the direct map on a miss and fill;
 // speculative fills load translations no instruction touched; flushes arrive

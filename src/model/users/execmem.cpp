@@ -1,4 +1,4 @@
-// users/: other users of unmapped pages (see execmem.hpp for what the folder owns).
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // execmem.cpp: the execmem ROX cache.
 #include "model/users/execmem.hpp"
 

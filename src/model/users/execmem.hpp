@@ -1,13 +1,4 @@
-// users/: the kernel's other users of pages whose direct-map entries change:
-// the execmem ROX cache (execmem.hpp) and guest_memfd with NO_DIRECT_MAP
-// (guest_memfd.hpp). memfd_secret and MAP_EXCLUSIVE live in mm/, and
-// write-protected page tables in policy/ (Policy::alloc_wp_table()).
-// Owns: each user's own bookkeeping (the cache's areas, the guest_memfd files
-// and their folios). Must not touch: frame states, free lists or direct-map
-// entries except through the page source (phys::PageSource), phys::PhysMem,
-// directmap::DirectMap and the machine's policy, as the kernel code it mirrors
-// does.
-//
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // execmem.hpp: the ROX cache of mm/execmem.c (x86-64 since Linux 6.15, "x86/
 // module: use large ROX pages for text allocations" and "execmem: add support
 // for cache of large ROX pages", Mike Rapoport): module and BPF text comes

@@ -1,4 +1,4 @@
-// users/: other users of unmapped pages (see execmem.hpp for what the folder owns).
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // guest_memfd.cpp: guest_memfd files and their folios.
 #include "model/users/guest_memfd.hpp"
 

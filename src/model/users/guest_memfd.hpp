@@ -1,4 +1,4 @@
-// users/: other users of unmapped pages (see execmem.hpp for what the folder owns).
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // guest_memfd.hpp: KVM guest memory in guest_memfd files
 // (virt/kvm/guest_memfd.c), with GUEST_MEMFD_FLAG_NO_DIRECT_MAP from "KVM:
 // guest_memfd: Add flag to remove from direct map" (Patrick Roy, 2025-2026,

@@ -1,4 +1,4 @@
-// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// workload/: what drives the model (see README.md for what the folder owns).
 // synthetic.cpp: the built-in synthetic workload.
 #include "model/workload/synthetic.hpp"
 
