@@ -1,4 +1,4 @@
-// The kernel model, root folder (see types.hpp for what the folder owns).
+// The kernel model, root folder (see machine.hpp for what the folder owns).
 // machine.cpp: boot order and the checks across parts.
 #include "model/machine.hpp"
 
@@ -85,10 +85,14 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
   for (const phys::PfnRange& r : phys_->ram()) ram.push_back({r.start, r.end});
   directmap::PageTableAllocator& tables = *this;
   dmap_ = std::make_unique<directmap::DirectMap>(ram, config_.direct_gbpages, tables, flushes_);
-  mm_ = std::make_unique<mm::Mm>(*this);
-  execmem_ = std::make_unique<users::ExecmemCache>(*this);
-  guest_memfd_ = std::make_unique<users::GuestMemfd>(*this);
+  phys::PageSource& pages = *this;
+  policy_->bind({*phys_, *dmap_, flushes_, pages});
+  mm_ = std::make_unique<mm::Mm>(*policy_, *phys_, *dmap_,
+                                 mm::MmSettings{config_.rlimit_memlock_bytes, config_.secretmem_enable});
+  execmem_ = std::make_unique<users::ExecmemCache>(pages, *dmap_, *phys_);
+  guest_memfd_ = std::make_unique<users::GuestMemfd>(*policy_, pages, *phys_, *dmap_);
   dmap_->set_running();  // system_state = SYSTEM_RUNNING
+  if (config_.collapse == CollapseMode::OnRestore) dmap_->set_restore_observer(this);
   policy_->attach(*this);
 }
 
@@ -96,19 +100,18 @@ Result<Pfn> Machine::alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys:
   Result<Pfn> r = phys_->alloc_pages(gfp, order, cpu, kind);
   if (r.ok()) return r;
   // shrink_slab() from direct reclaim: the policy's shrinker, then one retry.
-  if (policy_->shrink(*this, std::uint64_t{1} << std::max(order, kPageblockOrder), cpu) == 0) {
+  if (policy_->shrink(std::uint64_t{1} << std::max(order, kPageblockOrder), cpu) == 0) {
     return r;
   }
   return phys_->alloc_pages(gfp, order, cpu, kind);
 }
 
 void Machine::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
-  if (policy_->on_free(*this, pfn, order, cpu)) return;
+  if (policy_->on_free(pfn, order, cpu)) return;
   phys_->free_pages(pfn, order, cpu);
 }
 
-void Machine::restored(Pfn pfn, Pfn n, CpuId cpu) {
-  if (config_.collapse != CollapseMode::OnRestore || n == 0) return;
+void Machine::on_restored(Pfn pfn, Pfn n, CpuId cpu) {
   const std::uint64_t full_before = flushes_.counters().full_flushes;
   const Pfn first = pfn & ~(kPagesPer2M - 1);
   const Pfn last = (pfn + n - 1) & ~(kPagesPer2M - 1);
@@ -151,7 +154,7 @@ std::vector<std::string> Machine::check() const {
   for (std::string& s : mm_->check()) v.push_back(std::move(s));
   for (std::string& s : execmem_->check()) v.push_back(std::move(s));
   for (std::string& s : guest_memfd_->check()) v.push_back(std::move(s));
-  for (std::string& s : policy_->check(*this)) v.push_back(std::move(s));
+  for (std::string& s : policy_->check()) v.push_back(std::move(s));
 
   // Page-table pages: allocated PageTable frames, exactly the direct map's.
   std::vector<Pfn> tables = dmap_->table_pages();

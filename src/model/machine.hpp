@@ -1,4 +1,11 @@
-// The kernel model, root folder (see types.hpp for what the folder owns).
+// The kernel model, root folder: the vocabulary every part shares (types.hpp:
+// pfn, order, sizes, negative-errno results) and the Machine that boots the
+// parts and hands each the narrow services it uses.
+// Owns: types.hpp and machine.{hpp,cpp}. Must not touch: the state of any part
+// directly; each sub-folder owns its own, and says so in its main header or
+// README.md: phys/physmem.hpp, directmap/directmap.hpp, mm/mm.hpp,
+// users/README.md, policy/policy.hpp, tlb/tlb.hpp, workload/README.md.
+//
 // machine.hpp: one modelled machine: its RAM and page allocator, its direct
 // map, the TLB flush log, the processes, the policy for unmapped pages, and the
 // kernel's other users of such pages (the execmem ROX cache, guest_memfd).
@@ -13,6 +20,7 @@
 #include "model/directmap/directmap.hpp"
 #include "model/directmap/flush.hpp"
 #include "model/mm/mm.hpp"
+#include "model/phys/page_source.hpp"
 #include "model/phys/physmem.hpp"
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
@@ -62,7 +70,9 @@ struct MachineConfig {
 // adds it.
 std::string boot_problem(const MachineConfig& config);
 
-class Machine final : private directmap::PageTableAllocator {
+class Machine final : public phys::PageSource,
+                      private directmap::PageTableAllocator,
+                      private directmap::RestoreObserver {
  public:
   // Boots the machine. std::invalid_argument names the bad setting.
   explicit Machine(const MachineConfig& config);
@@ -86,14 +96,11 @@ class Machine final : private directmap::PageTableAllocator {
   users::GuestMemfd& guest_memfd() { return *guest_memfd_; }
   [[nodiscard]] const users::GuestMemfd& guest_memfd() const { return *guest_memfd_; }
 
-  // Page allocation and free for kernel users that are not the policy: a
-  // failed allocation runs the policy's shrinker once and retries; a free
-  // lets the policy take pages of pageblocks it marked (Policy::on_free).
-  Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind);
-  void free_pages(Pfn pfn, unsigned order, CpuId cpu);
-  // A policy restored [pfn, pfn + n) to the direct map: collapse mode on-restore
-  // collapses the 2 MiB and 1 GiB around it when uniform.
-  void restored(Pfn pfn, Pfn n, CpuId cpu);
+  // The page source of the kernel users (mm/, users/, a policy giving a page
+  // back): a failed allocation runs the policy's shrinker once and retries; a
+  // free lets the policy take pages of pageblocks it marked (Policy::on_free).
+  Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) override;
+  void free_pages(Pfn pfn, unsigned order, CpuId cpu) override;
   // One step of background work: the scanner mode looks at scan_rate 2 MiB
   // regions of the direct map and collapses the uniform ones.
   void scan_tick(CpuId cpu);
@@ -117,6 +124,10 @@ class Machine final : private directmap::PageTableAllocator {
  private:
   Result<Pfn> alloc_table_page(CpuId cpu) override;
   void free_table_page(Pfn pfn, CpuId cpu) override;
+  // Collapse mode on-restore: [pfn, pfn + n) is back in the direct map (the
+  // direct map tells, whoever restored it), so the 2 MiB regions around it,
+  // and their GiB, collapse when uniform.
+  void on_restored(Pfn pfn, Pfn n, CpuId cpu) override;
 
   MachineConfig config_;
   directmap::FlushLog flushes_;

@@ -1,4 +1,4 @@
-// The kernel model, root folder (see types.hpp for what the folder owns).
+// The kernel model, root folder (see machine.hpp for what the folder owns).
 // snapshot.hpp: a picture of a machine at one moment, one entry per 2 MiB
 // region of the physical address space: how the direct map covers the region
 // (no RAM, a 1 GiB leaf, a 2 MiB leaf, or split to 4 KiB pages) and what the

@@ -1,8 +1,6 @@
-// The kernel model, root folder: the vocabulary every part shares (pfn, order,
-// sizes, negative-errno results) and the Machine that ties the parts together.
-// Owns: these types and machine.{hpp,cpp}. Must not touch: the state of any
-// part directly; each sub-folder owns its own state (phys/, directmap/, mm/,
-// policy/, workload/).
+// The kernel model, root folder (see machine.hpp for what the folder owns).
+// types.hpp: the vocabulary every part shares (pfn, order, sizes,
+// negative-errno results).
 #pragma once
 
 #include <cerrno>

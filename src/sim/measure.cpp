@@ -26,7 +26,7 @@ int fragmentation_index(const std::array<std::uint64_t, md::kNrPageOrders>& nr_f
 
 MissRateProbe::MissRateProbe(const md::Machine& machine, const md::tlb::TlbConfig& tlb, std::uint64_t seed)
     : machine_(machine), tlb_(tlb) {
-  md::tlb::AccessStream stream(machine, md::tlb::AccessConfig{}, seed ^ 0x5851F42D4C957F2Dull);
+  md::tlb::AccessStream stream(machine.dmap(), machine.phys(), md::tlb::AccessConfig{}, seed ^ 0x5851F42D4C957F2Dull);
   accesses_.reserve(kAccesses);
   for (std::size_t i = 0; i < kAccesses; ++i) accesses_.push_back(stream.next());
 }

@@ -64,7 +64,8 @@ void describe(RunResult& r, md::Machine& machine, const md::tlb::TlbConfig& tlb,
   r.flushes = machine.flushes().counters();
   // What the run's direct map and flushes cost: the same kernel access stream
   // (hot set, Zipf locality, speculation) on every policy's final direct map.
-  r.tlb_cost = md::tlb::estimate_cost(machine, tlb, md::tlb::AccessConfig{}, seed);
+  r.tlb_cost = md::tlb::estimate_cost(machine.dmap(), machine.phys(), machine.flushes().counters(), tlb,
+                                      md::tlb::AccessConfig{}, seed);
   r.allocator.stats = phys.stats();
   r.allocator.free_pages = phys.free_pages();
   r.allocator.pcp_pages = phys.pcp_pages();

@@ -182,6 +182,51 @@ TEST(DirectMapCollapse, APagePinnedBySetMemory4kIsNeverCollapsed) {
   EXPECT_SOUND(*m);
 }
 
+// The restore observer hears of a range once it is back at PAGE_KERNEL, from
+// whichever call put it there, and of nothing else.
+struct RestoreLog final : directmap::RestoreObserver {
+  std::vector<std::pair<Pfn, Pfn>> seen;
+  void on_restored(Pfn pfn, Pfn n, CpuId /*cpu*/) override { seen.emplace_back(pfn, n); }
+};
+
+TEST(DirectMapRestore, TheObserverHearsOfRangesBackAtTheDefaultAttributes) {
+  auto m = machine(1 * GiB, false);
+  RestoreLog log;
+  m->dmap().set_restore_observer(&log);
+  const Pfn p = pfn_at(512 * MiB) + 7;
+  ASSERT_EQ(m->dmap().set_direct_map_invalid_noflush(p, 0), 0);
+  EXPECT_TRUE(log.seen.empty());
+  ASSERT_EQ(m->dmap().set_direct_map_default_noflush(p, 0), 0);
+  ASSERT_EQ(m->dmap().set_direct_map_valid_noflush(p, 4, false, 0), 0);
+  ASSERT_EQ(m->dmap().set_direct_map_valid_noflush(p, 4, true, 0), 0);
+  ASSERT_EQ(m->dmap().set_memory_ro(p, 2, 0), 0);
+  ASSERT_EQ(m->dmap().set_memory_rw(p, 2, 0), 0);
+  const std::vector<std::pair<Pfn, Pfn>> want{{p, 1}, {p, 4}, {p, 2}};
+  EXPECT_EQ(log.seen, want);
+
+  // Executable pages are not back until NX is: set_memory_rox() collapses by
+  // itself, and set_direct_map_valid_noflush() leaves them executable.
+  log.seen.clear();
+  const Pfn q = pfn_at(256 * MiB);
+  ASSERT_EQ(m->dmap().set_memory_rox(q, 3, 0), 0);
+  ASSERT_EQ(m->dmap().set_direct_map_valid_noflush(q, 3, false, 0), 0);
+  ASSERT_EQ(m->dmap().set_direct_map_valid_noflush(q, 3, true, 0), 0);
+  EXPECT_TRUE(log.seen.empty());
+  ASSERT_EQ(m->dmap().set_memory_nx(q, 3, 0), 0);
+  ASSERT_EQ(log.seen.size(), 1u);
+  EXPECT_EQ(log.seen[0], std::make_pair(q, Pfn{3}));
+
+  // A page pinned by set_memory_4k() is not back at the default, present or not.
+  log.seen.clear();
+  const Pfn r = pfn_at(128 * MiB);
+  ASSERT_EQ(m->dmap().set_memory_4k(r, kPagesPer2M, 0), 0);
+  ASSERT_EQ(m->dmap().set_direct_map_invalid_noflush(r, 0), 0);
+  ASSERT_EQ(m->dmap().set_direct_map_default_noflush(r, 0), 0);
+  EXPECT_TRUE(log.seen.empty());
+  m->dmap().set_restore_observer(nullptr);
+  EXPECT_SOUND(*m);
+}
+
 TEST(DirectMapCollapse, WithoutGbpagesNoPudCollapse) {
   auto m = machine(2 * GiB, false);
   const Pfn base = pfn_at(1 * GiB);

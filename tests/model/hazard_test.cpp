@@ -37,7 +37,7 @@ SpecConfig eager_speculation(std::uint64_t reach = 8) {
 struct Rig {
   explicit Rig(SpecConfig spec = eager_speculation(), std::uint64_t ram = 2 * GiB)
       : m(std::make_unique<Machine>(small_config(ram, true, kCpus))),
-        sys(*m, TlbConfig::haswell_like(), spec, 2024) {
+        sys(m->dmap(), m->phys(), TlbConfig::haswell_like(), spec, 2024) {
     sys.attach(m->flushes());
   }
   // every CPU touches pages [first, first + n)

@@ -323,7 +323,7 @@ TEST(PteMappedCache, PteMappedCacheRestoresA2MLeafAfterCompaction) {
   EXPECT_EQ(m.mm().exit(s.pid), 0);
   EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M);  // the whole block is cached and free
   const auto collapses = m.dmap().counters().level2_collapses;
-  EXPECT_EQ(m.policy().shrink(m, kPagesPer2M, 0), kPagesPer2M);
+  EXPECT_EQ(m.policy().shrink(kPagesPer2M, 0), kPagesPer2M);
   EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pmd2M);
   EXPECT_TRUE(m.dmap().is_present(block));
   EXPECT_EQ(m.dmap().counters().level2_collapses - collapses, 1u);
@@ -422,7 +422,7 @@ TEST(UnmappedAlloc, ShrinkerMapsCachedPagesBack) {
   const Pfn p = m.mm().pagemap(s.pid, s.addr);
   EXPECT_EQ(m.mm().exit(s.pid), 0);
   EXPECT_FALSE(m.dmap().is_present(p));  // freed into the cache, still unmapped
-  EXPECT_EQ(m.policy().shrink(m, kPagesPer2M, 0), kPagesPer2M);
+  EXPECT_EQ(m.policy().shrink(kPagesPer2M, 0), kPagesPer2M);
   EXPECT_TRUE(m.dmap().is_present(p));
   EXPECT_EQ(m.policy().pooled_pages(), 0u);
   EXPECT_SOUND(m);
@@ -475,37 +475,93 @@ TEST(FreetypeUnmapped, PagesFreedIntoAFlaggedPageblockAreUnmappedInOneBatchWithO
 TEST(WpPageTables, FromTheBuddyTheyAreMadeReadOnlyWithASplitAndAFlush) {
   Machine m(policy_config("upstream"));
   const auto splits = m.dmap().counters().level2_splits;
-  const Result<Pfn> t = m.policy().alloc_wp_table(m, 0);
+  const Result<Pfn> t = m.policy().alloc_wp_table(0);
   ASSERT_TRUE(t.ok());
   const directmap::Lookup l = m.dmap().lookup(t.value);
   EXPECT_TRUE(l.present());
   EXPECT_EQ(l.flags & directmap::_PAGE_RW, 0);
   EXPECT_EQ(l.level, directmap::Level::Pte4K);
   EXPECT_EQ(m.dmap().counters().level2_splits - splits, 1u);
-  m.policy().free_wp_table(m, t.value, 0);
+  m.policy().free_wp_table(t.value, 0);
   EXPECT_NE(m.dmap().lookup(t.value).flags & directmap::_PAGE_RW, 0);
   EXPECT_SOUND(m);
 }
 
 TEST(WpPageTables, PteMappedCacheServesThemWithoutASplit) {
   Machine m(policy_config("pte-mapped-cache"));
-  const Result<Pfn> first = m.policy().alloc_wp_table(m, 0);  // refills the cache: one split
+  const Result<Pfn> first = m.policy().alloc_wp_table(0);  // refills the cache: one split
   ASSERT_TRUE(first.ok());
   const auto splits = m.dmap().counters().level2_splits + m.dmap().counters().level3_splits;
   const std::uint64_t range0 = m.flushes().counters().range_flushes;
   for (int i = 0; i < 16; ++i) {
-    const Result<Pfn> t = m.policy().alloc_wp_table(m, 0);
+    const Result<Pfn> t = m.policy().alloc_wp_table(0);
     ASSERT_TRUE(t.ok());
     EXPECT_EQ(m.dmap().lookup(t.value).flags & directmap::_PAGE_RW, 0);
   }
   EXPECT_EQ(m.dmap().counters().level2_splits + m.dmap().counters().level3_splits, splits);
   EXPECT_EQ(m.flushes().counters().range_flushes - range0, 16u);  // one page each
-  m.policy().free_wp_table(m, first.value, 0);
+  m.policy().free_wp_table(first.value, 0);
   EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 16);
   EXPECT_SOUND(m);
 }
 
 // --- the registry and the property ---
+
+// A policy needs no Machine: the parts it works with, built here, and a page
+// source of the test's own that sees every page given back through it.
+struct StandaloneParts final : directmap::PageTableAllocator, phys::PageSource {
+  explicit StandaloneParts(const MachineConfig& c)
+      : mem(c.phys_config()), dm(ram_of(mem), c.direct_gbpages, *this, log) {
+    dm.set_running();
+  }
+  static std::vector<directmap::MappedRange> ram_of(const phys::PhysMem& mem) {
+    std::vector<directmap::MappedRange> ram;
+    for (const phys::PfnRange& r : mem.ram()) ram.push_back({r.start, r.end});
+    return ram;
+  }
+  Result<Pfn> alloc_table_page(CpuId cpu) override {
+    return mem.alloc_pages(phys::GFP_KERNEL, 0, cpu, phys::FrameKind::PageTable);
+  }
+  void free_table_page(Pfn pfn, CpuId cpu) override { mem.free_pages(pfn, 0, cpu); }
+  Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) override {
+    return mem.alloc_pages(gfp, order, cpu, kind);
+  }
+  void free_pages(Pfn pfn, unsigned order, CpuId cpu) override {
+    freed.push_back(pfn);
+    mem.free_pages(pfn, order, cpu);
+  }
+  phys::PhysMem mem;
+  directmap::FlushLog log;
+  directmap::DirectMap dm;
+  std::vector<Pfn> freed;
+};
+
+TEST(Policies, APolicyRunsOnPartsAndAPageSourceOfItsOwn) {
+  StandaloneParts parts(policy_config("upstream"));
+  const std::unique_ptr<policy::Policy> p = policy::make_policy("upstream");
+  p->bind({parts.mem, parts.dm, parts.log, parts});
+
+  const Result<Pfn> page = p->alloc_secret_page(1, {policy::OwnerKind::Secretmem, 0});
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(parts.mem.kind(page.value), phys::FrameKind::Secret);
+  EXPECT_FALSE(parts.dm.is_present(page.value));
+  EXPECT_EQ(parts.log.counters().range_flushes, 1u);
+  p->free_secret_page(page.value, 1, {policy::OwnerKind::Secretmem, 0});
+  EXPECT_TRUE(parts.dm.is_present(page.value));
+  EXPECT_TRUE(parts.freed.empty());  // upstream frees a secret page to the buddy itself
+
+  // A write-protected page table goes back through the source, where a
+  // machine would offer it to the policy's on_free().
+  const Result<Pfn> table = p->alloc_wp_table(0);
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(parts.dm.lookup(table.value).flags & directmap::_PAGE_RW, 0);
+  p->free_wp_table(table.value, 0);
+  EXPECT_NE(parts.dm.lookup(table.value).flags & directmap::_PAGE_RW, 0);
+  EXPECT_EQ(parts.freed, std::vector<Pfn>{table.value});
+  EXPECT_EQ(join(p->check()), "");
+  EXPECT_EQ(join(parts.mem.check()), "");
+  EXPECT_EQ(join(parts.dm.check()), "");
+}
 
 TEST(Policies, AllEightAreRegistered) {
   const std::vector<std::string> want{"freetype-unmapped",      "migrate-unmapped",

@@ -87,7 +87,7 @@ TEST(CpuTlb, Zen2KeepsA1GPageAsThe2MPieceThatWasUsedInItsL2) {
 
 class FlushCeiling : public ::testing::Test {
  protected:
-  FlushCeiling() : m(small_config(2 * GiB, true, 4)), sys(m, TlbConfig::haswell_like(), {}, 1) {
+  FlushCeiling() : m(small_config(2 * GiB, true, 4)), sys(m.dmap(), m.phys(), TlbConfig::haswell_like(), {}, 1) {
     sys.attach(m.flushes());
   }
   Machine m;
@@ -126,7 +126,7 @@ TEST_F(FlushCeiling, KernelFlushesInterruptEveryOtherOnlineCpu) {
 
 TEST(TlbSystem, AccessMissesWalksFillsThenHits) {
   Machine m(small_config(2 * GiB, true, 2));
-  TlbSystem sys(m, TlbConfig::haswell_like(), {}, 1);
+  TlbSystem sys(m.dmap(), m.phys(), TlbConfig::haswell_like(), {}, 1);
   const Pfn p = bytes_to_pfn(GiB + 5 * MiB);
   EXPECT_EQ(sys.access(0, p).level, -1);
   EXPECT_EQ(sys.access(0, p + 1000).level, 0);  // same 1G leaf
@@ -142,7 +142,7 @@ TEST(TlbSystem, SpeculationFillsTranslationsNoInstructionTouched) {
   SpecConfig spec;
   spec.rate = 4;
   spec.reach = 8;
-  TlbSystem sys(m, TlbConfig::haswell_like(), spec, 3);
+  TlbSystem sys(m.dmap(), m.phys(), TlbConfig::haswell_like(), spec, 3);
   sys.access(0, p);
   EXPECT_GT(sys.stats().spec_fills, 0u);
   std::size_t neighbours = 0;
@@ -171,7 +171,7 @@ std::uint64_t misses_of(bool split_all, const TlbConfig& tlb) {
   a.accesses = 50'000;
   a.hot_set_bytes = 256 * MiB;
   a.locality = tlb::Locality::Uniform;
-  const tlb::CostReport r = tlb::estimate_cost(m, tlb, a, 42);
+  const tlb::CostReport r = tlb::estimate_cost(m.dmap(), m.phys(), m.flushes().counters(), tlb, a, 42);
   std::cout << "  [" << (split_all ? "fully split" : "boot map  ") << "] " << tlb::format_cost(r)
             << "\n";
   return r.misses;
@@ -202,7 +202,8 @@ TEST(TlbCost, PricesTheShootdownsOfTheRunFromPublishedFigures) {
   m.flushes().kernel_range(100, 1, 0, FlushReason::KernelRange);
   AccessConfig a;
   a.accesses = 1000;
-  const tlb::CostReport r = tlb::estimate_cost(m, TlbConfig::haswell_like(), a, 7);
+  const tlb::CostReport r = tlb::estimate_cost(m.dmap(), m.phys(), m.flushes().counters(),
+                                                TlbConfig::haswell_like(), a, 7);
   EXPECT_EQ(r.accesses, 1000u);
   EXPECT_EQ(r.range_flushes, 1u);
   EXPECT_EQ(r.ipis, 3u);

@@ -1,4 +1,4 @@
-// directmap/: the direct map (see flush.hpp for what the folder owns).
+// directmap/: the direct map (see directmap.hpp for what the folder owns).
 // cpa.cpp: change_page_attr_set_clr() and friends from
 // arch/x86/mm/pat/set_memory.c: the split decision, the 1G -> 2M -> 4K
 // cascade, and the collapse that set_memory_rox() asks for since Linux 6.15.
@@ -19,7 +19,9 @@ int DirectMap::set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu) {
 int DirectMap::set_direct_map_default_noflush(Pfn pfn, CpuId cpu) {
   Cpa cpa{_PAGE_PRESENT | _PAGE_RW, 0, false, false, 0, cpu};
   ++counters_.cpa_calls;
-  return change_page_attr_set_clr_core(cpa, pfn, 1);
+  const int err = change_page_attr_set_clr_core(cpa, pfn, 1);
+  restored(err, pfn, 1, cpu);
+  return err;
 }
 
 // mirrors set_direct_map_valid_noflush()
@@ -32,7 +34,9 @@ int DirectMap::set_direct_map_valid_noflush(Pfn pfn, Pfn nr, bool valid, CpuId c
     cpa.clr = _PAGE_PRESENT | _PAGE_RW;
   }
   ++counters_.cpa_calls;
-  return change_page_attr_set_clr_core(cpa, pfn, nr);
+  const int err = change_page_attr_set_clr_core(cpa, pfn, nr);
+  if (valid) restored(err, pfn, nr, cpu);
+  return err;
 }
 
 // mirrors set_memory_ro()
@@ -41,7 +45,9 @@ int DirectMap::set_memory_ro(Pfn pfn, Pfn n, CpuId cpu) {
 }
 // mirrors set_memory_rw()
 int DirectMap::set_memory_rw(Pfn pfn, Pfn n, CpuId cpu) {
-  return change_page_attr_set_clr(pfn, n, _PAGE_RW, 0, false, false, cpu);
+  const int err = change_page_attr_set_clr(pfn, n, _PAGE_RW, 0, false, false, cpu);
+  restored(err, pfn, n, cpu);
+  return err;
 }
 // mirrors set_memory_np()
 int DirectMap::set_memory_np(Pfn pfn, Pfn n, CpuId cpu) {
@@ -49,11 +55,15 @@ int DirectMap::set_memory_np(Pfn pfn, Pfn n, CpuId cpu) {
 }
 // mirrors set_memory_p()
 int DirectMap::set_memory_p(Pfn pfn, Pfn n, CpuId cpu) {
-  return change_page_attr_set_clr(pfn, n, _PAGE_PRESENT, 0, false, false, cpu);
+  const int err = change_page_attr_set_clr(pfn, n, _PAGE_PRESENT, 0, false, false, cpu);
+  restored(err, pfn, n, cpu);
+  return err;
 }
 // mirrors set_memory_nx()
 int DirectMap::set_memory_nx(Pfn pfn, Pfn n, CpuId cpu) {
-  return change_page_attr_set_clr(pfn, n, _PAGE_NX, 0, false, false, cpu);
+  const int err = change_page_attr_set_clr(pfn, n, _PAGE_NX, 0, false, false, cpu);
+  restored(err, pfn, n, cpu);
+  return err;
 }
 // mirrors set_memory_x()
 int DirectMap::set_memory_x(Pfn pfn, Pfn n, CpuId cpu) {
@@ -66,6 +76,14 @@ int DirectMap::set_memory_4k(Pfn pfn, Pfn n, CpuId cpu) {
 // mirrors set_memory_rox(): clear RW and NX, and ask for CPA_COLLAPSE
 int DirectMap::set_memory_rox(Pfn pfn, Pfn n, CpuId cpu) {
   return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW | _PAGE_NX, false, true, cpu);
+}
+
+void DirectMap::restored(int err, Pfn pfn, Pfn n, CpuId cpu) {
+  if (restore_observer_ == nullptr || err != 0 || n == 0) return;
+  for (Pfn p = pfn; p < pfn + n; ++p) {
+    if (lookup(p).flags != PAGE_KERNEL) return;
+  }
+  restore_observer_->on_restored(pfn, n, cpu);
 }
 
 int DirectMap::collapse_range(Pfn pfn, Pfn n, CpuId cpu) {

@@ -1,4 +1,4 @@
-// directmap/: the direct map (see flush.hpp for what the folder owns).
+// directmap/: the direct map (see directmap.hpp for what the folder owns).
 // directmap.cpp: boot-time mapping, lookup, and the invariant check.
 #include "model/directmap/directmap.hpp"
 

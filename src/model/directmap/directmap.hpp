@@ -1,4 +1,12 @@
-// directmap/: the direct map (see flush.hpp for what the folder owns).
+// directmap/: the kernel's direct map of all RAM (x86-64), its page tables,
+// the change-page-attribute (CPA) operations, split and collapse, the
+// DirectMap/vmstat counters and the TLB flush requests they cause.
+// Owns: the direct map's entries, its page-table bookkeeping, the counters and
+// the flush log. Must not touch: frame states or free lists (phys/): page-table
+// pages are requested from, and returned to, phys/ through PageTableAllocator.
+// Tells a FlushObserver of every flush and a RestoreObserver of every range
+// back at the default attributes.
+//
 // directmap.hpp: the kernel page tables of the direct map, stored sparsely:
 // one entry per GiB, PMD tables only under split or partly mapped GiBs, PTE
 // tables only under split or partly mapped 2 MiB leaves. The direct map is
@@ -40,6 +48,19 @@ class PageTableAllocator {
   virtual void free_table_page(Pfn pfn, CpuId cpu) = 0;
 };
 
+// Told when a range is back in the direct map with the default attributes
+// (PAGE_KERNEL: present, writable, not executable, not pinned to 4K) by a call
+// that set them, at the end of that call: set_direct_map_default_noflush(),
+// set_direct_map_valid_noflush(valid), set_memory_p(), set_memory_rw() and
+// set_memory_nx(). Calls that collapse by themselves (set_memory_rox(),
+// clear_4k_and_collapse()) and clear_4k() tell no one. The machine's collapse
+// mode on-restore listens here.
+class RestoreObserver {
+ public:
+  virtual ~RestoreObserver() = default;
+  virtual void on_restored(Pfn pfn, Pfn n, CpuId cpu) = 0;
+};
+
 struct DirectMapCounters {
   // direct_pages_count[]: leaves of each size (DirectMap4k/2M/1G in kB below).
   std::uint64_t leaves_4k = 0;
@@ -76,6 +97,8 @@ class DirectMap {
 
   // system_state = SYSTEM_RUNNING: splits and collapses count in vmstat from now.
   void set_running() { running_ = true; }
+  // At most one observer of restores; nullptr detaches it.
+  void set_restore_observer(RestoreObserver* observer) { restore_observer_ = observer; }
 
   // set_direct_map_*_noflush(): clear or set PRESENT|RW, never flush.
   int set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu);
@@ -151,6 +174,8 @@ class DirectMap {
   std::uint32_t new_pmd_table(Pfn page, std::uint8_t flags, bool leaves);
   std::uint32_t new_pte_table(Pfn page, std::uint8_t flags);
 
+  // The range's restore, told to the observer when every page is at PAGE_KERNEL.
+  void restored(int err, Pfn pfn, Pfn n, CpuId cpu);
   int change_page_attr_set_clr(Pfn start, Pfn numpages, std::uint8_t set, std::uint8_t clr,
                                bool force_split, bool collapse, CpuId cpu);
   int change_page_attr_set_clr_core(Cpa& cpa, Pfn start, Pfn numpages);
@@ -172,6 +197,7 @@ class DirectMap {
   std::vector<MappedRange> ram_;
   PageTableAllocator& allocator_;
   FlushLog& flushes_;
+  RestoreObserver* restore_observer_ = nullptr;
   DirectMapCounters counters_;
   std::uint64_t mapped_pages_ = 0;
   Pfn max_pfn_mapped_ = 0;

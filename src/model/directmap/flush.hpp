@@ -1,10 +1,4 @@
-// directmap/: the kernel's direct map of all RAM (x86-64), its page tables,
-// the change-page-attribute (CPA) operations, split and collapse, the
-// DirectMap/vmstat counters and the TLB flush requests they cause.
-// Owns: the direct map's entries, its page-table bookkeeping, the counters and
-// the flush log. Must not touch: frame states or free lists (phys/): page-table
-// pages are requested from, and returned to, phys/ through PageTableAllocator.
-//
+// directmap/: the direct map (see directmap.hpp for what the folder owns).
 // flush.hpp: TLB flush requests, recorded as events for the TLB model.
 #pragma once
 

@@ -8,8 +8,6 @@
 
 #include <algorithm>
 
-#include "model/machine.hpp"
-
 namespace exmem::model::mm {
 
 namespace {
@@ -58,7 +56,9 @@ struct Mm::Process {
   std::uint64_t next_addr = kMmapBase;
 };
 
-Mm::Mm(Machine& machine) : machine_(machine) {}
+Mm::Mm(policy::Policy& policy, const phys::PhysMem& phys, const directmap::DirectMap& dmap,
+       const MmSettings& settings)
+    : policy_(policy), phys_(phys), dmap_(dmap), settings_(settings) {}
 Mm::~Mm() = default;
 
 Mm::Process* Mm::proc(Pid pid) {
@@ -89,7 +89,7 @@ Pid Mm::spawn(std::uint64_t rlimit_memlock_bytes, bool cap_ipc_lock, int cpu) {
   p->pid = static_cast<Pid>(procs_.size() + 1);
   p->rlimit_memlock = rlimit_memlock_bytes;
   p->cap_ipc_lock = cap_ipc_lock;
-  const unsigned ncpus = machine_.phys().cpus();
+  const unsigned ncpus = phys_.cpus();
   if (cpu >= 0 && static_cast<unsigned>(cpu) < ncpus) {
     p->cpu = static_cast<CpuId>(cpu);
   } else {
@@ -99,12 +99,12 @@ Pid Mm::spawn(std::uint64_t rlimit_memlock_bytes, bool cap_ipc_lock, int cpu) {
   return procs_.back()->pid;
 }
 
-Pid Mm::spawn() { return spawn(machine_.config().rlimit_memlock_bytes); }
+Pid Mm::spawn() { return spawn(settings_.rlimit_memlock_bytes); }
 
 int Mm::set_cpu(Pid pid, CpuId cpu) {
   Process* p = proc(pid);
   if (p == nullptr) return -ESRCH;
-  if (cpu >= machine_.phys().cpus()) return -EINVAL;
+  if (cpu >= phys_.cpus()) return -EINVAL;
   p->cpu = cpu;
   return 0;
 }
@@ -142,7 +142,7 @@ void Mm::release_file(std::uint32_t file, CpuId cpu) {
   File& f = *files_[file];
   const policy::Owner owner = f.owner(file);
   auto free_one = [&](Pfn pfn) {
-    machine_.policy().free_secret_page(machine_, pfn, cpu, owner);
+    policy_.free_secret_page(pfn, cpu, owner);
     if (f.exclusive) {
       --exclusive_pages_;
       ++stats_.exclusive_pages_freed;
@@ -157,7 +157,7 @@ void Mm::release_file(std::uint32_t file, CpuId cpu) {
   }
   const bool exclusive = f.exclusive;
   files_[file] = std::make_unique<File>();
-  machine_.policy().release_file(machine_, owner, cpu);
+  policy_.release_file(owner, cpu);
   free_file_ids_.push_back(file);
   if (exclusive) return;
   --secretmem_users_;  // secretmem_release()
@@ -178,7 +178,7 @@ std::uint32_t Mm::new_file_id() {
 int Mm::memfd_secret(Pid pid, unsigned flags) {
   Process* p = proc(pid);
   if (p == nullptr) return -ESRCH;
-  if (!machine_.config().secretmem_enable) return -ENOSYS;
+  if (!settings_.secretmem_enable) return -ENOSYS;
   if (flags & ~kO_CLOEXEC) return -EINVAL;  // SECRETMEM_FLAGS_MASK is empty
   if (p->fds.size() >= kRlimitNofile) return -EMFILE;
   const std::uint32_t id = new_file_id();
@@ -247,7 +247,7 @@ Result<std::uint64_t> Mm::mmap_exclusive(Process& p, std::uint64_t pages, unsign
     ++stats_.exclusive_mmap_refused;
     return R::error(-EAGAIN);
   }
-  const int err = machine_.policy().reserve(machine_, pages, p.cpu);
+  const int err = policy_.reserve(pages, p.cpu);
   if (err != 0) {
     ++stats_.exclusive_mmap_refused;
     return R::error(err);
@@ -308,7 +308,7 @@ Result<std::uint64_t> Mm::mmap(Pid pid, std::uint64_t len, unsigned prot, unsign
   if (!p->cap_ipc_lock && p->locked_vm + pages > p->rlimit_memlock / kPageSize) {
     return R::error(-EAGAIN);  // mlock_future_ok() failed
   }
-  const int err = machine_.policy().reserve(machine_, pages, p->cpu);
+  const int err = policy_.reserve(pages, p->cpu);
   if (err != 0) return R::error(err);
   Vma vma;
   vma.start = p->next_addr;
@@ -330,7 +330,7 @@ Result<std::uint64_t> Mm::mmap(Pid pid, std::uint64_t len, unsigned prot, unsign
 void Mm::drop_vma(Process& p, const Vma& vma) {
   const std::uint64_t pages = (vma.end - vma.start) / kPageSize;
   if (vma.locked) p.locked_vm -= pages;
-  machine_.policy().unreserve(machine_, pages, p.cpu);
+  policy_.unreserve(pages, p.cpu);
   if (vma.exclusive) free_exclusive_range(vma.file, vma.pgoff, pages, p.cpu);
   put_file(vma.file, p.cpu);
 }
@@ -344,7 +344,7 @@ void Mm::free_exclusive_range(std::uint32_t file, std::uint64_t first, std::uint
   auto free_one = [&](std::uint64_t index) {
     const Pfn pfn = f.pages.erase(index);
     if (pfn == kNoPfn) return;
-    machine_.policy().free_secret_page(machine_, pfn, cpu, owner);
+    policy_.free_secret_page(pfn, cpu, owner);
     --exclusive_pages_;
     ++stats_.exclusive_pages_freed;
   };
@@ -522,7 +522,7 @@ Result<Pid> Mm::fork(Pid parent) {
     // gives one back per mapping dropped), so the copy reserves too; when it
     // cannot, fork fails as dup_mmap() does, with -ENOMEM.
     const std::uint64_t pages = (copy.end - copy.start) / kPageSize;
-    if (machine_.policy().reserve(machine_, pages, cpu) != 0) {
+    if (policy_.reserve(pages, cpu) != 0) {
       exit(child);
       return Result<Pid>::error(-ENOMEM);
     }
@@ -576,7 +576,7 @@ VmFault Mm::secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) 
     ++stats_.faults_minor;
     return VmFault::Minor;
   }
-  const Result<Pfn> page = machine_.policy().alloc_secret_page(machine_, cpu, f.owner(file));
+  const Result<Pfn> page = policy_.alloc_secret_page(cpu, f.owner(file));
   if (!page.ok()) {
     if (page.err == -ENOMEM) {
       ++stats_.faults_oom;
@@ -596,7 +596,7 @@ VmFault Mm::secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) 
 VmFault Mm::exclusive_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
   File& f = *files_[file];
   if (f.pages.find(pgoff) != kNoPfn) return VmFault::Minor;
-  const Result<Pfn> page = machine_.policy().alloc_secret_page(machine_, cpu, f.owner(file));
+  const Result<Pfn> page = policy_.alloc_secret_page(cpu, f.owner(file));
   if (!page.ok()) {
     ++stats_.exclusive_faults_oom;
     return page.err == -ENOMEM ? VmFault::Oom : VmFault::SigBus;
@@ -706,8 +706,8 @@ std::vector<std::string> Mm::check() const {
   std::uint64_t pages = 0;
   std::uint64_t exclusive_pages = 0;
   std::uint64_t live = 0;
-  const phys::PhysMem& ph = machine_.phys();
-  const directmap::DirectMap& dm = machine_.dmap();
+  const phys::PhysMem& ph = phys_;
+  const directmap::DirectMap& dm = dmap_;
   for (std::size_t i = 0; i < files_.size(); ++i) {
     const File& f = *files_[i];
     if (!f.live) continue;

@@ -18,11 +18,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/directmap/directmap.hpp"
+#include "model/phys/physmem.hpp"
+#include "model/policy/policy.hpp"
 #include "model/types.hpp"
-
-namespace exmem::model {
-class Machine;
-}
 
 namespace exmem::model::mm {
 
@@ -81,9 +80,18 @@ struct MmStats {
   std::uint64_t exclusive_not_copied = 0;    // mappings fork() left out of the child
 };
 
+// The machine's settings mm/ follows.
+struct MmSettings {
+  std::uint64_t rlimit_memlock_bytes = 8 * MiB;  // what spawn() gives a process
+  bool secretmem_enable = true;                  // secretmem.enable=: else ENOSYS
+};
+
 class Mm {
  public:
-  explicit Mm(Machine& machine);
+  // Secret pages come from and go back to policy; phys gives the number of
+  // CPUs; phys and dmap are read by check().
+  Mm(policy::Policy& policy, const phys::PhysMem& phys, const directmap::DirectMap& dmap,
+     const MmSettings& settings);
   ~Mm();
   Mm(const Mm&) = delete;
   Mm& operator=(const Mm&) = delete;
@@ -180,7 +188,10 @@ class Mm {
   VmFault exclusive_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu);
   void free_exclusive_range(std::uint32_t file, std::uint64_t first, std::uint64_t count, CpuId cpu);
 
-  Machine& machine_;
+  policy::Policy& policy_;
+  const phys::PhysMem& phys_;
+  const directmap::DirectMap& dmap_;
+  MmSettings settings_;
   std::vector<std::unique_ptr<Process>> procs_;  // index = pid - 1
   std::vector<std::unique_ptr<File>> files_;     // index = file id
   std::vector<std::uint32_t> free_file_ids_;

@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // buddy.cpp: the buddy allocator core of mm/page_alloc.c as of Linux 6.15:
 // free lists, merging, expand, and the __rmqueue() fallback ladder
 // (native list -> CMA -> claim a foreign pageblock -> steal).

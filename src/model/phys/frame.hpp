@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // frame.hpp: the one-byte state of every frame. A frame is in exactly one of
 // these states; the byte is the whole per-frame cost of the model. FreeTail is
 // 0 so that the frame array starts as untouched zero pages: host memory is

@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // free_list.cpp: hashed, index-linked free lists (see free_list.hpp).
 #include "model/phys/free_list.hpp"
 

@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // free_list.hpp: the buddy free lists. The kernel links free blocks through
 // struct page; the model has no struct page, so the links of each free block
 // live in one open-addressing table keyed by the block's first pfn. Lists keep

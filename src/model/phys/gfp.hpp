@@ -1,10 +1,4 @@
-// phys/: physical memory of the model: frames, zones, the buddy allocator,
-// per-CPU page lists, CMA, watermarks and gfp requests.
-// Owns: every frame's state byte, pageblock migratetypes, free lists, pcp
-// lists and zone counters. Must not touch: the direct map (directmap/), the
-// processes and files (mm/); owners of allocated pages tag them by FrameKind
-// and get them back only through alloc_pages()/free_pages().
-//
+// phys/: physical memory (see physmem.hpp for what the folder owns).
 // gfp.hpp: gfp flags as in include/linux/gfp_types.h and the alloc_flags the
 // allocator derives from them (mm/internal.h).
 #pragma once

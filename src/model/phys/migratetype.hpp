@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // migratetype.hpp: migratetypes, zones and the fallback table (mm/page_alloc.c,
 // include/linux/mmzone.h).
 #pragma once

@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // pcp.cpp: per-CPU page lists as in mm/page_alloc.c (6.7+ high/batch
 // auto-tuning): LIFO lists per migratetype and order, refilled in batches by
 // rmqueue_bulk() and drained oldest-first by free_pcppages_bulk().

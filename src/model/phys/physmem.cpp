@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // physmem.cpp: boot (e820 layout, memblock reservations, memblock_free_all()),
 // the allocation entry points (__alloc_pages(), get_page_from_freelist(),
 // rmqueue()), the free path, CMA, and the invariant check.

@@ -1,4 +1,10 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model: frames, zones, the buddy allocator,
+// per-CPU page lists, CMA, watermarks and gfp requests.
+// Owns: every frame's state byte, pageblock migratetypes, free lists, pcp
+// lists and zone counters. Must not touch: the direct map (directmap/), the
+// processes and files (mm/); owners of allocated pages tag them by FrameKind
+// and get them back only through alloc_pages()/free_pages().
+//
 // physmem.hpp: the machine's RAM, booted as Linux boots it (e820 ranges,
 // memblock reservations, memblock_free_all()), and the page allocator on it.
 #pragma once

@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // watermark.cpp: min_free_kbytes, zone watermarks, lowmem_reserve and the
 // watermark checks that make allocations fail where the kernel's fail.
 #include <algorithm>

@@ -1,4 +1,4 @@
-// phys/: physical memory of the model (see gfp.hpp for what the folder owns).
+// phys/: physical memory of the model (see physmem.hpp for what the folder owns).
 // zone.hpp: struct zone and struct per_cpu_pages as the model keeps them.
 #pragma once
 

@@ -20,7 +20,6 @@
 // then wholly free unmapped pageblocks, mapped back as one range.
 #include <fmt/format.h>
 
-#include "model/machine.hpp"
 #include "model/policy/alloc_util.hpp"
 #include "model/policy/policy.hpp"
 #include "model/policy/pool.hpp"
@@ -40,42 +39,42 @@ class FreetypeUnmappedPolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "freetype-unmapped"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     Pfn p = take_unmapped();
-    if (p == kNoPfn && unmap_batch(m, cpu)) p = take_unmapped();
+    if (p == kNoPfn && unmap_batch(cpu)) p = take_unmapped();
     if (p == kNoPfn) {
-      const int err = refill(m, cpu);
+      const int err = refill(cpu);
       if (err != 0) return Result<Pfn>::error(err);
       p = take_unmapped();
     }
-    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     (void)cpu;
-    m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
-    lists_[freetype_of(m, pfn, true).index()].put(pfn);
+    phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
+    lists_[freetype_of(pfn, true).index()].put(pfn);
   }
 
   // A page of a flagged pageblock freed by another user: it is still mapped;
   // it waits on the mapped list of its freetype for the next batch.
-  bool on_free(Machine& m, Pfn pfn, unsigned order, CpuId cpu) override {
+  bool on_free(Pfn pfn, unsigned order, CpuId cpu) override {
     (void)cpu;
     if (order > kPageblockOrder || flagged_.count(pageblock_of(pfn)) == 0) return false;
-    m.phys().set_kind(pfn, order, phys::FrameKind::Kernel);
-    BlockLists& l = lists_[freetype_of(m, pfn, false).index()];
+    phys().set_kind(pfn, order, phys::FrameKind::Kernel);
+    BlockLists& l = lists_[freetype_of(pfn, false).index()];
     for (Pfn p = pfn; p < pfn + (Pfn{1} << order); ++p) l.put(p);
     joined_ += Pfn{1} << order;
     return true;
   }
 
-  std::uint64_t shrink(Machine& m, std::uint64_t nr, CpuId cpu) override {
+  std::uint64_t shrink(std::uint64_t nr, CpuId cpu) override {
     std::uint64_t given = 0;
     for (unsigned mt = 0; mt < phys::MIGRATE_PCPTYPES; ++mt) {
       BlockLists& mapped = lists_[Freetype{static_cast<phys::Migratetype>(mt), false}.index()];
       while (given < nr && !mapped.empty()) {
-        m.phys().free_pages(mapped.take(), 0, cpu);
+        phys().free_pages(mapped.take(), 0, cpu);
         ++given;
       }
     }
@@ -85,8 +84,8 @@ class FreetypeUnmappedPolicy final : public Policy {
         if (given >= nr) break;
         un.take_block(b);
         flagged_.erase(b);
-        map_range(m, b, kPageblockNrPages, cpu);
-        m.phys().free_pages(b, kPageblockOrder, cpu);
+        map_range(context(), b, kPageblockNrPages, cpu);
+        phys().free_pages(b, kPageblockOrder, cpu);
         given += kPageblockNrPages;
         ++returned_;
       }
@@ -105,18 +104,18 @@ class FreetypeUnmappedPolicy final : public Policy {
             {"pages_unmapped_in_batches", batched_pages_}, {"pages_joined_on_free", joined_},
             {"pageblocks_returned", returned_}};
   }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
+  [[nodiscard]] std::vector<std::string> check() const override {
     std::vector<std::string> v;
     for (unsigned i = 0; i < kNrFreetypes; ++i) {
       const bool unmapped = (i & 1) != 0;
       lists_[i].for_each([&](Pfn p) {
         if (v.size() >= 16) return;
         const phys::FrameKind want = unmapped ? phys::FrameKind::Unmapped : phys::FrameKind::Kernel;
-        if (m.phys().kind(p) != want || m.dmap().is_present(p) == unmapped) {
+        if (phys().kind(p) != want || dmap().is_present(p) == unmapped) {
           v.push_back(fmt::format("{}: page {:#x} on the {} list is a {} frame, {}", name(), p,
                                   unmapped ? "unmapped" : "mapped",
-                                  phys::frame_kind_name(m.phys().frame_byte(p)),
-                                  m.dmap().is_present(p) ? "present" : "not present"));
+                                  phys::frame_kind_name(phys().frame_byte(p)),
+                                  dmap().is_present(p) ? "present" : "not present"));
         }
         if (flagged_.count(pageblock_of(p)) == 0) {
           v.push_back(fmt::format("{}: page {:#x} listed outside the flagged pageblocks", name(), p));
@@ -127,8 +126,8 @@ class FreetypeUnmappedPolicy final : public Policy {
   }
 
  private:
-  [[nodiscard]] static Freetype freetype_of(const Machine& m, Pfn pfn, bool unmapped) {
-    phys::Migratetype mt = m.phys().pageblock_migratetype(pfn);
+  [[nodiscard]] Freetype freetype_of(Pfn pfn, bool unmapped) const {
+    phys::Migratetype mt = phys().pageblock_migratetype(pfn);
     if (mt >= phys::MIGRATE_PCPTYPES) mt = phys::MIGRATE_UNMOVABLE;
     return {mt, unmapped};
   }
@@ -143,7 +142,7 @@ class FreetypeUnmappedPolicy final : public Policy {
     return kNoPfn;
   }
   // Every page waiting on a mapped list leaves the direct map; one flush for all.
-  bool unmap_batch(Machine& m, CpuId cpu) {
+  bool unmap_batch(CpuId cpu) {
     Pfn lo = kNoPfn;
     Pfn hi = 0;
     std::uint64_t n = 0;
@@ -153,11 +152,11 @@ class FreetypeUnmappedPolicy final : public Policy {
       BlockLists& un = lists_[Freetype{type, true}.index()];
       while (!mapped.empty()) {
         const Pfn p = mapped.take();
-        if (m.dmap().set_direct_map_invalid_noflush(p, cpu) != 0) {
-          m.phys().free_pages(p, 0, cpu);  // no table page to split with: give it back
+        if (dmap().set_direct_map_invalid_noflush(p, cpu) != 0) {
+          phys().free_pages(p, 0, cpu);  // no table page to split with: give it back
           continue;
         }
-        m.phys().set_kind(p, 0, phys::FrameKind::Unmapped);
+        phys().set_kind(p, 0, phys::FrameKind::Unmapped);
         un.put(p);
         lo = std::min(lo, p);
         hi = std::max(hi, p);
@@ -165,23 +164,23 @@ class FreetypeUnmappedPolicy final : public Policy {
       }
     }
     if (n == 0) return false;
-    m.flushes().kernel_range(lo, hi - lo + 1, cpu, directmap::FlushReason::KernelRange);
+    flushes().kernel_range(lo, hi - lo + 1, cpu, directmap::FlushReason::KernelRange);
     ++batches_;
     batched_pages_ += n;
     return true;
   }
-  int refill(Machine& m, CpuId cpu) {
+  int refill(CpuId cpu) {
     unsigned o = 0;
-    const Result<Pfn> r = alloc_highest(m, kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
+    const Result<Pfn> r = alloc_highest(phys(), kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
     if (!r.ok()) return r.err;
     const Pfn n = Pfn{1} << o;
-    const int err = unmap_range(m, r.value, n, cpu);
+    const int err = unmap_range(context(), r.value, n, cpu);
     if (err != 0) {
-      m.phys().free_pages(r.value, o, cpu);
+      phys().free_pages(r.value, o, cpu);
       return err;
     }
     flagged_.insert(pageblock_of(r.value));
-    BlockLists& l = lists_[freetype_of(m, r.value, true).index()];
+    BlockLists& l = lists_[freetype_of(r.value, true).index()];
     for (Pfn p = r.value; p < r.value + n; ++p) l.put(p);
     if (o == kPageblockOrder) {
       ++whole_;

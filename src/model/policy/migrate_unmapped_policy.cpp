@@ -20,7 +20,6 @@
 // memory pressure a shrinker maps wholly free pageblocks back and returns them.
 #include <fmt/format.h>
 
-#include "model/machine.hpp"
 #include "model/policy/alloc_util.hpp"
 #include "model/policy/policy.hpp"
 #include "model/policy/pool.hpp"
@@ -33,42 +32,42 @@ class MigrateUnmappedPolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "migrate-unmapped"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     if (lists_.empty()) {
-      const int err = steal(m, cpu);
+      const int err = steal(cpu);
       if (err != 0) return Result<Pfn>::error(err);
     }
     const Pfn p = lists_.take();
-    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     (void)cpu;
-    m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);  // stays out of the direct map
+    phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);  // stays out of the direct map
     lists_.put(pfn);
   }
 
   // __free_one_page() into a MIGRATE_UNMAPPED pageblock: the unmapped list.
-  bool on_free(Machine& m, Pfn pfn, unsigned order, CpuId cpu) override {
+  bool on_free(Pfn pfn, unsigned order, CpuId cpu) override {
     if (order > kPageblockOrder || blocks_.count(pageblock_of(pfn)) == 0) return false;
     const Pfn n = Pfn{1} << order;
-    if (unmap_range(m, pfn, n, cpu) != 0) return false;
-    m.phys().set_kind(pfn, order, phys::FrameKind::Unmapped);
+    if (unmap_range(context(), pfn, n, cpu) != 0) return false;
+    phys().set_kind(pfn, order, phys::FrameKind::Unmapped);
     for (Pfn p = pfn; p < pfn + n; ++p) lists_.put(p);
     joined_ += n;
     return true;
   }
 
-  std::uint64_t shrink(Machine& m, std::uint64_t nr, CpuId cpu) override {
+  std::uint64_t shrink(std::uint64_t nr, CpuId cpu) override {
     std::uint64_t given = 0;
     for (const Pfn b : lists_.whole_blocks()) {
       if (given >= nr) break;
       lists_.take_block(b);
       blocks_.erase(b);
-      m.dmap().clear_4k(b, kPageblockNrPages, cpu);  // back to an ordinary pageblock
-      map_range(m, b, kPageblockNrPages, cpu);
-      m.phys().free_pages(b, kPageblockOrder, cpu);
+      dmap().clear_4k(b, kPageblockNrPages, cpu);  // back to an ordinary pageblock
+      map_range(context(), b, kPageblockNrPages, cpu);
+      phys().free_pages(b, kPageblockOrder, cpu);
       given += kPageblockNrPages;
       ++returned_;
     }
@@ -81,11 +80,11 @@ class MigrateUnmappedPolicy final : public Policy {
             {"partial_steals", partial_},            {"pages_joined_on_free", joined_},
             {"pageblocks_returned", returned_}};
   }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
+  [[nodiscard]] std::vector<std::string> check() const override {
     std::vector<std::string> v;
     lists_.for_each([&](Pfn p) {
       if (v.size() >= 16) return;
-      if (m.phys().kind(p) != phys::FrameKind::Unmapped || m.dmap().is_present(p)) {
+      if (phys().kind(p) != phys::FrameKind::Unmapped || dmap().is_present(p)) {
         v.push_back(fmt::format("{}: listed page {:#x} is not an unmapped Unmapped frame", name(), p));
       }
       if (blocks_.count(pageblock_of(p)) == 0) {
@@ -93,7 +92,7 @@ class MigrateUnmappedPolicy final : public Policy {
       }
     });
     for (const Pfn b : blocks_) {
-      const directmap::Level l = m.dmap().lookup(b).level;
+      const directmap::Level l = dmap().lookup(b).level;
       if (l == directmap::Level::Pmd2M || l == directmap::Level::Pud1G) {
         v.push_back(fmt::format("{}: unmapped pageblock {:#x} is not remapped with PTEs", name(), b));
       }
@@ -102,17 +101,17 @@ class MigrateUnmappedPolicy final : public Policy {
   }
 
  private:
-  int steal(Machine& m, CpuId cpu) {
+  int steal(CpuId cpu) {
     unsigned o = 0;
-    const Result<Pfn> r = alloc_highest(m, kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
+    const Result<Pfn> r = alloc_highest(phys(), kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
     if (!r.ok()) return r.err;
     const Pfn block = pageblock_of(r.value);
     const Pfn n = Pfn{1} << o;
     // Remap the pageblock with PTEs: set_memory_4k() splits it once, flushes once.
-    if (blocks_.insert(block).second) m.dmap().set_memory_4k(block, kPageblockNrPages, cpu);
-    const int err = unmap_range(m, r.value, n, cpu);
+    if (blocks_.insert(block).second) dmap().set_memory_4k(block, kPageblockNrPages, cpu);
+    const int err = unmap_range(context(), r.value, n, cpu);
     if (err != 0) {
-      m.phys().free_pages(r.value, o, cpu);
+      phys().free_pages(r.value, o, cpu);
       return err;
     }
     for (Pfn p = r.value; p < r.value + n; ++p) lists_.put(p);

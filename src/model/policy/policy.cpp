@@ -4,8 +4,6 @@
 // cache does.
 #include "model/policy/policy.hpp"
 
-#include "model/machine.hpp"
-
 namespace exmem::model::policy {
 
 std::string_view owner_kind_name(OwnerKind kind) {
@@ -17,22 +15,21 @@ std::string_view owner_kind_name(OwnerKind kind) {
   return "?";
 }
 
-Result<Pfn> Policy::alloc_wp_table(Machine& m, CpuId cpu) {
+Result<Pfn> Policy::alloc_wp_table(CpuId cpu) {
   const Result<Pfn> r =
-      m.phys().alloc_pages(phys::GFP_KERNEL | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::Kernel);
+      phys().alloc_pages(phys::GFP_KERNEL | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::Kernel);
   if (!r.ok()) return r;
-  const int err = m.dmap().set_memory_ro(r.value, 1, cpu);
+  const int err = dmap().set_memory_ro(r.value, 1, cpu);
   if (err != 0) {
-    m.phys().free_pages(r.value, 0, cpu);
+    phys().free_pages(r.value, 0, cpu);
     return Result<Pfn>::error(err);
   }
   return r;
 }
 
-void Policy::free_wp_table(Machine& m, Pfn pfn, CpuId cpu) {
-  m.dmap().set_memory_rw(pfn, 1, cpu);
-  m.restored(pfn, 1, cpu);
-  m.free_pages(pfn, 0, cpu);
+void Policy::free_wp_table(Pfn pfn, CpuId cpu) {
+  dmap().set_memory_rw(pfn, 1, cpu);
+  pages().free_pages(pfn, 0, cpu);
 }
 
 }  // namespace exmem::model::policy

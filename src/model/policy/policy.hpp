@@ -1,11 +1,14 @@
 // policy/: how secret (unmapped) pages are obtained and given back: one file per
 // policy (<name>_policy.cpp), registered by name. Only `upstream` (memfd_secret
-// as merged) and the proposals of kernel.md section 4, each as one file
-// defining exmem_model_register_<stem>(Registry&). pool.hpp holds the pieces
-// several policies share (2 MiB chunk pools, an unmapped buddy cache).
+// as merged) and the designs proposed for the kernel (each file's opening
+// comment names its patch or thread), each as one file defining
+// exmem_model_register_<stem>(Registry&). pool.hpp holds the pieces several
+// policies share (2 MiB chunk pools, an unmapped buddy cache).
 // Owns: the policy interface, the registry and each policy's private state
 // (pools, reservations). Must not touch: frame states, free lists or direct-map
-// entries except through phys::PhysMem and directmap::DirectMap calls.
+// entries except through the PolicyContext it is bound to at boot (phys::PhysMem,
+// directmap::DirectMap, the flush log and the page source); the Machine only
+// in attach(), to read its settings.
 #pragma once
 
 #include <compare>
@@ -13,11 +16,16 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
+#include "model/directmap/directmap.hpp"
+#include "model/directmap/flush.hpp"
+#include "model/phys/page_source.hpp"
+#include "model/phys/physmem.hpp"
 #include "model/types.hpp"
 
 namespace exmem::model {
@@ -84,9 +92,22 @@ struct Owner {
   auto operator<=>(const Owner&) const = default;
 };
 
+// What a policy works with, handed to it once at boot (Policy::bind()): the
+// page allocator and frames, the direct map, the TLB flush log, and the
+// source that kernel users free through (a page given back there may come
+// back to the policy's own on_free()).
+struct PolicyContext {
+  phys::PhysMem& phys;
+  directmap::DirectMap& dmap;
+  directmap::FlushLog& flushes;
+  phys::PageSource& pages;
+};
+
 class Policy {
  public:
   virtual ~Policy() = default;
+  // Before any other call.
+  void bind(const PolicyContext& context) { context_.emplace(context); }
   // The name the policy is registered under (PolicyInfo::name), given by the
   // registry to every policy it makes. (A policy that still spells its name
   // itself must spell it the same: Registry::add() checks.)
@@ -96,47 +117,47 @@ class Policy {
   // order-0 page for `owner` that is no longer in the direct map and whose
   // stale TLB entries are flushed, as a FrameKind::Secret frame. -ENOMEM makes
   // the fault VM_FAULT_OOM; other errors make it SIGBUS (vmf_error()).
-  virtual Result<Pfn> alloc_secret_page(Machine& machine, CpuId cpu, Owner owner) = 0;
+  virtual Result<Pfn> alloc_secret_page(CpuId cpu, Owner owner) = 0;
   // The page leaves its owner: secretmem_free_folio() (or the user's own free
   // hook) then folio_put().
-  virtual void free_secret_page(Machine& machine, Pfn pfn, CpuId cpu, Owner owner) = 0;
+  virtual void free_secret_page(Pfn pfn, CpuId cpu, Owner owner) = 0;
   // The owner is gone (the secretmem inode evicted, the MAP_EXCLUSIVE object's
   // last mapping unmapped, the guest_memfd file released), after every page
   // of it went through free_secret_page(): a policy that keeps state per file
   // (secretmem-pmd-pool) lets go of it.
-  virtual void release_file(Machine& machine, Owner owner, CpuId cpu) {
-    (void)machine, (void)owner, (void)cpu;
+  virtual void release_file(Owner owner, CpuId cpu) {
+    (void)owner, (void)cpu;
   }
   // mmap() of a secret region: a policy may reserve here so faults cannot fail.
-  virtual int reserve(Machine& machine, std::uint64_t pages, CpuId cpu) {
-    (void)machine, (void)pages, (void)cpu;
+  virtual int reserve(std::uint64_t pages, CpuId cpu) {
+    (void)pages, (void)cpu;
     return 0;
   }
-  virtual void unreserve(Machine& machine, std::uint64_t pages, CpuId cpu) {
-    (void)machine, (void)pages, (void)cpu;
+  virtual void unreserve(std::uint64_t pages, CpuId cpu) {
+    (void)pages, (void)cpu;
   }
   // Write-protected page tables: a page-table page for a process, read-only in
   // the direct map (set_memory_ro(), which splits down to the page and flushes
   // as cpa_flush() does); freeing makes it writable again. Default: from the
   // buddy allocator (policy.cpp); a policy with 4K-mapped pages at hand
   // (pte-mapped-cache) serves them from there.
-  virtual Result<Pfn> alloc_wp_table(Machine& machine, CpuId cpu);
-  virtual void free_wp_table(Machine& machine, Pfn pfn, CpuId cpu);
+  virtual Result<Pfn> alloc_wp_table(CpuId cpu);
+  virtual void free_wp_table(Pfn pfn, CpuId cpu);
   // Before boot: the values of the parameters the policy declares (PolicyInfo::params).
   virtual void configure(const Params& params) { (void)params; }
-  // Called once the machine has booted.
+  // Called once the machine has booted, after bind().
   virtual void attach(Machine& machine) { (void)machine; }
   // __free_pages() of a block by any kernel user: a policy that marked the
   // block's pageblock (pte-mapped, MIGRATE_UNMAPPED, unmapped freetype) takes
   // the pages into its own lists and returns true; false: the buddy gets them.
-  virtual bool on_free(Machine& machine, Pfn pfn, unsigned order, CpuId cpu) {
-    (void)machine, (void)pfn, (void)order, (void)cpu;
+  virtual bool on_free(Pfn pfn, unsigned order, CpuId cpu) {
+    (void)pfn, (void)order, (void)cpu;
     return false;
   }
   // A shrinker's scan_objects(): give back up to `nr` pages to the buddy
   // allocator under memory pressure; returns the pages given back.
-  virtual std::uint64_t shrink(Machine& machine, std::uint64_t nr, CpuId cpu) {
-    (void)machine, (void)nr, (void)cpu;
+  virtual std::uint64_t shrink(std::uint64_t nr, CpuId cpu) {
+    (void)nr, (void)cpu;
     return 0;
   }
   // Pages the policy keeps out of the buddy allocator that no file holds
@@ -149,14 +170,19 @@ class Policy {
   };
   [[nodiscard]] virtual std::vector<Counter> counters() const { return {}; }
   // The policy's own invariants.
-  [[nodiscard]] virtual std::vector<std::string> check(const Machine& machine) const {
-    (void)machine;
-    return {};
-  }
+  [[nodiscard]] virtual std::vector<std::string> check() const { return {}; }
+
+ protected:
+  [[nodiscard]] const PolicyContext& context() const { return *context_; }
+  [[nodiscard]] phys::PhysMem& phys() const { return context_->phys; }
+  [[nodiscard]] directmap::DirectMap& dmap() const { return context_->dmap; }
+  [[nodiscard]] directmap::FlushLog& flushes() const { return context_->flushes; }
+  [[nodiscard]] phys::PageSource& pages() const { return context_->pages; }
 
  private:
   friend class Registry;
   std::string name_;
+  std::optional<PolicyContext> context_;
 };
 
 struct PolicyInfo {

@@ -4,22 +4,17 @@
 
 #include <fmt/format.h>
 
-#include "model/machine.hpp"
-
 namespace exmem::model::policy {
 
-int unmap_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu) {
-  const int err = m.dmap().set_direct_map_valid_noflush(pfn, n, false, cpu);
+int unmap_range(const PolicyContext& c, Pfn pfn, Pfn n, CpuId cpu) {
+  const int err = c.dmap.set_direct_map_valid_noflush(pfn, n, false, cpu);
   if (err != 0) return err;
-  m.flushes().kernel_range(pfn, n, cpu, directmap::FlushReason::KernelRange);
+  c.flushes.kernel_range(pfn, n, cpu, directmap::FlushReason::KernelRange);
   return 0;
 }
 
-int map_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu) {
-  const int err = m.dmap().set_direct_map_valid_noflush(pfn, n, true, cpu);
-  if (err != 0) return err;
-  m.restored(pfn, n, cpu);
-  return 0;
+int map_range(const PolicyContext& c, Pfn pfn, Pfn n, CpuId cpu) {
+  return c.dmap.set_direct_map_valid_noflush(pfn, n, true, cpu);
 }
 
 void ChunkPool::add(Pfn start) {
@@ -70,20 +65,21 @@ std::vector<Pfn> ChunkPool::starts() const {
   return out;
 }
 
-std::vector<std::string> ChunkPool::check(const Machine& m, std::string_view who) const {
+std::vector<std::string> ChunkPool::check(const phys::PhysMem& phys, const directmap::DirectMap& dmap,
+                                                    std::string_view who) const {
   std::vector<std::string> v;
   std::uint64_t free = 0;
   for (const auto& [start, f] : chunks_) {
     if (start % kPagesPer2M != 0) v.push_back(fmt::format("{}: chunk {:#x} not 2 MiB aligned", who, start));
     std::uint64_t unmapped = 0;
     for (Pfn p = start; p < start + kPagesPer2M; ++p) {
-      const phys::FrameKind k = m.phys().kind(p);
+      const phys::FrameKind k = phys.kind(p);
       if (k == phys::FrameKind::Unmapped) ++unmapped;
       else if (k != phys::FrameKind::Secret && v.size() < 16) {
         v.push_back(fmt::format("{}: chunk page {:#x} is a {} frame", who, p,
-                                phys::frame_kind_name(m.phys().frame_byte(p))));
+                                phys::frame_kind_name(phys.frame_byte(p))));
       }
-      if (m.dmap().is_present(p) && v.size() < 16) {
+      if (dmap.is_present(p) && v.size() < 16) {
         v.push_back(fmt::format("{}: chunk page {:#x} is present in the direct map", who, p));
       }
     }
@@ -143,7 +139,8 @@ bool UnmappedBuddy::take_largest(Pfn& pfn, unsigned& order) {
   return false;
 }
 
-std::vector<std::string> UnmappedBuddy::check(const Machine& m, std::string_view who) const {
+std::vector<std::string> UnmappedBuddy::check(const phys::PhysMem& phys, const directmap::DirectMap& dmap,
+                                                    std::string_view who) const {
   std::vector<std::string> v;
   std::uint64_t free = 0;
   for (unsigned o = 0; o <= kMaxOrder; ++o) {
@@ -151,11 +148,11 @@ std::vector<std::string> UnmappedBuddy::check(const Machine& m, std::string_view
       free += Pfn{1} << o;
       if (p % (Pfn{1} << o) != 0) v.push_back(fmt::format("{}: order-{} block {:#x} misaligned", who, o, p));
       for (Pfn q = p; q < p + (Pfn{1} << o) && v.size() < 16; ++q) {
-        if (m.phys().kind(q) != phys::FrameKind::Unmapped) {
+        if (phys.kind(q) != phys::FrameKind::Unmapped) {
           v.push_back(fmt::format("{}: cached page {:#x} is a {} frame", who, q,
-                                  phys::frame_kind_name(m.phys().frame_byte(q))));
+                                  phys::frame_kind_name(phys.frame_byte(q))));
         }
-        if (m.dmap().is_present(q)) {
+        if (dmap.is_present(q)) {
           v.push_back(fmt::format("{}: cached page {:#x} is present in the direct map", who, q));
         }
       }

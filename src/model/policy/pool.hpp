@@ -12,20 +12,19 @@
 #include <string_view>
 #include <vector>
 
+#include "model/directmap/directmap.hpp"
+#include "model/phys/physmem.hpp"
+#include "model/policy/policy.hpp"
 #include "model/types.hpp"
-
-namespace exmem::model {
-class Machine;
-}
 
 namespace exmem::model::policy {
 
 // set_direct_map_valid_noflush(pfn, n, false) and one flush_tlb_kernel_range()
 // for the whole range (a full flush above the single-page ceiling).
-int unmap_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu);
+int unmap_range(const PolicyContext& c, Pfn pfn, Pfn n, CpuId cpu);
 // set_direct_map_valid_noflush(pfn, n, true): a not-present entry is never
-// cached by a TLB, so no flush; then the collapse mode's restore hook.
-int map_range(Machine& m, Pfn pfn, Pfn n, CpuId cpu);
+// cached by a TLB, so no flush (the direct map tells the collapse mode).
+int map_range(const PolicyContext& c, Pfn pfn, Pfn n, CpuId cpu);
 
 // 2 MiB chunks already out of the direct map; free pages are Unmapped frames,
 // pages handed out are Secret frames. Pages are taken from the lowest chunk
@@ -45,7 +44,8 @@ class ChunkPool {
   [[nodiscard]] std::vector<Pfn> starts() const;
   // Every chunk aligned and absent from the direct map; its free pages
   // Unmapped frames, the others Secret frames; the counts add up.
-  [[nodiscard]] std::vector<std::string> check(const Machine& m, std::string_view who) const;
+  [[nodiscard]] std::vector<std::string> check(const phys::PhysMem& phys, const directmap::DirectMap& dmap,
+                                                    std::string_view who) const;
 
  private:
   std::map<Pfn, std::vector<Pfn>> chunks_;  // chunk start -> its free pages
@@ -67,7 +67,8 @@ class UnmappedBuddy {
   bool take_largest(Pfn& pfn, unsigned& order);
   [[nodiscard]] std::uint64_t free_pages() const { return free_; }
   [[nodiscard]] bool empty() const { return free_ == 0; }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m, std::string_view who) const;
+  [[nodiscard]] std::vector<std::string> check(const phys::PhysMem& phys, const directmap::DirectMap& dmap,
+                                                    std::string_view who) const;
 
  private:
   std::array<std::set<Pfn>, kMaxOrder + 1> lists_{};

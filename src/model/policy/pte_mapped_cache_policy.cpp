@@ -18,7 +18,6 @@
 // single-page flush, and put back present when freed.
 #include <fmt/format.h>
 
-#include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 #include "model/policy/pool.hpp"
 
@@ -34,73 +33,73 @@ class PteMappedCachePolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "pte-mapped-cache"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     if (cache_.empty()) {
-      const int err = refill(m, cpu);
+      const int err = refill(cpu);
       if (err != 0) return Result<Pfn>::error(err);
     }
     const Pfn p = cache_.take();
-    const int err = m.dmap().set_direct_map_invalid_noflush(p, cpu);  // a 4K PTE: no split
+    const int err = dmap().set_direct_map_invalid_noflush(p, cpu);  // a 4K PTE: no split
     if (err != 0) {
       cache_.put(p);
       return Result<Pfn>::error(err);
     }
-    m.flushes().kernel_range(p, 1, cpu, directmap::FlushReason::KernelRange);
-    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    flushes().kernel_range(p, 1, cpu, directmap::FlushReason::KernelRange);
+    phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
-    m.dmap().set_direct_map_default_noflush(pfn, cpu);
-    m.phys().set_kind(pfn, 0, phys::FrameKind::Kernel);
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
+    dmap().set_direct_map_default_noflush(pfn, cpu);
+    phys().set_kind(pfn, 0, phys::FrameKind::Kernel);
     cache_.put(pfn);
-    maybe_restore(m, pageblock_of(pfn), cpu);
+    maybe_restore(pageblock_of(pfn), cpu);
   }
 
   // The RFC's first user: page tables made read-only come from the cache, so
   // set_memory_ro() splits nothing (one single-page flush).
-  Result<Pfn> alloc_wp_table(Machine& m, CpuId cpu) override {
+  Result<Pfn> alloc_wp_table(CpuId cpu) override {
     if (cache_.empty()) {
-      const int err = refill(m, cpu);
+      const int err = refill(cpu);
       if (err != 0) return Result<Pfn>::error(err);
     }
     const Pfn p = cache_.take();
-    const int err = m.dmap().set_memory_ro(p, 1, cpu);
+    const int err = dmap().set_memory_ro(p, 1, cpu);
     if (err != 0) {
       cache_.put(p);
       return Result<Pfn>::error(err);
     }
     return {p, 0};
   }
-  void free_wp_table(Machine& m, Pfn pfn, CpuId cpu) override {
-    m.dmap().set_memory_rw(pfn, 1, cpu);
+  void free_wp_table(Pfn pfn, CpuId cpu) override {
+    dmap().set_memory_rw(pfn, 1, cpu);
     cache_.put(pfn);
-    maybe_restore(m, pageblock_of(pfn), cpu);
+    maybe_restore(pageblock_of(pfn), cpu);
   }
 
   // __free_pages() of a page in a pte-mapped pageblock: into the cache.
-  bool on_free(Machine& m, Pfn pfn, unsigned order, CpuId cpu) override {
+  bool on_free(Pfn pfn, unsigned order, CpuId cpu) override {
     if (order > kPageblockOrder || marked_.count(pageblock_of(pfn)) == 0) return false;
-    m.phys().set_kind(pfn, order, phys::FrameKind::Kernel);
+    phys().set_kind(pfn, order, phys::FrameKind::Kernel);
     for (Pfn p = pfn; p < pfn + (Pfn{1} << order); ++p) cache_.put(p);
     joined_ += Pfn{1} << order;
-    maybe_restore(m, pageblock_of(pfn), cpu);
+    maybe_restore(pageblock_of(pfn), cpu);
     return true;
   }
 
   // The cache's shrinker: whole pageblocks first (their 2 MiB mapping back),
   // then single pages; a pageblock that gave pages back is no longer marked.
-  std::uint64_t shrink(Machine& m, std::uint64_t nr, CpuId cpu) override {
+  std::uint64_t shrink(std::uint64_t nr, CpuId cpu) override {
     std::uint64_t given = 0;
     for (const Pfn b : cache_.whole_blocks()) {
       if (given >= nr) break;
-      restore_block(m, b, cpu);
+      restore_block(b, cpu);
       given += kPageblockNrPages;
     }
     while (given < nr && !cache_.empty()) {
       const Pfn p = cache_.take();
       marked_.erase(pageblock_of(p));
-      m.phys().free_pages(p, 0, cpu);
+      phys().free_pages(p, 0, cpu);
       ++given;
       ++shrunk_;
     }
@@ -113,22 +112,22 @@ class PteMappedCachePolicy final : public Policy {
             {"refills_order0", refills_order0_},   {"pages_joined_on_free", joined_},
             {"blocks_restored_2m", restored_},     {"pages_shrunk", shrunk_}};
   }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
+  [[nodiscard]] std::vector<std::string> check() const override {
     std::vector<std::string> v;
     cache_.for_each([&](Pfn p) {
       if (v.size() >= 16) return;
-      if (m.phys().kind(p) != phys::FrameKind::Kernel) {
+      if (phys().kind(p) != phys::FrameKind::Kernel) {
         v.push_back(fmt::format("{}: cached page {:#x} is a {} frame", name(), p,
-                                phys::frame_kind_name(m.phys().frame_byte(p))));
+                                phys::frame_kind_name(phys().frame_byte(p))));
       }
-      const directmap::Lookup l = m.dmap().lookup(p);
+      const directmap::Lookup l = dmap().lookup(p);
       if (!l.present() || l.level != directmap::Level::Pte4K) {
         v.push_back(fmt::format("{}: cached page {:#x} is not a present 4K PTE", name(), p));
       }
     });
     for (const Pfn b : marked_) {
-      if (m.dmap().lookup(b).level == directmap::Level::Pmd2M ||
-          m.dmap().lookup(b).level == directmap::Level::Pud1G) {
+      if (dmap().lookup(b).level == directmap::Level::Pmd2M ||
+          dmap().lookup(b).level == directmap::Level::Pud1G) {
         v.push_back(fmt::format("{}: marked pageblock {:#x} is mapped by a large leaf", name(), b));
       }
     }
@@ -136,38 +135,38 @@ class PteMappedCachePolicy final : public Policy {
   }
 
  private:
-  int refill(Machine& m, CpuId cpu) {
-    Result<Pfn> r = m.phys().alloc_pages(kRefillGfp, kPageblockOrder, cpu, phys::FrameKind::Kernel);
+  int refill(CpuId cpu) {
+    Result<Pfn> r = phys().alloc_pages(kRefillGfp, kPageblockOrder, cpu, phys::FrameKind::Kernel);
     if (r.ok()) {
-      mark(m, r.value, cpu);
+      mark(r.value, cpu);
       for (Pfn p = r.value; p < r.value + kPageblockNrPages; ++p) cache_.put(p);
       ++refills_2m_;
       return 0;
     }
-    r = m.phys().alloc_pages(phys::GFP_KERNEL, 0, cpu, phys::FrameKind::Kernel);
+    r = phys().alloc_pages(phys::GFP_KERNEL, 0, cpu, phys::FrameKind::Kernel);
     if (!r.ok()) return r.err;
-    mark(m, pageblock_of(r.value), cpu);
+    mark(pageblock_of(r.value), cpu);
     cache_.put(r.value);
     ++refills_order0_;
     return 0;
   }
   // set_memory_4k() on the whole pageblock: one split, one flush, and the
   // pageblock flag that sends its freed pages to the cache.
-  void mark(Machine& m, Pfn block, CpuId cpu) {
+  void mark(Pfn block, CpuId cpu) {
     if (!marked_.insert(block).second) return;
-    m.dmap().set_memory_4k(block, kPageblockNrPages, cpu);
+    dmap().set_memory_4k(block, kPageblockNrPages, cpu);
   }
-  void maybe_restore(Machine& m, Pfn block, CpuId cpu) {
+  void maybe_restore(Pfn block, CpuId cpu) {
     if (cache_.in_block(block) == kPageblockNrPages &&
         cache_.free_pages() >= kPageblockNrPages + kKeepCached) {
-      restore_block(m, block, cpu);
+      restore_block(block, cpu);
     }
   }
-  void restore_block(Machine& m, Pfn block, CpuId cpu) {
+  void restore_block(Pfn block, CpuId cpu) {
     cache_.take_block(block);
     marked_.erase(block);
-    m.dmap().clear_4k_and_collapse(block, kPageblockNrPages, cpu);
-    m.phys().free_pages(block, kPageblockOrder, cpu);
+    dmap().clear_4k_and_collapse(block, kPageblockNrPages, cpu);
+    phys().free_pages(block, kPageblockOrder, cpu);
     ++restored_;
   }
 

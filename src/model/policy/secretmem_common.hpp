@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "model/machine.hpp"
+#include "model/policy/policy.hpp"
 #include "model/policy/pool.hpp"
 
 namespace exmem::model::policy {
@@ -38,14 +39,14 @@ inline std::uint64_t secretmem_area_bytes(const Params& params, std::uint64_t ra
 
 // cma_alloc(512 pages, order 9), then the chunk leaves the direct map as one
 // range with one flush and joins the pool.
-inline int grow_from_cma(Machine& m, ChunkPool& pool, CpuId cpu) {
-  const Result<Pfn> r = m.phys().cma_alloc(kPagesPer2M, kPageblockOrder);
+inline int grow_from_cma(const PolicyContext& c, ChunkPool& pool, CpuId cpu) {
+  const Result<Pfn> r = c.phys.cma_alloc(kPagesPer2M, kPageblockOrder);
   if (!r.ok()) return r.err;
-  m.phys().set_kind(r.value, kPageblockOrder, phys::FrameKind::Unmapped);
-  const int err = unmap_range(m, r.value, kPagesPer2M, cpu);
+  c.phys.set_kind(r.value, kPageblockOrder, phys::FrameKind::Unmapped);
+  const int err = unmap_range(c, r.value, kPagesPer2M, cpu);
   if (err != 0) {
-    m.phys().set_kind(r.value, kPageblockOrder, phys::FrameKind::CmaAllocated);
-    m.phys().cma_release(r.value, kPagesPer2M);
+    c.phys.set_kind(r.value, kPageblockOrder, phys::FrameKind::CmaAllocated);
+    c.phys.cma_release(r.value, kPagesPer2M);
     return err;
   }
   pool.add(r.value);
@@ -53,18 +54,18 @@ inline int grow_from_cma(Machine& m, ChunkPool& pool, CpuId cpu) {
 }
 
 // A wholly free chunk goes back: into the direct map as one range, then cma_release().
-inline void release_to_cma(Machine& m, ChunkPool& pool, Pfn start, CpuId cpu) {
+inline void release_to_cma(const PolicyContext& c, ChunkPool& pool, Pfn start, CpuId cpu) {
   pool.remove(start);
-  map_range(m, start, kPagesPer2M, cpu);
-  m.phys().set_kind(start, kPageblockOrder, phys::FrameKind::CmaAllocated);
-  m.phys().cma_release(start, kPagesPer2M);
+  map_range(c, start, kPagesPer2M, cpu);
+  c.phys.set_kind(start, kPageblockOrder, phys::FrameKind::CmaAllocated);
+  c.phys.cma_release(start, kPagesPer2M);
 }
 
 // Every chunk lies inside the CMA area.
-inline std::vector<std::string> check_chunks_in_cma(const Machine& m, const ChunkPool& pool,
+inline std::vector<std::string> check_chunks_in_cma(const phys::PhysMem& phys, const ChunkPool& pool,
                                                     std::string_view who) {
   std::vector<std::string> v;
-  const phys::PfnRange cma = m.phys().cma_area();
+  const phys::PfnRange cma = phys.cma_area();
   for (const Pfn c : pool.starts()) {
     if (c < cma.start || c + kPagesPer2M > cma.end) {
       v.push_back(fmt::format("{}: chunk {:#x} is outside the CMA area", who, c));

@@ -41,10 +41,10 @@ class SecretmemPmdPoolPolicy final : public Policy {
   void configure(const Params& params) override { sigbus_ = params.choice(pool_fail_param()) == "sigbus"; }
 
   // mirrors secretmem_fault() -> secretmem_pool_alloc_page() on the file's pool
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner owner) override {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner owner) override {
     ChunkPool& pool = pools_[owner];
     if (!pool.has_free()) {
-      if (grow_from_cma(m, pool, cpu) != 0) {
+      if (grow_from_cma(context(), pool, cpu) != 0) {
         ++depleted_;
         if (pool.chunks() == 0) pools_.erase(owner);
         // secretmem_fault(): the pool is empty and cannot grow.
@@ -53,25 +53,25 @@ class SecretmemPmdPoolPolicy final : public Policy {
       ++chunks_taken_;
     }
     const Pfn p = pool.take();
-    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
   // The page goes back to its file's pool, still out of the direct map.
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner owner) override {
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner owner) override {
     (void)cpu;
-    m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
+    phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     pools_.at(owner).put(pfn);
   }
 
   // mirrors secretmem_evict_inode() -> secretmem_pool_release(): every chunk of
   // the file's pool goes back to CMA.
-  void release_file(Machine& m, Owner owner, CpuId cpu) override {
+  void release_file(Owner owner, CpuId cpu) override {
     const auto it = pools_.find(owner);
     if (it == pools_.end()) return;
     ChunkPool& pool = it->second;
     for (const Pfn c : pool.wholly_free()) {
-      release_to_cma(m, pool, c, cpu);
+      release_to_cma(context(), pool, c, cpu);
       ++chunks_released_;
     }
     if (pool.chunks() == 0) pools_.erase(it);
@@ -91,14 +91,14 @@ class SecretmemPmdPoolPolicy final : public Policy {
             {"chunks_released", chunks_released_},
             {"pool_depleted_faults", depleted_}};
   }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
+  [[nodiscard]] std::vector<std::string> check() const override {
     std::vector<std::string> v;
     std::set<Pfn> seen;
     for (const auto& [owner, pool] : pools_) {
       const std::string who =
           fmt::format("{} pool of {} {}", name(), owner_kind_name(owner.kind), owner.id);
-      for (std::string& s : pool.check(m, who)) v.push_back(std::move(s));
-      for (std::string& s : check_chunks_in_cma(m, pool, who)) v.push_back(std::move(s));
+      for (std::string& s : pool.check(phys(), dmap(), who)) v.push_back(std::move(s));
+      for (std::string& s : check_chunks_in_cma(phys(), pool, who)) v.push_back(std::move(s));
       if (pool.chunks() == 0) v.push_back(fmt::format("{}: kept with no chunk", who));
       for (const Pfn c : pool.starts()) {
         if (!seen.insert(c).second) v.push_back(fmt::format("{}: chunk {:#x} is in another pool too", who, c));

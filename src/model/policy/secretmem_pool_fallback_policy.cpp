@@ -22,43 +22,42 @@ constexpr phys::Gfp kChunkGfp = phys::GFP_HIGHUSER | phys::__GFP_NORETRY | phys:
 
 class SecretmemPoolFallbackPolicy final : public Policy {
  public:
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
-    if (!pool_.has_free() && !grow(m, cpu)) {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
+    if (!pool_.has_free() && !grow(cpu)) {
       // The fallback: secretmem as merged, one order-0 page.
-      const Result<Pfn> page = m.phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu,
+      const Result<Pfn> page = phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu,
                                                     phys::FrameKind::Secret);
       if (!page.ok()) return page;
-      const int err = m.dmap().set_direct_map_invalid_noflush(page.value, cpu);
+      const int err = dmap().set_direct_map_invalid_noflush(page.value, cpu);
       if (err != 0) {
-        m.phys().free_pages(page.value, 0, cpu);
+        phys().free_pages(page.value, 0, cpu);
         return Result<Pfn>::error(err);
       }
-      m.flushes().kernel_range(page.value, 1, cpu, directmap::FlushReason::KernelRange);
+      flushes().kernel_range(page.value, 1, cpu, directmap::FlushReason::KernelRange);
       ++order0_fallbacks_;
       return page;
     }
     const Pfn p = pool_.take();
-    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     if (!pool_.owns(pfn)) {
-      m.dmap().set_direct_map_default_noflush(pfn, cpu);
-      m.restored(pfn, 1, cpu);
-      m.phys().free_pages(pfn, 0, cpu);
+      dmap().set_direct_map_default_noflush(pfn, cpu);
+      phys().free_pages(pfn, 0, cpu);
       return;
     }
-    m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
+    phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     const Pfn chunk = pool_.put(pfn);
-    if (chunk != kNoPfn && pool_.free_pages() >= 2 * kPagesPer2M) release(m, chunk, cpu);
+    if (chunk != kNoPfn && pool_.free_pages() >= 2 * kPagesPer2M) release(chunk, cpu);
   }
 
-  std::uint64_t shrink(Machine& m, std::uint64_t nr, CpuId cpu) override {
+  std::uint64_t shrink(std::uint64_t nr, CpuId cpu) override {
     std::uint64_t given = 0;
     for (const Pfn c : pool_.wholly_free()) {
       if (given >= nr) break;
-      release(m, c, cpu);
+      release(c, cpu);
       given += kPagesPer2M;
     }
     return given;
@@ -71,26 +70,26 @@ class SecretmemPoolFallbackPolicy final : public Policy {
             {"chunks_released", chunks_released_},
             {"order0_fallbacks", order0_fallbacks_}};
   }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
-    return pool_.check(m, name());
+  [[nodiscard]] std::vector<std::string> check() const override {
+    return pool_.check(phys(), dmap(), name());
   }
 
  private:
-  bool grow(Machine& m, CpuId cpu) {
-    const Result<Pfn> r = m.phys().alloc_pages(kChunkGfp, kPageblockOrder, cpu, phys::FrameKind::Unmapped);
+  bool grow(CpuId cpu) {
+    const Result<Pfn> r = phys().alloc_pages(kChunkGfp, kPageblockOrder, cpu, phys::FrameKind::Unmapped);
     if (!r.ok()) return false;
-    if (unmap_range(m, r.value, kPagesPer2M, cpu) != 0) {
-      m.phys().free_pages(r.value, kPageblockOrder, cpu);
+    if (unmap_range(context(), r.value, kPagesPer2M, cpu) != 0) {
+      phys().free_pages(r.value, kPageblockOrder, cpu);
       return false;
     }
     pool_.add(r.value);
     ++chunks_taken_;
     return true;
   }
-  void release(Machine& m, Pfn chunk, CpuId cpu) {
+  void release(Pfn chunk, CpuId cpu) {
     pool_.remove(chunk);
-    map_range(m, chunk, kPagesPer2M, cpu);
-    m.phys().free_pages(chunk, kPageblockOrder, cpu);
+    map_range(context(), chunk, kPagesPer2M, cpu);
+    phys().free_pages(chunk, kPageblockOrder, cpu);
     ++chunks_released_;
   }
 

@@ -23,11 +23,11 @@ namespace {
 class SecretmemPoolReservePolicy final : public Policy {
  public:
   // mirrors hugetlb_reserve_pages() called from mmap
-  int reserve(Machine& m, std::uint64_t pages, CpuId cpu) override {
+  int reserve(std::uint64_t pages, CpuId cpu) override {
     while (capacity() < reserved_ + pages) {
-      if (grow_from_cma(m, pool_, cpu) != 0) {
+      if (grow_from_cma(context(), pool_, cpu) != 0) {
         ++mmap_enomem_;
-        trim(m, cpu);
+        trim(cpu);
         return -ENOMEM;
       }
       ++chunks_taken_;
@@ -36,26 +36,26 @@ class SecretmemPoolReservePolicy final : public Policy {
     return 0;
   }
 
-  void unreserve(Machine& m, std::uint64_t pages, CpuId cpu) override {
+  void unreserve(std::uint64_t pages, CpuId cpu) override {
     reserved_ -= std::min(pages, reserved_);
-    trim(m, cpu);
+    trim(cpu);
   }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     if (!pool_.has_free()) {
       // Only a fault no reservation covers gets here.
       ++unreserved_faults_;
-      if (grow_from_cma(m, pool_, cpu) != 0) return Result<Pfn>::error(-ENOMEM);
+      if (grow_from_cma(context(), pool_, cpu) != 0) return Result<Pfn>::error(-ENOMEM);
       ++chunks_taken_;
     }
     const Pfn p = pool_.take();
-    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
-    m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
-    if (pool_.put(pfn) != kNoPfn) trim(m, cpu);
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
+    phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
+    if (pool_.put(pfn) != kNoPfn) trim(cpu);
   }
 
   [[nodiscard]] std::uint64_t pooled_pages() const override { return pool_.free_pages(); }
@@ -65,9 +65,9 @@ class SecretmemPoolReservePolicy final : public Policy {
             {"chunks_taken", chunks_taken_},       {"chunks_released", chunks_released_},
             {"mmap_enomem", mmap_enomem_},         {"unreserved_faults", unreserved_faults_}};
   }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
-    std::vector<std::string> v = pool_.check(m, name());
-    for (std::string& s : check_chunks_in_cma(m, pool_, name())) v.push_back(std::move(s));
+  [[nodiscard]] std::vector<std::string> check() const override {
+    std::vector<std::string> v = pool_.check(phys(), dmap(), name());
+    for (std::string& s : check_chunks_in_cma(phys(), pool_, name())) v.push_back(std::move(s));
     if (capacity() < reserved_) {
       v.push_back(fmt::format("{}: pool of {} pages cannot cover {} reserved pages", name(),
                               capacity(), reserved_));
@@ -78,10 +78,10 @@ class SecretmemPoolReservePolicy final : public Policy {
  private:
   [[nodiscard]] std::uint64_t capacity() const { return pool_.chunks() * kPagesPer2M; }
   // Wholly free chunks the reservations do not need go back to CMA (one spare stays).
-  void trim(Machine& m, CpuId cpu) {
+  void trim(CpuId cpu) {
     for (const Pfn c : pool_.wholly_free()) {
       if (capacity() < reserved_ + 2 * kPagesPer2M) break;  // one spare chunk stays
-      release_to_cma(m, pool_, c, cpu);
+      release_to_cma(context(), pool_, c, cpu);
       ++chunks_released_;
     }
   }

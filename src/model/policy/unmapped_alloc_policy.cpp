@@ -9,7 +9,6 @@
 // are split out of it, go back to it (merging with their buddies) when freed,
 // and stay unmapped; a shrinker maps cached blocks back and returns them to
 // the page allocator under memory pressure.
-#include "model/machine.hpp"
 #include "model/policy/alloc_util.hpp"
 #include "model/policy/policy.hpp"
 #include "model/policy/pool.hpp"
@@ -22,31 +21,31 @@ class UnmappedAllocPolicy final : public Policy {
  public:
   [[nodiscard]] std::string_view name() const override { return "unmapped-alloc"; }
 
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     if (cache_.empty()) {
-      const int err = refill(m, cpu);
+      const int err = refill(cpu);
       if (err != 0) return Result<Pfn>::error(err);
     }
     const Pfn p = cache_.take_page();
-    m.phys().set_kind(p, 0, phys::FrameKind::Secret);
+    phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
   }
 
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     (void)cpu;
-    m.phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
+    phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     cache_.add(pfn, 0);
   }
 
   // unmapped_alloc_shrink_scan(): largest blocks first, mapped back, freed.
-  std::uint64_t shrink(Machine& m, std::uint64_t nr, CpuId cpu) override {
+  std::uint64_t shrink(std::uint64_t nr, CpuId cpu) override {
     std::uint64_t given = 0;
     Pfn pfn = 0;
     unsigned order = 0;
     while (given < nr && cache_.take_largest(pfn, order)) {
       const Pfn n = Pfn{1} << order;
-      map_range(m, pfn, n, cpu);
-      m.phys().free_pages(pfn, order, cpu);
+      map_range(context(), pfn, n, cpu);
+      phys().free_pages(pfn, order, cpu);
       given += n;
       shrunk_ += n;
     }
@@ -57,18 +56,18 @@ class UnmappedAllocPolicy final : public Policy {
   [[nodiscard]] std::vector<Counter> counters() const override {
     return {{"refills_2m", refills_2m_}, {"refills_lower_order", refills_lower_}, {"pages_shrunk", shrunk_}};
   }
-  [[nodiscard]] std::vector<std::string> check(const Machine& m) const override {
-    return cache_.check(m, name());
+  [[nodiscard]] std::vector<std::string> check() const override {
+    return cache_.check(phys(), dmap(), name());
   }
 
  private:
-  int refill(Machine& m, CpuId cpu) {
+  int refill(CpuId cpu) {
     unsigned o = 0;
-    const Result<Pfn> r = alloc_highest(m, kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
+    const Result<Pfn> r = alloc_highest(phys(), kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
     if (!r.ok()) return r.err;
-    const int err = unmap_range(m, r.value, Pfn{1} << o, cpu);
+    const int err = unmap_range(context(), r.value, Pfn{1} << o, cpu);
     if (err != 0) {
-      m.phys().free_pages(r.value, o, cpu);
+      phys().free_pages(r.value, o, cpu);
       return err;
     }
     cache_.add(r.value, o);

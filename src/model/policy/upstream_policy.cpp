@@ -9,7 +9,6 @@
 // (MAP_EXCLUSIVE's __set_page_user_exclusive(), guest_memfd's
 // folio_zap_direct_map() with NO_DIRECT_MAP), so under this policy each user
 // behaves as its patch did.
-#include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 
 namespace exmem::model::policy {
@@ -21,26 +20,25 @@ class UpstreamPolicy final : public Policy {
   [[nodiscard]] std::string_view name() const override { return "upstream"; }
 
   // mirrors the allocation half of secretmem_fault()
-  Result<Pfn> alloc_secret_page(Machine& m, CpuId cpu, Owner /*owner*/) override {
+  Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     // folio_alloc(GFP_HIGHUSER | __GFP_ZERO, 0): the mapping's gfp mask.
     const Result<Pfn> page =
-        m.phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::Secret);
+        phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::Secret);
     if (!page.ok()) return page;
-    const int err = m.dmap().set_direct_map_invalid_noflush(page.value, cpu);
+    const int err = dmap().set_direct_map_invalid_noflush(page.value, cpu);
     if (err != 0) {
-      m.phys().free_pages(page.value, 0, cpu);  // folio_put()
+      phys().free_pages(page.value, 0, cpu);  // folio_put()
       return Result<Pfn>::error(err);
     }
-    m.flushes().kernel_range(page.value, 1, cpu, directmap::FlushReason::KernelRange);
+    flushes().kernel_range(page.value, 1, cpu, directmap::FlushReason::KernelRange);
     return page;
   }
 
   // mirrors secretmem_free_folio() and the folio_put() after it
-  void free_secret_page(Machine& m, Pfn pfn, CpuId cpu, Owner /*owner*/) override {
-    m.dmap().set_direct_map_default_noflush(pfn, cpu);
-    m.restored(pfn, 1, cpu);  // the collapse mode's hook (a no-op unless on-restore)
+  void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
+    dmap().set_direct_map_default_noflush(pfn, cpu);
     // folio_zero_segment(): the model keeps no page contents.
-    m.phys().free_pages(pfn, 0, cpu);
+    phys().free_pages(pfn, 0, cpu);
   }
 };
 

@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // cost.cpp: the access stream and the cost estimate.
 #include "model/tlb/cost.hpp"
 
@@ -7,13 +7,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "model/machine.hpp"
-
 namespace exmem::model::tlb {
 
-AccessStream::AccessStream(const Machine& machine, const AccessConfig& config, std::uint64_t seed)
-    : machine_(machine), config_(config), rng_(seed) {
-  for (const phys::PfnRange& r : machine.phys().ram()) ram_pages_ += r.size();
+AccessStream::AccessStream(const directmap::DirectMap& dmap, const phys::PhysMem& phys,
+                           const AccessConfig& config, std::uint64_t seed)
+    : dmap_(dmap), phys_(phys), config_(config), rng_(seed) {
+  for (const phys::PfnRange& r : phys.ram()) ram_pages_ += r.size();
   if (ram_pages_ == 0) return;
   const std::uint64_t want = std::min<std::uint64_t>(
       std::max<std::uint64_t>(config.hot_set_bytes / kPageSize, 1), ram_pages_);
@@ -33,11 +32,11 @@ AccessStream::AccessStream(const Machine& machine, const AccessConfig& config, s
 Pfn AccessStream::any_ram_page() {
   std::uniform_int_distribution<std::uint64_t> d(0, ram_pages_ - 1);
   std::uint64_t i = d(rng_);
-  for (const phys::PfnRange& r : machine_.phys().ram()) {
+  for (const phys::PfnRange& r : phys_.ram()) {
     if (i < r.size()) return static_cast<Pfn>(r.start + i);
     i -= r.size();
   }
-  return machine_.phys().ram().front().start;
+  return phys_.ram().front().start;
 }
 
 Pfn AccessStream::next() {
@@ -57,7 +56,7 @@ Pfn AccessStream::next() {
     } else {
       p = any_ram_page();
     }
-    if (machine_.dmap().is_present(p)) break;
+    if (dmap_.is_present(p)) break;
   }
   return p;
 }
@@ -72,11 +71,13 @@ double shootdown_cost_us(const directmap::FlushCounters& f, unsigned cpus,
   return ns / 1000.0;
 }
 
-CostReport estimate_cost(const Machine& machine, const TlbConfig& tlb, const AccessConfig& access,
-                         std::uint64_t seed, const ShootdownCosts& costs) {
-  TlbSystem sys(machine, tlb, access.spec, seed);
+CostReport estimate_cost(const directmap::DirectMap& dmap, const phys::PhysMem& phys,
+                         const directmap::FlushCounters& flushes, const TlbConfig& tlb,
+                         const AccessConfig& access, std::uint64_t seed,
+                         const ShootdownCosts& costs) {
+  TlbSystem sys(dmap, phys, tlb, access.spec, seed);
   sys.set_history(0);
-  AccessStream stream(machine, access, seed ^ 0x9E3779B97F4A7C15ull);
+  AccessStream stream(dmap, phys, access, seed ^ 0x9E3779B97F4A7C15ull);
   const unsigned cpus = sys.cpus();
   for (std::uint64_t i = 0; i < access.accesses; ++i) {
     sys.access(static_cast<CpuId>(i % cpus), stream.next());
@@ -94,14 +95,14 @@ CostReport estimate_cost(const Machine& machine, const TlbConfig& tlb, const Acc
       s.accesses == 0 ? 0.0 : static_cast<double>(s.walks) / static_cast<double>(s.accesses);
   r.walk_cycles = static_cast<double>(s.walk_refs) * tlb.walk_ref_cycles +
                   static_cast<double>(s.lower_hit_cycles);
-  const directmap::FlushCounters& f = machine.flushes().counters();
+  const directmap::FlushCounters& f = flushes;
   r.range_flushes = f.range_flushes;
   r.range_pages = f.range_pages;
   r.full_flushes = f.full_flushes;
   r.local_flushes = f.local_flushes;
   r.ipis = (f.range_flushes + f.full_flushes) * (cpus - 1);
   r.shootdown_us = shootdown_cost_us(f, cpus, costs);
-  const directmap::DirectMapCounters& d = machine.dmap().counters();
+  const directmap::DirectMapCounters& d = dmap.counters();
   r.leaves_4k = d.leaves_4k;
   r.leaves_2m = d.leaves_2m;
   r.leaves_1g = d.leaves_1g;

@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // cost.hpp: the kernel's access stream over the direct map (slab objects, page
 // cache, network buffers: a hot set with Zipf or uniform locality, plus a cold
 // tail over all of RAM), and the cost of a run: TLB misses, page-walk
@@ -11,12 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "model/directmap/directmap.hpp"
+#include "model/phys/physmem.hpp"
 #include "model/tlb/system.hpp"
 #include "model/types.hpp"
-
-namespace exmem::model {
-class Machine;
-}
 
 namespace exmem::model::tlb {
 
@@ -41,13 +39,16 @@ struct ShootdownCosts {
 // Direct-map pages in RAM, drawn with the configured locality.
 class AccessStream {
  public:
-  AccessStream(const Machine& machine, const AccessConfig& config, std::uint64_t seed);
+  // Pages of phys's RAM; the stream skips the ones absent from dmap.
+  AccessStream(const directmap::DirectMap& dmap, const phys::PhysMem& phys,
+               const AccessConfig& config, std::uint64_t seed);
   Pfn next();
   [[nodiscard]] const std::vector<Pfn>& hot_set() const { return hot_; }
 
  private:
   Pfn any_ram_page();
-  const Machine& machine_;
+  const directmap::DirectMap& dmap_;
+  const phys::PhysMem& phys_;
   AccessConfig config_;
   std::mt19937_64 rng_;
   std::vector<Pfn> hot_;
@@ -78,10 +79,12 @@ struct CostReport {
   std::uint64_t leaves_1g = 0;
 };
 
-// Runs the access stream on every CPU of machine (round robin) against its
-// direct map as it stands, and prices the flushes its log counted.
-CostReport estimate_cost(const Machine& machine, const TlbConfig& tlb, const AccessConfig& access,
-                         std::uint64_t seed, const ShootdownCosts& costs = {});
+// Runs the access stream on every CPU of phys (round robin) against the direct
+// map as it stands, and prices the flushes the log counted.
+CostReport estimate_cost(const directmap::DirectMap& dmap, const phys::PhysMem& phys,
+                         const directmap::FlushCounters& flushes, const TlbConfig& tlb,
+                         const AccessConfig& access, std::uint64_t seed,
+                         const ShootdownCosts& costs = {});
 // The shootdown part alone, from flush counters and the number of CPUs.
 double shootdown_cost_us(const directmap::FlushCounters& flushes, unsigned cpus,
                          const ShootdownCosts& costs = {});

@@ -1,12 +1,4 @@
-// tlb/: per-CPU TLBs and paging-structure caches, the flushes and shootdowns
-// that reach them, speculative fills, the hazard checker (stale translations,
-// mixed-size entries with different attributes), the VM_LOCAL_CPU scenario and
-// the cost estimate of a run.
-// Owns: TLB geometry and contents, the kernel access stream, shootdown counts
-// and costs, hazard and leak reports. Must not touch: the direct map, frames or
-// processes: it reads directmap/ (lookup, table_ref) and phys/ (frame kinds),
-// and learns of flushes through directmap::FlushObserver.
-//
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // lru_table.hpp: one generic set-associative table with LRU replacement (after
 // ChampSim's msl::lru_table), used for every TLB level and for the
 // paging-structure caches. A fully associative table is one set.

@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // system.cpp: accesses, walks, speculative fills, flushes and the hazard checker.
 #include "model/tlb/system.hpp"
 
@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "model/machine.hpp"
 
 namespace exmem::model::tlb {
 
@@ -81,10 +80,10 @@ std::string Leak::report() const {
   return s;
 }
 
-TlbSystem::TlbSystem(const Machine& machine, const TlbConfig& config, const SpecConfig& spec,
-                     std::uint64_t seed)
-    : machine_(machine), config_(config), spec_(spec), rng_(seed) {
-  const unsigned n = machine.config().cpus == 0 ? 1 : machine.config().cpus;
+TlbSystem::TlbSystem(const directmap::DirectMap& dmap, const phys::PhysMem& phys,
+                     const TlbConfig& config, const SpecConfig& spec, std::uint64_t seed)
+    : dmap_(dmap), phys_(phys), config_(config), spec_(spec), rng_(seed) {
+  const unsigned n = phys.cpus() == 0 ? 1 : phys.cpus();
   tlbs_.reserve(n);
   for (unsigned c = 0; c < n; ++c) tlbs_.emplace_back(config_);
   running_.assign(n, 0);
@@ -117,14 +116,14 @@ void TlbSystem::note(std::string_view text) {
 }
 
 std::string TlbSystem::frame_text(Pfn pfn) const {
-  if (pfn >= machine_.phys().nr_frames()) return "beyond RAM";
-  return std::string(phys::frame_kind_name(machine_.phys().frame_byte(pfn)));
+  if (pfn >= phys_.nr_frames()) return "beyond RAM";
+  return std::string(phys::frame_kind_name(phys_.frame_byte(pfn)));
 }
 
 std::pair<Pfn, std::uint8_t> TlbSystem::truth(Asid asid, std::uint64_t vpn) const {
   if (asid == kKernelAsid) {
-    if (vpn >= machine_.phys().nr_frames()) return {kNoPfn, 0};
-    return {static_cast<Pfn>(vpn), machine_.dmap().lookup(static_cast<Pfn>(vpn)).flags};
+    if (vpn >= phys_.nr_frames()) return {kNoPfn, 0};
+    return {static_cast<Pfn>(vpn), dmap_.lookup(static_cast<Pfn>(vpn)).flags};
   }
   if (asid - 1 >= users_.size()) return {kNoPfn, 0};
   const auto& ptes = users_[asid - 1].ptes;
@@ -163,8 +162,8 @@ AccessOutcome TlbSystem::walk(CpuId cpu, Asid asid, std::uint64_t vpn, bool spec
   t.asid = asid;
   t.speculative = speculative;
   if (asid == kKernelAsid) {
-    const directmap::DirectMap& dmap = machine_.dmap();
-    if (vpn >= machine_.phys().nr_frames()) {
+    const directmap::DirectMap& dmap = dmap_;
+    if (vpn >= phys_.nr_frames()) {
       out.fault = true;
       return out;
     }
@@ -181,7 +180,7 @@ AccessOutcome TlbSystem::walk(CpuId cpu, Asid asid, std::uint64_t vpn, bool spec
     const TableRef current = pde != nullptr ? pte_table : pmd_table;
     if (used != nullptr && !(used->table == current)) {
       const Pfn page = used->table.page;
-      bool harmful = page != kNoPfn && machine_.phys().kind(page) != phys::FrameKind::PageTable;
+      bool harmful = page != kNoPfn && phys_.kind(page) != phys::FrameKind::PageTable;
       if (!harmful && page != kNoPfn) {
         const std::vector<Pfn> live = dmap.table_pages();
         harmful = std::find(live.begin(), live.end(), page) != live.end();  // reused elsewhere
@@ -247,7 +246,7 @@ AccessOutcome TlbSystem::walk(CpuId cpu, Asid asid, std::uint64_t vpn, bool spec
     ++stats_.spec_fills;
   }
   const Pfn frame = static_cast<Pfn>(t.pfn + (vpn - t.vpn));
-  t.frame_byte = frame < machine_.phys().nr_frames() ? machine_.phys().frame_byte(frame) : 0;
+  t.frame_byte = frame < phys_.nr_frames() ? phys_.frame_byte(frame) : 0;
   if (history_limit_ != 0) {
     record(
         speculative ? EventKind::SpecFill : EventKind::Access, cpu, asid, vpn, 1,
@@ -441,8 +440,8 @@ bool TlbSystem::ran_only_on(Asid asid, CpuId cpu) const {
 
 std::vector<Hazard> TlbSystem::check_hazards() const {
   std::vector<Hazard> out;
-  const directmap::DirectMap& dmap = machine_.dmap();
-  const Pfn nr = machine_.phys().nr_frames();
+  const directmap::DirectMap& dmap = dmap_;
+  const Pfn nr = phys_.nr_frames();
   // the first page under [base, base + pages) where an entry with flags f grants more
   auto first_granting = [&](std::uint8_t f, Pfn base, std::uint64_t pages) -> Pfn {
     std::uint64_t p = base;
@@ -498,7 +497,7 @@ std::vector<Hazard> TlbSystem::check_hazards() const {
       psc.for_each([&](const PscEntry& e) {
         const auto base = static_cast<Pfn>(e.region * region_pages);
         if (dmap.table_ref(base, level) == e.table || e.table.page == kNoPfn) return;
-        const bool freed = machine_.phys().kind(e.table.page) != phys::FrameKind::PageTable;
+        const bool freed = phys_.kind(e.table.page) != phys::FrameKind::PageTable;
         const std::vector<Pfn> live = dmap.table_pages();
         const bool reused = std::find(live.begin(), live.end(), e.table.page) != live.end();
         if (!freed && !reused) return;  // detached, not yet freed: still the old contents

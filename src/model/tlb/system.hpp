@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // system.hpp: every CPU's TLB on one machine. Kernel accesses to the direct
 // map look up the CPU's TLB, walk the direct map on a miss and fill;
 // speculative fills load translations no instruction touched; flushes arrive
@@ -14,13 +14,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/directmap/directmap.hpp"
 #include "model/directmap/flush.hpp"
+#include "model/phys/physmem.hpp"
 #include "model/tlb/tlb.hpp"
 #include "model/types.hpp"
-
-namespace exmem::model {
-class Machine;
-}
 
 namespace exmem::model::tlb {
 
@@ -91,8 +89,9 @@ struct AccessOutcome {
 
 class TlbSystem final : public directmap::FlushObserver {
  public:
-  TlbSystem(const Machine& machine, const TlbConfig& config, const SpecConfig& spec,
-            std::uint64_t seed);
+  // One TLB per CPU of phys; walks read dmap, leak reports name phys's frames.
+  TlbSystem(const directmap::DirectMap& dmap, const phys::PhysMem& phys, const TlbConfig& config,
+            const SpecConfig& spec, std::uint64_t seed);
   ~TlbSystem() override;
   TlbSystem(const TlbSystem&) = delete;
   TlbSystem& operator=(const TlbSystem&) = delete;
@@ -180,7 +179,8 @@ class TlbSystem final : public directmap::FlushObserver {
   [[nodiscard]] std::pair<Pfn, std::uint8_t> truth(Asid asid, std::uint64_t vpn) const;
   [[nodiscard]] std::string frame_text(Pfn pfn) const;
 
-  const Machine& machine_;
+  const directmap::DirectMap& dmap_;
+  const phys::PhysMem& phys_;
   TlbConfig config_;
   SpecConfig spec_;
   std::mt19937_64 rng_;

@@ -1,4 +1,4 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs (see tlb.hpp for what the folder owns).
 // tlb.cpp: presets and one CPU's TLB.
 #include "model/tlb/tlb.hpp"
 

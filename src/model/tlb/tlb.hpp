@@ -1,4 +1,12 @@
-// tlb/: per-CPU TLBs (see lru_table.hpp for what the folder owns).
+// tlb/: per-CPU TLBs and paging-structure caches, the flushes and shootdowns
+// that reach them, speculative fills, the hazard checker (stale translations,
+// mixed-size entries with different attributes), the VM_LOCAL_CPU scenario and
+// the cost estimate of a run.
+// Owns: TLB geometry and contents, the kernel access stream, shootdown counts
+// and costs, hazard and leak reports. Must not touch: the direct map, frames or
+// processes: it reads directmap/ (lookup, table_ref) and phys/ (frame kinds),
+// and learns of flushes through directmap::FlushObserver.
+//
 // tlb.hpp: TLB geometry (levels of arrays, each holding some page sizes),
 // presets for a few cores, and one CPU's TLB with its paging-structure caches.
 #pragma once

@@ -1,12 +1,10 @@
-// users/: other users of unmapped pages (see execmem.hpp for what the folder owns).
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // execmem.cpp: the execmem ROX cache.
 #include "model/users/execmem.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-
-#include "model/machine.hpp"
 
 namespace exmem::model::users {
 
@@ -36,7 +34,9 @@ void for_each_run(const std::vector<Pfn>& pages, F&& f) {
 }
 }  // namespace
 
-ExecmemCache::ExecmemCache(Machine& machine) : machine_(machine) {}
+ExecmemCache::ExecmemCache(phys::PageSource& pages, directmap::DirectMap& dmap,
+                           const phys::PhysMem& phys)
+    : pages_(pages), dmap_(dmap), phys_(phys) {}
 
 // mirrors execmem_alloc() -> execmem_cache_alloc()
 Result<std::uint64_t> ExecmemCache::alloc(std::uint64_t pages, CpuId cpu) {
@@ -125,7 +125,7 @@ int ExecmemCache::populate(std::uint64_t pages, CpuId cpu) {
   vm.huge = true;
   // __vmalloc_node_range() with VM_ALLOW_HUGE_VMAP: PMD-sized blocks ...
   for (std::uint64_t i = 0; i < alloc_pages / kPagesPer2M; ++i) {
-    const Result<Pfn> r = machine_.alloc_pages(kHugeGfp, kHpagePmdOrder, cpu, phys::FrameKind::Kernel);
+    const Result<Pfn> r = pages_.alloc_pages(kHugeGfp, kHpagePmdOrder, cpu, phys::FrameKind::Kernel);
     if (!r.ok()) {
       vm.huge = false;
       break;
@@ -134,12 +134,12 @@ int ExecmemCache::populate(std::uint64_t pages, CpuId cpu) {
   }
   // ... else, as vmalloc retries with shift = PAGE_SHIFT, base pages.
   if (!vm.huge) {
-    for (const Pfn b : vm.blocks) machine_.free_pages(b, kHpagePmdOrder, cpu);
+    for (const Pfn b : vm.blocks) pages_.free_pages(b, kHpagePmdOrder, cpu);
     vm.blocks.clear();
     for (std::uint64_t i = 0; i < alloc_pages; ++i) {
-      const Result<Pfn> r = machine_.alloc_pages(kBaseGfp, 0, cpu, phys::FrameKind::Kernel);
+      const Result<Pfn> r = pages_.alloc_pages(kBaseGfp, 0, cpu, phys::FrameKind::Kernel);
       if (!r.ok()) {
-        for (const Pfn p : vm.blocks) machine_.free_pages(p, 0, cpu);
+        for (const Pfn p : vm.blocks) pages_.free_pages(p, 0, cpu);
         return -ENOMEM;
       }
       vm.blocks.push_back(r.value);
@@ -150,11 +150,11 @@ int ExecmemCache::populate(std::uint64_t pages, CpuId cpu) {
   int err = 0;
   if (vm.huge) {
     for (const Pfn b : vm.blocks) {
-      if (err == 0) err = machine_.dmap().set_memory_rox(b, kPagesPer2M, cpu);
+      if (err == 0) err = dmap_.set_memory_rox(b, kPagesPer2M, cpu);
     }
   } else {
     for_each_run(vm.blocks, [&](Pfn p, Pfn n) {
-      if (err == 0) err = machine_.dmap().set_memory_rox(p, n, cpu);
+      if (err == 0) err = dmap_.set_memory_rox(p, n, cpu);
     });
   }
   vms_.emplace(start, std::move(vm));
@@ -177,20 +177,19 @@ void ExecmemCache::release(std::uint64_t start, CpuId cpu) {
   // NX on the direct-map alias ("Directmap always has NX set"); this model's
   // set_memory_rox() did, on the direct map itself, so NX goes back here.
   auto restore = [&](Pfn p, Pfn n) {
-    machine_.dmap().set_direct_map_valid_noflush(p, n, true, cpu);
-    if ((machine_.dmap().lookup(p).flags & directmap::_PAGE_NX) == 0) {
-      machine_.dmap().set_memory_nx(p, n, cpu);
+    dmap_.set_direct_map_valid_noflush(p, n, true, cpu);
+    if ((dmap_.lookup(p).flags & directmap::_PAGE_NX) == 0) {
+      dmap_.set_memory_nx(p, n, cpu);
     }
-    machine_.restored(p, n, cpu);
   };
   if (vm.huge) {
     for (const Pfn b : vm.blocks) {
       restore(b, kPagesPer2M);
-      machine_.free_pages(b, kHpagePmdOrder, cpu);
+      pages_.free_pages(b, kHpagePmdOrder, cpu);
     }
   } else {
     for_each_run(vm.blocks, restore);
-    for (const Pfn p : vm.blocks) machine_.free_pages(p, 0, cpu);
+    for (const Pfn p : vm.blocks) pages_.free_pages(p, 0, cpu);
   }
   vms_.erase(it);
   ++stats_.releases;
@@ -251,8 +250,8 @@ std::vector<std::string> ExecmemCache::check() const {
   auto bad = [&](std::string s) {
     if (v.size() < 32) v.push_back("execmem: " + std::move(s));
   };
-  const phys::PhysMem& ph = machine_.phys();
-  const directmap::DirectMap& dm = machine_.dmap();
+  const phys::PhysMem& ph = phys_;
+  const directmap::DirectMap& dm = dmap_;
   std::uint64_t vm_pages = 0;
   std::uint64_t prev_end = 0;
   for (const auto& [start, vm] : vms_) {

@@ -1,12 +1,4 @@
-// users/: the kernel's other users of pages whose direct-map entries change:
-// the execmem ROX cache (execmem.hpp) and guest_memfd with NO_DIRECT_MAP
-// (guest_memfd.hpp). memfd_secret and MAP_EXCLUSIVE live in mm/, and
-// write-protected page tables in policy/ (Policy::alloc_wp_table()).
-// Owns: each user's own bookkeeping (the cache's areas, the guest_memfd files
-// and their folios). Must not touch: frame states, free lists or direct-map
-// entries except through Machine, phys::PhysMem, directmap::DirectMap and the
-// machine's policy, as the kernel code it mirrors does.
-//
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // execmem.hpp: the ROX cache of mm/execmem.c (x86-64 since Linux 6.15, "x86/
 // module: use large ROX pages for text allocations" and "execmem: add support
 // for cache of large ROX pages", Mike Rapoport): module and BPF text comes
@@ -26,10 +18,10 @@
 //   releases every free area that is 2 MiB aligned and a multiple of 2 MiB:
 //   set_direct_map_valid_noflush(true) on its pages, then vfree().
 //
-// The pages come straight from Machine::alloc_pages() and not from the policy
-// for unmapped pages: upstream execmem takes them from vmalloc, which takes
-// them from the page allocator, and they stay present (read-only) in the
-// direct map.
+// The pages come straight from the page source (the machine's alloc_pages())
+// and not from the policy for unmapped pages: upstream execmem takes them
+// from vmalloc, which takes them from the page allocator, and they stay
+// present (read-only) in the direct map.
 #pragma once
 
 #include <cstdint>
@@ -37,11 +29,10 @@
 #include <string>
 #include <vector>
 
+#include "model/directmap/directmap.hpp"
+#include "model/phys/page_source.hpp"
+#include "model/phys/physmem.hpp"
 #include "model/types.hpp"
-
-namespace exmem::model {
-class Machine;
-}
 
 namespace exmem::model::users {
 
@@ -61,7 +52,9 @@ struct ExecmemStats {
 
 class ExecmemCache {
  public:
-  explicit ExecmemCache(Machine& machine);
+  // Pages come from and go back to `pages`; dmap is where they turn ROX and
+  // back; phys is read by check().
+  ExecmemCache(phys::PageSource& pages, directmap::DirectMap& dmap, const phys::PhysMem& phys);
   ExecmemCache(const ExecmemCache&) = delete;
   ExecmemCache& operator=(const ExecmemCache&) = delete;
 
@@ -98,7 +91,9 @@ class ExecmemCache {
   void add_free(std::uint64_t start, std::uint64_t pages);
   [[nodiscard]] std::uint64_t find_vmap_area(std::uint64_t pages) const;
 
-  Machine& machine_;
+  phys::PageSource& pages_;
+  directmap::DirectMap& dmap_;
+  const phys::PhysMem& phys_;
   // Addresses in pages from kModulesVaddr.
   std::map<std::uint64_t, Vm> vms_;                  // start -> vm area
   std::map<std::uint64_t, std::uint64_t> free_;      // execmem_cache.free_areas: start -> pages

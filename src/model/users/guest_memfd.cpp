@@ -1,4 +1,4 @@
-// users/: other users of unmapped pages (see execmem.hpp for what the folder owns).
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // guest_memfd.cpp: guest_memfd files and their folios.
 #include "model/users/guest_memfd.hpp"
 
@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "model/machine.hpp"
 #include "model/mm/page_index.hpp"
 
 namespace exmem::model::users {
@@ -26,7 +25,9 @@ struct GuestMemfd::File {
   [[nodiscard]] bool no_direct_map() const { return (flags & kGUEST_MEMFD_FLAG_NO_DIRECT_MAP) != 0; }
 };
 
-GuestMemfd::GuestMemfd(Machine& machine) : machine_(machine) {}
+GuestMemfd::GuestMemfd(policy::Policy& policy, phys::PageSource& pages, const phys::PhysMem& phys,
+                       const directmap::DirectMap& dmap)
+    : policy_(policy), pages_(pages), phys_(phys), dmap_(dmap) {}
 GuestMemfd::~GuestMemfd() = default;
 
 GuestMemfd::File* GuestMemfd::file_of(std::uint32_t file) {
@@ -75,10 +76,10 @@ mm::VmFault GuestMemfd::fault(std::uint32_t file, std::uint64_t index, CpuId cpu
   }
   Result<Pfn> page;
   if (f->no_direct_map()) {
-    page = machine_.policy().alloc_secret_page(machine_, cpu, {policy::OwnerKind::GuestMemfd, file});
+    page = policy_.alloc_secret_page(cpu, {policy::OwnerKind::GuestMemfd, file});
   } else {
     // filemap_alloc_folio() with the mapping's GFP_HIGHUSER (guest_memfd is unmovable)
-    page = machine_.alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::User);
+    page = pages_.alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, 0, cpu, phys::FrameKind::User);
   }
   if (!page.ok()) {
     if (page.err == -ENOMEM) {
@@ -104,17 +105,17 @@ int GuestMemfd::release(std::uint32_t file, CpuId cpu) {
     (void)index;
     if (f->no_direct_map()) {
       // folio_restore_direct_map(), then the folio is freed: the policy does both.
-      machine_.policy().free_secret_page(machine_, pfn, cpu, owner);
+      policy_.free_secret_page(pfn, cpu, owner);
       --unmapped_pages_;
     } else {
-      machine_.free_pages(pfn, 0, cpu);
+      pages_.free_pages(pfn, 0, cpu);
       --mapped_pages_;
     }
     ++stats_.folios_freed;
   }
   const bool no_direct_map = f->no_direct_map();
   files_[file] = std::make_unique<File>();
-  if (no_direct_map) machine_.policy().release_file(machine_, owner, cpu);
+  if (no_direct_map) policy_.release_file(owner, cpu);
   free_ids_.push_back(file);
   --live_files_;
   ++stats_.files_released;
@@ -146,8 +147,8 @@ std::vector<std::string> GuestMemfd::check() const {
   auto bad = [&](std::string s) {
     if (v.size() < 32) v.push_back("guest_memfd: " + std::move(s));
   };
-  const phys::PhysMem& ph = machine_.phys();
-  const directmap::DirectMap& dm = machine_.dmap();
+  const phys::PhysMem& ph = phys_;
+  const directmap::DirectMap& dm = dmap_;
   std::uint64_t live = 0;
   std::uint64_t unmapped = 0;
   std::uint64_t mapped = 0;

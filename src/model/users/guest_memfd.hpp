@@ -1,4 +1,4 @@
-// users/: other users of unmapped pages (see execmem.hpp for what the folder owns).
+// users/: other users of unmapped pages (see README.md for what the folder owns).
 // guest_memfd.hpp: KVM guest memory in guest_memfd files
 // (virt/kvm/guest_memfd.c), with GUEST_MEMFD_FLAG_NO_DIRECT_MAP from "KVM:
 // guest_memfd: Add flag to remove from direct map" (Patrick Roy, 2025-2026,
@@ -23,12 +23,12 @@
 #include <string>
 #include <vector>
 
+#include "model/directmap/directmap.hpp"
 #include "model/mm/mm.hpp"
+#include "model/phys/page_source.hpp"
+#include "model/phys/physmem.hpp"
+#include "model/policy/policy.hpp"
 #include "model/types.hpp"
-
-namespace exmem::model {
-class Machine;
-}
 
 namespace exmem::model::users {
 
@@ -49,7 +49,10 @@ struct GuestMemfdStats {
 
 class GuestMemfd {
  public:
-  explicit GuestMemfd(Machine& machine);
+  // Folios come from policy (NO_DIRECT_MAP) or from `pages`; phys and dmap
+  // are read by check().
+  GuestMemfd(policy::Policy& policy, phys::PageSource& pages, const phys::PhysMem& phys,
+             const directmap::DirectMap& dmap);
   ~GuestMemfd();
   GuestMemfd(const GuestMemfd&) = delete;
   GuestMemfd& operator=(const GuestMemfd&) = delete;
@@ -87,7 +90,10 @@ class GuestMemfd {
   File* file_of(std::uint32_t file);
   [[nodiscard]] const File* file_of(std::uint32_t file) const;
 
-  Machine& machine_;
+  policy::Policy& policy_;
+  phys::PageSource& pages_;
+  const phys::PhysMem& phys_;
+  const directmap::DirectMap& dmap_;
   std::vector<std::unique_ptr<File>> files_;  // index = id
   std::vector<std::uint32_t> free_ids_;
   std::uint64_t live_files_ = 0;

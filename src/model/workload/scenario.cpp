@@ -1,4 +1,4 @@
-// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// workload/: what drives the model (see README.md for what the folder owns).
 // scenario.cpp: reading scenario files with toml++, every key checked.
 #include "model/workload/scenario.hpp"
 

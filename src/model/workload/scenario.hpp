@@ -1,4 +1,4 @@
-// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// workload/: what drives the model (see README.md for what the folder owns).
 // scenario.hpp: scenario files. A scenario is one situation to model, written
 // in TOML (scenarios/*.toml): the machine (RAM, PCI hole, CPUs, direct_gbpages,
 // TLB preset, collapse mode, secretmem= area), the workload mix built from the

@@ -1,4 +1,4 @@
-// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// workload/: what drives the model (see README.md for what the folder owns).
 // synthetic.cpp: the built-in synthetic workload.
 #include "model/workload/synthetic.hpp"
 
@@ -308,7 +308,7 @@ void SyntheticWorkload::user_step() {
     // A PTE table per 512 base pages (a THP is mapped by a PMD: no PTE table).
     if (config_.wp_page_tables && order == 0 && ++st_->user_base_pages == kPtrsPerTable) {
       st_->user_base_pages = 0;
-      const Result<Pfn> t = machine_.policy().alloc_wp_table(machine_, cpu);
+      const Result<Pfn> t = machine_.policy().alloc_wp_table(cpu);
       if (t.ok()) {
         st_->wp_tables.push_back(t.value);
         ++result_.wp_tables_allocated;
@@ -327,7 +327,7 @@ void SyntheticWorkload::user_step() {
   // Tables go when the memory they map has gone: one per 512 base pages freed.
   if (config_.wp_page_tables && b.order == 0 && !st_->wp_tables.empty() &&
       st_->wp_tables.size() * kPtrsPerTable > st_->user.size()) {
-    machine_.policy().free_wp_table(machine_, st_->wp_tables.back(), cpu);
+    machine_.policy().free_wp_table(st_->wp_tables.back(), cpu);
     st_->wp_tables.pop_back();
     ++result_.wp_tables_freed;
   }

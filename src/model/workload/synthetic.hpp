@@ -1,9 +1,4 @@
-// workload/: what drives the model: the built-in synthetic workload (and,
-// later, kmem trace readers and scenario files).
-// Owns: the workload's own bookkeeping (its processes, its live allocations,
-// its random stream). Must not touch: model state except through the public
-// calls of Machine, phys::PhysMem and mm::Mm, as a kernel caller would.
-//
+// workload/: what drives the model (see README.md for what the folder owns).
 // synthetic.hpp: secret churn by many processes (memfd_secret, ftruncate, mmap,
 // faults, fork, fd passing, exit) mixed with ordinary kernel allocations
 // (GFP_KERNEL orders 0-3, some reclaimable) and user allocations

@@ -1,4 +1,4 @@
-// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// workload/: what drives the model (see README.md for what the folder owns).
 // trace_calibration.cpp: a recorded trace's real direct-map deltas against the
 // model's direct map at the same pfns.
 #include "model/workload/trace_calibration.hpp"

@@ -1,4 +1,4 @@
-// workload/: what drives the model (see synthetic.hpp for what the folder owns).
+// workload/: what drives the model (see README.md for what the folder owns).
 // trace_calibration.hpp: a recorded trace against the real kernel.
 //
 // `exmem trace record` writes the real kernel's direct-map counters before
