@@ -22,7 +22,7 @@ namespace exmem::model::workload {
 namespace {
 
 std::filesystem::path scenarios_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "scenarios";
+  return std::filesystem::path(EXMEM_SCENARIOS_DIR);
 }
 
 std::string slurp(const std::filesystem::path& p) {
