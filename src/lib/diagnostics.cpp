@@ -10,6 +10,7 @@
 
 #include "error.hpp"
 #include "pal/pal.hpp"
+#include "host/secret.hpp"
 
 namespace exmem::diagnostics {
 
@@ -91,24 +92,13 @@ int mapping_failed(const backend::Failure& f, size_t len, size_t charged) {
   return detail::set_error(EXMEM_E_SYSTEM, "a system call failed: %s", std::strerror(e));
 }
 
+// The same sentence `exmem probe` gives (src/host): the kernel's release,
+// secretmem.enable on the command line and in /sys/module, seccomp.
 const char* why_unavailable(int e) {
-  switch (e) {
-    case 0:
-      return "available";
-    case ENOSYS:
-      return "the kernel does not offer memfd_secret (older than 5.14, built without CONFIG_SECRETMEM, or booted "
-             "with secretmem.enable=0)";
-    case EPERM:
-    case EACCES:
-      return "memfd_secret is blocked for this process (seccomp or a security module)";
-    case EMFILE:
-    case ENFILE:
-      return "no file descriptor is free";
-    case ENOMEM:
-      return "the kernel is out of memory";
-    default:
-      return "memfd_secret failed";
-  }
+  if (e == 0) return "available";
+  thread_local char why[768];
+  host::why_secret_unavailable(e, why, sizeof why);
+  return why;
 }
 
 int secret_required(int e) {

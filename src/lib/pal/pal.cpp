@@ -12,9 +12,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#ifndef SYS_memfd_secret
-#define SYS_memfd_secret 447
-#endif
+#include "host/secret.hpp"
 
 // The test build fails the calls it is told to; the shipped one never asks.
 #ifdef EXMEM_FAULT_INJECTION
@@ -28,7 +26,7 @@ namespace exmem::pal {
 
 int memfd_secret(unsigned flags) {
   if (EXMEM_INJECTED(memfd_secret)) return -1;
-  return static_cast<int>(::syscall(SYS_memfd_secret, flags));
+  return static_cast<int>(::syscall(host::kSysMemfdSecret, flags));
 }
 int memfd_create(const char* name, unsigned flags) {
   if (EXMEM_INJECTED(memfd_create)) return -1;
