@@ -14,41 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "command.hpp"
+
 namespace {
 
-struct CommandResult {
-  int status = -1;
-  std::string out;
-};
-
-CommandResult run(const std::string& args, bool with_stderr) {
-  CommandResult r;
-  const std::string cmd = std::string(EXMEM_BIN) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-class TempScenario {
- public:
-  TempScenario(const std::string& name, const std::string& text)
-      : path_((std::filesystem::temp_directory_path() /
-               ("exmem-sim-options-" + std::to_string(getpid()) + "-" + name + ".toml"))
-                  .string()) {
-    std::ofstream(path_, std::ios::binary) << text;
-  }
-  ~TempScenario() { std::filesystem::remove(path_); }
-  TempScenario(const TempScenario&) = delete;
-  TempScenario& operator=(const TempScenario&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using exmem::cli_test::CommandResult;
+using exmem::cli_test::run;
+using exmem::cli_test::TempFile;
 
 // The command fails with status 2 and one line "exmem sim: <message>".
 std::string error_of(const std::string& args) {
@@ -63,7 +35,7 @@ void expect_contains(const std::string& text, const std::vector<std::string>& pa
 }
 
 TEST(SimOptions, ASmallerRamThanTheScenarioGuestsNeedIsAnErrorNamingTheOption) {
-  TempScenario f("guests", "[machine]\nram = \"8GiB\"\n[workload]\nevents = 100\n[guests]\nshare = 0.1\ncount = 4\n"
+  TempFile f("options-guests.toml", "[machine]\nram = \"8GiB\"\n[workload]\nevents = 100\n[guests]\nshare = 0.1\ncount = 4\n"
                            "size = \"1GiB\"\n");
   ASSERT_EQ(run("sim --scenario " + f.path() + " --policy upstream --json", false).status, 0);
   expect_contains(error_of("--scenario " + f.path() + " --ram 3GiB"),
@@ -76,7 +48,7 @@ TEST(SimOptions, ARamTheMachineCannotBootWithIsAnErrorNamingTheOption) {
 }
 
 TEST(SimOptions, ARamBelowTwiceTheScenarioCmaIsAnErrorNamingTheOptionAndTheKey) {
-  TempScenario f("cma", "[machine]\nram = \"8GiB\"\ncma = \"1GiB\"\n[run]\npolicies = [\"secretmem-pool-reserve\"]\n");
+  TempFile f("options-cma.toml", "[machine]\nram = \"8GiB\"\ncma = \"1GiB\"\n[run]\npolicies = [\"secretmem-pool-reserve\"]\n");
   expect_contains(error_of("--scenario " + f.path() + " --ram 1100MiB --events 10"),
                   {"--ram \"1100MiB\": [machine] cma: expected at most half the RAM (550 MiB), got 1 GiB"});
 }
@@ -91,7 +63,7 @@ TEST(SimOptions, APolicyWhoseAreaDoesNotFitIsAnErrorNamingTheOption) {
 }
 
 TEST(SimOptions, TheScenarioSecretmemAreaIsCheckedAgainstTheRamGiven) {
-  TempScenario f("smem", "[machine]\nram = \"8GiB\"\nsecretmem = \"3GiB\"\n[workload]\nevents = 100\n");
+  TempFile f("options-smem.toml", "[machine]\nram = \"8GiB\"\nsecretmem = \"3GiB\"\n[workload]\nevents = 100\n");
   expect_contains(error_of("--scenario " + f.path() + " --ram 4GiB"),
                   {"--ram \"4GiB\": [machine] secretmem: expected at most half the RAM (2 GiB), got 3 GiB"});
   expect_contains(error_of("--ram 4GiB --secretmem 3GiB"),
@@ -147,7 +119,7 @@ TEST(SimOptions, OptionsSetTheSettingsOfTheSameName) {
 }
 
 TEST(SimOptions, EventsReplaceAScenarioDurationInSeconds) {
-  TempScenario f("seconds", "[workload]\nseconds = 2\nevents_per_second = 50\n[run]\npolicies = [\"upstream\"]\n");
+  TempFile f("options-seconds.toml", "[workload]\nseconds = 2\nevents_per_second = 50\n[run]\npolicies = [\"upstream\"]\n");
   const CommandResult file = run("sim --scenario " + f.path() + " --ram 1GiB --json", false);
   ASSERT_EQ(file.status, 0) << file.out;
   EXPECT_EQ(nlohmann::json::parse(file.out)["workload"]["events"], 100);

@@ -14,24 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "command.hpp"
+
 namespace {
 
-struct CommandResult {
-  int status = -1;
-  std::string out;
-};
-
-CommandResult run(const std::string& args, bool with_stderr) {
-  CommandResult r;
-  std::string cmd = std::string(EXMEM_BIN) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+using exmem::cli_test::CommandResult;
+using exmem::cli_test::run;
+using exmem::cli_test::TempFile;
 
 TEST(SimCommand, PolicyAllReportsEveryPolicyOnTheSameWorkloadWithTlbCost) {
   CommandResult r = run("sim --ram 4GiB --events 20000 --seed 7 --policy all --json", false);
@@ -102,22 +91,6 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-// A file in the test's temporary folder, removed at the end.
-class TempFile {
- public:
-  TempFile(const std::string& name, const std::string& text)
-      : path_((std::filesystem::temp_directory_path() / ("exmem-sim-" + std::to_string(getpid()) + "-" + name))
-                  .string()) {
-    std::ofstream(path_, std::ios::binary) << text;
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 const std::string kSmallTrace = std::string(EXMEM_SOURCE_DIR) + "/tests/data/small.trace";
 
