@@ -80,13 +80,16 @@ void write_file(const std::string& path, const std::string& value) {
 // Values from /proc/meminfo and /proc/vmstat for the calibration lines.
 std::string counters_line() {
   const host::DirectMapCounters d = host::read_direct_map();
-  const std::pair<const char*, const std::optional<std::uint64_t>&> fields[] = {
-      {"DirectMap4k_kB", d.dm4k_kb},          {"DirectMap2M_kB", d.dm2m_kb},
-      {"DirectMap1G_kB", d.dm1g_kb},          {"level2_splits", d.level2_splits},
-      {"level3_splits", d.level3_splits},     {"level2_collapses", d.level2_collapses},
-      {"level3_collapses", d.level3_collapses}};
+  namespace key = trace_format::trace_counter;
+  const std::pair<std::string_view, const std::optional<std::uint64_t>&> fields[] = {
+      {key::kDirectMap4k, d.dm4k_kb},         {key::kDirectMap2M, d.dm2m_kb},
+      {key::kDirectMap1G, d.dm1g_kb},         {key::kLevel2Splits, d.level2_splits},
+      {key::kLevel3Splits, d.level3_splits},  {key::kLevel2Collapses, d.level2_collapses},
+      {key::kLevel3Collapses, d.level3_collapses}};
   std::string line;
-  for (const auto& [k, v] : fields) line += v ? fmt::format(" {}={}", k, *v) : fmt::format(" {}=absent", k);
+  for (const auto& [k, v] : fields) {
+    line += v ? fmt::format(" {}={}", k, *v) : fmt::format(" {}={}", k, key::kAbsent);
+  }
   return line;
 }
 
