@@ -93,7 +93,6 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
   guest_memfd_ = std::make_unique<users::GuestMemfd>(*policy_, pages, *phys_, *dmap_);
   dmap_->set_running();  // system_state = SYSTEM_RUNNING
   if (config_.collapse == CollapseMode::OnRestore) dmap_->set_restore_observer(this);
-  policy_->attach(*this);
 }
 
 Result<Pfn> Machine::alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) {

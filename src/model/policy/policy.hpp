@@ -7,8 +7,8 @@
 // Owns: the policy interface, the registry and each policy's private state
 // (pools, reservations). Must not touch: frame states, free lists or direct-map
 // entries except through the PolicyContext it is bound to at boot (phys::PhysMem,
-// directmap::DirectMap, the flush log and the page source); the Machine only
-// in attach(), to read its settings.
+// directmap::DirectMap, the flush log and the page source); its settings come
+// through configure(), never from the Machine.
 #pragma once
 
 #include <compare>
@@ -27,11 +27,6 @@
 #include "model/phys/page_source.hpp"
 #include "model/phys/physmem.hpp"
 #include "model/types.hpp"
-
-namespace exmem::model {
-class Machine;
-struct MachineConfig;
-}
 
 namespace exmem::model::policy {
 
@@ -145,8 +140,6 @@ class Policy {
   virtual void free_wp_table(Pfn pfn, CpuId cpu);
   // Before boot: the values of the parameters the policy declares (PolicyInfo::params).
   virtual void configure(const Params& params) { (void)params; }
-  // Called once the machine has booted, after bind().
-  virtual void attach(Machine& machine) { (void)machine; }
   // __free_pages() of a block by any kernel user: a policy that marked the
   // block's pageblock (pte-mapped, MIGRATE_UNMAPPED, unmapped freetype) takes
   // the pages into its own lists and returns true; false: the buddy gets them.

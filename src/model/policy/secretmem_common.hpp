@@ -7,7 +7,6 @@
 
 #include <algorithm>
 
-#include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 #include "model/policy/pool.hpp"
 
