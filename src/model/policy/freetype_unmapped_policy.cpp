@@ -37,7 +37,6 @@ constexpr unsigned kNrFreetypes = phys::MIGRATE_PCPTYPES * 2;
 
 class FreetypeUnmappedPolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "freetype-unmapped"; }
 
   Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     Pfn p = take_unmapped();

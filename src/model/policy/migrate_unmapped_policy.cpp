@@ -30,7 +30,6 @@ namespace {
 
 class MigrateUnmappedPolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "migrate-unmapped"; }
 
   Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     if (lists_.empty()) {

@@ -104,9 +104,8 @@ class Policy {
   // Before any other call.
   void bind(const PolicyContext& context) { context_.emplace(context); }
   // The name the policy is registered under (PolicyInfo::name), given by the
-  // registry to every policy it makes. (A policy that still spells its name
-  // itself must spell it the same: Registry::add() checks.)
-  [[nodiscard]] virtual std::string_view name() const { return name_; }
+  // registry to every policy it makes: each policy spells its name once.
+  [[nodiscard]] std::string_view name() const { return name_; }
   // The fault path of every user of unmapped pages (secretmem_fault(), the
   // MAP_EXCLUSIVE populate, kvm_gmem_get_pfn() with NO_DIRECT_MAP): one zeroed
   // order-0 page for `owner` that is no longer in the direct map and whose

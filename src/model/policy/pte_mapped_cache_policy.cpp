@@ -31,7 +31,6 @@ constexpr std::uint64_t kKeepCached = kPageblockNrPages;
 
 class PteMappedCachePolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "pte-mapped-cache"; }
 
   Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     if (cache_.empty()) {

@@ -19,7 +19,6 @@ namespace {
 
 class UnmappedAllocPolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "unmapped-alloc"; }
 
   Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
     if (cache_.empty()) {

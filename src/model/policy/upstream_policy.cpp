@@ -17,7 +17,6 @@ namespace {
 
 class UpstreamPolicy final : public Policy {
  public:
-  [[nodiscard]] std::string_view name() const override { return "upstream"; }
 
   // mirrors the allocation half of secretmem_fault()
   Result<Pfn> alloc_secret_page(CpuId cpu, Owner /*owner*/) override {
