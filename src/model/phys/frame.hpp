@@ -27,10 +27,12 @@ enum class FrameKind : std::uint8_t {
                     // MAP_EXCLUSIVE mapping's, a NO_DIRECT_MAP guest_memfd's
   Unmapped = 9,     // free page a policy keeps out of the direct map (a pool)
   CmaAllocated = 10,  // handed out by cma_alloc()
+  PageCache = 11,   // a clean page-cache page on the file LRU: movable and reclaimable
   FreeHead = 16,    // first frame of a free buddy block; + order (16..26)
 };
 inline constexpr std::uint8_t kFreeHeadBase = static_cast<std::uint8_t>(FrameKind::FreeHead);
-inline constexpr std::uint8_t kNumAllocatedKinds = 11;
+inline constexpr std::uint8_t kNumAllocatedKinds = 12;
+inline constexpr FrameKind kLastKind = FrameKind::PageCache;  // the highest allocated kind
 
 inline constexpr std::uint8_t free_head_byte(unsigned order) {
   return static_cast<std::uint8_t>(kFreeHeadBase + order);
@@ -40,7 +42,12 @@ inline constexpr unsigned free_head_order(std::uint8_t b) { return b - kFreeHead
 inline constexpr bool is_allocated_kind(FrameKind k) {
   return k == FrameKind::Kernel || k == FrameKind::Reclaimable || k == FrameKind::User ||
          k == FrameKind::PageTable || k == FrameKind::Secret || k == FrameKind::Unmapped ||
-         k == FrameKind::CmaAllocated;
+         k == FrameKind::CmaAllocated || k == FrameKind::PageCache;
+}
+// Pages compaction and alloc_contig_range() may migrate (MIGRATE_MOVABLE
+// allocations on the LRU): anonymous and page-cache pages.
+inline constexpr bool is_movable_kind(FrameKind k) {
+  return k == FrameKind::User || k == FrameKind::PageCache;
 }
 
 std::string_view frame_kind_name(std::uint8_t b);

@@ -814,7 +814,7 @@ std::vector<std::string> PhysMem::check() const {
       continue;
     }
     if (!is_free_head(b)) {
-      if (b > static_cast<std::uint8_t>(FrameKind::CmaAllocated)) {
+      if (b > static_cast<std::uint8_t>(kLastKind)) {
         bad(fmt::format("pfn {:#x}: invalid state byte {}", p, b));
       } else if (b == static_cast<std::uint8_t>(FrameKind::CmaAllocated) && !cma_bitmap_test(p)) {
         bad(fmt::format("pfn {:#x}: cma-allocated but {}", p,
@@ -946,7 +946,7 @@ std::vector<std::string> PhysMem::check() const {
   // Owners' counts match the frames; managed pages are all accounted for.
   std::uint64_t allocated = 0;
   for (unsigned k = static_cast<unsigned>(FrameKind::Kernel);
-       k <= static_cast<unsigned>(FrameKind::CmaAllocated); ++k) {
+       k <= static_cast<unsigned>(kLastKind); ++k) {
     if (byte_count[k] != kind_pages_[k]) {
       bad(fmt::format("{} frames marked {} but {} accounted", byte_count[k],
                       frame_kind_name(static_cast<std::uint8_t>(k)), kind_pages_[k]));
@@ -992,7 +992,7 @@ std::string_view frame_kind_name(std::uint8_t b) {
   if (is_free_head(b)) return "free";
   static constexpr std::array<std::string_view, kNumAllocatedKinds> kNames{
       "free-tail", "reserved", "hole", "pcp", "kernel", "reclaimable", "user",
-      "page-table", "secret", "unmapped", "cma-allocated"};
+      "page-table", "secret", "unmapped", "cma-allocated", "page-cache"};
   return b < kNames.size() ? kNames[b] : "invalid";
 }
 

@@ -19,6 +19,7 @@
 #include "model/phys/free_list.hpp"
 #include "model/phys/gfp.hpp"
 #include "model/phys/migratetype.hpp"
+#include "model/phys/page_owners.hpp"
 #include "model/phys/zone.hpp"
 #include "model/types.hpp"
 
@@ -96,6 +97,9 @@ class PhysMem {
   int free_pages(Pfn pfn, unsigned order, CpuId cpu);
   // mirrors drain_all_pages(NULL)
   void drain_all_pages();
+  // Who the slow path reclaims from, migrates with and kills through (see
+  // page_owners.hpp); nullptr (the default): no one.
+  void set_page_owners(PageOwners* owners) { owners_ = owners; }
   // Re-tags an allocated block (e.g. a pool page handed out as a secret page).
   void set_kind(Pfn pfn, unsigned order, FrameKind kind);
 
@@ -233,6 +237,7 @@ class PhysMem {
   Zone& zone_for(Pfn pfn) { return zones_[zone_of(pfn)]; }
 
   PhysConfig config_;
+  PageOwners* owners_ = nullptr;
   ZeroedBytes frames_;                    // one state byte per frame
   std::vector<std::uint8_t> pageblocks_;  // migratetype per pageblock
   FreeListStore lists_;
