@@ -15,17 +15,20 @@ std::string_view collapse_mode_name(CollapseMode m) {
     case CollapseMode::RoxOnly: return "rox-only";
     case CollapseMode::OnRestore: return "on-restore";
     case CollapseMode::Scanner: return "scanner";
+    case CollapseMode::OnRestoreGd: return "on-restore-gd";
+    case CollapseMode::ScannerGd: return "scanner-gd";
   }
   return "?";
 }
 
 std::vector<std::string> collapse_mode_names() {
-  return {"none", "rox-only", "on-restore", "scanner"};
+  return {"none", "rox-only", "on-restore", "scanner", "on-restore-gd", "scanner-gd"};
 }
 
 CollapseMode parse_collapse_mode(std::string_view name) {
   for (const CollapseMode m : {CollapseMode::None, CollapseMode::RoxOnly, CollapseMode::OnRestore,
-                               CollapseMode::Scanner}) {
+                               CollapseMode::Scanner, CollapseMode::OnRestoreGd,
+                               CollapseMode::ScannerGd}) {
     if (collapse_mode_name(m) == name) return m;
   }
   throw std::invalid_argument(fmt::format("unknown collapse mode '{}': known modes are {}", name,
@@ -92,7 +95,12 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
   execmem_ = std::make_unique<users::ExecmemCache>(pages, *dmap_, *phys_);
   guest_memfd_ = std::make_unique<users::GuestMemfd>(*policy_, pages, *phys_, *dmap_);
   dmap_->set_running();  // system_state = SYSTEM_RUNNING
-  if (config_.collapse == CollapseMode::OnRestore) dmap_->set_restore_observer(this);
+  const CollapseMode mode = config_.collapse;
+  dmap_->set_collapse_enabled(mode != CollapseMode::None);
+  dmap_->set_restore_global_dirty(mode == CollapseMode::OnRestoreGd || mode == CollapseMode::ScannerGd);
+  if (mode == CollapseMode::OnRestore || mode == CollapseMode::OnRestoreGd) {
+    dmap_->set_restore_observer(this);
+  }
 }
 
 Result<Pfn> Machine::alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) {
@@ -123,7 +131,7 @@ void Machine::on_restored(Pfn pfn, Pfn n, CpuId cpu) {
 }
 
 void Machine::scan_tick(CpuId cpu) {
-  if (config_.collapse != CollapseMode::Scanner) return;
+  if (config_.collapse != CollapseMode::Scanner && config_.collapse != CollapseMode::ScannerGd) return;
   const Pfn end = phys_->nr_frames();
   if (end < kPagesPer2M) return;
   const std::uint64_t full_before = flushes_.counters().full_flushes;

@@ -30,11 +30,28 @@
 namespace exmem::model {
 
 // How the direct map gets its large leaves back (`exmem sim --collapse`).
+// Every collapse follows collapse_pmd_page()/collapse_pud_page(): all 512
+// entries with identical flags, _PAGE_GLOBAL and _PAGE_DIRTY included. In an
+// upstream kernel (6.18) three things stand between the model's on-restore and
+// scanner modes and a collapse: (1) no kernel path calls the collapse for a
+// restored direct-map range or from a scan (CPA_COLLAPSE is set only by
+// set_memory_rox(), which walks its primary range); (2) __set_pages_p(), behind
+// set_direct_map_default/valid_noflush(), sets only PRESENT|RW, so a secret
+// page comes back without _PAGE_GLOBAL (__set_pages_np() lost it through
+// pgprot_clear_protnone_bits()) and its 2 MiB region is refused; (3)
+// set_memory_rw() sets only RW after set_memory_ro() cleared RW|DIRTY, so a
+// write-protected page table given back lacks _PAGE_DIRTY (until the CPU sets
+// it on a write through the direct map, which the model does not simulate).
+// on-restore and scanner model (1) only: they are refused where (2) or (3)
+// apply (DirectMapCounters::refused_2m/refused_1g say why). The -gd modes
+// also model (2) and (3) changed: restore paths put G and D back.
 enum class CollapseMode : std::uint8_t {
-  None,       // never collapse
-  RoxOnly,    // upstream since 6.15: only set_memory_rox() asks (CPA_COLLAPSE)
-  OnRestore,  // after a page is restored, collapse the 2 MiB (and 1 GiB) around it
-  Scanner,    // a khugepaged-like scan of the direct map, scan_rate regions per step
+  None,         // never collapse, on any path (set_memory_rox() and policies too)
+  RoxOnly,      // upstream since 6.15: only set_memory_rox() asks (CPA_COLLAPSE)
+  OnRestore,    // hypothetical: after a range is restored, collapse the 2 MiB (and 1 GiB) around it
+  Scanner,      // hypothetical: a khugepaged-like scan of the direct map, scan_rate regions per step
+  OnRestoreGd,  // on-restore in a kernel whose __set_pages_p()/set_memory_rw() restore G and D
+  ScannerGd,    // scanner in such a kernel
 };
 std::string_view collapse_mode_name(CollapseMode m);
 // std::invalid_argument naming the known modes for an unknown name.
@@ -101,8 +118,8 @@ class Machine final : public phys::PageSource,
   // free lets the policy take pages of pageblocks it marked (Policy::on_free).
   Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) override;
   void free_pages(Pfn pfn, unsigned order, CpuId cpu) override;
-  // One step of background work: the scanner mode looks at scan_rate 2 MiB
-  // regions of the direct map and collapses the uniform ones.
+  // One step of background work: the scanner modes look at scan_rate 2 MiB
+  // regions of the direct map and collapse those collapse_pmd_page() accepts.
   void scan_tick(CpuId cpu);
   struct CollapseStats {
     std::uint64_t attempts = 0;   // regions looked at
@@ -124,9 +141,9 @@ class Machine final : public phys::PageSource,
  private:
   Result<Pfn> alloc_table_page(CpuId cpu) override;
   void free_table_page(Pfn pfn, CpuId cpu) override;
-  // Collapse mode on-restore: [pfn, pfn + n) is back in the direct map (the
-  // direct map tells, whoever restored it), so the 2 MiB regions around it,
-  // and their GiB, collapse when uniform.
+  // Collapse modes on-restore(-gd): [pfn, pfn + n) is back in the direct map
+  // (the direct map tells, whoever restored it), so the 2 MiB regions around
+  // it, and their GiB, collapse when collapse_pmd_page() accepts them.
   void on_restored(Pfn pfn, Pfn n, CpuId cpu) override;
 
   MachineConfig config_;

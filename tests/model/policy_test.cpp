@@ -315,21 +315,38 @@ TEST(PteMappedCache, RefillsWithA2MBlockSplitOnceAndPinnedTo4K) {
   EXPECT_SOUND(m);
 }
 
-TEST(PteMappedCache, PteMappedCacheRestoresA2MLeafAfterCompaction) {
-  Machine m(policy_config("pte-mapped-cache"));
-  const Secret s = map_secret(m, 3);
-  for (std::uint64_t i = 0; i < 3; ++i) touch(m, s, i);
-  const Pfn block = m.mm().pagemap(s.pid, s.addr) & ~(kPagesPer2M - 1);
-  EXPECT_EQ(m.mm().exit(s.pid), 0);
-  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M);  // the whole block is cached and free
-  const auto collapses = m.dmap().counters().level2_collapses;
-  EXPECT_EQ(m.policy().shrink(kPagesPer2M, 0), kPagesPer2M);
-  EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pmd2M);
-  EXPECT_TRUE(m.dmap().is_present(block));
-  EXPECT_EQ(m.dmap().counters().level2_collapses - collapses, 1u);
-  EXPECT_EQ(counter(m, "blocks_restored_2m"), 1u);
-  EXPECT_EQ(m.policy().pooled_pages(), 0u);
-  EXPECT_SOUND(m);
+// The cache's pages went through set_direct_map_invalid_noflush() and back
+// through set_direct_map_default_noflush() (__set_pages_p(): PRESENT|RW), so
+// they lack _PAGE_GLOBAL and collapse_pmd_page() refuses the block the policy
+// gives back; in a kernel whose __set_pages_p() restored G (the -gd collapse
+// modes) the block collapses.
+TEST(PteMappedCache, PteMappedCacheRestoresA2MLeafAfterCompactionOnlyWhenGlobalIsRestored) {
+  for (const CollapseMode mode : {CollapseMode::RoxOnly, CollapseMode::OnRestoreGd}) {
+    SCOPED_TRACE(collapse_mode_name(mode));
+    MachineConfig c = policy_config("pte-mapped-cache");
+    c.collapse = mode;
+    Machine m(c);
+    const Secret s = map_secret(m, 3);
+    for (std::uint64_t i = 0; i < 3; ++i) touch(m, s, i);
+    const Pfn block = m.mm().pagemap(s.pid, s.addr) & ~(kPagesPer2M - 1);
+    EXPECT_EQ(m.mm().exit(s.pid), 0);
+    EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M);  // the whole block is cached and free
+    const auto collapses = m.dmap().counters().level2_collapses;
+    const auto refused = m.dmap().counters().refused_2m.global;
+    EXPECT_EQ(m.policy().shrink(kPagesPer2M, 0), kPagesPer2M);
+    EXPECT_TRUE(m.dmap().is_present(block));
+    if (mode == CollapseMode::OnRestoreGd) {
+      EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pmd2M);
+      EXPECT_EQ(m.dmap().counters().level2_collapses - collapses, 1u);
+    } else {
+      EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pte4K);
+      EXPECT_EQ(m.dmap().counters().level2_collapses - collapses, 0u);
+      EXPECT_EQ(m.dmap().counters().refused_2m.global - refused, 1u);
+    }
+    EXPECT_EQ(counter(m, "blocks_restored_2m"), 1u);
+    EXPECT_EQ(m.policy().pooled_pages(), 0u);
+    EXPECT_SOUND(m);
+  }
 }
 
 TEST(PteMappedCache, MarkingSendsAFreedNeighbourToTheCache) {
@@ -574,8 +591,8 @@ TEST(Policies, AllEightAreRegistered) {
 RC_GTEST_PROP(PolicyProperty, RandomWorkloadsKeepEveryInvariantUnderEveryPolicy, ()) {
   const auto names = policy::Registry::builtin().names();
   const std::string name = *rc::gen::elementOf(names);
-  const auto mode = *rc::gen::element(CollapseMode::None, CollapseMode::RoxOnly,
-                                      CollapseMode::OnRestore, CollapseMode::Scanner);
+  const auto mode = *rc::gen::element(CollapseMode::None, CollapseMode::RoxOnly, CollapseMode::OnRestore,
+                                      CollapseMode::Scanner, CollapseMode::OnRestoreGd, CollapseMode::ScannerGd);
   MachineConfig c = policy_config(name, *rc::gen::element(128 * MiB, 256 * MiB));
   c.collapse = mode;
   c.scan_rate = *rc::gen::inRange(1u, 64u);

@@ -290,40 +290,157 @@ TEST(MapExclusive, PartialMunmapFreesOnlyTheHole) {
 
 // ---------------------------------------------------------------- execmem ROX cache
 
-TEST(Execmem, ALoadSeesA2MiBRoxLeafWithNoSplitUnderEveryPolicy) {
+// execmem_cache_populate() calls set_memory_rox() on the vmalloc address: the
+// direct map changes only as cpa_process_alias() changes it, RW and DIRTY
+// cleared and NX kept ("Directmap always has NX set"), with force_flush_all:
+// every flush of the call is flush_tlb_all(), never a range.
+TEST(Execmem, PopulateThroughCpaProcessAliasKeepsNxAndFlushesEverything) {
   for (const std::string& name : policies()) {
     SCOPED_TRACE(name);
     Machine m(config_for(name));
     const auto splits2 = m.dmap().counters().level2_splits;
-    const Result<std::uint64_t> a = m.execmem().alloc(16, 0);
+    const auto range0 = m.flushes().counters().range_flushes;
+    const auto full0 = m.flushes().counters().full_flushes;
+    const Result<std::uint64_t> a = m.execmem().alloc(kPagesPer2M, 0);  // one whole block
     ASSERT_TRUE(a.ok()) << errno_name(a.err);
     EXPECT_GE(a.value, users::kModulesVaddr);
     EXPECT_EQ(m.execmem().stats().populates_huge, 1u);
     const Pfn p = m.execmem().pfn_of(a.value);
     ASSERT_NE(p, kNoPfn);
-    const Pfn chunk = p & ~(kPagesPer2M - 1);
-    for (const Pfn q : {chunk, p, chunk + kPagesPer2M - 1}) {
+    ASSERT_EQ(p % kPagesPer2M, 0u);
+    for (const Pfn q : {p, p + 7, p + kPagesPer2M - 1}) {
       const directmap::Lookup l = m.dmap().lookup(q);
-      EXPECT_EQ(l.level, directmap::Level::Pmd2M) << q;  // the 2 MiB leaf, not split
+      EXPECT_EQ(l.level, directmap::Level::Pmd2M) << q;  // a whole leaf changes in place
       EXPECT_TRUE(l.present()) << q;
-      EXPECT_EQ(l.flags & directmap::_PAGE_RW, 0) << q;  // read-only
+      EXPECT_EQ(l.flags & (directmap::_PAGE_RW | directmap::_PAGE_DIRTY), 0) << q;
+      EXPECT_NE(l.flags & directmap::_PAGE_NX, 0) << q;  // never executable in the direct map
     }
     EXPECT_EQ(m.dmap().counters().level2_splits, splits2);
+    EXPECT_EQ(m.flushes().counters().range_flushes, range0);  // force_flush_all
+    // populate's set_memory_rox, then the load's set_memory_nx, set_memory_rw
+    // and set_memory_rox (execmem_alloc_rw(), execmem_restore_rox()).
+    EXPECT_EQ(m.flushes().counters().full_flushes - full0, 4u);
     for (std::uint64_t i = 0; i < 16; ++i) EXPECT_EQ(m.execmem().pfn_of(a.value + i * kPageSize), p + i);
     EXPECT_SOUND(m);
-    // The only load goes: the 2 MiB page is wholly free and goes back, RW again.
+    // The only load goes: the 2 MiB page is wholly free and goes back, RW again
+    // (set_direct_map_valid_noflush(): PRESENT|RW, DIRTY stays clear).
     ASSERT_EQ(m.execmem().free(a.value, 0), 0);
     EXPECT_EQ(m.execmem().stats().releases, 1u);
     EXPECT_EQ(m.execmem().cached_pages(), 0u);
-    const directmap::Lookup l = m.dmap().lookup(chunk);
+    const directmap::Lookup l = m.dmap().lookup(p);
+    EXPECT_EQ(l.level, directmap::Level::Pmd2M);
     EXPECT_TRUE(l.present());
     EXPECT_NE(l.flags & directmap::_PAGE_RW, 0);
     EXPECT_NE(l.flags & directmap::_PAGE_NX, 0);
-    EXPECT_NE(m.phys().kind(chunk), phys::FrameKind::Kernel);
+    EXPECT_EQ(l.flags & directmap::_PAGE_DIRTY, 0);
+    EXPECT_NE(m.phys().kind(p), phys::FrameKind::Kernel);
+    EXPECT_EQ(m.flushes().counters().range_flushes, range0);
     EXPECT_SOUND(m);
   }
 }
 
+// module_memory_alloc() -> execmem_alloc_rw() -> execmem_force_rw()
+// (set_memory_nx(), set_memory_rw()) on part of a cached 2 MiB page: through
+// cpa_process_alias() set_memory_rw() splits the direct-map 2 MiB leaf, and
+// execmem_restore_rox() (set_memory_rox(), CPA_COLLAPSE on the vmalloc range
+// only) does not collapse it.
+TEST(Execmem, APartialLoadSplitsThe2MiBAliasLeafThroughExecmemForceRw) {
+  Machine m(config_for("upstream"));
+  const auto splits2 = m.dmap().counters().level2_splits;
+  const Result<std::uint64_t> a = m.execmem().alloc(16, 0);
+  ASSERT_TRUE(a.ok());
+  const Pfn p = m.execmem().pfn_of(a.value);
+  const Pfn chunk = p & ~(kPagesPer2M - 1);
+  EXPECT_EQ(m.dmap().counters().level2_splits, splits2 + 1);
+  for (const Pfn q : {chunk, p, p + 15, chunk + kPagesPer2M - 1}) {
+    const directmap::Lookup l = m.dmap().lookup(q);
+    EXPECT_EQ(l.level, directmap::Level::Pte4K) << q;
+    EXPECT_EQ(l.flags & (directmap::_PAGE_RW | directmap::_PAGE_DIRTY), 0) << q;
+    EXPECT_NE(l.flags & directmap::_PAGE_NX, 0) << q;
+  }
+  // The 512 PTEs are uniform again, but nothing collapses the direct map.
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 0u);
+  EXPECT_EQ(m.execmem().stats().vmalloc_splits, 1u);     // the vmalloc PMD leaf too ...
+  EXPECT_EQ(m.execmem().stats().vmalloc_collapses, 1u);  // ... which set_memory_rox() restores
+  EXPECT_SOUND(m);
+}
+
+// __execmem_cache_free() (6.17+): execmem_force_rw() then execmem_restore_rox()
+// on the freed range. Its set_memory_rw() splits, through the alias, a
+// direct-map 2 MiB leaf that a whole-block load left intact, and the leaf
+// stays split (the collapse walks only the vmalloc range).
+TEST(Execmem, APartialUnloadSplitsA2MiBAliasLeafThatStaysSplit) {
+  Machine m(config_for("upstream"));
+  const Result<std::uint64_t> whole = m.execmem().alloc(kPagesPer2M, 0);
+  ASSERT_TRUE(whole.ok());
+  const Pfn chunk = m.execmem().pfn_of(whole.value);
+  ASSERT_EQ(m.dmap().lookup(chunk).level, directmap::Level::Pmd2M);
+  const auto splits2 = m.dmap().counters().level2_splits;
+  // The alias of one freed page, as __execmem_cache_free() of a page-sized
+  // module range inside the block sees it: set_memory_nx, _rw, _rox.
+  const std::vector<directmap::DirectMap::AliasStep> one{{chunk + 5, 1, true}};
+  using Op = directmap::DirectMap::AliasOp;
+  const auto cpa0 = m.dmap().counters().cpa_calls;
+  ASSERT_EQ(m.dmap().alias_change_page_attr(Op::Nx, one, 0, 0), 0);
+  EXPECT_EQ(m.dmap().lookup(chunk).level, directmap::Level::Pmd2M);  // NX is not modified
+  ASSERT_EQ(m.dmap().alias_change_page_attr(Op::Rw, one, 0, 0), 0);
+  EXPECT_EQ(m.dmap().lookup(chunk).level, directmap::Level::Pte4K);
+  EXPECT_EQ(m.dmap().counters().level2_splits, splits2 + 1);
+  EXPECT_NE(m.dmap().lookup(chunk + 5).flags & directmap::_PAGE_RW, 0);
+  ASSERT_EQ(m.dmap().alias_change_page_attr(Op::Rox, one, 1, 0), 0);
+  EXPECT_EQ(m.dmap().counters().cpa_calls - cpa0, 3u);
+  EXPECT_EQ(m.dmap().lookup(chunk + 5).flags, m.dmap().lookup(chunk).flags);  // uniform again
+  EXPECT_EQ(m.dmap().lookup(chunk).level, directmap::Level::Pte4K);          // and still split
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 0u);
+  // The same through the cache: two loads in a fresh 2 MiB page, one unloaded.
+  const Result<std::uint64_t> b = m.execmem().alloc(64, 1);
+  const Result<std::uint64_t> c = m.execmem().alloc(64, 1);
+  ASSERT_TRUE(b.ok() && c.ok());
+  const Pfn chunk2 = m.execmem().pfn_of(b.value) & ~(kPagesPer2M - 1);
+  const auto cpa1 = m.dmap().counters().cpa_calls;
+  ASSERT_EQ(m.execmem().free(b.value, 0), 0);
+  EXPECT_EQ(m.dmap().counters().cpa_calls - cpa1, 3u);  // force_rw (nx, rw), restore_rox
+  EXPECT_EQ(m.execmem().stats().releases, 0u);          // c is still live in the page
+  EXPECT_EQ(m.dmap().lookup(chunk2).level, directmap::Level::Pte4K);
+  ASSERT_EQ(m.execmem().free(c.value, 0), 0);
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 0u);
+  ASSERT_EQ(m.execmem().free(whole.value, 0), 0);
+  EXPECT_EQ(m.dmap().lookup(chunk).level, directmap::Level::Pte4K);  // for good
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 0u);
+  EXPECT_SOUND(m);
+}
+
+// execmem_cache_populate() never collapses the direct map: a 2 MiB region a
+// secret page split before stays split when its frames become ROX text,
+// even when its 512 PTEs are uniform (here in the -gd kernel, where the
+// restored page got G and D back); set_memory_rox() on the direct-map
+// address itself, by contrast, would collapse it (CPA_COLLAPSE on the primary).
+TEST(Execmem, PopulateOverARegionASecretPageSplitDoesNotCollapseIt) {
+  MachineConfig c = config_for("upstream");
+  c.collapse = CollapseMode::ScannerGd;  // restores G and D; no scan runs here
+  Machine m(c);
+  const mm::Pid pid = m.mm().spawn(0, true);
+  const int fd = m.mm().memfd_secret(pid, 0);
+  ASSERT_EQ(m.mm().ftruncate(pid, fd, kPageSize), 0);
+  const std::uint64_t addr =
+      m.mm().mmap(pid, kPageSize, mm::kPROT_READ | mm::kPROT_WRITE, mm::kMAP_SHARED, fd, 0).value;
+  ASSERT_EQ(m.mm().touch(pid, addr, true), VmFault::Major);
+  const Pfn region = m.mm().pagemap(pid, addr) & ~(kPagesPer2M - 1);
+  ASSERT_EQ(m.mm().exit(pid), 0);
+  ASSERT_EQ(m.dmap().lookup(region).level, directmap::Level::Pte4K);
+  // set_memory_rox(vmalloc address of a huge block at region, 512) -> the alias.
+  const std::vector<directmap::DirectMap::AliasStep> block{{region, static_cast<Pfn>(kPagesPer2M), false}};
+  ASSERT_EQ(m.dmap().alias_change_page_attr(directmap::DirectMap::AliasOp::Rox, block, 0, 0), 0);
+  EXPECT_EQ(m.dmap().lookup(region).level, directmap::Level::Pte4K);
+  EXPECT_EQ(m.dmap().lookup(region + 100).flags & directmap::_PAGE_RW, 0);
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 0u);
+  ASSERT_EQ(m.dmap().set_memory_rox(region, kPagesPer2M, 0), 0);  // the primary: collapses
+  EXPECT_EQ(m.dmap().lookup(region).level, directmap::Level::Pmd2M);
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 1u);
+}
+
+// Loads and unloads of a live cache: the direct map never collapses, and
+// every CPA flush of the cache is a full one.
 TEST(Execmem, TheCacheServesManyLoadsFromOne2MiBPageAndReusesFreedSpace) {
   Machine m(config_for("upstream"));
   const Result<std::uint64_t> a = m.execmem().alloc(64, 0);
@@ -335,13 +452,17 @@ TEST(Execmem, TheCacheServesManyLoadsFromOne2MiBPageAndReusesFreedSpace) {
   EXPECT_EQ(m.execmem().pfn_of(b.value) & ~(kPagesPer2M - 1), chunk);
   EXPECT_EQ(m.execmem().pfn_of(c.value) & ~(kPagesPer2M - 1), chunk);
   const std::uint64_t cpa0 = m.dmap().counters().cpa_calls;
+  const std::uint64_t range0 = m.flushes().counters().range_flushes;
   ASSERT_EQ(m.execmem().free(b.value, 0), 0);
   EXPECT_EQ(m.execmem().stats().releases, 0u);  // a and c still live in the page
   const Result<std::uint64_t> d = m.execmem().alloc(32, 1);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d.value, b.value);  // first fit: b's old place
   EXPECT_EQ(m.execmem().stats().populates, 1u);
-  EXPECT_EQ(m.dmap().counters().cpa_calls, cpa0);  // loads and unloads touch no direct-map entry
+  // An unload and a load: set_memory_nx, set_memory_rw, set_memory_rox each.
+  EXPECT_EQ(m.dmap().counters().cpa_calls - cpa0, 6u);
+  EXPECT_EQ(m.flushes().counters().range_flushes, range0);
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 0u);
   EXPECT_EQ(m.execmem().busy_pages(), 64u + 32 + 64);
   // What no free area fits takes a second 2 MiB page.
   const Result<std::uint64_t> e = m.execmem().alloc(400, 0);
@@ -352,7 +473,28 @@ TEST(Execmem, TheCacheServesManyLoadsFromOne2MiBPageAndReusesFreedSpace) {
   for (const std::uint64_t addr : {a.value, c.value, d.value, e.value}) ASSERT_EQ(m.execmem().free(addr, 0), 0);
   EXPECT_EQ(m.execmem().areas(), 0u);
   EXPECT_EQ(m.execmem().stats().releases, 2u);
+  EXPECT_EQ(m.dmap().counters().level2_collapses, 0u);
   EXPECT_SOUND(m);
+}
+
+// vfree() of a released cache area frees its vmap area lazily
+// (free_vmap_area_noflush()); the next change_page_attr_set_clr() runs
+// vm_unmap_aliases(), whose purge flushes that range: one flush for all of it.
+TEST(Execmem, AReleasedAreaIsFlushedByTheNextVmUnmapAliases) {
+  Machine m(config_for("upstream"));
+  const Result<std::uint64_t> a = m.execmem().alloc(kPagesPer2M, 0);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(m.execmem().free(a.value, 0), 0);
+  ASSERT_EQ(m.execmem().stats().releases, 1u);
+  EXPECT_EQ(m.dmap().counters().vm_unmap_alias_flushes, 0u);  // set_direct_map_*: no vm_unmap_aliases()
+  const Pfn p = m.phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel).value;
+  const auto full0 = m.flushes().counters().full_flushes;
+  ASSERT_EQ(m.dmap().set_memory_ro(p, 1, 0), 0);
+  EXPECT_EQ(m.dmap().counters().vm_unmap_alias_flushes, 1u);
+  // the purge (512 pages: above the ceiling), the split, the cpa_flush() range
+  EXPECT_GE(m.flushes().counters().full_flushes - full0, 1u);
+  ASSERT_EQ(m.dmap().set_memory_rw(p, 1, 0), 0);
+  EXPECT_EQ(m.dmap().counters().vm_unmap_alias_flushes, 1u);  // nothing left to purge
 }
 
 TEST(Execmem, FallsBackToBasePagesWhenNo2MiBBlockIsFree) {
@@ -369,6 +511,33 @@ TEST(Execmem, FallsBackToBasePagesWhenNo2MiBBlockIsFree) {
   EXPECT_NE(m.dmap().lookup(p).flags & directmap::_PAGE_RW, 0);
   EXPECT_NE(m.dmap().lookup(p).flags & directmap::_PAGE_NX, 0);
   EXPECT_EQ(m.execmem().cached_pages(), 0u);
+  EXPECT_SOUND(m);
+}
+
+// execmem_cache_populate() since 6.17: when vmalloc of round_up(size,
+// PMD_SIZE) fails (no order-9 block and not 512 order-0 pages either), it
+// retries with alloc_size = size.
+TEST(Execmem, PopulateFallsBackToAllocSizeEqualsSize) {
+  Machine m(config_for("upstream"));
+  leave_only_order0(m);
+  // Down to the min watermark for GFP_KERNEL, then 40 pages back: fewer than 512.
+  std::vector<Pfn> held;
+  for (Result<Pfn> r = m.phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel); r.ok();
+       r = m.phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel)) {
+    held.push_back(r.value);
+  }
+  ASSERT_GE(held.size(), 40u);
+  for (std::size_t i = 0; i < 40; ++i) m.phys().free_pages(held[i], 0, 0);
+  m.phys().drain_all_pages();
+  const Result<std::uint64_t> a = m.execmem().alloc(8, 0);
+  ASSERT_TRUE(a.ok()) << errno_name(a.err);
+  EXPECT_EQ(m.execmem().stats().populates_exact, 1u);
+  EXPECT_EQ(m.execmem().cached_pages(), 8u);
+  const Pfn p = m.execmem().pfn_of(a.value);
+  EXPECT_EQ(m.dmap().lookup(p).flags & directmap::_PAGE_RW, 0);
+  EXPECT_SOUND(m);
+  ASSERT_EQ(m.execmem().free(a.value, 0), 0);
+  EXPECT_EQ(m.execmem().cached_pages(), 8u);  // never 2 MiB aligned and sized: kept
   EXPECT_SOUND(m);
 }
 
@@ -520,7 +689,7 @@ void random_sequence(const std::vector<int>& ops) {
   const auto names = policies();
   MachineConfig c = config_for(*rc::gen::elementOf(names), 128 * MiB);
   c.collapse = *rc::gen::element(CollapseMode::None, CollapseMode::RoxOnly, CollapseMode::OnRestore,
-                                 CollapseMode::Scanner);
+                                 CollapseMode::Scanner, CollapseMode::OnRestoreGd, CollapseMode::ScannerGd);
   c.policy_params.set("secretmem", *rc::gen::element(2 * MiB, 8 * MiB));
   Machine m(c);
   mm::Mm& mm = m.mm();

@@ -1,12 +1,21 @@
 // directmap/: the direct map (see directmap.hpp for what the folder owns).
 // cpa.cpp: change_page_attr_set_clr() and friends from
 // arch/x86/mm/pat/set_memory.c: the split decision, the 1G -> 2M -> 4K
-// cascade, and the collapse that set_memory_rox() asks for since Linux 6.15.
+// cascade, the collapse that set_memory_rox() asks for since Linux 6.15, and
+// the direct-map alias of set_memory_*() calls on vmalloc addresses.
 #include <algorithm>
 
 #include "model/directmap/directmap.hpp"
 
 namespace exmem::model::directmap {
+
+namespace {
+// mirrors pgprot_clear_protnone_bits(): _PAGE_GLOBAL is _PAGE_PROTNONE on a
+// non-present entry, so an entry going non-present loses it.
+constexpr std::uint8_t clear_protnone_bits(std::uint8_t prot) {
+  return (prot & _PAGE_PRESENT) != 0 ? prot : static_cast<std::uint8_t>(prot & ~_PAGE_GLOBAL);
+}
+}  // namespace
 
 // mirrors __set_pages_np() behind set_direct_map_invalid_noflush()
 int DirectMap::set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu) {
@@ -15,21 +24,20 @@ int DirectMap::set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu) {
   return change_page_attr_set_clr_core(cpa, pfn, 1);
 }
 
-// mirrors __set_pages_p() behind set_direct_map_default_noflush()
+// mirrors __set_pages_p() behind set_direct_map_default_noflush(): PRESENT|RW
+// only, so a page that was invalid comes back without _PAGE_GLOBAL
+// (set_restore_global_dirty(): the hypothetical kernel that restores G and D).
 int DirectMap::set_direct_map_default_noflush(Pfn pfn, CpuId cpu) {
-  Cpa cpa{_PAGE_PRESENT | _PAGE_RW, 0, false, false, 0, cpu};
-  ++counters_.cpa_calls;
-  const int err = change_page_attr_set_clr_core(cpa, pfn, 1);
-  restored(err, pfn, 1, cpu);
-  return err;
+  return set_direct_map_valid_noflush(pfn, 1, true, cpu);
 }
 
-// mirrors set_direct_map_valid_noflush()
+// mirrors set_direct_map_valid_noflush(): __set_pages_p() or __set_pages_np()
 int DirectMap::set_direct_map_valid_noflush(Pfn pfn, Pfn nr, bool valid, CpuId cpu) {
   Cpa cpa{};
   cpa.cpu = cpu;
   if (valid) {
     cpa.set = _PAGE_PRESENT | _PAGE_RW;
+    if (restore_gd_) cpa.set |= _PAGE_GLOBAL | _PAGE_DIRTY;
   } else {
     cpa.clr = _PAGE_PRESENT | _PAGE_RW;
   }
@@ -39,13 +47,16 @@ int DirectMap::set_direct_map_valid_noflush(Pfn pfn, Pfn nr, bool valid, CpuId c
   return err;
 }
 
-// mirrors set_memory_ro()
+// mirrors set_memory_ro(): clears RW and DIRTY (Write=0,Dirty=1 would be a
+// shadow-stack entry)
 int DirectMap::set_memory_ro(Pfn pfn, Pfn n, CpuId cpu) {
-  return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW, false, false, cpu);
+  return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW | _PAGE_DIRTY, false, false, cpu);
 }
-// mirrors set_memory_rw()
+// mirrors set_memory_rw(): sets RW only; DIRTY stays clear (the hypothetical
+// set_restore_global_dirty() kernel sets it back)
 int DirectMap::set_memory_rw(Pfn pfn, Pfn n, CpuId cpu) {
-  const int err = change_page_attr_set_clr(pfn, n, _PAGE_RW, 0, false, false, cpu);
+  const auto set = static_cast<std::uint8_t>(_PAGE_RW | (restore_gd_ ? _PAGE_DIRTY : 0));
+  const int err = change_page_attr_set_clr(pfn, n, set, 0, false, false, cpu);
   restored(err, pfn, n, cpu);
   return err;
 }
@@ -73,15 +84,74 @@ int DirectMap::set_memory_x(Pfn pfn, Pfn n, CpuId cpu) {
 int DirectMap::set_memory_4k(Pfn pfn, Pfn n, CpuId cpu) {
   return change_page_attr_set_clr(pfn, n, _PAGE_KERNEL_4K, 0, true, false, cpu);
 }
-// mirrors set_memory_rox(): clear RW and NX, and ask for CPA_COLLAPSE
+// mirrors set_memory_rox(): clear RW, DIRTY and NX, and ask for CPA_COLLAPSE
 int DirectMap::set_memory_rox(Pfn pfn, Pfn n, CpuId cpu) {
-  return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW | _PAGE_NX, false, true, cpu);
+  return change_page_attr_set_clr(pfn, n, 0, _PAGE_RW | _PAGE_DIRTY | _PAGE_NX, false, true, cpu);
+}
+
+// mirrors change_page_attr_set_clr() with a vmalloc primary, through
+// cpa_process_alias() for each step of the primary walk, and cpa_flush() with
+// force_flush_all (see directmap.hpp).
+int DirectMap::alias_change_page_attr(AliasOp op, const std::vector<AliasStep>& steps,
+                                      std::uint32_t primary_collapses, CpuId cpu) {
+  ++counters_.cpa_calls;
+  vm_unmap_aliases(cpu);
+  // The primary's masks, then the alias's: NX taken out of both.
+  std::uint8_t set = 0;
+  std::uint8_t clr = 0;
+  switch (op) {
+    case AliasOp::Nx: set = _PAGE_NX; break;  // set_memory_nx()
+    case AliasOp::Rw:                          // set_memory_rw()
+      set = static_cast<std::uint8_t>(_PAGE_RW | (restore_gd_ ? _PAGE_DIRTY : 0));
+      break;
+    case AliasOp::Rox: clr = _PAGE_RW | _PAGE_DIRTY | _PAGE_NX; break;  // set_memory_rox()
+  }
+  set = static_cast<std::uint8_t>(set & ~_PAGE_NX);
+  clr = static_cast<std::uint8_t>(clr & ~_PAGE_NX);
+  for (const AliasStep& step : steps) {
+    // __change_page_attr() on the primary: split_large_page() of the vmalloc
+    // PMD leaf (its page-table page is not modelled), then flush_tlb_all().
+    if (step.split_primary) flushes_.all(cpu, FlushReason::Split);
+    // __change_page_attr_set_clr(&alias_cpa, 0): nothing to do without masks.
+    if (set == 0 && clr == 0) continue;
+    Cpa alias{set, clr, false, false, 0, cpu};
+    const int ret = change_page_attr_set_clr_core(alias, step.pfn, step.pages);
+    if (ret != 0) {
+      flushes_.all(cpu, FlushReason::Error);  // cpa_flush_all()
+      return ret;
+    }
+  }
+  // cpa_flush(): force_flush_all, whatever the number of pages.
+  flushes_.all(cpu, FlushReason::CpaFlush);
+  // cpa_collapse_large_pages() on the primary (vmalloc) range only.
+  if (op == AliasOp::Rox && primary_collapses != 0 && collapse_enabled_) {
+    flushes_.all(cpu, FlushReason::Collapse);
+  }
+  return 0;
+}
+
+// mirrors vm_unmap_aliases() as change_page_attr_set_clr() calls it: when
+// lazily freed vmap areas wait to be purged, __purge_vmap_area_lazy() flushes
+// their range (flush_tlb_kernel_range(), a full flush above the ceiling).
+// The model knows only the areas the execmem cache vfree()s: other vmalloc
+// users (kernel stacks, BPF, module data, vm_map_ram() blocks) are not
+// modelled, and neither is the purge that vfree() itself starts once
+// vmap_lazy_nr passes lazy_max_pages(), so this is a lower bound of the
+// flushes vm_unmap_aliases() adds to set_memory_*() calls (none to the
+// set_direct_map_*_noflush() calls of secretmem, which do not call it).
+void DirectMap::vm_unmap_aliases(CpuId cpu) {
+  if (lazy_vmap_pages_ == 0) return;
+  const auto pages = static_cast<Pfn>(std::min<std::uint64_t>(lazy_vmap_pages_, kNoPfn - 1));
+  lazy_vmap_pages_ = 0;
+  ++counters_.vm_unmap_alias_flushes;
+  // A vmalloc range: no direct-map pfn (kNoPfn matches no direct-map entry).
+  flushes_.kernel_range(kNoPfn, pages, cpu, FlushReason::VmUnmapAliases);
 }
 
 void DirectMap::restored(int err, Pfn pfn, Pfn n, CpuId cpu) {
   if (restore_observer_ == nullptr || err != 0 || n == 0) return;
   for (Pfn p = pfn; p < pfn + n; ++p) {
-    if (lookup(p).flags != PAGE_KERNEL) return;
+    if ((lookup(p).flags & kRestoreMask) != (PAGE_KERNEL & kRestoreMask)) return;
   }
   restore_observer_->on_restored(pfn, n, cpu);
 }
@@ -101,13 +171,16 @@ int DirectMap::clear_4k_and_collapse(Pfn pfn, Pfn n, CpuId cpu) {
   return 0;
 }
 
-// mirrors change_page_attr_set_clr(): change, then flush (cpa_flush), then
-// collapse when CPA_COLLAPSE was asked for and something changed.
+// mirrors change_page_attr_set_clr(): vm_unmap_aliases(), change, then flush
+// (cpa_flush), then collapse when CPA_COLLAPSE was asked for and something
+// changed. The primary is the direct map, so no alias is processed (the
+// kernel-image high map, the other alias, is not modelled).
 int DirectMap::change_page_attr_set_clr(Pfn start, Pfn numpages, std::uint8_t set,
                                         std::uint8_t clr, bool force_split, bool collapse,
                                         CpuId cpu) {
   ++counters_.cpa_calls;
   if (set == 0 && clr == 0 && !force_split) return 0;
+  vm_unmap_aliases(cpu);
   Cpa cpa{set, clr, force_split, false, 0, cpu};
   const int ret = change_page_attr_set_clr_core(cpa, start, numpages);
   if (!cpa.flushtlb) return ret;
@@ -168,7 +241,8 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
       return -EFAULT;
     }
     if (level == Level::Pte4K) {
-      const auto new_prot = static_cast<std::uint8_t>((*pte & ~cpa.clr) | cpa.set);
+      const auto new_prot =
+          clear_protnone_bits(static_cast<std::uint8_t>((*pte & ~cpa.clr) | cpa.set));
       if (new_prot != *pte) {
         *pte = new_prot;
         cpa.flushtlb = true;
@@ -193,7 +267,8 @@ int DirectMap::should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psiz
   const Pfn to_end = lpaddr + psize - addr;  // pages that fit in the leaf from addr
   if (to_end < cpa.numpages) cpa.numpages = to_end;
   const std::uint8_t old_prot = leaf.flags;
-  const auto req_prot = static_cast<std::uint8_t>((old_prot & ~cpa.clr) | cpa.set);
+  const auto req_prot =
+      clear_protnone_bits(static_cast<std::uint8_t>((old_prot & ~cpa.clr) | cpa.set));
   if (req_prot == old_prot) return 0;
   if (addr != lpaddr || cpa.numpages != psize) return 1;
   // (static_protections() finds no conflict: the model has no kernel text alias.)
@@ -244,12 +319,12 @@ int DirectMap::split_large_page(Cpa& cpa, Pfn addr, Level level) {
     Entry& pud = pud_[addr / kPagesPer1G];
     const std::uint32_t pmd_table = pud.table;
     const std::size_t slot = (addr / kPagesPer2M) % kPtrsPerTable;
-    const std::uint8_t ref_prot = pmd_tables_[pmd_table].e[slot].flags;
+    const std::uint8_t ref_prot = clear_protnone_bits(pmd_tables_[pmd_table].e[slot].flags);
     const std::uint32_t t = new_pte_table(base.value, ref_prot);
     pmd_tables_[pmd_table].e[slot] = Entry{kTable, 0, t};
   } else {
     Entry& pud = pud_[addr / kPagesPer1G];
-    const std::uint8_t ref_prot = pud.flags;
+    const std::uint8_t ref_prot = clear_protnone_bits(pud.flags);
     const std::uint32_t t = new_pmd_table(base.value, ref_prot, true);
     pud_[addr / kPagesPer1G] = Entry{kTable, 0, t};
   }
@@ -261,6 +336,7 @@ int DirectMap::split_large_page(Cpa& cpa, Pfn addr, Level level) {
 // mirrors cpa_collapse_large_pages(): try every 2 MiB region the range touches;
 // flush everything once, then free the old tables.
 void DirectMap::cpa_collapse_large_pages(Pfn start, Pfn numpages, CpuId cpu) {
+  if (!collapse_enabled_) return;  // collapse mode none
   std::vector<Pfn> pgtables;
   int collapsed = 0;
   const Pfn first = start & ~(kPagesPer2M - 1);
@@ -290,16 +366,47 @@ int DirectMap::collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables) {
   return collapsed;
 }
 
-// mirrors collapse_pmd_page(): 512 present PTEs with identical flags, the first
-// not pinned by _PAGE_KERNEL_4K (pfns are contiguous in the direct map).
+namespace {
+// Why two entries that must match do not: the bits in which they differ.
+void count_refusal(DirectMapCounters::CollapseRefusals& r, std::uint8_t diff) {
+  const auto gd = static_cast<std::uint8_t>(_PAGE_GLOBAL | _PAGE_DIRTY);
+  if (diff == _PAGE_GLOBAL) {
+    ++r.global;
+  } else if (diff == _PAGE_DIRTY) {
+    ++r.dirty;
+  } else if (diff == gd) {
+    ++r.global_dirty;
+  } else {
+    ++r.other;
+  }
+}
+}  // namespace
+
+// mirrors collapse_pmd_page(): the first PTE not pinned by _PAGE_KERNEL_4K,
+// the other 511 present with flags identical to the first's, all of them
+// (pte_flags(): G and D included; pfns are contiguous in the direct map).
+// A refusal is counted by why (DirectMapCounters::CollapseRefusals).
 int DirectMap::collapse_pmd_page(Entry& pmd, std::vector<Pfn>& pgtables) {
   const std::uint32_t idx = pmd.table;
   const PteTable& t = pte_tables_[idx];
   const std::uint8_t first = t.pte[0];
-  if (first & _PAGE_KERNEL_4K) return 0;  // the page is 4k intentionally
+  if (first & _PAGE_KERNEL_4K) {  // the page is 4k intentionally
+    ++counters_.refused_2m.pinned_4k;
+    return 0;
+  }
+  bool absent = (first & _PAGE_PRESENT) == 0;
+  std::uint8_t diff = 0;
   for (unsigned i = 1; i < kPtrsPerTable; ++i) {
-    if (!(t.pte[i] & _PAGE_PRESENT)) return 0;
-    if (t.pte[i] != first) return 0;
+    absent |= (t.pte[i] & _PAGE_PRESENT) == 0;
+    diff |= static_cast<std::uint8_t>(t.pte[i] ^ first);
+  }
+  if (absent) {
+    ++counters_.refused_2m.not_present;
+    return 0;
+  }
+  if (diff != 0) {
+    count_refusal(counters_.refused_2m, diff);
+    return 0;
   }
   pgtables.push_back(t.page);
   pmd = Entry{kLeaf, first, 0};
@@ -315,11 +422,20 @@ int DirectMap::collapse_pud_page(Entry& pud, std::vector<Pfn>& pgtables) {
   const std::uint32_t idx = pud.table;
   const PmdTable& t = pmd_tables_[idx];
   const Entry& first = t.e[0];
-  if (first.kind != kLeaf || !(first.flags & _PAGE_PRESENT)) return 0;  // pmd_leaf()
-  for (unsigned i = 1; i < kPtrsPerTable; ++i) {
-    const Entry& e = t.e[i];
-    if (e.kind != kLeaf || !(e.flags & _PAGE_PRESENT)) return 0;
-    if (e.flags != first.flags) return 0;
+  bool absent = false;
+  std::uint8_t diff = 0;
+  for (const Entry& e : t.e) {
+    if (e.kind != kLeaf) return 0;  // !pmd_leaf(): another 2 MiB is still split
+    absent |= (e.flags & _PAGE_PRESENT) == 0;
+    diff |= static_cast<std::uint8_t>(e.flags ^ first.flags);
+  }
+  if (absent) {
+    ++counters_.refused_1g.not_present;
+    return 0;
+  }
+  if (diff != 0) {
+    count_refusal(counters_.refused_1g, diff);
+    return 0;
   }
   pgtables.push_back(t.page);
   pud = Entry{kLeaf, first.flags, 0};

@@ -24,13 +24,30 @@
 
 namespace exmem::model::directmap {
 
-// Attribute bits the model distinguishes (pgprot bits of arch/x86).
+// Attribute bits the model distinguishes (pgprot bits of arch/x86, in one byte:
+// arch/x86/include/asm/pgtable_types.h has _PAGE_BIT_GLOBAL 8 and
+// _PAGE_BIT_DIRTY 6; the model packs them). _PAGE_ACCESSED is always set in
+// the kernel's direct map (__PAGE_KERNEL has it and nothing clears it), so the
+// model leaves it out. _PAGE_DIRTY is kept as the kernel's software writes it:
+// the CPU also sets D on the first write through a writable entry, which the
+// model does not simulate (it has no writes through the direct map), so a D
+// cleared by set_memory_ro() stays clear here until something sets it.
 inline constexpr std::uint8_t _PAGE_PRESENT = 0x01;
 inline constexpr std::uint8_t _PAGE_RW = 0x02;
 inline constexpr std::uint8_t _PAGE_NX = 0x04;
 inline constexpr std::uint8_t _PAGE_KERNEL_4K = 0x08;  // software bit set by set_memory_4k()
+inline constexpr std::uint8_t _PAGE_GLOBAL = 0x10;     // also _PAGE_PROTNONE when !PRESENT
+inline constexpr std::uint8_t _PAGE_DIRTY = 0x20;
 inline constexpr std::uint8_t kEntryMapped = 0x80;     // the entry holds a pfn (!pte_none)
-inline constexpr std::uint8_t PAGE_KERNEL = kEntryMapped | _PAGE_PRESENT | _PAGE_RW | _PAGE_NX;
+// __PAGE_KERNEL = __PP|__RW|___A|__NX|___D|___G (G is masked off only on PTI
+// hosts, which the model does not model).
+inline constexpr std::uint8_t PAGE_KERNEL =
+    kEntryMapped | _PAGE_PRESENT | _PAGE_RW | _PAGE_NX | _PAGE_GLOBAL | _PAGE_DIRTY;
+// What a restore puts back (the bits RestoreObserver compares): present,
+// writable, not executable, not pinned to 4K. G and D are left out: the
+// kernel's restore paths (__set_pages_p(), set_memory_rw()) do not set them.
+inline constexpr std::uint8_t kRestoreMask =
+    kEntryMapped | _PAGE_PRESENT | _PAGE_RW | _PAGE_NX | _PAGE_KERNEL_4K;
 
 enum class Level : std::uint8_t { None = 0, Pte4K = 1, Pmd2M = 2, Pud1G = 3 };  // PG_LEVEL_*
 
@@ -48,13 +65,14 @@ class PageTableAllocator {
   virtual void free_table_page(Pfn pfn, CpuId cpu) = 0;
 };
 
-// Told when a range is back in the direct map with the default attributes
-// (PAGE_KERNEL: present, writable, not executable, not pinned to 4K) by a call
-// that set them, at the end of that call: set_direct_map_default_noflush(),
+// Told when a range is back in the direct map, present, writable, not
+// executable and not pinned to 4K (kRestoreMask: G and D may still differ from
+// PAGE_KERNEL, as the kernel leaves them), by a call that set those bits, at
+// the end of that call: set_direct_map_default_noflush(),
 // set_direct_map_valid_noflush(valid), set_memory_p(), set_memory_rw() and
 // set_memory_nx(). Calls that collapse by themselves (set_memory_rox(),
-// clear_4k_and_collapse()) and clear_4k() tell no one. The machine's collapse
-// mode on-restore listens here.
+// clear_4k_and_collapse()), the execmem alias calls and clear_4k() tell no
+// one. The machine's collapse mode on-restore listens here.
 class RestoreObserver {
  public:
   virtual ~RestoreObserver() = default;
@@ -72,6 +90,32 @@ struct DirectMapCounters {
   std::uint64_t level2_collapses = 0;
   std::uint64_t level3_collapses = 0;
   // The model's own.
+  // Collapse attempts collapse_pmd_page() / collapse_pud_page() refused, by
+  // why. global/dirty/global_dirty: the entries differ only in _PAGE_GLOBAL,
+  // only in _PAGE_DIRTY, or only in those two (what a kernel whose restore
+  // paths put G and D back would have collapsed); other: any other flag
+  // (RW, NX, PRESENT of a 2 MiB leaf); not_present: a PTE is not present;
+  // pinned_4k: the first PTE has _PAGE_KERNEL_4K. collapse_pud_page() counts
+  // only when all 512 PMD entries are leaves (a GiB still holding a PTE table
+  // is not a refusal).
+  struct CollapseRefusals {
+    std::uint64_t pinned_4k = 0;
+    std::uint64_t not_present = 0;
+    std::uint64_t global = 0;
+    std::uint64_t dirty = 0;
+    std::uint64_t global_dirty = 0;
+    std::uint64_t other = 0;
+    [[nodiscard]] std::uint64_t total() const {
+      return pinned_4k + not_present + global + dirty + global_dirty + other;
+    }
+    // Refusals for G/D alone.
+    [[nodiscard]] std::uint64_t global_or_dirty() const { return global + dirty + global_dirty; }
+  };
+  CollapseRefusals refused_2m;
+  CollapseRefusals refused_1g;
+  // flush_tlb_kernel_range() by vm_unmap_aliases() in change_page_attr_set_clr()
+  // (lazily freed vmalloc areas the model knows of: the execmem cache's).
+  std::uint64_t vm_unmap_alias_flushes = 0;
   std::uint64_t split_enomem = 0;          // splits that failed for want of a table page
   std::uint64_t table_pages_allocated = 0;
   std::uint64_t table_pages_freed = 0;
@@ -99,6 +143,17 @@ class DirectMap {
   void set_running() { running_ = true; }
   // At most one observer of restores; nullptr detaches it.
   void set_restore_observer(RestoreObserver* observer) { restore_observer_ = observer; }
+  // Off: nothing collapses, on any path (set_memory_rox()'s CPA_COLLAPSE,
+  // collapse_range(), clear_4k_and_collapse(), the execmem primary range):
+  // the machine's collapse mode none. On by default.
+  void set_collapse_enabled(bool on) { collapse_enabled_ = on; }
+  [[nodiscard]] bool collapse_enabled() const { return collapse_enabled_; }
+  // Not upstream, a hypothetical kernel change: __set_pages_p() (behind
+  // set_direct_map_default/valid_noflush()) also sets _PAGE_GLOBAL|_PAGE_DIRTY
+  // and set_memory_rw() also sets _PAGE_DIRTY, so restored entries are
+  // PAGE_KERNEL again and collapse_pmd_page() can take them. Off by default;
+  // the collapse modes on-restore-gd and scanner-gd turn it on.
+  void set_restore_global_dirty(bool on) { restore_gd_ = on; }
 
   // set_direct_map_*_noflush(): clear or set PRESENT|RW, never flush.
   int set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu);
@@ -113,7 +168,35 @@ class DirectMap {
   int set_memory_x(Pfn pfn, Pfn numpages, CpuId cpu);
   int set_memory_4k(Pfn pfn, Pfn numpages, CpuId cpu);
   // The only caller that asks for collapse (CPA_COLLAPSE), since Linux 6.15.
+  // On direct-map addresses (the execmem cache calls it on vmalloc addresses:
+  // alias_change_page_attr() below).
   int set_memory_rox(Pfn pfn, Pfn numpages, CpuId cpu);
+
+  // set_memory_nx/rw/rox() on a vmalloc address (the execmem ROX cache), as
+  // change_page_attr_set_clr() does it when the primary range is not the
+  // direct map: the vmalloc page tables are the caller's (not modelled here);
+  // for each step of the primary walk (a vmalloc PMD leaf changed whole: 512
+  // pages; a 4 KiB PTE: 1 page) cpa_process_alias() changes the direct-map
+  // alias of that step's pages, with NX taken out of both masks ("Directmap
+  // always has NX set, do not modify"), and sets force_flush_all, so cpa_flush()
+  // is one flush_tlb_all(). CPA_COLLAPSE (rox) walks only the primary range:
+  // the direct map never collapses from here.
+  enum class AliasOp : std::uint8_t { Nx, Rw, Rox };
+  struct AliasStep {
+    Pfn pfn = 0;                 // cpa->pfn: the first frame of the step
+    Pfn pages = 1;               // cpa->numpages after __change_page_attr()
+    bool split_primary = false;  // the primary's vmalloc PMD leaf was split first
+  };
+  // primary_collapses: vmalloc PMDs the rox call's cpa_collapse_large_pages()
+  // collapses (one flush_tlb_all() when any, and only while collapse is on).
+  // The primary entries change on every call execmem makes, so cpa_flush()
+  // always runs. Returns 0 or -ENOMEM (a split of the alias found no page).
+  int alias_change_page_attr(AliasOp op, const std::vector<AliasStep>& steps,
+                             std::uint32_t primary_collapses, CpuId cpu);
+  // vfree() of a vmalloc area that was not VM_FLUSH_RESET_PERMS: its vmap
+  // area goes on the lazy purge list (free_vmap_area_noflush()), and the next
+  // vm_unmap_aliases() (every change_page_attr_set_clr()) flushes it.
+  void free_vmap_area_noflush(std::uint64_t pages) { lazy_vmap_pages_ += pages; }
   // cpa_collapse_large_pages() on its own, for the model's collapse modes and
   // policies: every 2 MiB region the range touches whose 512 PTEs are uniform
   // becomes a leaf, then its GiB when uniform; one flush_tlb_all() when any
@@ -184,6 +267,7 @@ class DirectMap {
   int split_large_page(Cpa& cpa, Pfn addr, Level level);
   void split_page_count(Level level);
   void collapse_page_count(Level level);
+  void vm_unmap_aliases(CpuId cpu);
   void cpa_collapse_large_pages(Pfn start, Pfn numpages, CpuId cpu);
   int collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables);
   int collapse_pmd_page(Entry& pmd, std::vector<Pfn>& pgtables);
@@ -201,8 +285,11 @@ class DirectMap {
   DirectMapCounters counters_;
   std::uint64_t mapped_pages_ = 0;
   Pfn max_pfn_mapped_ = 0;
+  std::uint64_t lazy_vmap_pages_ = 0;  // vmap_lazy_nr of the areas the model frees
   bool gbpages_ = true;
   bool running_ = false;
+  bool collapse_enabled_ = true;
+  bool restore_gd_ = false;
 };
 
 }  // namespace exmem::model::directmap

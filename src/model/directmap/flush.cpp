@@ -11,6 +11,7 @@ std::string_view flush_reason_name(FlushReason r) {
     case FlushReason::Collapse: return "collapse";
     case FlushReason::KernelRange: return "kernel_range";
     case FlushReason::Error: return "error";
+    case FlushReason::VmUnmapAliases: return "vm_unmap_aliases";
   }
   return "unknown";
 }

@@ -19,6 +19,7 @@ enum class FlushReason : std::uint8_t {
   Collapse,        // flush_tlb_all() after cpa_collapse_large_pages()
   KernelRange,     // flush_tlb_kernel_range() by a caller (secretmem fault, policies)
   Error,           // cpa_flush_all() after a failed CPA call
+  VmUnmapAliases,  // flush_tlb_kernel_range() of lazily freed vmalloc areas (vm_unmap_aliases())
 };
 std::string_view flush_reason_name(FlushReason r);
 

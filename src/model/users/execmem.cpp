@@ -21,17 +21,6 @@ std::uint64_t round_up_2m(std::uint64_t pages) {
   return (pages + kPagesPer2M - 1) / kPagesPer2M * kPagesPer2M;
 }
 
-// Runs of consecutive pfns in vm page order: [pfn, pfn + n).
-template <class F>
-void for_each_run(const std::vector<Pfn>& pages, F&& f) {
-  std::size_t i = 0;
-  while (i < pages.size()) {
-    std::size_t j = i + 1;
-    while (j < pages.size() && pages[j] == pages[j - 1] + 1) ++j;
-    f(pages[i], static_cast<Pfn>(j - i));
-    i = j;
-  }
-}
 }  // namespace
 
 ExecmemCache::ExecmemCache(phys::PageSource& pages, directmap::DirectMap& dmap,
@@ -64,8 +53,83 @@ Result<std::uint64_t> ExecmemCache::alloc(std::uint64_t pages, CpuId cpu) {
     }
     start = take();
   }
+  // execmem_alloc_rw(): execmem_force_rw(), the text is written, then
+  // module_enable_text_rox(): execmem_restore_rox().
+  if (force_rw_restore_rox(start, pages, cpu) != 0) {
+    // execmem_alloc_rw() frees what it got (__free(execmem)): execmem_free().
+    free(kModulesVaddr + start * kPageSize, cpu);
+    --stats_.unloads;
+    ++stats_.load_failures;
+    return R::error(-ENOMEM);
+  }
   ++stats_.loads;
   return R{kModulesVaddr + start * kPageSize, 0};
+}
+
+// execmem_force_rw() (set_memory_nx(), set_memory_rw()), then
+// execmem_restore_rox() (set_memory_rox()), as a load and an unload do them.
+int ExecmemCache::force_rw_restore_rox(std::uint64_t start, std::uint64_t pages, CpuId cpu) {
+  using Op = directmap::DirectMap::AliasOp;
+  int err = change_attr(start, pages, Op::Nx, cpu);
+  if (err == 0) err = change_attr(start, pages, Op::Rw, cpu);
+  if (err != 0) return err;
+  // execmem_fill_trapping_insns() / the module's text written here.
+  return change_attr(start, pages, Op::Rox, cpu);
+}
+
+// set_memory_*() on cache addresses: the primary walk (__change_page_attr_set_clr())
+// over the vmalloc mapping yields one step per vmalloc PMD leaf changed whole
+// and one per 4 KiB PTE; a PMD leaf the range covers only in part is split
+// first. The direct map sees each step's alias (DirectMap::alias_change_page_attr()).
+int ExecmemCache::change_attr(std::uint64_t start, std::uint64_t pages,
+                              directmap::DirectMap::AliasOp op, CpuId cpu) {
+  std::vector<directmap::DirectMap::AliasStep> steps;
+  std::vector<std::pair<Vm*, std::size_t>> split_blocks;  // vmalloc leaves split in the range
+  const std::uint64_t end = start + pages;
+  std::uint64_t p = start;
+  while (p < end) {
+    auto it = vms_.upper_bound(p);
+    --it;  // the caller's range lies inside the vm areas
+    Vm& vm = it->second;
+    const std::uint64_t off = p - it->first;
+    if (!vm.huge) {
+      steps.push_back({vm.blocks[off], 1, false});
+      ++p;
+      continue;
+    }
+    const std::size_t b = off / kPagesPer2M;
+    const std::uint64_t b_start = it->first + b * kPagesPer2M;
+    const std::uint64_t b_end = b_start + kPagesPer2M;
+    if (!vm.split[b] && p == b_start && end >= b_end) {  // the whole leaf, in place
+      steps.push_back({vm.blocks[b], static_cast<Pfn>(kPagesPer2M), false});
+      p = b_end;
+      continue;
+    }
+    bool split_now = false;
+    if (!vm.split[b]) {
+      vm.split[b] = true;
+      split_now = true;
+      ++stats_.vmalloc_splits;
+    }
+    split_blocks.emplace_back(&vm, b);
+    const std::uint64_t stop = std::min(end, b_end);
+    for (std::uint64_t q = p; q < stop; ++q) {
+      steps.push_back({static_cast<Pfn>(vm.blocks[b] + (q - b_start)), 1, split_now && q == p});
+    }
+    p = stop;
+  }
+  // set_memory_rox()'s cpa_collapse_large_pages() over the vmalloc range: every
+  // split leaf in it is uniform again (the whole block is ROX once more).
+  std::uint32_t collapses = 0;
+  if (op == directmap::DirectMap::AliasOp::Rox && dmap_.collapse_enabled()) {
+    for (const auto& [vm, b] : split_blocks) {
+      if (!vm->split[b]) continue;
+      vm->split[b] = false;
+      ++collapses;
+    }
+    stats_.vmalloc_collapses += collapses;
+  }
+  return dmap_.alias_change_page_attr(op, steps, collapses, cpu);
 }
 
 // mirrors execmem_free() -> execmem_cache_free(), and the work it schedules
@@ -77,6 +141,12 @@ int ExecmemCache::free(std::uint64_t addr, CpuId cpu) {
   if (it == busy_.end()) return -EINVAL;
   const std::uint64_t start = it->first;
   const std::uint64_t pages = it->second;
+  // __execmem_cache_free(): execmem_force_rw(), execmem_fill_trapping_insns(),
+  // execmem_restore_rox(), then the range joins the free areas. (A failed
+  // execmem_force_rw() would leave it busy, pending; the model's CPA calls on
+  // an already split alias cannot fail, and a first split's -ENOMEM is taken
+  // as done: the range is freed anyway.)
+  force_rw_restore_rox(start, pages, cpu);
   busy_.erase(it);
   busy_pages_ -= pages;
   add_free(start, pages);
@@ -115,82 +185,100 @@ std::uint64_t ExecmemCache::find_vmap_area(std::uint64_t pages) const {
   return cand + pages <= kRangePages ? cand : kNoArea;
 }
 
-// mirrors execmem_cache_populate(): vmalloc the area, set_memory_rox() it, add it
-int ExecmemCache::populate(std::uint64_t pages, CpuId cpu) {
-  const std::uint64_t alloc_pages = round_up_2m(pages);
-  const std::uint64_t start = find_vmap_area(alloc_pages);
-  if (start == kNoArea) return -ENOMEM;
-  Vm vm;
-  vm.pages = alloc_pages;
-  vm.huge = true;
-  // __vmalloc_node_range() with VM_ALLOW_HUGE_VMAP: PMD-sized blocks ...
-  for (std::uint64_t i = 0; i < alloc_pages / kPagesPer2M; ++i) {
-    const Result<Pfn> r = pages_.alloc_pages(kHugeGfp, kHpagePmdOrder, cpu, phys::FrameKind::Kernel);
+// vmalloc's fallback to order-0 pages (vm_area_alloc_pages() with order 0).
+int ExecmemCache::vmalloc_base_pages(Vm& vm, std::uint64_t pages, CpuId cpu) {
+  vm.pages = pages;
+  vm.huge = false;
+  vm.blocks.clear();
+  vm.split.clear();
+  for (std::uint64_t i = 0; i < pages; ++i) {
+    const Result<Pfn> r = pages_.alloc_pages(kBaseGfp, 0, cpu, phys::FrameKind::Kernel);
     if (!r.ok()) {
-      vm.huge = false;
-      break;
+      for (const Pfn p : vm.blocks) pages_.free_pages(p, 0, cpu);
+      vm.blocks.clear();
+      return -ENOMEM;
     }
     vm.blocks.push_back(r.value);
   }
-  // ... else, as vmalloc retries with shift = PAGE_SHIFT, base pages.
-  if (!vm.huge) {
-    for (const Pfn b : vm.blocks) pages_.free_pages(b, kHpagePmdOrder, cpu);
-    vm.blocks.clear();
-    for (std::uint64_t i = 0; i < alloc_pages; ++i) {
-      const Result<Pfn> r = pages_.alloc_pages(kBaseGfp, 0, cpu, phys::FrameKind::Kernel);
+  return 0;
+}
+
+// mirrors execmem_cache_populate(): vmalloc the area (round_up(size, PMD_SIZE),
+// else alloc_size = size), set_memory_rox() it, add it
+int ExecmemCache::populate(std::uint64_t pages, CpuId cpu) {
+  Vm vm;
+  std::uint64_t start = kNoArea;
+  const std::uint64_t rounded = round_up_2m(pages);
+  // execmem_vmalloc(range, alloc_size, PAGE_KERNEL, VM_ALLOW_HUGE_VMAP):
+  // __vmalloc_node_range() tries PMD-sized blocks ...
+  if (const std::uint64_t s = find_vmap_area(rounded); s != kNoArea) {
+    vm.pages = rounded;
+    vm.huge = true;
+    for (std::uint64_t i = 0; i < rounded / kPagesPer2M; ++i) {
+      const Result<Pfn> r = pages_.alloc_pages(kHugeGfp, kHpagePmdOrder, cpu, phys::FrameKind::Kernel);
       if (!r.ok()) {
-        for (const Pfn p : vm.blocks) pages_.free_pages(p, 0, cpu);
-        return -ENOMEM;
+        vm.huge = false;
+        break;
       }
       vm.blocks.push_back(r.value);
     }
-  }
-  // set_memory_rox(p, vm->nr_pages): the direct-map alias of every page
-  // becomes read-only (and, in this model, executable), collapsing what it can.
-  int err = 0;
-  if (vm.huge) {
-    for (const Pfn b : vm.blocks) {
-      if (err == 0) err = dmap_.set_memory_rox(b, kPagesPer2M, cpu);
+    if (vm.huge) {
+      vm.split.assign(vm.blocks.size(), false);
+      start = s;
+    } else {
+      // ... else, as vmalloc retries with shift = PAGE_SHIFT, base pages.
+      for (const Pfn b : vm.blocks) pages_.free_pages(b, kHpagePmdOrder, cpu);
+      if (vmalloc_base_pages(vm, rounded, cpu) == 0) start = s;
     }
-  } else {
-    for_each_run(vm.blocks, [&](Pfn p, Pfn n) {
-      if (err == 0) err = dmap_.set_memory_rox(p, n, cpu);
-    });
   }
+  // if (!p) { alloc_size = size; p = execmem_vmalloc(...); } (6.17+): the
+  // rounded size is too much for vmalloc; below 2 MiB no huge mapping is tried.
+  const bool exact = start == kNoArea && rounded != pages;
+  if (exact) {
+    const std::uint64_t s = find_vmap_area(pages);
+    if (s != kNoArea && vmalloc_base_pages(vm, pages, cpu) == 0) start = s;
+  }
+  if (start == kNoArea) return -ENOMEM;
+  const std::uint64_t alloc_pages = vm.pages;
   vms_.emplace(start, std::move(vm));
-  if (err != 0) {  // err_free_mem: give everything back, mapped as before
-    release(start, cpu);
-    --stats_.releases;
+  // set_memory_rox(p, vm->nr_pages) on the vmalloc address: the direct-map alias
+  // becomes read-only and clean (NX stays), no collapse of the direct map.
+  const int err = change_attr(start, alloc_pages, directmap::DirectMap::AliasOp::Rox, cpu);
+  if (err != 0) {
+    // err_free_mem: vfree(p). The alias entries already changed stay read-only
+    // (the kernel does not restore them on this path); the pages go back.
+    const Vm& v = vms_.at(start);
+    for (const Pfn b : v.blocks) pages_.free_pages(b, v.huge ? kHpagePmdOrder : 0, cpu);
+    dmap_.free_vmap_area_noflush(v.pages);
+    vms_.erase(start);
     return err;
   }
   add_free(start, alloc_pages);
   ++stats_.populates;
   ++(vms_.at(start).huge ? stats_.populates_huge : stats_.populates_base_pages);
+  if (exact) ++stats_.populates_exact;
   return 0;
 }
 
 // execmem_set_direct_map_valid(vm, true), then vfree(): the pages go back.
+// set_direct_map_valid_noflush() sets PRESENT|RW (NX was never cleared on the
+// direct map; DIRTY, cleared by set_memory_rox(), stays clear).
 void ExecmemCache::release(std::uint64_t start, CpuId cpu) {
   const auto it = vms_.find(start);
   Vm& vm = it->second;
-  // set_direct_map_valid_noflush() sets PRESENT|RW. The kernel never cleared
-  // NX on the direct-map alias ("Directmap always has NX set"); this model's
-  // set_memory_rox() did, on the direct map itself, so NX goes back here.
-  auto restore = [&](Pfn p, Pfn n) {
-    dmap_.set_direct_map_valid_noflush(p, n, true, cpu);
-    if ((dmap_.lookup(p).flags & directmap::_PAGE_NX) == 0) {
-      dmap_.set_memory_nx(p, n, cpu);
-    }
-  };
   if (vm.huge) {
     for (const Pfn b : vm.blocks) {
-      restore(b, kPagesPer2M);
+      dmap_.set_direct_map_valid_noflush(b, kPagesPer2M, true, cpu);
       pages_.free_pages(b, kHpagePmdOrder, cpu);
     }
   } else {
-    for_each_run(vm.blocks, restore);
+    // get_vm_area_page_order() is 0: one page per call.
+    for (const Pfn p : vm.blocks) dmap_.set_direct_map_valid_noflush(p, 1, true, cpu);
     for (const Pfn p : vm.blocks) pages_.free_pages(p, 0, cpu);
   }
+  // vfree() -> remove_vm_area() -> free_vmap_area_noflush(): no
+  // VM_FLUSH_RESET_PERMS, so the vmalloc TLB entries go at the next purge.
+  dmap_.free_vmap_area_noflush(vm.pages);
   vms_.erase(it);
   ++stats_.releases;
 }
@@ -255,7 +343,7 @@ std::vector<std::string> ExecmemCache::check() const {
   std::uint64_t vm_pages = 0;
   std::uint64_t prev_end = 0;
   for (const auto& [start, vm] : vms_) {
-    if (start % kPagesPer2M != 0 || vm.pages == 0 || vm.pages % kPagesPer2M != 0) {
+    if (start % kPagesPer2M != 0 || vm.pages == 0 || (vm.huge && vm.pages % kPagesPer2M != 0)) {
       bad(fmt::format("vm area at page {} of {} pages is not 2 MiB aligned", start, vm.pages));
     }
     if (start < prev_end) bad(fmt::format("vm areas overlap at page {}", start));
@@ -266,6 +354,9 @@ std::vector<std::string> ExecmemCache::check() const {
       bad(fmt::format("vm area at page {} holds {} blocks, expected {}", start, vm.blocks.size(), want));
       continue;
     }
+    if (vm.huge ? vm.split.size() != want : !vm.split.empty()) {
+      bad(fmt::format("vm area at page {} tracks {} vmalloc leaves", start, vm.split.size()));
+    }
     for (const Pfn b : vm.blocks) {
       const Pfn n = vm.huge ? kPagesPer2M : 1;
       if (b % n != 0) bad(fmt::format("block {:#x} is not aligned to its order", b));
@@ -274,8 +365,9 @@ std::vector<std::string> ExecmemCache::check() const {
           bad(fmt::format("page {:#x} is a {} frame", p, phys::frame_kind_name(ph.frame_byte(p))));
         }
         const directmap::Lookup l = dm.lookup(p);
-        if (!l.present() || (l.flags & directmap::_PAGE_RW) != 0) {
-          bad(fmt::format("page {:#x} is not read-only and present in the direct map", p));
+        if (!l.present() || (l.flags & (directmap::_PAGE_RW | directmap::_PAGE_DIRTY)) != 0 ||
+            (l.flags & directmap::_PAGE_NX) == 0) {
+          bad(fmt::format("page {:#x} is not present, read-only, clean and NX in the direct map", p));
         }
       }
     }

@@ -146,7 +146,10 @@ std::vector<Setting> make_settings() {
                    [](Scenario& s, U v) { s.machine.rlimit_memlock_bytes = v; }));
   for (const policy::ParamSpec* p : policy::Registry::builtin().params()) t.push_back(policy_param(*p));
   t.push_back(choice("machine.collapse", "--collapse", "collapse mode", collapse_mode_names, "MODE",
-                     "How direct-map leaves come back; rox-only is upstream's since 6.15",
+                     "How direct-map leaves come back: rox-only is upstream's since 6.15; on-restore and scanner "
+                     "would need the kernel to call the collapse for restored ranges or from a scan, and are "
+                     "refused where G or D differ (__set_pages_p() does not restore _PAGE_GLOBAL, set_memory_rw() "
+                     "not _PAGE_DIRTY); the -gd modes assume a kernel that restores both; none never collapses",
                      [](Scenario& s, const std::string& v) { s.machine.collapse = parse_collapse_mode(v); }));
   t.push_back(count("machine.scan_rate", "--scan-rate", 1, 1 << 20,
                     "2 MiB regions the scanner collapse mode looks at per workload step",
