@@ -349,6 +349,36 @@ TEST(Compaction, NeverMigratesThpsForTheirOrderOrLess_IsolateMigratepagesBlock) 
   EXPECT_EQ(join(pm.check()), "");
 }
 
+// isolate_migratepages_block(): a compound block smaller than the target
+// order (an order-2 mTHP) is isolated and migrated whole, at its order.
+TEST(Compaction, MigratesSmallerCompoundBlocksWhole_IsolateMigratepagesBlock) {
+  PhysMem pm(small_phys());
+  FakeOwners f(pm);
+  for (bool more = true; more;) {
+    more = false;
+    while (f.alloc(GFP_HIGHUSER_MOVABLE | __GFP_COMP, 2, FrameKind::User)) more = true;
+    pm.drain_all_pages();
+  }
+  fill(f, GFP_HIGHUSER_MOVABLE, FrameKind::User);
+  fill(f, GFP_ATOMIC | __GFP_MOVABLE, FrameKind::User);
+  std::vector<Pfn> drop;
+  for (const auto& [pfn, b] : f.blocks_) {
+    if (b.order == 2 && (pfn / 4) % 2 == 0) drop.push_back(pfn);
+  }
+  for (const Pfn p : drop) f.free(p);
+  pm.drain_all_pages();
+  pm.set_page_owners(&f);
+  const Result<Pfn> r = pm.alloc_pages(GFP_TRANSHUGE, kHpagePmdOrder, 0, FrameKind::User);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(f.migrate_orders.count(2));
+  for (const auto& [pfn, b] : f.blocks_) {
+    if (b.order == 2) {
+      ASSERT_EQ(pm.movable_block_order(pfn), 2u) << pfn;
+    }
+  }
+  EXPECT_EQ(join(pm.check()), "");
+}
+
 // Movable pages until some of them sit in the CMA area.
 std::vector<Pfn> user_pages_in_cma(FakeOwners& f) {
   std::vector<Pfn> in;
