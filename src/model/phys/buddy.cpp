@@ -371,4 +371,43 @@ void PhysMem::reserve_highatomic_pageblock(Zone& z, Pfn pfn, unsigned order) {
   ++stats_.highatomic_reserved;
 }
 
+// mirrors unreserve_highatomic_pageblock(): when an allocation is about to
+// fail, give a highatomic pageblock (the first free highatomic block found,
+// lowest order first) to the allocation's migratetype. Without force, each
+// zone keeps its last reserved pageblock.
+bool PhysMem::unreserve_highatomic_pageblock(unsigned highest_zoneidx, unsigned mt, bool force) {
+  for (int zi = static_cast<int>(highest_zoneidx); zi >= 0; --zi) {
+    Zone& z = zones_[static_cast<unsigned>(zi)];
+    if (!z.populated()) continue;
+    // Preserve at least one pageblock unless memory pressure is really high.
+    if (!force && z.nr_reserved_highatomic <= kPageblockNrPages) continue;
+    for (unsigned order = 0; order < kNrPageOrders; ++order) {
+      const FreeList& list = z.free_area[order][MIGRATE_HIGHATOMIC];
+      if (list.empty()) continue;
+      const Pfn page = list.head;  // get_page_from_free_area()
+      const std::uint64_t size =
+          std::min<std::uint64_t>(std::max<std::uint64_t>(kPageblockNrPages, std::uint64_t{1} << order),
+                                  z.nr_reserved_highatomic);
+      z.nr_reserved_highatomic -= size;
+      // Convert to the allocation's migratetype, bypassing the claim heuristics.
+      std::uint64_t moved = 0;
+      if (order < kPageblockOrder) {
+        Pfn start = 0;
+        if (!prep_move_freepages_block(z, page, start, nullptr, nullptr)) continue;
+        moved = move_freepages_block(z, start, MIGRATE_HIGHATOMIC, mt);
+        pageblocks_[start >> kPageblockOrder] = static_cast<std::uint8_t>(mt);
+      } else {
+        move_to_free_list(z, page, order, MIGRATE_HIGHATOMIC, mt);
+        change_pageblock_range(page, order, mt);
+        moved = 1;
+      }
+      if (moved > 0) {
+        ++stats_.highatomic_unreserved;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 }  // namespace exmem::model::phys

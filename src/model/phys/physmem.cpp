@@ -103,6 +103,7 @@ void PhysMem::layout_ram() {
   const Pfn end_pfn = ram_.back().end;
   frames_ = ZeroedBytes(round_up(end_pfn, Pfn{1} << kMaxPageOrder));  // all FreeTail
   pageblocks_.assign(frames_.size() >> kPageblockOrder, MIGRATE_MOVABLE);
+  pb_compound_.assign(pageblocks_.size(), 0);
   dma32_end_ = kDma32EndPfn;
   Pfn prev_end = 0;
   for (const PfnRange& r : ram_) {
@@ -198,11 +199,38 @@ void PhysMem::count_kind(std::uint8_t b, Pfn count, bool add) {
   }
 }
 
-// mirrors wakeup_kswapd(): kswapd's balance_pgdat() would reclaim and then drop
-// the boost; the model has nothing to reclaim, so only the boost goes.
-void PhysMem::wakeup_kswapd(Zone& z) {
-  ++stats_.kswapd_wakeups;
-  z.watermark_boost = 0;
+void PhysMem::account_block(Pfn pfn, unsigned order, std::uint8_t kind, bool add) {
+  const Pfn nr = Pfn{1} << order;
+  count_kind(kind, nr, add);
+  const auto k = static_cast<FrameKind>(kind);
+  if (k == FrameKind::PageCache) {
+    std::uint64_t& f = file_pages_[zone_of(pfn)];
+    f = add ? f + nr : f - nr;
+  }
+  if (order == 0 || !is_movable_kind(k)) return;
+  if (add) {
+    compound_[pfn] = static_cast<std::uint8_t>(order);
+  } else if (compound_.erase(pfn) == 0) {
+    return;
+  }
+  const std::size_t first = pfn >> kPageblockOrder;
+  const std::size_t last = (pfn + nr - 1) >> kPageblockOrder;
+  for (std::size_t b = first; b <= last; ++b) {
+    pb_compound_[b] = static_cast<std::uint16_t>(add ? pb_compound_[b] + 1 : pb_compound_[b] - 1);
+  }
+}
+
+unsigned PhysMem::movable_block_order(Pfn pfn) const {
+  if (pb_compound_[pfn >> kPageblockOrder] == 0) return 0;
+  const auto it = compound_.find(pfn);
+  return it == compound_.end() ? 0 : it->second;
+}
+
+std::uint64_t PhysMem::zone_reclaimable_pages(unsigned z) const {
+  // The fallback to the free pages ("ensure zones with sufficient free pages
+  // are not skipped") is in the 2025 tree read; a revert was proposed in Aug 2025.
+  if (file_pages_[z] != 0) return file_pages_[z];
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, zones_[z].nr_free_pages));
 }
 
 // mirrors rmqueue_buddy()
@@ -227,7 +255,7 @@ Pfn PhysMem::rmqueue(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt,
   if (page == kNoPfn) page = rmqueue_buddy(z, order, alloc_flags, mt);
   if ((alloc_flags & ALLOC_KSWAPD) && z.boosted_watermark) {
     z.boosted_watermark = false;
-    wakeup_kswapd(z);
+    wakeup_kswapd(z, 0, z.type, cpu);
   }
   return page;
 }
@@ -308,21 +336,9 @@ Result<Pfn> PhysMem::alloc_pages(Gfp gfp, unsigned order, CpuId cpu, FrameKind k
   if (preferred == ZONE_NORMAL && zones_[ZONE_DMA32].populated()) alloc_flags |= ALLOC_NOFRAGMENT;
   Pfn page = get_page_from_freelist(gfp, order, alloc_flags, highest, mt, cpu);
   if (page == kNoPfn) {
-    // __alloc_pages_slowpath()
-    ++stats_.slowpath;
-    alloc_flags = gfp_to_alloc_flags(gfp, order);
-    if (alloc_flags & ALLOC_KSWAPD) {
-      for (unsigned zi = 0; zi <= highest; ++zi) {
-        if (zones_[zi].populated()) wakeup_kswapd(zones_[zi]);
-      }
-    }
-    page = get_page_from_freelist(gfp, order, alloc_flags, highest, mt, cpu);
-    if (page == kNoPfn && (gfp & __GFP_DIRECT_RECLAIM)) {
-      // __alloc_pages_direct_reclaim(): nothing to reclaim in the model, but
-      // the pcp lists are drained before the retry.
-      drain_all_pages();
-      page = get_page_from_freelist(gfp, order, alloc_flags, highest, mt, cpu);
-    }
+    // __alloc_pages_slowpath() (slowpath.cpp), with the alloc_flags it starts
+    // from (restart: gfp_to_alloc_flags()).
+    page = alloc_pages_slowpath(gfp, order, gfp_to_alloc_flags(gfp, order), highest, mt, cpu);
   }
   if (page == kNoPfn) {
     ++stats_.pgalloc_fail;
@@ -330,7 +346,7 @@ Result<Pfn> PhysMem::alloc_pages(Gfp gfp, unsigned order, CpuId cpu, FrameKind k
   }
   const Pfn nr = Pfn{1} << order;
   set_frames(page, nr, static_cast<std::uint8_t>(kind));
-  count_kind(static_cast<std::uint8_t>(kind), nr, true);
+  account_block(page, order, static_cast<std::uint8_t>(kind), true);
   ++stats_.pgalloc;
   return Result<Pfn>{page, 0};
 }
@@ -367,7 +383,7 @@ int PhysMem::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
   }
   const Pfn nr = Pfn{1} << order;
   // Owners may tag parts of a block differently only via set_kind on the block.
-  count_kind(b, nr, false);
+  account_block(pfn, order, b, false);
   ++stats_.pgfree;
   if (pfn < cma_.end && pfn + nr > cma_.start) cma_pages_freed(pfn, nr, false);
   free_frozen_pages(pfn, order, cpu);
@@ -386,23 +402,39 @@ void PhysMem::drain_all_pages() {
   }
 }
 
+void PhysMem::set_page_owners(PageOwners* owners) {
+  if (owners != owners_ && !cma_busy_.empty()) {
+    // Without owners a movable page of the CMA area is marked busy as an
+    // unmovable one is; with them it may migrate: the marks and the memo go.
+    std::fill(cma_busy_.begin(), cma_busy_.end(), 0);
+    cma_memo_.valid = false;
+    cma_memo_.open.clear();
+  }
+  owners_ = owners;
+}
+
 void PhysMem::set_kind(Pfn pfn, unsigned order, FrameKind kind) {
   const Pfn nr = Pfn{1} << order;
   if (pfn >= frames_.size() || !is_allocated_kind(kind) ||
       !is_allocated_kind(static_cast<FrameKind>(frames_[pfn]))) {
     throw std::logic_error("set_kind: not an allocated block");
   }
-  count_kind(frames_[pfn], nr, false);
+  account_block(pfn, order, frames_[pfn], false);
   set_frames(pfn, nr, static_cast<std::uint8_t>(kind));
-  count_kind(static_cast<std::uint8_t>(kind), nr, true);
+  account_block(pfn, order, static_cast<std::uint8_t>(kind), true);
+  // A page that became movable may be migrated now: cma_alloc() no longer
+  // counts it as always busy.
+  if (is_movable_kind(kind) && pfn < cma_.end && pfn + nr > cma_.start) {
+    cma_pages_freed(pfn, nr, false);
+  }
 }
 
 // ---- CMA ---------------------------------------------------------------------
 
 namespace {
 // A frame alloc_contig_range() cannot take without migrating it: neither free
-// in the buddy nor on a pcp list (which the drain empties). The model does not
-// migrate, so a range holding one fails as -EBUSY would.
+// in the buddy nor on a pcp list (which the drain empties). A movable one is
+// migrated; any other makes the range fail as -EBUSY.
 constexpr bool cma_frame_busy(std::uint8_t b) {
   return b != static_cast<std::uint8_t>(FrameKind::FreeTail) && !is_free_head(b) &&
          b != static_cast<std::uint8_t>(FrameKind::Pcp);
@@ -522,9 +554,12 @@ void PhysMem::cma_pages_freed(Pfn pfn, Pfn count, bool bits_cleared) {
 //   and would fail the same way.
 // - A busy page found is marked in cma_busy_ until it is freed, and the search
 //   skips marked pages as it skips handed-out ones. A page is marked only while
-//   it is allocated and not by cma_alloc(); free_pages() and cma_release() clear
-//   the marks, and nothing else makes an allocated page free, so a marked page
-//   is always busy and a range holding one would fail.
+//   it is allocated, not by cma_alloc(), and cannot migrate: unmovable, or
+//   movable while there are no owners to migrate it. free_pages() and
+//   cma_release() clear the marks, set_kind() to a movable kind and
+//   set_page_owners() too, and nothing else makes such a page free or
+//   movable, so a marked page is always busy and a range holding one would
+//   fail. (A pinned page is not marked: it may be unpinned by the next call.)
 // - The memo (cma_memo_) of the last (count, align_order) searched: a search
 //   that fails leaves every aligned range holding a set bit, so the next one
 //   looks only at the ranges over pages freed since (and, after a success, at
@@ -562,17 +597,44 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
       const Pfn s = cma_.start + bitmap_no;
       const Pfn e = s + count;
       Pfn busy = kNoPfn;
+      bool movable = false;
       for (Pfn p = e; p > s;) {  // from the top: the highest busy page
         --p;
-        if (cma_frame_busy(frames_[p])) {
-          busy = p;
-          break;
+        const std::uint8_t b = frames_[p];
+        if (!cma_frame_busy(b)) continue;
+        if (is_movable_kind(static_cast<FrameKind>(b)) && owners_ != nullptr) {
+          movable = true;  // alloc_contig_range() migrates it
+          continue;
         }
+        busy = p;
+        break;
       }
       if (busy != kNoPfn) {
         cma_assign_bits(cma_busy_, busy - cma_.start, 1, true);
         start = busy - cma_.start + 1;  // the next aligned range above the busy page
         continue;
+      }
+      if (movable) {
+        // alloc_contig_range(): isolate the pageblocks, drain, migrate. (The
+        // kernel would also migrate the movable pages of a range that holds
+        // an unmovable one, before failing it; the model tries only ranges
+        // without one.)
+        cma_isolate(s, e, true);
+        drain_all_pages();
+        drained = true;
+        Pfn failed = kNoPfn;
+        const int err = cma_migrate_range(s, e, failed);
+        bool clean = err == 0;
+        for (Pfn p = s; p < e && clean; ++p) clean = !cma_frame_busy(frames_[p]);
+        if (!clean) {
+          cma_isolate(s, e, false);
+          // Pinned pages can move later: nothing is marked, so the memo goes.
+          cma_memo_.valid = false;
+          cma_memo_.open.clear();
+          if (err == -ENOMEM) return Result<Pfn>::error(-ENOMEM);  // cma_alloc() stops at once
+          start = bitmap_no + mask + 1;  // the kernel's next try
+          continue;
+        }
       }
       bool pcp = false;
       for (Pfn p = s; p < e && !pcp; ++p) {
@@ -627,6 +689,7 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
           q += Pfn{1} << order;
         }
       }
+      if (movable) cma_isolate(s, e, false);  // undo_isolate_page_range()
       cma_assign_bits(cma_bitmap_, bitmap_no, count, true);
       cma_bitmap_weight_ += count;
       ++stats_.pgalloc;
@@ -693,6 +756,8 @@ std::vector<std::string> PhysMem::check_cma() const {
           bad(fmt::format("pfn {:#x}: its {} is set but it is {}", p, what, frame_kind_name(b)));
         } else if (which == 1 && b == static_cast<std::uint8_t>(FrameKind::CmaAllocated)) {
           bad(fmt::format("pfn {:#x}: its {} is set but it is cma-allocated", p, what));
+        } else if (which == 1 && owners_ != nullptr && is_movable_kind(static_cast<FrameKind>(b))) {
+          bad(fmt::format("pfn {:#x}: its {} is set but it is movable", p, what));
         }
       }
     }
@@ -786,6 +851,7 @@ std::vector<std::string> PhysMem::check() const {
   std::array<std::array<std::array<std::uint64_t, MIGRATE_TYPES>, kNrPageOrders>, MAX_NR_ZONES>
       heads{};
   std::array<std::uint64_t, MAX_NR_ZONES> zone_free{};
+  std::array<std::uint64_t, MAX_NR_ZONES> file_count{};
 
   // Frames: each in one state; free blocks aligned, whole, and within a zone.
   std::size_t ri = 0;
@@ -814,6 +880,7 @@ std::vector<std::string> PhysMem::check() const {
       continue;
     }
     if (!is_free_head(b)) {
+      if (b == static_cast<std::uint8_t>(FrameKind::PageCache)) ++file_count[zone_of(p)];
       if (b > static_cast<std::uint8_t>(kLastKind)) {
         bad(fmt::format("pfn {:#x}: invalid state byte {}", p, b));
       } else if (b == static_cast<std::uint8_t>(FrameKind::CmaAllocated) && !cma_bitmap_test(p)) {
@@ -961,6 +1028,26 @@ std::vector<std::string> PhysMem::check() const {
   }
 
   for (std::string& msg : check_cma()) bad(std::move(msg));
+
+  // Per-zone file pages and the movable compound blocks follow the frames.
+  for (unsigned zi = 0; zi < MAX_NR_ZONES; ++zi) {
+    if (file_count[zi] != file_pages_[zi]) {
+      bad(fmt::format("{}: {} page-cache frames but {} counted", zone_name(zi), file_count[zi], file_pages_[zi]));
+    }
+  }
+  std::vector<std::uint16_t> pb_count(pb_compound_.size(), 0);
+  for (const auto& [head, order] : compound_) {
+    const Pfn nr = Pfn{1} << order;
+    const std::uint8_t b = frames_[head];
+    bool ok = order > 0 && (head & (nr - 1)) == 0 && std::uint64_t{head} + nr <= frames_.size() &&
+              !is_free_head(b) && is_movable_kind(static_cast<FrameKind>(b));
+    for (Pfn q = head; ok && q < head + nr; ++q) ok = frames_[q] == b;
+    if (!ok) bad(fmt::format("movable block {:#x} order {}: not an allocated movable block", head, order));
+    for (std::size_t pb = head >> kPageblockOrder; pb <= (head + nr - 1) >> kPageblockOrder && pb < pb_count.size(); ++pb) {
+      ++pb_count[pb];
+    }
+  }
+  if (pb_count != pb_compound_) bad("movable compound blocks: per-pageblock counts do not match the map");
 
   // Pageblocks: valid migratetypes; CMA exactly on the CMA area.
   for (std::size_t i = 0; i < pageblocks_.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "model/phys/frame.hpp"
@@ -64,7 +65,7 @@ struct RamLayout {
 // text ("cma 512 MiB and the secretmem area of X, 512 MiB").
 RamLayout plan_ram_layout(const PhysConfig& config, std::string_view cma_parts = {});
 
-// Counters in the spirit of /proc/vmstat.
+// Counters in the spirit of /proc/vmstat (the vmstat name where there is one).
 struct PhysStats {
   std::uint64_t pgalloc = 0;         // successful allocations (blocks)
   std::uint64_t pgalloc_fail = 0;    // allocations that returned NULL
@@ -75,8 +76,21 @@ struct PhysStats {
   std::uint64_t extfrag_steals = 0;  // fallbacks that stole without claiming
   std::uint64_t cma_fallbacks = 0;   // movable allocations served from CMA
   std::uint64_t slowpath = 0;        // allocations that entered the slow path
-  std::uint64_t kswapd_wakeups = 0;
+  std::uint64_t kswapd_wakeups = 0;  // pageoutrun: kswapd woken, balance_pgdat() run
   std::uint64_t highatomic_reserved = 0;
+  std::uint64_t highatomic_unreserved = 0;  // pageblocks unreserve_highatomic_pageblock() gave back
+  std::uint64_t pgsteal_kswapd = 0;   // pgsteal_kswapd: pages kswapd reclaimed
+  std::uint64_t pgsteal_direct = 0;   // pgsteal_direct: pages direct reclaim reclaimed
+  std::uint64_t allocstall = 0;       // allocstall_dma32 + allocstall_normal: try_to_free_pages() calls
+  std::uint64_t compact_stall = 0;    // compact_stall: direct compactions that ran
+  std::uint64_t compact_success = 0;  // compact_success: ... after which the allocation succeeded
+  std::uint64_t compact_fail = 0;     // compact_fail: ... after which it still failed
+  std::uint64_t compact_migrate_scanned = 0;  // compact_migrate_scanned
+  std::uint64_t compact_free_scanned = 0;     // compact_free_scanned
+  std::uint64_t pgmigrate_success = 0;  // pgmigrate_success: pages migrated (compaction and CMA)
+  std::uint64_t pgmigrate_fail = 0;     // pgmigrate_fail: pages that failed to migrate
+  std::uint64_t oom_kill = 0;           // oom_kill: out_of_memory() calls that killed a victim
+  std::uint64_t cma_migrated = 0;       // pages cma_alloc() migrated out of its range (no vmstat name)
 };
 
 enum class RmqueueMode { Normal, Cma, Claim, Steal };  // enum rmqueue_mode
@@ -87,10 +101,17 @@ class PhysMem {
   PhysMem(const PhysMem&) = delete;
   PhysMem& operator=(const PhysMem&) = delete;
 
-  // mirrors __alloc_pages(): fast path at the low watermark, then the slow path
-  // (kswapd woken, min watermark, reserves as gfp allows, pcp drain). Reclaim
-  // and compaction are not modelled: when they would be needed, it fails
-  // (-ENOMEM). The block's frames are tagged `kind`.
+  // mirrors __alloc_pages(): fast path at the low watermark, then
+  // __alloc_pages_slowpath() (slowpath.cpp) as Linux 6.18 runs it: kswapd
+  // woken (it runs balance_pgdat() at once: the model has no threads), the
+  // min watermark and the reserves gfp allows, async compaction first for
+  // costly and non-movable high orders, direct reclaim (try_to_free_pages(),
+  // then unreserve_highatomic_pageblock() and a pcp drain), direct compaction,
+  // should_reclaim_retry() / should_compact_retry(), and the OOM killer for
+  // orders <= 3 without __GFP_NORETRY / __GFP_RETRY_MAYFAIL. Reclaim, migration
+  // and kills go through the page owners (set_page_owners()); without them
+  // nothing is reclaimed, migrated or killed and the allocation fails
+  // (-ENOMEM) where the kernel would need them. The block's frames are tagged `kind`.
   Result<Pfn> alloc_pages(Gfp gfp, unsigned order, CpuId cpu, FrameKind kind);
   // mirrors __free_pages(): pcp list for pcp orders, else the buddy directly.
   // -EINVAL when the block is not an allocated block of that order.
@@ -98,16 +119,21 @@ class PhysMem {
   // mirrors drain_all_pages(NULL)
   void drain_all_pages();
   // Who the slow path reclaims from, migrates with and kills through (see
-  // page_owners.hpp); nullptr (the default): no one.
-  void set_page_owners(PageOwners* owners) { owners_ = owners; }
+  // page_owners.hpp); nullptr (the default): no one, and then cma_alloc()
+  // cannot migrate either (a movable page is busy, as an unmovable one).
+  void set_page_owners(PageOwners* owners);
   // Re-tags an allocated block (e.g. a pool page handed out as a secret page).
   void set_kind(Pfn pfn, unsigned order, FrameKind kind);
 
   // mirrors cma_alloc() for the model: the lowest aligned range whose bits in
-  // the CMA bitmap are clear and whose pages are all free (a pcp page is
-  // drained first; any other page would need migration, which the model does
-  // not do, so such a range is busy). -ENOMEM when the bitmap has no clear
-  // aligned range of `count` bits, -EBUSY when every one tried was busy.
+  // the CMA bitmap are clear and whose pages can all be taken: free pages,
+  // pcp pages (drained), and movable pages, which alloc_contig_range()
+  // migrates out of the range (its pageblocks MIGRATE_ISOLATE meanwhile, so
+  // no destination is inside it). A range holding an unmovable page, a pinned
+  // one (PageOwners::migrate() refused) or the tail of a movable block that
+  // starts below it is busy. -ENOMEM when the bitmap has no clear aligned
+  // range of `count` bits or a migration found no destination, -EBUSY when
+  // every range tried was busy.
   Result<Pfn> cma_alloc(Pfn count, unsigned align_order);
   // mirrors cma_release(): the pages go back to the buddy and their bits are cleared.
   int cma_release(Pfn pfn, Pfn count);
@@ -143,6 +169,12 @@ class PhysMem {
   [[nodiscard]] std::uint64_t pages_of_kind(FrameKind k) const {
     return kind_pages_[static_cast<unsigned>(k)];
   }
+  // mirrors zone_reclaimable_pages(): the zone's file LRU (FrameKind::PageCache
+  // pages; no swap, so no anonymous pages), or its free pages when that is 0.
+  [[nodiscard]] std::uint64_t zone_reclaimable_pages(unsigned z) const;
+  // The order of the allocated movable block whose first frame is pfn (0 for
+  // a base page), as compound_order() of its head.
+  [[nodiscard]] unsigned movable_block_order(Pfn pfn) const;
   [[nodiscard]] const PhysStats& stats() const { return stats_; }
   [[nodiscard]] unsigned cpus() const { return config_.cpus; }
   [[nodiscard]] int min_free_kbytes() const { return min_free_kbytes_; }
@@ -188,6 +220,7 @@ class PhysMem {
   Pfn rmqueue_steal(Zone& z, unsigned order, unsigned mt);
   Pfn rmqueue_core(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags, RmqueueMode& mode);
   void reserve_highatomic_pageblock(Zone& z, Pfn pfn, unsigned order);
+  bool unreserve_highatomic_pageblock(unsigned highest_zoneidx, unsigned mt, bool force);
 
   // per-CPU lists (pcp.cpp)
   [[nodiscard]] bool pcp_allowed_order(unsigned order) const;
@@ -218,7 +251,50 @@ class PhysMem {
   Pfn rmqueue(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt, CpuId cpu);
   Pfn rmqueue_buddy(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt);
   void free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu);
-  void wakeup_kswapd(Zone& z);
+  // kswapd and direct reclaim (slowpath.cpp)
+  void wakeup_kswapd(Zone& z, unsigned order, unsigned highest_zoneidx, CpuId cpu);
+  void wake_all_kswapds(unsigned order, unsigned highest_zoneidx, CpuId cpu);
+  [[nodiscard]] bool pgdat_balanced(unsigned order, unsigned highest_zoneidx) const;
+  void balance_pgdat(unsigned order, unsigned highest_zoneidx, CpuId cpu);
+  std::uint64_t try_to_free_pages(unsigned order, Gfp gfp, unsigned highest_zoneidx, CpuId cpu);
+  Pfn alloc_pages_slowpath(Gfp gfp, unsigned order, unsigned alloc_flags, unsigned highest_zoneidx,
+                           unsigned mt, CpuId cpu);
+  Pfn alloc_pages_direct_reclaim(Gfp gfp, unsigned order, unsigned alloc_flags,
+                                 unsigned highest_zoneidx, unsigned mt, CpuId cpu,
+                                 std::uint64_t& did_some_progress);
+  bool should_reclaim_retry(unsigned order, unsigned highest_zoneidx, unsigned mt,
+                            unsigned alloc_flags, bool did_some_progress, int& no_progress_loops);
+  Pfn alloc_pages_may_oom(Gfp gfp, unsigned order, unsigned highest_zoneidx, unsigned mt,
+                          CpuId cpu, std::uint64_t& did_some_progress);
+  void drain_pages_zone(unsigned cpu, Zone& z);  // drain_pages_zone()
+
+  // compaction (compaction.cpp)
+  struct CompactControl;
+  int try_to_compact_pages(Gfp gfp, unsigned order, unsigned alloc_flags, unsigned highest_zoneidx,
+                           int prio, CpuId cpu);
+  Pfn alloc_pages_direct_compact(Gfp gfp, unsigned order, unsigned alloc_flags,
+                                 unsigned highest_zoneidx, unsigned mt, CpuId cpu, int prio,
+                                 int& compact_result);
+  int compact_zone(CompactControl& cc);
+  int compact_finished(const CompactControl& cc) const;
+  // __compaction_suitable() (watermark only), or with use_fragindex
+  // compaction_suitable()'s fragmentation-index test for costly orders too
+  [[nodiscard]] bool compaction_suitable(const Zone& z, unsigned order, unsigned highest_zoneidx,
+                                         std::int64_t wmark_target, bool use_fragindex) const;
+  [[nodiscard]] bool compaction_zonelist_suitable(unsigned order, unsigned highest_zoneidx) const;
+  [[nodiscard]] int fragmentation_index(const Zone& z, unsigned order) const;
+  bool isolate_migratepages(CompactControl& cc);
+  void isolate_freepages(CompactControl& cc);
+  int migrate_isolated(CompactControl& cc);
+  void release_freepages(CompactControl& cc);
+  // One movable block to a new place (migrate_folio_move() for the model):
+  // `to` is allocated with from's kind, the owners are asked, and on success
+  // `from` is freed. false: pinned, `to` is untagged again (still allocated
+  // from the buddy's view: the caller gives it back).
+  bool migrate_block(Pfn from, Pfn to, unsigned order, CpuId cpu);
+  // Frames of allocated blocks: kind counts, the per-zone file pages and the
+  // movable compound orders follow every tag change.
+  void account_block(Pfn pfn, unsigned order, std::uint8_t kind, bool add);
 
   // CMA (physmem.cpp). The bitmap helpers mirror find_next_bit() /
   // find_next_zero_bit(), bitmap_find_next_zero_area_off() and bitmap_set() /
@@ -231,6 +307,12 @@ class PhysMem {
   // cma_release() (bits_cleared: their bitmap bits were just cleared).
   void cma_pages_freed(Pfn pfn, Pfn count, bool bits_cleared);
   [[nodiscard]] std::vector<std::string> check_cma() const;
+  // alloc_contig_range() for [s, e) of the CMA area: isolate its pageblocks,
+  // drain, migrate the movable blocks out. 0, -EBUSY (busy_pfn: the page that
+  // could not move) or -ENOMEM (no destination). The pageblocks stay isolated:
+  // cma_undo_isolate() gives them back.
+  int cma_migrate_range(Pfn s, Pfn e, Pfn& busy_pfn);
+  void cma_isolate(Pfn s, Pfn e, bool isolate);
 
   void set_frames(Pfn pfn, Pfn count, std::uint8_t b);
   void count_kind(std::uint8_t b, Pfn count, bool add);
@@ -273,6 +355,13 @@ class PhysMem {
   std::uint64_t total_ram_pages_ = 0;
   int min_free_kbytes_ = 0;
   std::array<std::uint64_t, 32> kind_pages_{};  // pages per allocated FrameKind
+  std::array<std::uint64_t, MAX_NR_ZONES> file_pages_{};  // FrameKind::PageCache pages per zone
+  // compound_order() of the allocated movable blocks of order > 0 (THPs),
+  // by head pfn, and how many such blocks overlap each pageblock, so that
+  // compaction looks the map up only in pageblocks that have one.
+  std::unordered_map<Pfn, std::uint8_t> compound_;
+  std::vector<std::uint16_t> pb_compound_;
+  int kswapd_failures_ = 0;  // pgdat->kswapd_failures
   PhysStats stats_;
 };
 
