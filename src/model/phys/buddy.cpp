@@ -351,8 +351,11 @@ Pfn PhysMem::rmqueue_core(Zone& z, unsigned order, unsigned mt, unsigned alloc_f
 }
 
 // mirrors reserve_highatomic_pageblock(): after a high-order atomic allocation,
-// set aside its pageblock (up to 1% of the zone) for later ones.
+// set aside its pageblock (up to 1% of the zone) for later ones; none at all
+// in a zone whose 1% is less than a pageblock (under 200 MiB), since "mm:
+// page_alloc: enforce minimum zone size to do high atomic reserves" (6.8).
 void PhysMem::reserve_highatomic_pageblock(Zone& z, Pfn pfn, unsigned order) {
+  if (z.managed_pages / 100 < kPageblockNrPages) return;
   const std::uint64_t max_managed =
       ((z.managed_pages / 100) + kPageblockNrPages - 1) / kPageblockNrPages * kPageblockNrPages;
   if (z.nr_reserved_highatomic >= max_managed) return;
