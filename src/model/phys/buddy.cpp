@@ -1,7 +1,10 @@
 // phys/: physical memory of the model (see physmem.hpp for what the folder owns).
-// buddy.cpp: the buddy allocator core of mm/page_alloc.c as of Linux 6.15:
-// free lists, merging, expand, and the __rmqueue() fallback ladder
-// (native list -> CMA -> claim a foreign pageblock -> steal).
+// buddy.cpp: the buddy allocator core of mm/page_alloc.c as of Linux 6.15,
+// unchanged through 6.18: free lists, merging, expand, and the __rmqueue()
+// fallback ladder (native list -> CMA -> claim a foreign pageblock -> steal)
+// with enum rmqueue_mode, which came with "mm: page_alloc: speed up
+// fallbacks in rmqueue_bulk()" (Johannes Weiner), merged during the 6.15 rcs
+// and backported to 6.14.y.
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
