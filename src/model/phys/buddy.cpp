@@ -1,7 +1,10 @@
 // phys/: physical memory of the model (see physmem.hpp for what the folder owns).
-// buddy.cpp: the buddy allocator core of mm/page_alloc.c as of Linux 6.15:
-// free lists, merging, expand, and the __rmqueue() fallback ladder
-// (native list -> CMA -> claim a foreign pageblock -> steal).
+// buddy.cpp: the buddy allocator core of mm/page_alloc.c as of Linux 6.15,
+// unchanged through 6.18: free lists, merging, expand, and the __rmqueue()
+// fallback ladder (native list -> CMA -> claim a foreign pageblock -> steal)
+// with enum rmqueue_mode, which came with "mm: page_alloc: speed up
+// fallbacks in rmqueue_bulk()" (Johannes Weiner), merged during the 6.15 rcs
+// and backported to 6.14.y.
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -351,8 +354,11 @@ Pfn PhysMem::rmqueue_core(Zone& z, unsigned order, unsigned mt, unsigned alloc_f
 }
 
 // mirrors reserve_highatomic_pageblock(): after a high-order atomic allocation,
-// set aside its pageblock (up to 1% of the zone) for later ones.
+// set aside its pageblock (up to 1% of the zone) for later ones; none at all
+// in a zone whose 1% is less than a pageblock (under 200 MiB), since "mm:
+// page_alloc: enforce minimum zone size to do high atomic reserves" (6.8).
 void PhysMem::reserve_highatomic_pageblock(Zone& z, Pfn pfn, unsigned order) {
+  if (z.managed_pages / 100 < kPageblockNrPages) return;
   const std::uint64_t max_managed =
       ((z.managed_pages / 100) + kPageblockNrPages - 1) / kPageblockNrPages * kPageblockNrPages;
   if (z.nr_reserved_highatomic >= max_managed) return;

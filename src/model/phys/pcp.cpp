@@ -52,6 +52,7 @@ int PhysMem::rmqueue_bulk(Zone& z, unsigned order, int count, std::deque<Pfn>& l
 // mirrors rmqueue_pcplist() and __rmqueue_pcplist()
 Pfn PhysMem::rmqueue_pcplist(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags,
                              CpuId cpu) {
+  count_pcp_op();  // the model's clock for vmstat_tick()
   PerCpuPages& pcp = z.pcp[cpu];
   pcp.free_count >>= 1;
   std::deque<Pfn>& list = pcp.lists[order_to_pindex(mt, order)];
@@ -127,6 +128,7 @@ void PhysMem::free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned 
 // mirrors free_frozen_page_commit() (free_unref_page_commit() before 6.14)
 void PhysMem::free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsigned mt,
                                       unsigned order) {
+  count_pcp_op();  // the model's clock for vmstat_tick()
   bool free_high = false;
   // Freeing reduces the number of pages batch-allocated next time.
   pcp.alloc_factor = static_cast<std::uint8_t>(pcp.alloc_factor >> 1);
@@ -156,6 +158,45 @@ void PhysMem::free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsign
   }
 }
 
+// mirrors decay_pcp_high(), called from the vmstat counter updater: shrink
+// pcp->high by an eighth (but never more than batch << PCP_BATCH_SCALE_MAX
+// below the count, nor below high_min), then free the pages over it, batch
+// by batch as in 6.18.7+ and 6.19 ("mm/page_alloc: batch page freeing in
+// decay_pcp_high"; 6.18.0 freed them in one free_pcppages_bulk() call, the
+// same pages but for the round-robin start). Returns whether there is more
+// to do.
+bool PhysMem::decay_pcp_high(Zone& z, PerCpuPages& pcp) {
+  const int high_min = pcp.high_min;
+  const int batch = pcp.batch;
+  bool todo = false;
+  // Decrease pcp->high periodically to free possible idle pcp pages, without
+  // freeing too many at once.
+  if (pcp.high > high_min) {
+    pcp.high = std::max({pcp.count - (batch << kPcpBatchScaleMax), pcp.high - (pcp.high >> 3),
+                         high_min});
+    if (pcp.high > high_min) todo = true;
+  }
+  int to_drain = pcp.count - pcp.high;
+  while (to_drain > 0) {
+    const int to_drain_batched = std::min(to_drain, batch);
+    free_pcppages_bulk(z, to_drain_batched, pcp, 0);
+    todo = true;
+    to_drain -= to_drain_batched;
+  }
+  return todo;
+}
+
+// mirrors the pcp part of refresh_cpu_vm_stats(true) as vmstat_update() runs
+// it on every CPU: decay_pcp_high() on the CPU's list of each populated zone.
+// (CONFIG_NUMA's drain of remote-node pagesets does not apply: one node.)
+void PhysMem::vmstat_tick() {
+  ++stats_.vmstat_ticks;
+  for (Zone& z : zones_) {
+    if (!z.populated()) continue;
+    for (PerCpuPages& pcp : z.pcp) decay_pcp_high(z, pcp);
+  }
+}
+
 namespace {
 // mirrors zone_batchsize()
 int zone_batchsize(std::uint64_t managed_pages) {
@@ -177,19 +218,52 @@ int zone_highsize(std::uint64_t low_wmark, std::uint64_t managed, int batch, uns
 }
 }  // namespace
 
-// mirrors zone_set_pageset_high_and_batch() with percpu_pagelist_high_fraction 0
-void PhysMem::setup_pcp(Zone& z) {
+namespace {
+struct PagesetSizes {
+  int batch;
+  int high_min;
+  int high_max;
+};
+// mirrors zone_set_pageset_high_and_batch() with percpu_pagelist_high_fraction
+// 0: batch from the zone's size, high_min from its low watermark and
+// high_max from an eighth of the zone, both split over the online CPUs.
+PagesetSizes zone_pageset_sizes(const Zone& z, unsigned ncpus) {
   const int batch = std::max(1, zone_batchsize(z.managed_pages));
-  const int high_min =
-      zone_highsize(z.watermark[WMARK_LOW], z.managed_pages, batch, config_.cpus, 0);
-  const int high_max =
-      zone_highsize(z.watermark[WMARK_LOW], z.managed_pages, batch, config_.cpus, 8);
+  return {batch, zone_highsize(z.watermark[WMARK_LOW], z.managed_pages, batch, ncpus, 0),
+          zone_highsize(z.watermark[WMARK_LOW], z.managed_pages, batch, ncpus, 8)};
+}
+}  // namespace
+
+// mirrors setup_zone_pageset() (per_cpu_pages_init() and
+// zone_set_pageset_high_and_batch()), then zone_pcp_update_cacheinfo() as
+// setup_pcp_cacheinfo() runs it when cacheinfo brings each CPU online: with
+// more than 3 x batch pages of LLC per CPU, consecutive high-order frees keep
+// a batch on the pcp list before draining (PCPF_FREE_HIGH_BATCH).
+void PhysMem::setup_pcp(Zone& z) {
+  const PagesetSizes s = zone_pageset_sizes(z, config_.cpus);
+  const bool free_high_batch =
+      (config_.llc_bytes_per_cpu >> kPageShift) > 3 * static_cast<std::uint64_t>(s.batch);
   z.pcp.assign(config_.cpus, PerCpuPages{});
   for (PerCpuPages& pcp : z.pcp) {
-    pcp.batch = batch;
-    pcp.high_min = high_min;
-    pcp.high_max = high_max;
-    pcp.high = high_min;
+    pcp.batch = s.batch;
+    pcp.high_min = s.high_min;
+    pcp.high_max = s.high_max;
+    pcp.high = s.high_min;  // the kernel starts at 0 and clamps to high_min on first use
+    if (free_high_batch) pcp.flags |= PCPF_FREE_HIGH_BATCH;
+  }
+}
+
+// mirrors zone_pcp_update() -> zone_set_pageset_high_and_batch(): new batch,
+// high_min and high_max for every CPU after the watermarks (or the zone's
+// size) changed; pcp->high itself is clamped into [high_min, high_max] on
+// its next use (nr_pcp_alloc(), nr_pcp_high()), the lists are kept.
+void PhysMem::zone_pcp_update(Zone& z) {
+  if (z.pcp.empty()) return;  // at boot, before setup_zone_pageset()
+  const PagesetSizes s = zone_pageset_sizes(z, config_.cpus);
+  for (PerCpuPages& pcp : z.pcp) {
+    pcp.batch = s.batch;
+    pcp.high_min = s.high_min;
+    pcp.high_max = s.high_max;
   }
 }
 

@@ -170,8 +170,7 @@ void PhysMem::setup_zones() {
     z.cma_pages += kPageblockNrPages;
   }
   kind_pages_[static_cast<unsigned>(FrameKind::Reserved)] = total_ram_pages_ - managed_pages();
-  setup_per_zone_wmarks();
-  setup_per_zone_lowmem_reserve();
+  init_per_zone_wmark_min();
   for (Zone& z : zones_) setup_pcp(z);
 }
 
@@ -300,14 +299,25 @@ Pfn PhysMem::get_page_from_freelist(Gfp gfp, unsigned order, unsigned alloc_flag
 }
 
 namespace {
-// mirrors gfp_to_alloc_flags() (slow path)
+// mirrors gfp_to_alloc_flags() (slow path) as in 6.18: ALLOC_HIGHATOMIC only
+// for high-order requests that cannot reclaim, are not __GFP_NOMEMALLOC and
+// have __GFP_HIGH (GFP_ATOMIC), since "mm/page_alloc: only set
+// ALLOC_HIGHATOMIC for __GPF_HIGH allocations" (Cascardo, Aug 2025, in 6.18
+// and backported to stable). 6.3 .. 6.17 gave it to every such request
+// without __GFP_NOMEMALLOC (GFP_NOWAIT too), never to GFP_TRANSHUGE_LIGHT.
+// The rt_or_dl_task() ALLOC_MIN_RESERVE of reclaiming callers is not modelled
+// (the model has no scheduling classes).
 unsigned gfp_to_alloc_flags(Gfp gfp, unsigned order) {
   unsigned flags = ALLOC_WMARK_MIN | ALLOC_CPUSET;
   if (gfp & __GFP_HIGH) flags |= ALLOC_MIN_RESERVE;
   if (gfp & __GFP_KSWAPD_RECLAIM) flags |= ALLOC_KSWAPD;
   if (!(gfp & __GFP_DIRECT_RECLAIM)) {
-    if (!(gfp & __GFP_NOMEMALLOC)) flags |= ALLOC_NON_BLOCK;
-    if (order > 0) flags |= ALLOC_HIGHATOMIC;
+    // Not worth trying to allocate harder for __GFP_NOMEMALLOC even if it
+    // cannot schedule.
+    if (!(gfp & __GFP_NOMEMALLOC)) {
+      flags |= ALLOC_NON_BLOCK;
+      if (order > 0 && (flags & ALLOC_MIN_RESERVE)) flags |= ALLOC_HIGHATOMIC;
+    }
     if (flags & ALLOC_MIN_RESERVE) flags &= ~ALLOC_CPUSET;
   }
   if (gfp_migratetype(gfp) == MIGRATE_MOVABLE) flags |= ALLOC_CMA;  // gfp_to_alloc_flags_cma()

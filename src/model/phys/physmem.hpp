@@ -37,10 +37,33 @@ struct PhysConfig {
   std::uint64_t kernel_image_bytes = 48 * MiB;  // text, data, bss, brk
   bool reserve_memmap = true;  // struct page array: 64 bytes per frame, top-down
   std::uint64_t cma_bytes = 0;  // cma= boot parameter, placed top-down under the memmap
-  bool thp = true;  // CONFIG_TRANSPARENT_HUGEPAGE: order-9 pages use pcp lists
-  int min_free_kbytes = -1;  // -1: calculate_min_free_kbytes()
+  // CONFIG_TRANSPARENT_HUGEPAGE with THP enabled ("always" or "madvise", the
+  // distributions' defaults): order-9 pages use pcp lists, and khugepaged
+  // starts at boot (on machines of 512 MiB and more) and raises
+  // min_free_kbytes to set_recommended_min_free_kbytes().
+  bool thp = true;
+  // -1: the kernel's own value (calculate_min_free_kbytes(), raised by
+  // khugepaged). Otherwise vm.min_free_kbytes as written from user space
+  // after boot (sysctl.conf): it wins over both, as the sysctl does.
+  int min_free_kbytes = -1;
   unsigned watermark_scale_factor = 10;
   unsigned watermark_boost_factor = 15000;
+  // The CPU's share of its last-level cache (cacheinfo's
+  // per_cpu_data_slice_size: LLC size / CPUs sharing it), from which
+  // zone_pcp_update_cacheinfo() sets PCPF_FREE_HIGH_BATCH when it holds more
+  // than 3 x pcp->batch pages. Default 2 MiB: AMD EPYC Zen 3/4 (32 MiB of L3
+  // per 8-core CCD, 16 threads); Intel Sapphire Rapids has 1.875 MiB per core,
+  // 960 KiB per thread; both exceed 3 x 63 pages (756 KiB) and set the flag.
+  // 0: no cache information (the flag stays clear).
+  std::uint64_t llc_bytes_per_cpu = 2 * MiB;
+  // The model has no clock. vmstat_update() runs refresh_cpu_vm_stats() on
+  // every CPU once a second, and with it decay_pcp_high(); the model stands in
+  // one second by this many pcp operations (allocations that reach
+  // rmqueue_pcplist() plus frees through free_frozen_page_commit()), the order
+  // of a busy server's page allocation and free rate (/proc/vmstat pgalloc_*
+  // and pgfree deltas of 10^5 a second), after which PhysMem::vmstat_tick()
+  // runs. 0: only when the caller calls vmstat_tick().
+  std::uint64_t pcp_ops_per_vmstat_tick = 100000;
 };
 
 struct PfnRange {
@@ -91,6 +114,7 @@ struct PhysStats {
   std::uint64_t pgmigrate_fail = 0;     // pgmigrate_fail: pages that failed to migrate
   std::uint64_t oom_kill = 0;           // oom_kill: out_of_memory() calls that killed a victim
   std::uint64_t cma_migrated = 0;       // pages cma_alloc() migrated out of its range (no vmstat name)
+  std::uint64_t vmstat_ticks = 0;    // vmstat_tick() calls (model seconds)
 };
 
 enum class RmqueueMode { Normal, Cma, Claim, Steal };  // enum rmqueue_mode
@@ -118,6 +142,16 @@ class PhysMem {
   int free_pages(Pfn pfn, unsigned order, CpuId cpu);
   // mirrors drain_all_pages(NULL)
   void drain_all_pages();
+  // mirrors min_free_kbytes_sysctl_handler(): a write to vm.min_free_kbytes
+  // sets user_min_free_kbytes and min_free_kbytes, then setup_per_zone_wmarks()
+  // (watermarks, and pcp high_min/high_max from the new low watermark).
+  // -EINVAL for a negative value (the sysctl's extra1 = SYSCTL_ZERO).
+  int set_min_free_kbytes(int kbytes);
+  // One second of vmstat_update() on every CPU: the pcp part of
+  // refresh_cpu_vm_stats(true), decay_pcp_high() on each CPU's list of each
+  // populated zone. PhysMem calls it itself every pcp_ops_per_vmstat_tick pcp
+  // operations (PhysConfig); callers with a clock of their own may call it.
+  void vmstat_tick();
   // Who the slow path reclaims from, migrates with and kills through (see
   // page_owners.hpp); nullptr (the default): no one, and then cma_alloc()
   // cannot migrate either (a movable page is busy, as an unmovable one).
@@ -233,8 +267,21 @@ class PhysMem {
   static int nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_high);
   void free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned pindex);
   void setup_pcp(Zone& z);
+  void zone_pcp_update(Zone& z);
+  bool decay_pcp_high(Zone& z, PerCpuPages& pcp);
+  void count_pcp_op() {
+    if (config_.pcp_ops_per_vmstat_tick != 0 && ++pcp_ops_ >= config_.pcp_ops_per_vmstat_tick) {
+      pcp_ops_ = 0;
+      vmstat_tick();
+    }
+  }
 
   // watermarks (watermark.cpp)
+  void init_per_zone_wmark_min();
+  void calculate_min_free_kbytes();
+  void set_recommended_min_free_kbytes();
+  [[nodiscard]] std::uint64_t nr_free_buffer_pages() const;
+  void setup_per_zone_wmarks_core();  // __setup_per_zone_wmarks()
   void setup_per_zone_wmarks();
   void setup_per_zone_lowmem_reserve();
   [[nodiscard]] std::int64_t zone_watermark_unusable_free(const Zone& z, unsigned order,
@@ -354,6 +401,8 @@ class PhysMem {
   Pfn dma32_end_ = 0;
   std::uint64_t total_ram_pages_ = 0;
   int min_free_kbytes_ = 0;
+  int user_min_free_kbytes_ = -1;  // user_min_free_kbytes: -1 until the sysctl is written
+  std::uint64_t pcp_ops_ = 0;      // pcp operations since the last vmstat_tick()
   std::array<std::uint64_t, 32> kind_pages_{};  // pages per allocated FrameKind
   std::array<std::uint64_t, MAX_NR_ZONES> file_pages_{};  // FrameKind::PageCache pages per zone
   // compound_order() of the allocated movable blocks of order > 0 (THPs),

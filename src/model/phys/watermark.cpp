@@ -2,6 +2,7 @@
 // watermark.cpp: min_free_kbytes, zone watermarks, lowmem_reserve and the
 // watermark checks that make allocations fail where the kernel's fail.
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 
 #include "model/phys/physmem.hpp"
@@ -17,17 +18,100 @@ std::uint64_t int_sqrt(std::uint64_t x) {
 }
 }  // namespace
 
-// mirrors calculate_min_free_kbytes() and __setup_per_zone_wmarks()
-void PhysMem::setup_per_zone_wmarks() {
+// Boot, in the kernel's order: init_per_zone_wmark_min() (a postcore
+// initcall), then hugepage_init() (a subsys initcall), which on machines of
+// 512 MiB and more with THP enabled starts khugepaged through
+// start_stop_khugepaged() -> set_recommended_min_free_kbytes(); then, when
+// the configuration names one, vm.min_free_kbytes as user space writes it
+// after boot (sysctl.conf), which replaces whatever the kernel chose.
+// setup_zones() sets up the pcp lists next, from the final watermarks, as
+// zone_pcp_update() in setup_per_zone_wmarks() would have.
+void PhysMem::init_per_zone_wmark_min() {
+  calculate_min_free_kbytes();
+  setup_per_zone_wmarks();
+  setup_per_zone_lowmem_reserve();
+  // hugepage_init(): "By default disable transparent hugepages on smaller
+  // systems": totalram_pages() < MB_TO_PAGES(512) leaves khugepaged stopped.
+  if (config_.thp && managed_pages() >= (512 * MiB >> kPageShift)) {
+    set_recommended_min_free_kbytes();
+  }
+  if (config_.min_free_kbytes >= 0) set_min_free_kbytes(config_.min_free_kbytes);
+}
+
+// mirrors nr_free_buffer_pages(): nr_free_zone_pages(gfp_zone(GFP_USER)), the
+// managed pages above the high watermark of every zone up to ZONE_NORMAL.
+std::uint64_t PhysMem::nr_free_buffer_pages() const {
+  std::uint64_t sum = 0;
+  for (const Zone& z : zones_) {
+    const std::uint64_t high = z.wmark_pages(WMARK_HIGH);
+    if (z.managed_pages > high) sum += z.managed_pages - high;
+  }
+  return sum;
+}
+
+// mirrors calculate_min_free_kbytes(): 4 * sqrt(lowmem_kbytes), from 128 kB
+// to 256 MiB. Before the first setup_per_zone_wmarks() the watermarks are 0,
+// so lowmem is every managed page.
+void PhysMem::calculate_min_free_kbytes() {
+  const std::uint64_t lowmem_kbytes = nr_free_buffer_pages() * (kPageSize >> 10);
+  const std::uint64_t new_min_free_kbytes = int_sqrt(lowmem_kbytes * 16);
+  if (user_min_free_kbytes_ < 0 ||
+      new_min_free_kbytes > static_cast<std::uint64_t>(user_min_free_kbytes_)) {
+    min_free_kbytes_ = static_cast<int>(std::clamp<std::uint64_t>(new_min_free_kbytes, 128, 262144));
+  }
+}
+
+// mirrors set_recommended_min_free_kbytes() of mm/khugepaged.c: two free
+// pageblocks per zone for fragmentation avoidance, plus MIGRATE_PCPTYPES^2
+// pageblocks per zone so that each pcp type has a block to fall back to and
+// one more; at most 5% of lowmem; it only ever raises min_free_kbytes.
+//
+// nr_zones counts the populated zones (populated_zone(): present pages, not
+// managed ones) up to gfp_zone(GFP_USER) = ZONE_NORMAL. On x86-64 those are
+// ZONE_DMA ([0, 16 MiB), populated on every machine: e820 RAM from 1 MiB up),
+// ZONE_DMA32 (up to 4 GiB) and ZONE_NORMAL (RAM above 4 GiB, i.e. machines
+// with more RAM than the PCI hole's start). The model folds ZONE_DMA into its
+// DMA32 zone, so it counts that zone once more whenever RAM lies below
+// 16 MiB: 3 zones (16,896 pages, 66 MiB) above the PCI hole's start, 2 zones
+// (11,264 pages, 44 MiB) below it. The watermarks are then spread over the
+// model's two zones by managed pages, so the folded DMA32 zone carries ZONE_DMA's
+// share too (a few pages of rounding apart from the kernel's two zones).
+void PhysMem::set_recommended_min_free_kbytes() {
+  constexpr Pfn kZoneDmaEndPfn = static_cast<Pfn>((16 * MiB) >> kPageShift);  // MAX_DMA_PFN
+  std::uint64_t nr_zones = 0;
+  for (const Zone& z : zones_) {
+    if (z.present_pages > 0) ++nr_zones;  // every model zone is <= ZONE_NORMAL
+  }
+  if (!ram_.empty() && ram_.front().start < kZoneDmaEndPfn) ++nr_zones;  // the folded ZONE_DMA
+
+  // Ensure 2 pageblocks are free to assist fragmentation avoidance.
+  std::uint64_t recommended_min = std::uint64_t{kPageblockNrPages} * nr_zones * 2;
+  // At least two pageblocks almost free of another type per pcp type: one for
+  // a migratetype to fall back to, one to avoid later fallbacks of others.
+  recommended_min += std::uint64_t{kPageblockNrPages} * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES;
+  // Never more than 5% of lowmem.
+  recommended_min = std::min(recommended_min, nr_free_buffer_pages() / 20);
+  recommended_min <<= (kPageShift - 10);
+  if (recommended_min > static_cast<std::uint64_t>(min_free_kbytes_)) {
+    min_free_kbytes_ = static_cast<int>(recommended_min);
+  }
+  setup_per_zone_wmarks();
+}
+
+int PhysMem::set_min_free_kbytes(int kbytes) {
+  if (kbytes < 0) return -EINVAL;
+  min_free_kbytes_ = kbytes;
+  user_min_free_kbytes_ = kbytes;
+  setup_per_zone_wmarks();
+  return 0;
+}
+
+// mirrors __setup_per_zone_wmarks(): min_free_kbytes spread over the zones by
+// managed pages; the kswapd distances (low - min, high - low) are a quarter of
+// the zone's min or watermark_scale_factor/10000 of the zone, the larger.
+void PhysMem::setup_per_zone_wmarks_core() {
   std::uint64_t lowmem_pages = 0;
   for (const Zone& z : zones_) lowmem_pages += z.managed_pages;
-  if (config_.min_free_kbytes >= 0) {
-    min_free_kbytes_ = config_.min_free_kbytes;
-  } else {
-    const std::uint64_t lowmem_kbytes = lowmem_pages * (kPageSize >> 10);
-    min_free_kbytes_ =
-        static_cast<int>(std::clamp<std::uint64_t>(int_sqrt(lowmem_kbytes * 16), 128, 262144));
-  }
   const std::uint64_t pages_min = static_cast<std::uint64_t>(min_free_kbytes_) >> (kPageShift - 10);
   for (Zone& z : zones_) {
     if (lowmem_pages == 0) break;
@@ -40,6 +124,13 @@ void PhysMem::setup_per_zone_wmarks() {
     z.watermark[WMARK_HIGH] = z.watermark[WMARK_LOW] + tmp;
     z.watermark[WMARK_PROMO] = z.watermark[WMARK_HIGH] + tmp;
   }
+}
+
+// mirrors setup_per_zone_wmarks(): the watermarks, then zone_pcp_update() of
+// every zone, since pcp high_min comes from the low watermark.
+void PhysMem::setup_per_zone_wmarks() {
+  setup_per_zone_wmarks_core();
+  for (Zone& z : zones_) zone_pcp_update(z);
 }
 
 // mirrors setup_per_zone_lowmem_reserve() with sysctl_lowmem_reserve_ratio 256 (DMA32)

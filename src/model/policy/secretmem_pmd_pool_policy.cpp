@@ -40,7 +40,9 @@ class SecretmemPmdPoolPolicy final : public Policy {
  public:
   void configure(const Params& params) override { sigbus_ = params.choice(pool_fail_param()) == "sigbus"; }
 
-  // mirrors secretmem_fault() -> secretmem_pool_alloc_page() on the file's pool
+  // mirrors secretmem_fault() -> secretmem_alloc_page(ctx, gfp) of the 2020
+  // pool series (not in mainline): a page from the file's pool, which
+  // secretmem_pool_increase() first grows by a 2 MiB chunk from CMA when empty
   Result<Pfn> alloc_secret_page(CpuId cpu, Owner owner) override {
     ChunkPool& pool = pools_[owner];
     if (!pool.has_free()) {
@@ -64,8 +66,10 @@ class SecretmemPmdPoolPolicy final : public Policy {
     pools_.at(owner).put(pfn);
   }
 
-  // mirrors secretmem_evict_inode() -> secretmem_pool_release(): every chunk of
-  // the file's pool goes back to CMA.
+  // mirrors secretmem_evict_inode() -> secretmem_cleanup_pool() ->
+  // secretmem_cleanup_chunk() of the 2020 pool series (mainline secretmem.c has
+  // no evict_inode): every chunk of the file's pool goes back into the direct
+  // map and to CMA (set_direct_map_default_noflush(), cma_release()).
   void release_file(Owner owner, CpuId cpu) override {
     const auto it = pools_.find(owner);
     if (it == pools_.end()) return;
