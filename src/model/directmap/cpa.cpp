@@ -13,9 +13,11 @@ std::string_view cpa_step_kind_name(CpaStepKind k) {
     case CpaStepKind::SplitInstall: return "split: the new table installed (__split_large_page)";
     case CpaStepKind::PteChange: return "PTE changed (__change_page_attr)";
     case CpaStepKind::LeafChange: return "large leaf changed in place (__should_split_large_page)";
-    case CpaStepKind::CollapseInstall: return "collapse: the leaf set over the table (collapse_pmd_page/collapse_pud_page)";
+    case CpaStepKind::CollapseInstall:
+      return "collapse: the leaf set over the table (collapse_pmd_page/collapse_pud_page)";
     case CpaStepKind::CollapseBreak: return "break-before-make collapse: the PMD cleared";
-    case CpaStepKind::CollapseMake: return "break-before-make collapse: the 2 MiB leaf set after the flush";
+    case CpaStepKind::CollapseMake:
+      return "break-before-make collapse: the 2 MiB leaf set after the flush";
   }
   return "?";
 }
@@ -185,8 +187,10 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
         const std::uint8_t old_prot = *pte;
         *pte = new_prot;
         cpa.flushtlb = true;
-        step(CpaStep{CpaStepKind::PteChange, cpa.cpu, addr, 1, Level::Pte4K, Level::Pte4K, old_prot,
-                     new_prot, addr, 1});
+        step([&] {
+          return CpaStep{CpaStepKind::PteChange, cpa.cpu, addr, 1, Level::Pte4K, Level::Pte4K,
+                         old_prot, new_prot, addr, 1};
+        });
       }
       cpa.numpages = 1;
       return 0;
@@ -215,8 +219,10 @@ int DirectMap::should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psiz
   // (static_protections() finds no conflict: the model has no kernel text alias.)
   leaf.flags = req_prot;
   cpa.flushtlb = true;
-  step(CpaStep{CpaStepKind::LeafChange, cpa.cpu, lpaddr, psize, level, level, old_prot, req_prot,
-               lpaddr, psize});
+  step([&] {
+    return CpaStep{CpaStepKind::LeafChange, cpa.cpu, lpaddr, psize, level, level, old_prot,
+                   req_prot, lpaddr, psize};
+  });
   return 0;
 }
 
@@ -279,15 +285,17 @@ int DirectMap::split_large_page(Cpa& cpa, Pfn addr, Level level) {
       }
     }
     pmd_tables_[pmd_table].e[slot] = Entry{kTable, 0, t};
-    step(st);
+    step([&] { return st; });
   } else {
     Entry& pud = pud_[addr / kPagesPer1G];
     const std::uint8_t ref_prot = pud.flags;
     const std::uint32_t t = new_pmd_table(base.value, ref_prot, true);
     pud_[addr / kPagesPer1G] = Entry{kTable, 0, t};
     const Pfn lpaddr = addr & ~(kPagesPer1G - 1);
-    step(CpaStep{CpaStepKind::SplitInstall, cpa.cpu, lpaddr, kPagesPer1G, Level::Pud1G,
-                 Level::Pmd2M, ref_prot, ref_prot, lpaddr, 0});
+    step([&] {
+      return CpaStep{CpaStepKind::SplitInstall, cpa.cpu, lpaddr, kPagesPer1G, Level::Pud1G,
+                     Level::Pmd2M, ref_prot, ref_prot, lpaddr, 0};
+    });
   }
   split_page_count(level);
   flushes_.all(cpa.cpu, FlushReason::Split);
@@ -326,8 +334,10 @@ int DirectMap::collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables, CpuId 
     const int pud_collapsed = collapse_pud_page(pud, pgtables);
     if (pud_collapsed != 0) {
       const auto base = static_cast<Pfn>(gi * kPagesPer1G);
-      step(CpaStep{CpaStepKind::CollapseInstall, cpu, base, kPagesPer1G, Level::Pmd2M,
-                   Level::Pud1G, pud.flags, pud.flags, base, 0});
+      step([&] {
+        return CpaStep{CpaStepKind::CollapseInstall, cpu, base, kPagesPer1G, Level::Pmd2M,
+                       Level::Pud1G, pud.flags, pud.flags, base, 0};
+      });
     }
     collapsed += pud_collapsed;
   }
@@ -350,16 +360,22 @@ int DirectMap::collapse_pmd_page(Entry& pmd, Pfn addr, std::vector<Pfn>& pgtable
     // Not the kernel's: pmd_clear(), flush the 2 MiB, then set the leaf. In
     // between the 512 pages are not in the direct map.
     pmd = Entry{};
-    step(CpaStep{CpaStepKind::CollapseBreak, cpu, addr, kPagesPer2M, Level::Pte4K, Level::None,
-                 first, 0, addr, kPagesPer2M});
+    step([&] {
+      return CpaStep{CpaStepKind::CollapseBreak, cpu, addr, kPagesPer2M, Level::Pte4K, Level::None,
+                     first, 0, addr, kPagesPer2M};
+    });
     flushes_.kernel_range(addr, kPagesPer2M, cpu, FlushReason::Collapse);
     pmd = Entry{kLeaf, first, 0};
-    step(CpaStep{CpaStepKind::CollapseMake, cpu, addr, kPagesPer2M, Level::None, Level::Pmd2M, 0,
-                 first, addr, kPagesPer2M});
+    step([&] {
+      return CpaStep{CpaStepKind::CollapseMake, cpu, addr, kPagesPer2M, Level::None, Level::Pmd2M,
+                     0, first, addr, kPagesPer2M};
+    });
   } else {
     pmd = Entry{kLeaf, first, 0};
-    step(CpaStep{CpaStepKind::CollapseInstall, cpu, addr, kPagesPer2M, Level::Pte4K, Level::Pmd2M,
-                 first, first, addr, 0});
+    step([&] {
+      return CpaStep{CpaStepKind::CollapseInstall, cpu, addr, kPagesPer2M, Level::Pte4K,
+                     Level::Pmd2M, first, first, addr, 0};
+    });
   }
   free_pte_tables_.push_back(idx);
   collapse_page_count(Level::Pmd2M);

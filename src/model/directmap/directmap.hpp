@@ -69,7 +69,7 @@ class RestoreObserver {
 // [changed, changed + changed_pages) has new_flags instead of old_flags (the
 // rest of the range keeps old_flags; changed_pages 0: no attribute changes).
 enum class CpaStepKind : std::uint8_t {
-  SplitInstall,     // __split_large_page(): __set_pmd_pte() points the leaf's entry at the new table
+  SplitInstall,     // __split_large_page(): __set_pmd_pte() points the entry at the new table
   PteChange,        // __change_page_attr(): set_pte_atomic() of one 4 KiB PTE
   LeafChange,       // __should_split_large_page(): a whole large leaf changed in place
   CollapseInstall,  // collapse_pmd_page()/collapse_pud_page(): set_pmd()/set_pud() of the leaf
@@ -246,8 +246,10 @@ class DirectMap {
   int collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables, CpuId cpu);
   int collapse_pmd_page(Entry& pmd, Pfn addr, std::vector<Pfn>& pgtables, CpuId cpu);
   int collapse_pud_page(Entry& pud, std::vector<Pfn>& pgtables);
-  void step(const CpaStep& s) {
-    if (step_observer_ != nullptr) [[unlikely]] step_observer_->on_cpa_step(s);
+  // Tells the observer of a CPA step; make() builds it only when one is attached.
+  template <class MakeStep>
+  void step(MakeStep make) {
+    if (step_observer_ != nullptr) [[unlikely]] step_observer_->on_cpa_step(make());
   }
 
   std::vector<Entry> pud_;  // one per GiB of physical address space

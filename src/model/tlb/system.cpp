@@ -113,7 +113,9 @@ void TlbSystem::detach() {
 }
 
 void TlbSystem::attach_steps(directmap::DirectMap& dmap) {
-  if (&dmap != &dmap_) throw std::invalid_argument("attach_steps: not the direct map this TLB walks");
+  if (&dmap != &dmap_) {
+    throw std::invalid_argument("attach_steps: not the direct map this TLB walks");
+  }
   if (steps_ != nullptr) steps_->set_cpa_step_observer(nullptr);
   steps_ = &dmap;
   dmap.set_cpa_step_observer(this);

@@ -70,7 +70,7 @@ struct Hazard {
   enum class Kind : std::uint8_t {
     StaleEntry,
     StaleWalkCache,
-    MixedSizeAttributes,     // AMD erratum 383 / SDM 4.10.4.2: sizes differ, frame or attributes too
+    MixedSizeAttributes,     // AMD erratum 383 / SDM 4.10.4.2: sizes and frame/attributes differ
     SizeAndAttributeChange,  // SDM 4.10.4.2: one write changed size and attributes, old size live
     DirectMapNotPresent,     // a kernel access in a break-before-make window faults
   };
