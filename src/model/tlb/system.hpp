@@ -26,6 +26,12 @@
 //    window (DirectMapNotPresent: the direct map has no fault handler for its
 //    own addresses, so the access oopses; the SDM's own remedy, clear P /
 //    flush / set the new size, is therefore unusable for the direct map).
+// Stale entries (check_hazards() (a)) are judged at operation boundaries only:
+// inside an operation they are expected until its flush. The SDM text is
+// section 4.10.4.2 "Recommended Invalidation" of current editions of Vol. 3A
+// (4.10.3.2 in older ones, e.g. order number 253668-032); the kernel quotes the
+// same rule above kernel_physical_mapping_init() in arch/x86/mm/init_32.c and,
+// as "the TLB application note", in __split_large_page().
 #pragma once
 
 #include <cstdint>
