@@ -104,7 +104,7 @@ class CpaStepObserver {
 // flush_tlb_all() after all collapses). BreakBeforeMake clears the PMD,
 // flushes, then sets the leaf (the Intel SDM's recommended sequence for a page
 // size change); for the hazard checker's tests: in the window, the 512 pages
-// are not in the direct map.
+// are not in the direct map. (A PUD collapse that follows keeps set_pud().)
 enum class CollapseStyle : std::uint8_t { SetLeaf, BreakBeforeMake };
 // How a 2 MiB leaf is split. Kernel: the new PTEs take the leaf's attributes,
 // the change comes after the split's flush (__split_large_page()).

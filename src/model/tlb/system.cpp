@@ -386,6 +386,12 @@ constexpr std::string_view kErratum383 =
     "arch/x86/kvm/svm/svm.c, and the 6.15 collapse commit: CPUs tolerate TLB entries of different "
     "sizes for the same memory only with matching attributes)";
 
+// One key per kind and entry, shared by scan() and the step checks.
+std::string entry_key(const Hazard& h) {
+  return fmt::format("{}:{}:{}:{}:{}:{}", static_cast<int>(h.kind), h.cpu, h.entry.asid,
+                     h.entry.vpn, h.entry.fill_seq, static_cast<int>(h.entry.size));
+}
+
 std::string level_text(Level l) {
   switch (l) {
     case Level::None: return "not present";
@@ -470,8 +476,7 @@ void TlbSystem::on_cpa_step(const directmap::CpaStep& s) {
   }
   for (Hazard& h : found) {
     h.step = step_text_;
-    const std::string key = fmt::format("ms:{}:{}:{}:{}", h.cpu, h.entry.vpn, h.entry.fill_seq,
-                                        static_cast<int>(h.entry.size));
+    const std::string key = entry_key(h);  // as scan() keys it: reported once
     add_hazard(std::move(h), key);
   }
   step_text_.clear();
@@ -661,10 +666,7 @@ std::vector<Hazard> TlbSystem::check_hazards() const {
 
 void TlbSystem::scan() {
   for (Hazard& h : check_hazards()) {
-    const std::string key =
-        fmt::format("{}:{}:{}:{}:{}:{}", static_cast<int>(h.kind), h.cpu, h.entry.asid, h.entry.vpn,
-                    h.entry.fill_seq, static_cast<int>(h.entry.size));
-    if (!hazard_keys_.insert(key).second) continue;
+    if (!hazard_keys_.insert(entry_key(h)).second) continue;
     record(EventKind::Hazard, h.cpu, h.entry.asid, h.entry.vpn, pages_of(h.entry.size), h.what);
     hazards_.push_back(std::move(h));
   }
