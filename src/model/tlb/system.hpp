@@ -115,7 +115,7 @@ struct TlbStats {
   std::uint64_t ipis = 0;             // IPIs sent to other CPUs
   std::uint64_t entries_invalidated = 0;
   std::uint64_t cpa_steps = 0;             // CPA steps seen (attach_steps())
-  std::uint64_t mixed_same_attributes = 0;  // mixed-size pairs seen at steps that agree (allowed)
+  std::uint64_t mixed_same_attributes = 0;  // mixed-size pairs that agree, summed over steps
 };
 
 struct AccessOutcome {
