@@ -1,6 +1,8 @@
 // Tests of tlb/'s hazard checker: the kernel's own sequences pass it under
-// speculative fills; the same sequences without their flushes, and the 2018
-// VM_LOCAL_CPU proposal, are flagged with the events that produced the leak.
+// speculative fills, at operation boundaries and inside every CPA step; the
+// same sequences without their flushes, a split that changes attributes in the
+// same write, a break-before-make collapse, and the 2018 VM_LOCAL_CPU
+// proposal, are flagged with the events (and the step) that produced them.
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -35,10 +37,12 @@ SpecConfig eager_speculation(std::uint64_t reach = 8) {
 }
 
 struct Rig {
-  explicit Rig(SpecConfig spec = eager_speculation(), std::uint64_t ram = 2 * GiB)
+  explicit Rig(SpecConfig spec = eager_speculation(), std::uint64_t ram = 2 * GiB,
+               bool steps = true)
       : m(std::make_unique<Machine>(small_config(ram, true, kCpus))),
         sys(m->dmap(), m->phys(), TlbConfig::haswell_like(), spec, 2024) {
     sys.attach(m->flushes());
+    if (steps) sys.attach_steps(m->dmap());  // speculation and checks inside every CPA step too
   }
   // every CPU touches pages [first, first + n)
   void warm(Pfn first, Pfn n) {
@@ -51,11 +55,12 @@ struct Rig {
     EXPECT_TRUE(r.ok());
     return r.value;
   }
-  bool has_hazard(Hazard::Kind k) const {
+  bool has_hazard(Hazard::Kind k) const { return first(k) != nullptr; }
+  const Hazard* first(Hazard::Kind k) const {
     for (const Hazard& h : sys.hazards()) {
-      if (h.kind == k) return true;
+      if (h.kind == k) return &h;
     }
-    return false;
+    return nullptr;
   }
   std::string hazards_text() const {
     std::string s;
@@ -122,7 +127,18 @@ TEST(HazardChecker, CollapseSequenceOf615PassesUnderSpeculativeFills) {
 }
 
 TEST(HazardChecker, CollapseWithoutItsFlushIsFlagged) {
-  Rig r;
+  {
+    // Inside the steps every CPU speculatively fills the new 2 MiB leaf, so
+    // later accesses hit it instead of walking through the stale PDE: the
+    // stale walk cache is still flagged.
+    Rig r;
+    r.sys.skip_flushes(FlushReason::Collapse);
+    r.warm(kRegion, 16);
+    run_collapse(r);
+    EXPECT_TRUE(r.has_hazard(Hazard::Kind::StaleWalkCache)) << r.hazards_text();
+  }
+  // Checked at operation boundaries only, an access walks through it and leaks.
+  Rig r(eager_speculation(), 2 * GiB, false);
   r.sys.skip_flushes(FlushReason::Collapse);
   r.warm(kRegion, 16);
   const CollapseRun run = run_collapse(r);
@@ -202,6 +218,130 @@ TEST(HazardChecker, ReportsMixedSizeEntriesWithDifferentAttributes) {
   r.sys.scan();
   EXPECT_TRUE(r.has_hazard(Hazard::Kind::MixedSizeAttributes)) << r.hazards_text();
   EXPECT_FALSE(r.has_hazard(Hazard::Kind::StaleEntry)) << r.hazards_text();
+}
+
+// ---- Inside the CPA steps: the page-size rules (AMD erratum 383, SDM 4.10.4.2).
+
+// Every CPU speculates three times per trigger on exactly the page it touched.
+SpecConfig on_the_page() {
+  SpecConfig s;
+  s.rate = 3;
+  s.reach = 0;
+  s.any_recent = true;
+  return s;
+}
+const Pfn kPage = kRegion + 3;
+
+std::string steps_of(const Rig& r) {
+  std::string s;
+  for (const Hazard& h : r.sys.hazards()) s += "[" + h.step + "] ";
+  return s;
+}
+
+// __split_large_page(): the new PTEs get the leaf's attributes, the table is
+// installed, flush_tlb_all(), and only then __change_page_attr() changes the
+// PTE. At the install every CPU holds the old 1G/2M entry and speculatively
+// fills the new smaller one: same frame, same attributes, so no hazard.
+TEST(HazardChecker, KernelSplitHasNoMixedSizeHazardInsideItsSteps) {
+  Rig r(on_the_page());
+  r.warm(kPage, 1);
+  r.sys.op("set_memory_ro(1 page)", [&] { EXPECT_EQ(r.m->dmap().set_memory_ro(kPage, 1, 0), 0); });
+  EXPECT_EQ(r.m->dmap().counters().level3_splits, 1u);
+  EXPECT_EQ(r.m->dmap().counters().level2_splits, 1u);
+  EXPECT_EQ(r.sys.stats().cpa_steps, 3u);  // 1G -> PMD table, 2M -> PTE table, the PTE
+  EXPECT_GT(r.sys.stats().mixed_same_attributes, 0u);  // both sizes were live together
+  EXPECT_TRUE(r.sys.clean()) << r.hazards_text();
+  EXPECT_EQ(r.m->dmap().lookup(kPage).flags & directmap::_PAGE_RW, 0);
+}
+
+// The same call with a split that writes the new attributes into the PTEs it
+// installs (not the kernel's order): one write changes both the page size and
+// the attributes of kPage while every CPU still holds its 2M entry (SDM), and
+// a speculative fill then puts a read-only 4K entry beside the writable 2M one
+// (erratum 383), both found at the step itself.
+TEST(HazardChecker, SplitThatChangesAttributesInTheSameWriteIsFlaggedAtTheStep) {
+  Rig r(on_the_page());
+  r.m->dmap().set_split_style(directmap::SplitStyle::NewAttributesInSplit);
+  r.warm(kPage, 1);
+  r.sys.op("set_memory_ro(1 page)", [&] { EXPECT_EQ(r.m->dmap().set_memory_ro(kPage, 1, 0), 0); });
+  EXPECT_EQ(r.m->dmap().lookup(kPage).flags & directmap::_PAGE_RW, 0);
+  const Hazard* sdm = r.first(Hazard::Kind::SizeAndAttributeChange);
+  ASSERT_NE(sdm, nullptr) << r.hazards_text();
+  EXPECT_NE(sdm->step.find("__split_large_page"), std::string::npos) << sdm->describe();
+  EXPECT_NE(sdm->describe().find("4.10.4.2"), std::string::npos) << sdm->describe();
+  EXPECT_EQ(sdm->entry.size, tlb::PageSize::k2M);
+  const Hazard* mixed = r.first(Hazard::Kind::MixedSizeAttributes);
+  ASSERT_NE(mixed, nullptr) << r.hazards_text();
+  EXPECT_NE(mixed->step.find("__split_large_page"), std::string::npos) << steps_of(r);
+  EXPECT_NE(mixed->describe().find("erratum 383"), std::string::npos) << mixed->describe();
+  std::cout << sdm->describe() << "\n" << mixed->describe() << "\n";
+  EXPECT_TRUE(r.sys.leaks().empty()) << r.hazards_text();
+}
+
+// The 6.15 collapse: set_memory_rox() makes the 512 PTEs identical,
+// cpa_flush(), then collapse_pmd_page() sets the PMD leaf over the table with
+// the PTEs' attributes and cpa_collapse_large_pages() flushes once after it.
+// At the set_pmd() CPUs hold 4K entries and fill the 2M one: they agree.
+TEST(HazardChecker, CollapseOf615HasNoMixedSizeHazardInsideItsSteps) {
+  Rig r(on_the_page());
+  r.sys.op("set_memory_ro(1 page)", [&] { EXPECT_EQ(r.m->dmap().set_memory_ro(kPage, 1, 0), 0); });
+  r.warm(kPage, 1);
+  const std::uint64_t same0 = r.sys.stats().mixed_same_attributes;
+  r.sys.op("set_memory_rox(2 MiB): collapse",
+           [&] { EXPECT_EQ(r.m->dmap().set_memory_rox(kRegion, kPagesPer2M, 0), 0); });
+  EXPECT_EQ(r.m->dmap().counters().level2_collapses, 1u);
+  EXPECT_EQ(r.m->dmap().lookup(kPage).level, Level::Pmd2M);
+  EXPECT_GT(r.sys.stats().mixed_same_attributes, same0);  // 4K and 2M live together at set_pmd()
+  EXPECT_TRUE(r.sys.clean()) << r.hazards_text();
+}
+
+// Break-before-make (the SDM's sequence for a page-size change): clear the
+// PMD, flush, set the 2M leaf. Another CPU reading a page of the region in the
+// window faults, and the direct map has no fault handler for its own
+// addresses: this is why 6.15 sets the leaf over the table instead.
+struct BbmRun {
+  std::uint64_t flushes = 0;  // full flushes the collapse call made
+};
+BbmRun run_collapse_with_a_reader(Rig& r) {
+  BbmRun out;
+  r.sys.op("set_memory_ro(1 page)", [&] { EXPECT_EQ(r.m->dmap().set_memory_ro(kPage, 1, 0), 0); });
+  r.sys.concurrent_access(1, kRegion + 100);  // cpu1's kernel code reads a page of the region
+  const std::uint64_t full0 = r.m->flushes().counters().full_flushes;
+  r.sys.op("set_memory_rox(2 MiB): collapse",
+           [&] { EXPECT_EQ(r.m->dmap().set_memory_rox(kRegion, kPagesPer2M, 0), 0); });
+  out.flushes = r.m->flushes().counters().full_flushes - full0;
+  EXPECT_EQ(r.m->dmap().counters().level2_collapses, 1u);
+  EXPECT_EQ(r.m->dmap().lookup(kRegion + 100).level, Level::Pmd2M);
+  EXPECT_TRUE(r.m->dmap().check().empty()) << testing::join(r.m->dmap().check());
+  return out;
+}
+
+TEST(HazardChecker, BreakBeforeMakeCollapseFaultsAnotherCpusAccessInTheWindow) {
+  Rig r(on_the_page());
+  r.m->dmap().set_collapse_style(directmap::CollapseStyle::BreakBeforeMake);
+  const BbmRun run = run_collapse_with_a_reader(r);
+  EXPECT_EQ(run.flushes, 3u);  // cpa_flush, the window's flush, the final flush_tlb_all
+  const Hazard* h = r.first(Hazard::Kind::DirectMapNotPresent);
+  ASSERT_NE(h, nullptr) << r.hazards_text();
+  EXPECT_EQ(h->cpu, 1u);
+  EXPECT_EQ(h->entry.vpn, kRegion + 100);
+  EXPECT_NE(h->step.find("break-before-make collapse: the PMD cleared"), std::string::npos)
+      << h->describe();
+  EXPECT_NE(h->describe().find("access in the break-before-make window faults"),
+            std::string::npos);
+  std::cout << h->describe() << "\n";
+  // It is the only kind: break-before-make keeps the page-size rules.
+  for (const Hazard& x : r.sys.hazards()) {
+    EXPECT_EQ(x.kind, Hazard::Kind::DirectMapNotPresent) << x.describe();
+  }
+}
+
+TEST(HazardChecker, CollapseOf615WithTheSameConcurrentAccessIsClean) {
+  Rig r(on_the_page());
+  const BbmRun run = run_collapse_with_a_reader(r);
+  EXPECT_EQ(run.flushes, 2u);  // cpa_flush and the collapse's flush_tlb_all
+  EXPECT_GT(r.sys.stats().accesses, 0u);
+  EXPECT_TRUE(r.sys.clean()) << r.hazards_text();
 }
 
 // VM_LOCAL_CPU (2018): a mapping used from one CPU is invalidated on that CPU

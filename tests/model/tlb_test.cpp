@@ -157,6 +157,35 @@ TEST(TlbSystem, SpeculationFillsTranslationsNoInstructionTouched) {
   EXPECT_EQ(sys.stats().walks, 1u);         // speculative walks are not misses
 }
 
+// Once software changed a page size, the Intel SDM (Vol. 3A 4.10.4.2) lets a
+// TLB hold translations of both sizes for one address: a blind speculative
+// fill (as at CPA steps) walks although a 2M entry covers the target; an
+// ordinary one stops at the TLB hit.
+TEST(TlbSystem, BlindSpeculationFillsA4KEntryBesideALive2MOne) {
+  Machine m(small_config(2 * GiB, true, 2));
+  const Pfn p = bytes_to_pfn(GiB + 6 * MiB) + 3;
+  ASSERT_EQ(m.dmap().set_memory_4k(p - 3 + kPagesPer2M, 1, 0), 0);  // 1G -> 2M leaves
+  SpecConfig spec;
+  spec.rate = 1;
+  spec.reach = 0;
+  TlbSystem sys(m.dmap(), m.phys(), TlbConfig::haswell_like(), spec, 3);
+  sys.access(0, p);  // fills the 2M entry of p's region
+  ASSERT_EQ(m.dmap().lookup(p).level, directmap::Level::Pmd2M);
+  ASSERT_EQ(m.dmap().set_memory_4k(p, 1, 0), 0);  // p's region now 4K (no TLB flush reached sys)
+  auto sizes = [&] {
+    std::uint8_t bits = 0;
+    sys.cpu_tlb(0).for_each([&](const tlb::Translation& t) {
+      if (t.covers(tlb::kKernelAsid, p)) bits |= tlb::size_bit(t.size);
+    });
+    return bits;
+  };
+  ASSERT_EQ(sizes(), tlb::size_bit(tlb::PageSize::k2M));
+  sys.speculate(0);
+  EXPECT_EQ(sizes(), tlb::size_bit(tlb::PageSize::k2M));  // the 2M entry hit: no walk
+  sys.speculate(0, true);
+  EXPECT_EQ(sizes(), tlb::size_bit(tlb::PageSize::k2M) | tlb::size_bit(tlb::PageSize::k4K));
+}
+
 // Kernel data spread over 2 GiB, hot set of 256 MiB: four 1G or a few 2M
 // entries reach it all; 4K entries cannot.
 std::uint64_t misses_of(bool split_all, const TlbConfig& tlb) {

@@ -16,6 +16,19 @@ constexpr std::uint8_t clear_protnone_bits(std::uint8_t prot) {
   return (prot & _PAGE_PRESENT) != 0 ? prot : static_cast<std::uint8_t>(prot & ~_PAGE_GLOBAL);
 }
 }  // namespace
+std::string_view cpa_step_kind_name(CpaStepKind k) {
+  switch (k) {
+    case CpaStepKind::SplitInstall: return "split: the new table installed (__split_large_page)";
+    case CpaStepKind::PteChange: return "PTE changed (__change_page_attr)";
+    case CpaStepKind::LeafChange: return "large leaf changed in place (__should_split_large_page)";
+    case CpaStepKind::CollapseInstall:
+      return "collapse: the leaf set over the table (collapse_pmd_page/collapse_pud_page)";
+    case CpaStepKind::CollapseBreak: return "break-before-make collapse: the PMD cleared";
+    case CpaStepKind::CollapseMake:
+      return "break-before-make collapse: the 2 MiB leaf set after the flush";
+  }
+  return "?";
+}
 
 // mirrors __set_pages_np() behind set_direct_map_invalid_noflush()
 int DirectMap::set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu) {
@@ -244,14 +257,20 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
       const auto new_prot =
           clear_protnone_bits(static_cast<std::uint8_t>((*pte & ~cpa.clr) | cpa.set));
       if (new_prot != *pte) {
+        const std::uint8_t old_prot = *pte;
         *pte = new_prot;
         cpa.flushtlb = true;
+        step([&] {
+          return CpaStep{CpaStepKind::PteChange, cpa.cpu, addr, 1, Level::Pte4K, Level::Pte4K,
+                         old_prot, new_prot, addr, 1};
+        });
       }
       cpa.numpages = 1;
       return 0;
     }
     const Pfn psize = level == Level::Pud1G ? kPagesPer1G : kPagesPer2M;
-    const int do_split = cpa.force_split ? 1 : should_split_large_page(cpa, *leaf, addr, psize);
+    const int do_split =
+        cpa.force_split ? 1 : should_split_large_page(cpa, *leaf, addr, psize, level);
     if (do_split <= 0) return do_split;
     const int err = split_large_page(cpa, addr, level);
     if (err != 0) return err;
@@ -262,7 +281,7 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
 // mirrors __should_split_large_page(): keep the leaf when the protection does
 // not change; change it in place when the request covers the whole leaf;
 // otherwise split.
-int DirectMap::should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psize) {
+int DirectMap::should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psize, Level level) {
   const Pfn lpaddr = addr & ~(psize - 1);
   const Pfn to_end = lpaddr + psize - addr;  // pages that fit in the leaf from addr
   if (to_end < cpa.numpages) cpa.numpages = to_end;
@@ -274,6 +293,10 @@ int DirectMap::should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psiz
   // (static_protections() finds no conflict: the model has no kernel text alias.)
   leaf.flags = req_prot;
   cpa.flushtlb = true;
+  step([&] {
+    return CpaStep{CpaStepKind::LeafChange, cpa.cpu, lpaddr, psize, level, level, old_prot,
+                   req_prot, lpaddr, psize};
+  });
   return 0;
 }
 
@@ -321,12 +344,32 @@ int DirectMap::split_large_page(Cpa& cpa, Pfn addr, Level level) {
     const std::size_t slot = (addr / kPagesPer2M) % kPtrsPerTable;
     const std::uint8_t ref_prot = clear_protnone_bits(pmd_tables_[pmd_table].e[slot].flags);
     const std::uint32_t t = new_pte_table(base.value, ref_prot);
+    const Pfn lpaddr = addr & ~(kPagesPer2M - 1);
+    CpaStep st{CpaStepKind::SplitInstall, cpa.cpu, lpaddr, kPagesPer2M, Level::Pmd2M,
+               Level::Pte4K, ref_prot, ref_prot, addr, 0};
+    if (split_style_ == SplitStyle::NewAttributesInSplit) {
+      // Not the kernel's order: the CPA range's PTEs change in the same write.
+      const auto new_prot = static_cast<std::uint8_t>((ref_prot & ~cpa.clr) | cpa.set);
+      const Pfn n = std::min<Pfn>(cpa.numpages, lpaddr + kPagesPer2M - addr);
+      if (new_prot != ref_prot) {
+        for (Pfn p = addr; p < addr + n; ++p) pte_tables_[t].pte[p % kPtrsPerTable] = new_prot;
+        st.new_flags = new_prot;
+        st.changed_pages = n;
+        cpa.flushtlb = true;
+      }
+    }
     pmd_tables_[pmd_table].e[slot] = Entry{kTable, 0, t};
+    step([&] { return st; });
   } else {
     Entry& pud = pud_[addr / kPagesPer1G];
     const std::uint8_t ref_prot = clear_protnone_bits(pud.flags);
     const std::uint32_t t = new_pmd_table(base.value, ref_prot, true);
     pud_[addr / kPagesPer1G] = Entry{kTable, 0, t};
+    const Pfn lpaddr = addr & ~(kPagesPer1G - 1);
+    step([&] {
+      return CpaStep{CpaStepKind::SplitInstall, cpa.cpu, lpaddr, kPagesPer1G, Level::Pud1G,
+                     Level::Pmd2M, ref_prot, ref_prot, lpaddr, 0};
+    });
   }
   split_page_count(level);
   flushes_.all(cpa.cpu, FlushReason::Split);
@@ -342,7 +385,7 @@ void DirectMap::cpa_collapse_large_pages(Pfn start, Pfn numpages, CpuId cpu) {
   const Pfn first = start & ~(kPagesPer2M - 1);
   const std::uint64_t end = std::uint64_t{start} + numpages;
   for (std::uint64_t addr = first; addr < end; addr += kPagesPer2M) {
-    collapsed += collapse_large_pages(static_cast<Pfn>(addr), pgtables);
+    collapsed += collapse_large_pages(static_cast<Pfn>(addr), pgtables, cpu);
   }
   if (collapsed == 0) return;
   flushes_.all(cpu, FlushReason::Collapse);
@@ -354,15 +397,25 @@ void DirectMap::cpa_collapse_large_pages(Pfn start, Pfn numpages, CpuId cpu) {
 }
 
 // mirrors collapse_large_pages()
-int DirectMap::collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables) {
+int DirectMap::collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables, CpuId cpu) {
   const std::size_t gi = addr / kPagesPer1G;
   if (gi >= pud_.size()) return 0;
   Entry& pud = pud_[gi];
   if (pud.kind != kTable) return 0;  // !pud_present() || pud_leaf()
   Entry& pmd = pmd_tables_[pud.table].e[(addr / kPagesPer2M) % kPtrsPerTable];
   if (pmd.kind != kTable) return 0;  // !pmd_present() || pmd_leaf()
-  int collapsed = collapse_pmd_page(pmd, pgtables);
-  if (collapsed != 0) collapsed += collapse_pud_page(pud, pgtables);
+  int collapsed = collapse_pmd_page(pmd, addr & ~(kPagesPer2M - 1), pgtables, cpu);
+  if (collapsed != 0) {
+    const int pud_collapsed = collapse_pud_page(pud, pgtables);
+    if (pud_collapsed != 0) {
+      const auto base = static_cast<Pfn>(gi * kPagesPer1G);
+      step([&] {
+        return CpaStep{CpaStepKind::CollapseInstall, cpu, base, kPagesPer1G, Level::Pmd2M,
+                       Level::Pud1G, pud.flags, pud.flags, base, 0};
+      });
+    }
+    collapsed += pud_collapsed;
+  }
   return collapsed;
 }
 
@@ -386,7 +439,7 @@ void count_refusal(DirectMapCounters::CollapseRefusals& r, std::uint8_t diff) {
 // the other 511 present with flags identical to the first's, all of them
 // (pte_flags(): G and D included; pfns are contiguous in the direct map).
 // A refusal is counted by why (DirectMapCounters::CollapseRefusals).
-int DirectMap::collapse_pmd_page(Entry& pmd, std::vector<Pfn>& pgtables) {
+int DirectMap::collapse_pmd_page(Entry& pmd, Pfn addr, std::vector<Pfn>& pgtables, CpuId cpu) {
   const std::uint32_t idx = pmd.table;
   const PteTable& t = pte_tables_[idx];
   const std::uint8_t first = t.pte[0];
@@ -409,7 +462,27 @@ int DirectMap::collapse_pmd_page(Entry& pmd, std::vector<Pfn>& pgtables) {
     return 0;
   }
   pgtables.push_back(t.page);
-  pmd = Entry{kLeaf, first, 0};
+  if (collapse_style_ == CollapseStyle::BreakBeforeMake) {
+    // Not the kernel's: pmd_clear(), flush the 2 MiB, then set the leaf. In
+    // between the 512 pages are not in the direct map.
+    pmd = Entry{};
+    step([&] {
+      return CpaStep{CpaStepKind::CollapseBreak, cpu, addr, kPagesPer2M, Level::Pte4K, Level::None,
+                     first, 0, addr, kPagesPer2M};
+    });
+    flushes_.kernel_range(addr, kPagesPer2M, cpu, FlushReason::Collapse);
+    pmd = Entry{kLeaf, first, 0};
+    step([&] {
+      return CpaStep{CpaStepKind::CollapseMake, cpu, addr, kPagesPer2M, Level::None, Level::Pmd2M,
+                     0, first, addr, kPagesPer2M};
+    });
+  } else {
+    pmd = Entry{kLeaf, first, 0};
+    step([&] {
+      return CpaStep{CpaStepKind::CollapseInstall, cpu, addr, kPagesPer2M, Level::Pte4K,
+                     Level::Pmd2M, first, first, addr, 0};
+    });
+  }
   free_pte_tables_.push_back(idx);
   collapse_page_count(Level::Pmd2M);
   return 1;

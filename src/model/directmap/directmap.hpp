@@ -4,8 +4,9 @@
 // Owns: the direct map's entries, its page-table bookkeeping, the counters and
 // the flush log. Must not touch: frame states or free lists (phys/): page-table
 // pages are requested from, and returned to, phys/ through PageTableAllocator.
-// Tells a FlushObserver of every flush and a RestoreObserver of every range
-// back at the default attributes.
+// Tells a FlushObserver of every flush, a RestoreObserver of every range
+// back at the default attributes, and a CpaStepObserver of every page-table
+// write inside a CPA operation.
 //
 // directmap.hpp: the kernel page tables of the direct map, stored sparsely:
 // one entry per GiB, PMD tables only under split or partly mapped GiBs, PTE
@@ -17,6 +18,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/directmap/flush.hpp"
@@ -78,6 +80,55 @@ class RestoreObserver {
   virtual ~RestoreObserver() = default;
   virtual void on_restored(Pfn pfn, Pfn n, CpuId cpu) = 0;
 };
+
+// CPA steps: one page-table write inside a CPA operation, as a TLB sees it:
+// from this instant the translations of [start, start + pages) have page size
+// new_level (Level::None: not present) instead of old_level, and
+// [changed, changed + changed_pages) has new_flags instead of old_flags (the
+// rest of the range keeps old_flags; changed_pages 0: no attribute changes).
+enum class CpaStepKind : std::uint8_t {
+  SplitInstall,     // __split_large_page(): __set_pmd_pte() points the entry at the new table
+  PteChange,        // __change_page_attr(): set_pte_atomic() of one 4 KiB PTE
+  LeafChange,       // __should_split_large_page(): a whole large leaf changed in place
+  CollapseInstall,  // collapse_pmd_page()/collapse_pud_page(): set_pmd()/set_pud() of the leaf
+  CollapseBreak,    // break-before-make collapse (not the kernel's): the PMD cleared
+  CollapseMake,     // break-before-make collapse: the 2 MiB leaf set after the flush
+};
+std::string_view cpa_step_kind_name(CpaStepKind k);
+
+struct CpaStep {
+  CpaStepKind kind = CpaStepKind::PteChange;
+  CpuId cpu = 0;  // the CPU running the CPA call
+  Pfn start = 0;
+  Pfn pages = 0;
+  Level old_level = Level::None;
+  Level new_level = Level::None;
+  std::uint8_t old_flags = 0;
+  std::uint8_t new_flags = 0;
+  Pfn changed = 0;
+  Pfn changed_pages = 0;
+};
+
+// Told of each CPA step at the moment of the write, before anything after it
+// (the TLB model lets every CPU speculate there and checks its TLBs).
+class CpaStepObserver {
+ public:
+  virtual ~CpaStepObserver() = default;
+  virtual void on_cpa_step(const CpaStep& step) = 0;
+};
+
+// How a 2 MiB region is collapsed. SetLeaf is the kernel's (6.15
+// collapse_pmd_page(): set_pmd() of the leaf over the table, one
+// flush_tlb_all() after all collapses). BreakBeforeMake clears the PMD,
+// flushes, then sets the leaf (the Intel SDM's recommended sequence for a page
+// size change); for the hazard checker's tests: in the window, the 512 pages
+// are not in the direct map. (A PUD collapse that follows keeps set_pud().)
+enum class CollapseStyle : std::uint8_t { SetLeaf, BreakBeforeMake };
+// How a 2 MiB leaf is split. Kernel: the new PTEs take the leaf's attributes,
+// the change comes after the split's flush (__split_large_page()).
+// NewAttributesInSplit: the PTEs in the CPA range get the new attributes in
+// the same write that installs the table; not the kernel's, for the tests.
+enum class SplitStyle : std::uint8_t { Kernel, NewAttributesInSplit };
 
 struct DirectMapCounters {
   // direct_pages_count[]: leaves of each size (DirectMap4k/2M/1G in kB below).
@@ -154,6 +205,13 @@ class DirectMap {
   // PAGE_KERNEL again and collapse_pmd_page() can take them. Off by default;
   // the collapse modes on-restore-gd and scanner-gd turn it on.
   void set_restore_global_dirty(bool on) { restore_gd_ = on; }
+  // At most one observer of CPA steps; nullptr detaches it. Costs one branch
+  // per page-table write when none is attached.
+  void set_cpa_step_observer(CpaStepObserver* observer) { step_observer_ = observer; }
+  // Variants of collapse and split that the kernel does not use (tests only).
+  void set_collapse_style(CollapseStyle s) { collapse_style_ = s; }
+  void set_split_style(SplitStyle s) { split_style_ = s; }
+  [[nodiscard]] CollapseStyle collapse_style() const { return collapse_style_; }
 
   // set_direct_map_*_noflush(): clear or set PRESENT|RW, never flush.
   int set_direct_map_invalid_noflush(Pfn pfn, CpuId cpu);
@@ -263,15 +321,20 @@ class DirectMap {
                                bool force_split, bool collapse, CpuId cpu);
   int change_page_attr_set_clr_core(Cpa& cpa, Pfn start, Pfn numpages);
   int change_page_attr(Cpa& cpa, Pfn addr);
-  int should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psize);
+  int should_split_large_page(Cpa& cpa, Entry& leaf, Pfn addr, Pfn psize, Level level);
   int split_large_page(Cpa& cpa, Pfn addr, Level level);
   void split_page_count(Level level);
   void collapse_page_count(Level level);
   void vm_unmap_aliases(CpuId cpu);
   void cpa_collapse_large_pages(Pfn start, Pfn numpages, CpuId cpu);
-  int collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables);
-  int collapse_pmd_page(Entry& pmd, std::vector<Pfn>& pgtables);
+  int collapse_large_pages(Pfn addr, std::vector<Pfn>& pgtables, CpuId cpu);
+  int collapse_pmd_page(Entry& pmd, Pfn addr, std::vector<Pfn>& pgtables, CpuId cpu);
   int collapse_pud_page(Entry& pud, std::vector<Pfn>& pgtables);
+  // Tells the observer of a CPA step; make() builds it only when one is attached.
+  template <class MakeStep>
+  void step(MakeStep make) {
+    if (step_observer_ != nullptr) [[unlikely]] step_observer_->on_cpa_step(make());
+  }
 
   std::vector<Entry> pud_;  // one per GiB of physical address space
   std::vector<PmdTable> pmd_tables_;
@@ -282,6 +345,9 @@ class DirectMap {
   PageTableAllocator& allocator_;
   FlushLog& flushes_;
   RestoreObserver* restore_observer_ = nullptr;
+  CpaStepObserver* step_observer_ = nullptr;
+  CollapseStyle collapse_style_ = CollapseStyle::SetLeaf;
+  SplitStyle split_style_ = SplitStyle::Kernel;
   DirectMapCounters counters_;
   std::uint64_t mapped_pages_ = 0;
   Pfn max_pfn_mapped_ = 0;

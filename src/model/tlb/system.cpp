@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 
 namespace exmem::model::tlb {
@@ -64,10 +65,16 @@ std::string_view event_kind_name(EventKind k) {
 }
 
 std::string Hazard::describe() const {
-  const char* k = kind == Kind::StaleEntry       ? "stale entry"
-                  : kind == Kind::StaleWalkCache ? "stale walk-cache entry"
-                                                 : "mixed sizes, different attributes";
-  return fmt::format("hazard ({}) on cpu{}: {}", k, cpu, what);
+  const char* k = "?";
+  switch (kind) {
+    case Kind::StaleEntry: k = "stale entry"; break;
+    case Kind::StaleWalkCache: k = "stale walk-cache entry"; break;
+    case Kind::MixedSizeAttributes: k = "mixed sizes, different frame or attributes"; break;
+    case Kind::SizeAndAttributeChange: k = "page size and attributes changed in one write"; break;
+    case Kind::DirectMapNotPresent: k = "access in the break-before-make window faults"; break;
+  }
+  if (step.empty()) return fmt::format("hazard ({}) on cpu{}: {}", k, cpu, what);
+  return fmt::format("hazard ({}) on cpu{} at CPA step [{}]: {}", k, cpu, step, what);
 }
 
 std::string Leak::report() const {
@@ -101,6 +108,17 @@ void TlbSystem::attach(directmap::FlushLog& log) {
 void TlbSystem::detach() {
   if (log_ != nullptr) log_->set_observer(nullptr);
   log_ = nullptr;
+  if (steps_ != nullptr) steps_->set_cpa_step_observer(nullptr);
+  steps_ = nullptr;
+}
+
+void TlbSystem::attach_steps(directmap::DirectMap& dmap) {
+  if (&dmap != &dmap_) {
+    throw std::invalid_argument("attach_steps: not the direct map this TLB walks");
+  }
+  if (steps_ != nullptr) steps_->set_cpa_step_observer(nullptr);
+  steps_ = &dmap;
+  dmap.set_cpa_step_observer(this);
 }
 
 void TlbSystem::record(EventKind kind, CpuId cpu, Asid asid, std::uint64_t vpn, std::uint64_t pages,
@@ -197,7 +215,7 @@ AccessOutcome TlbSystem::walk(CpuId cpu, Asid asid, std::uint64_t vpn, bool spec
         shown.fill_seq = used->fill_seq;
         const std::string key = fmt::format("w{}:{}:{}", cpu, page, used->fill_seq);
         if (hazard_keys_.insert(key).second) {
-          hazards_.push_back(Hazard{Hazard::Kind::StaleWalkCache, cpu, shown, what});
+          hazards_.push_back(Hazard{Hazard::Kind::StaleWalkCache, cpu, shown, what, {}});
         }
         if (!speculative) {
           report_leak(cpu, asid, vpn, page, what, used->fill_seq);
@@ -299,14 +317,17 @@ AccessOutcome TlbSystem::user_access(CpuId cpu, Asid asid, std::uint64_t vpn) {
     }
   } else {
     out = walk(cpu, asid, vpn, false);
-    if (out.fault) ++stats_.faults;
+    if (out.fault) {
+      ++stats_.faults;
+      if (asid == kKernelAsid && !windows_.empty()) window_fault(cpu, static_cast<Pfn>(vpn));
+    }
   }
   touch(cpu, asid, vpn);
   if (spec_.rate > 0) speculate(cpu);
   return out;
 }
 
-void TlbSystem::speculate_near(CpuId cpu, const Target& target) {
+void TlbSystem::speculate_near(CpuId cpu, const Target& target, bool blind) {
   std::uint64_t vpn = target.vpn;
   if (spec_.reach != 0) {
     std::uniform_int_distribution<std::int64_t> off(-static_cast<std::int64_t>(spec_.reach),
@@ -315,11 +336,11 @@ void TlbSystem::speculate_near(CpuId cpu, const Target& target) {
     if (o < 0 && static_cast<std::uint64_t>(-o) > vpn) return;
     vpn = static_cast<std::uint64_t>(static_cast<std::int64_t>(vpn) + o);
   }
-  if (tlbs_[cpu].lookup(target.asid, vpn).level >= 0) return;
+  if (!blind && tlbs_[cpu].lookup(target.asid, vpn).level >= 0) return;
   walk(cpu, target.asid, vpn, true);
 }
 
-void TlbSystem::speculate(CpuId cpu) {
+void TlbSystem::speculate(CpuId cpu, bool blind) {
   if (spec_.rate <= 0) return;
   const double whole = std::floor(spec_.rate);
   auto n = static_cast<unsigned>(whole);
@@ -333,12 +354,12 @@ void TlbSystem::speculate(CpuId cpu) {
     }
     if (t.vpn == kNoPfn && t.asid == kKernelAsid) continue;          // nothing touched yet
     if (t.asid != kKernelAsid && t.asid != running_[cpu]) continue;  // not this CPU's mm
-    speculate_near(cpu, t);
+    speculate_near(cpu, t, blind);
   }
 }
 
-void TlbSystem::speculate_all() {
-  for (CpuId c = 0; c < tlbs_.size(); ++c) speculate(c);
+void TlbSystem::speculate_all(bool blind) {
+  for (CpuId c = 0; c < tlbs_.size(); ++c) speculate(c, blind);
 }
 
 void TlbSystem::on_flush(const directmap::FlushEvent& e) {
@@ -352,6 +373,140 @@ void TlbSystem::on_flush(const directmap::FlushEvent& e) {
   speculate_all();  // other CPUs keep running while the change is made
   apply_flush(e);
   speculate_all();  // and right after the flush lands
+  run_concurrent();
+}
+
+namespace {
+constexpr std::string_view kSdmRule =
+    "Intel SDM Vol. 3A 4.10.4.2: software should not write to a paging-structure entry in a way "
+    "that would change, for any linear address, both the page size and either the page frame, "
+    "access rights, or other attributes";
+constexpr std::string_view kErratum383 =
+    "the AMD erratum 383 condition (Family 10h; kernel: is_erratum_383() in "
+    "arch/x86/kvm/svm/svm.c, and the 6.15 collapse commit: CPUs tolerate TLB entries of different "
+    "sizes for the same memory only with matching attributes)";
+
+// One key per kind and entry, shared by scan() and the step checks.
+std::string entry_key(const Hazard& h) {
+  return fmt::format("{}:{}:{}:{}:{}:{}", static_cast<int>(h.kind), h.cpu, h.entry.asid,
+                     h.entry.vpn, h.entry.fill_seq, static_cast<int>(h.entry.size));
+}
+
+std::string level_text(Level l) {
+  switch (l) {
+    case Level::None: return "not present";
+    case Level::Pte4K: return "4K";
+    case Level::Pmd2M: return "2M";
+    case Level::Pud1G: return "1G";
+  }
+  return "?";
+}
+}  // namespace
+
+void TlbSystem::add_hazard(Hazard h, const std::string& key) {
+  if (!hazard_keys_.insert(key).second) return;
+  record(EventKind::Hazard, h.cpu, h.entry.asid, h.entry.vpn, pages_of(h.entry.size), h.describe());
+  hazards_.push_back(std::move(h));
+}
+
+void TlbSystem::run_concurrent() {
+  if (concurrent_.empty() || in_concurrent_) return;
+  in_concurrent_ = true;
+  for (const Concurrent& c : concurrent_) access(c.cpu, c.pfn);
+  in_concurrent_ = false;
+}
+
+void TlbSystem::window_fault(CpuId cpu, Pfn pfn) {
+  for (const Window& w : windows_) {
+    if (pfn < w.start || pfn >= w.start + w.pages) continue;
+    Translation shown;
+    shown.vpn = pfn;
+    shown.pfn = pfn;
+    shown.fill_seq = seq_;
+    Hazard h{Hazard::Kind::DirectMapNotPresent, cpu, shown,
+             fmt::format("cpu{}'s kernel access to direct map pfn {:#x} faults: the collapse "
+                         "cleared the PMD of pfn {:#x}..{:#x} and flushes before setting the 2 MiB "
+                         "leaf, and the direct map has no fault handler for its own addresses (an "
+                         "oops). Break-before-make is the SDM's way to change a page size "
+                         "(4.10.4.2), which is why 6.15's collapse_pmd_page() instead sets the "
+                         "leaf over the table with identical attributes and flushes afterwards",
+                         cpu, pfn, w.start, w.start + w.pages - 1),
+             step_text_.empty() ? w.step : step_text_};
+    add_hazard(std::move(h), fmt::format("np:{}:{}:{}", cpu, w.start, pfn));
+    return;
+  }
+}
+
+void TlbSystem::on_cpa_step(const directmap::CpaStep& s) {
+  ++stats_.cpa_steps;
+  step_text_ = fmt::format("#{} {}: pfn {:#x}..{:#x}, {} -> {}, on cpu{}", stats_.cpa_steps,
+                           directmap::cpa_step_kind_name(s.kind), s.start, s.start + s.pages - 1,
+                           level_text(s.old_level), level_text(s.new_level), s.cpu);
+  record(EventKind::Note, s.cpu, kKernelAsid, s.start, s.pages, "CPA step " + step_text_);
+  // The SDM's write rule: size and attributes changed at once while an entry
+  // of another size may still be used for the changed addresses.
+  if (s.old_level != s.new_level && s.old_level != Level::None && s.new_level != Level::None &&
+      s.changed_pages != 0 && s.old_flags != s.new_flags) {
+    const PageSize now = page_size_of(s.new_level);
+    for (CpuId c = 0; c < tlbs_.size(); ++c) {
+      tlbs_[c].for_each([&](const Translation& t) {
+        if (t.size == now || !t.overlaps(kKernelAsid, s.changed, s.changed_pages)) return;
+        Hazard h{Hazard::Kind::SizeAndAttributeChange, c, t,
+                 fmt::format("the write makes pfn {:#x}..{:#x} {} pages with {} (was {} with {}) "
+                             "while cpu{} still holds the {}: {}",
+                             s.changed, s.changed + s.changed_pages - 1, level_text(s.new_level),
+                             flags_text(s.new_flags), level_text(s.old_level),
+                             flags_text(s.old_flags), c, entry_text(t), kSdmRule),
+                 step_text_};
+        add_hazard(std::move(h), fmt::format("sa:{}:{}:{}", c, t.vpn, stats_.cpa_steps));
+      });
+    }
+  }
+  if (s.kind == directmap::CpaStepKind::CollapseBreak) {
+    windows_.push_back(Window{s.start, s.pages, step_text_});
+  } else if (s.kind == directmap::CpaStepKind::CollapseMake) {
+    std::erase_if(windows_, [&](const Window& w) { return w.start == s.start; });
+  }
+  // Every CPU may speculate at this instant, and other CPUs' kernel code runs.
+  speculate_all(true);
+  run_concurrent();
+  std::vector<Hazard> found;
+  for (CpuId c = 0; c < tlbs_.size(); ++c) {
+    mixed_sizes(c, s.start, s.pages, found, &stats_.mixed_same_attributes);
+  }
+  for (Hazard& h : found) {
+    h.step = step_text_;
+    const std::string key = entry_key(h);  // as scan() keys it: reported once
+    add_hazard(std::move(h), key);
+  }
+  step_text_.clear();
+}
+
+void TlbSystem::mixed_sizes(CpuId c, Pfn start, Pfn pages, std::vector<Hazard>& out,
+                            std::uint64_t* same) const {
+  std::vector<Translation> kernel;
+  tlbs_[c].for_each([&](const Translation& t) {
+    if (t.overlaps(kKernelAsid, start, pages)) kernel.push_back(t);
+  });
+  for (const Translation& big : kernel) {
+    if (big.size == PageSize::k4K) continue;
+    for (const Translation& small : kernel) {
+      if (small.size >= big.size) continue;
+      if (!big.overlaps(kKernelAsid, small.vpn, pages_of(small.size))) continue;
+      const Pfn big_frame = static_cast<Pfn>(big.pfn + (small.vpn - big.vpn));
+      if (small.flags == big.flags && small.pfn == big_frame) {
+        if (same != nullptr) ++*same;
+        continue;
+      }
+      out.push_back(Hazard{Hazard::Kind::MixedSizeAttributes, c, big,
+                           fmt::format("{} and {} are live together with {}: {}; {}",
+                                       entry_text(big), entry_text(small),
+                                       small.pfn != big_frame ? "different frames"
+                                                              : "different attributes",
+                                       kErratum383, kSdmRule),
+                           {}});
+    }
+  }
 }
 
 void TlbSystem::apply_flush(const directmap::FlushEvent& e) {
@@ -458,17 +613,16 @@ std::vector<Hazard> TlbSystem::check_hazards() const {
     return kNoPfn;
   };
   for (CpuId c = 0; c < tlbs_.size(); ++c) {
-    std::vector<Translation> kernel;
     tlbs_[c].for_each([&](const Translation& t) {
       if (t.asid == kKernelAsid) {
-        kernel.push_back(t);
         const Pfn bad = first_granting(t.flags, t.pfn, pages_of(t.size));
         if (bad != kNoPfn) {
           const std::uint8_t now = bad < nr ? dmap.lookup(bad).flags : 0;
           out.push_back(Hazard{Hazard::Kind::StaleEntry, c, t,
                                fmt::format("{} still translates pfn {:#x}, which the direct map "
                                            "now has {} (a {} frame)",
-                                           entry_text(t), bad, flags_text(now), frame_text(bad))});
+                                           entry_text(t), bad, flags_text(now), frame_text(bad)),
+                               {}});
         }
         return;
       }
@@ -476,22 +630,13 @@ std::vector<Hazard> TlbSystem::check_hazards() const {
       if ((t.flags & _PAGE_PRESENT) != 0 && ((tflags & _PAGE_PRESENT) == 0 || tpfn != t.pfn)) {
         out.push_back(Hazard{Hazard::Kind::StaleEntry, c, t,
                              fmt::format("{} survives its unmap; pfn {:#x} is now a {} frame",
-                                         entry_text(t), t.pfn, frame_text(t.pfn))});
+                                         entry_text(t), t.pfn, frame_text(t.pfn)),
+                             {}});
       }
     });
-    // (b) AMD erratum 383: different sizes for one address with different attributes.
-    for (const Translation& big : kernel) {
-      if (big.size == PageSize::k4K) continue;
-      for (const Translation& small : kernel) {
-        if (small.size >= big.size) continue;
-        if (!big.overlaps(kKernelAsid, small.vpn, pages_of(small.size))) continue;
-        if (small.flags == big.flags) continue;
-        out.push_back(Hazard{Hazard::Kind::MixedSizeAttributes, c, big,
-                             fmt::format("{} and {} are live together with different attributes "
-                                         "(the AMD erratum 383 condition)",
-                                         entry_text(big), entry_text(small))});
-      }
-    }
+    // (b) AMD erratum 383: different sizes for one address with different
+    // frames or attributes.
+    mixed_sizes(c, 0, static_cast<Pfn>(~Pfn{0}), out, nullptr);
     // Walk caches pointing at page-table pages that were freed or reused.
     auto check_psc = [&](const LruTable<PscEntry>& psc, Level level, std::uint64_t region_pages) {
       psc.for_each([&](const PscEntry& e) {
@@ -509,7 +654,8 @@ std::vector<Hazard> TlbSystem::check_hazards() const {
                              fmt::format("{} cache entry for pfn {:#x} points to page-table page "
                                          "{:#x}, which is now a {} frame",
                                          level == Level::Pte4K ? "PDE" : "PDPTE", base,
-                                         e.table.page, frame_text(e.table.page))});
+                                         e.table.page, frame_text(e.table.page)),
+                             {}});
       });
     };
     check_psc(tlbs_[c].pde_cache(), Level::Pte4K, kPagesPer2M);
@@ -520,10 +666,7 @@ std::vector<Hazard> TlbSystem::check_hazards() const {
 
 void TlbSystem::scan() {
   for (Hazard& h : check_hazards()) {
-    const std::string key =
-        fmt::format("{}:{}:{}:{}:{}:{}", static_cast<int>(h.kind), h.cpu, h.entry.asid, h.entry.vpn,
-                    h.entry.fill_seq, static_cast<int>(h.entry.size));
-    if (!hazard_keys_.insert(key).second) continue;
+    if (!hazard_keys_.insert(entry_key(h)).second) continue;
     record(EventKind::Hazard, h.cpu, h.entry.asid, h.entry.vpn, pages_of(h.entry.size), h.what);
     hazards_.push_back(std::move(h));
   }

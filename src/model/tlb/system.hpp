@@ -4,6 +4,34 @@
 // speculative fills load translations no instruction touched; flushes arrive
 // from the direct map's FlushLog as the kernel requests them (IPIs to every
 // online CPU, or the local CPU only). The hazard checker watches every entry.
+//
+// Inside a CPA operation (attach_steps()): at every page-table write the
+// direct map reports (directmap::CpaStep) every CPU speculates, without first
+// probing its TLB for entries of another page size (the Intel SDM lets a TLB
+// hold translations of both sizes for an address once software changed the
+// page size), the accesses registered with concurrent_access() run, and the
+// checker looks at that instant for
+//  - two entries of different page sizes for one address whose frame or
+//    attributes differ (MixedSizeAttributes: AMD erratum 383, see
+//    arch/x86/kvm/svm/svm.c is_erratum_383() and the collapse commit
+//    41d88484c71c; Intel SDM Vol. 3A 4.10.4.2 "Recommended Invalidation");
+//  - a write that changes both the page size and the attributes of an address
+//    while some CPU still holds an entry of the other size for it
+//    (SizeAndAttributeChange: the SDM's "software should not write to a
+//    paging-structure entry in a way that would change, for any linear
+//    address, both the page size and either the page frame, access rights, or
+//    other attributes", which __split_large_page() honours by splitting with
+//    the leaf's attributes and changing the PTE only after flush_tlb_all());
+//  - a kernel access faulting on a direct-map page inside a break-before-make
+//    window (DirectMapNotPresent: the direct map has no fault handler for its
+//    own addresses, so the access oopses; the SDM's own remedy, clear P /
+//    flush / set the new size, is therefore unusable for the direct map).
+// Stale entries (check_hazards() (a)) are judged at operation boundaries only:
+// inside an operation they are expected until its flush. The SDM text is
+// section 4.10.4.2 "Recommended Invalidation" of current editions of Vol. 3A
+// (4.10.3.2 in older ones, e.g. order number 253668-032); the kernel quotes the
+// same rule above kernel_physical_mapping_init() in arch/x86/mm/init_32.c and,
+// as "the TLB application note", in __split_large_page().
 #pragma once
 
 #include <cstdint>
@@ -45,11 +73,18 @@ struct Event {
 };
 
 struct Hazard {
-  enum class Kind : std::uint8_t { StaleEntry, StaleWalkCache, MixedSizeAttributes };
+  enum class Kind : std::uint8_t {
+    StaleEntry,
+    StaleWalkCache,
+    MixedSizeAttributes,     // AMD erratum 383 / SDM 4.10.4.2: sizes and frame/attributes differ
+    SizeAndAttributeChange,  // SDM 4.10.4.2: one write changed size and attributes, old size live
+    DirectMapNotPresent,     // a kernel access in a break-before-make window faults
+  };
   Kind kind = Kind::StaleEntry;
   CpuId cpu = 0;
   Translation entry{};
   std::string what;
+  std::string step;  // the CPA step it was found at (empty: at an operation boundary)
   [[nodiscard]] std::string describe() const;
 };
 
@@ -79,6 +114,8 @@ struct TlbStats {
   std::uint64_t range_pages = 0;      // pages named by delivered range flushes
   std::uint64_t ipis = 0;             // IPIs sent to other CPUs
   std::uint64_t entries_invalidated = 0;
+  std::uint64_t cpa_steps = 0;             // CPA steps seen (attach_steps())
+  std::uint64_t mixed_same_attributes = 0;  // mixed-size pairs that agree, summed over steps
 };
 
 struct AccessOutcome {
@@ -87,7 +124,7 @@ struct AccessOutcome {
   bool leak = false;
 };
 
-class TlbSystem final : public directmap::FlushObserver {
+class TlbSystem final : public directmap::FlushObserver, public directmap::CpaStepObserver {
  public:
   // One TLB per CPU of phys; walks read dmap, leak reports name phys's frames.
   TlbSystem(const directmap::DirectMap& dmap, const phys::PhysMem& phys, const TlbConfig& config,
@@ -100,6 +137,12 @@ class TlbSystem final : public directmap::FlushObserver {
   // so the TlbSystem must not outlive the log).
   void attach(directmap::FlushLog& log);
   void detach();
+  // Listen to the CPA steps of dmap, which must be the direct map this system
+  // walks (detached by detach() and the destructor).
+  void attach_steps(directmap::DirectMap& dmap);
+  // cpu accesses pfn (a kernel load) at every CPA step and after every flush:
+  // another CPU's kernel code running alongside the operation.
+  void concurrent_access(CpuId cpu, Pfn pfn) { concurrent_.push_back(Concurrent{cpu, pfn}); }
   // Model a kernel that leaves out the flushes of this reason.
   void skip_flushes(directmap::FlushReason reason) { skipped_.insert(reason); }
   // Keep at most `limit` events for leak reports (0: none).
@@ -110,9 +153,10 @@ class TlbSystem final : public directmap::FlushObserver {
   AccessOutcome access(CpuId cpu, Pfn pfn);
   // A user access by the mm running on cpu (see run()).
   AccessOutcome user_access(CpuId cpu, Asid asid, std::uint64_t vpn);
-  // Speculative fills on one CPU, or on all.
-  void speculate(CpuId cpu);
-  void speculate_all();
+  // Speculative fills on one CPU, or on all. Blind fills walk even when the
+  // TLB holds an entry (of another size) for the target, as at CPA steps.
+  void speculate(CpuId cpu, bool blind = false);
+  void speculate_all(bool blind = false);
 
   // One kernel operation: noted, run, then every CPU speculates and the
   // hazard checker scans every TLB (hazards at operation boundaries count).
@@ -140,7 +184,8 @@ class TlbSystem final : public directmap::FlushObserver {
   // The hazard checker: (a) entries (or walk-cache entries) that translate to
   // something the page tables no longer say, granting more than they do;
   // (b) live entries of different sizes for one address with different
-  // attributes (AMD erratum 383). Returns the current ones.
+  // frames or attributes (AMD erratum 383). Returns the current ones. (The
+  // step-time checks are in on_cpa_step().)
   [[nodiscard]] std::vector<Hazard> check_hazards() const;
   // check_hazards() now, adding new ones to hazards().
   void scan();
@@ -155,6 +200,7 @@ class TlbSystem final : public directmap::FlushObserver {
   [[nodiscard]] const CpuTlb& cpu_tlb(CpuId cpu) const { return tlbs_.at(cpu); }
 
   void on_flush(const directmap::FlushEvent& e) override;
+  void on_cpa_step(const directmap::CpaStep& s) override;
 
  private:
   struct UserSpace {
@@ -168,7 +214,13 @@ class TlbSystem final : public directmap::FlushObserver {
 
   // A page walk on cpu for (asid, vpn); fills the TLB when a present leaf is found.
   AccessOutcome walk(CpuId cpu, Asid asid, std::uint64_t vpn, bool speculative);
-  void speculate_near(CpuId cpu, const Target& t);
+  void speculate_near(CpuId cpu, const Target& t, bool blind);
+  // (b) of check_hazards() on cpu's entries overlapping [start, start + pages).
+  void mixed_sizes(CpuId cpu, Pfn start, Pfn pages, std::vector<Hazard>& out,
+                   std::uint64_t* same) const;
+  void add_hazard(Hazard h, const std::string& key);
+  void run_concurrent();
+  void window_fault(CpuId cpu, Pfn pfn);
   void apply_flush(const directmap::FlushEvent& e);
   void record(EventKind kind, CpuId cpu, Asid asid, std::uint64_t vpn, std::uint64_t pages,
               std::string text);
@@ -190,6 +242,20 @@ class TlbSystem final : public directmap::FlushObserver {
   std::deque<Target> recent_;     // recently touched addresses, all CPUs
   std::vector<UserSpace> users_;  // index = asid - 1
   directmap::FlushLog* log_ = nullptr;
+  directmap::DirectMap* steps_ = nullptr;
+  struct Window {  // a break-before-make window: not present until the leaf is set
+    Pfn start = 0;
+    Pfn pages = 0;
+    std::string step;
+  };
+  std::vector<Window> windows_;
+  struct Concurrent {
+    CpuId cpu = 0;
+    Pfn pfn = 0;
+  };
+  std::vector<Concurrent> concurrent_;
+  std::string step_text_;           // the step being handled (empty: none)
+  bool in_concurrent_ = false;
   std::set<directmap::FlushReason> skipped_;
   std::deque<Event> history_;
   std::size_t history_limit_ = 4096;

@@ -1,11 +1,16 @@
 // tlb/: per-CPU TLBs and paging-structure caches, the flushes and shootdowns
-// that reach them, speculative fills, the hazard checker (stale translations,
-// mixed-size entries with different attributes), the VM_LOCAL_CPU scenario and
-// the cost estimate of a run.
+// that reach them, speculative fills, the hazard checker (stale translations;
+// mixed-size entries whose frame or attributes differ, AMD erratum 383; a write
+// changing page size and attributes at once, Intel SDM Vol. 3A 4.10.4.2; a
+// kernel access faulting in a break-before-make window), checked at operation
+// boundaries and inside every CPA step, the VM_LOCAL_CPU scenario and the cost
+// estimate of a run.
 // Owns: TLB geometry and contents, the kernel access stream, shootdown counts
 // and costs, hazard and leak reports. Must not touch: the direct map, frames or
 // processes: it reads directmap/ (lookup, table_ref) and phys/ (frame kinds),
-// and learns of flushes through directmap::FlushObserver.
+// learns of flushes through directmap::FlushObserver and of the page-table
+// writes inside a CPA call through directmap::CpaStepObserver (attach_steps()
+// is its only write to the direct map: the observer pointer).
 //
 // tlb.hpp: TLB geometry (levels of arrays, each holding some page sizes),
 // presets for a few cores, and one CPU's TLB with its paging-structure caches.
