@@ -520,14 +520,20 @@ TEST(Execmem, FallsBackToBasePagesWhenNo2MiBBlockIsFree) {
 TEST(Execmem, PopulateFallsBackToAllocSizeEqualsSize) {
   Machine m(config_for("upstream"));
   leave_only_order0(m);
-  // Down to the min watermark for GFP_KERNEL, then 40 pages back: fewer than 512.
+  // Down to the min watermark for GFP_KERNEL, then 400 pages back: fewer than
+  // 512, so the rounded attempt fails; its pages are freed to this CPU's pcp
+  // list, which keeps at most pcp->high of them and gives the rest back to the
+  // buddy (free_frozen_page_commit()), so the exact attempt passes the
+  // watermark. (With only a few pages back they would all stay on the pcp
+  // list, below the watermark, and direct reclaim with nothing to reclaim never
+  // drains it: __alloc_pages_direct_reclaim() drains only after progress.)
   std::vector<Pfn> held;
   for (Result<Pfn> r = m.phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel); r.ok();
        r = m.phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel)) {
     held.push_back(r.value);
   }
-  ASSERT_GE(held.size(), 40u);
-  for (std::size_t i = 0; i < 40; ++i) m.phys().free_pages(held[i], 0, 0);
+  ASSERT_GE(held.size(), 400u);
+  for (std::size_t i = 0; i < 400; ++i) m.phys().free_pages(held[i], 0, 0);
   m.phys().drain_all_pages();
   const Result<std::uint64_t> a = m.execmem().alloc(8, 0);
   ASSERT_TRUE(a.ok()) << errno_name(a.err);
