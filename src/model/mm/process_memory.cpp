@@ -1,0 +1,402 @@
+// mm/: processes and memfd_secret (see mm.hpp for what the folder owns).
+// process_memory.cpp: anonymous pages, the page cache's file LRU and
+// reclaimable slab, with their owners.
+#include "model/mm/process_memory.hpp"
+
+#include <fmt/format.h>
+
+namespace exmem::model::mm {
+
+namespace {
+enum : std::uint8_t { kFree = 0, kLive = 1, kGone = 2 };
+}  // namespace
+
+// ---- PfnMap ----------------------------------------------------------------
+
+std::uint32_t PfnMap::find(Pfn pfn) const {
+  if (size_ == 0) return kNoHandle;
+  const std::size_t mask = keys_.size() - 1;
+  for (std::size_t i = home(pfn);; i = (i + 1) & mask) {
+    if (keys_[i] == pfn) return vals_[i];
+    if (keys_[i] == kNoPfn) return kNoHandle;
+  }
+}
+
+void PfnMap::grow() {
+  std::vector<Pfn> keys = std::move(keys_);
+  std::vector<std::uint32_t> vals = std::move(vals_);
+  const std::size_t cap = keys.empty() ? 1024 : keys.size() * 2;
+  keys_.assign(cap, kNoPfn);
+  vals_.assign(cap, 0);
+  shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(cap));
+  size_ = 0;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] != kNoPfn) insert(keys[i], vals[i]);
+  }
+}
+
+void PfnMap::insert(Pfn pfn, std::uint32_t slot) {
+  if ((size_ + 1) * 2 > keys_.size()) grow();
+  const std::size_t mask = keys_.size() - 1;
+  std::size_t i = home(pfn);
+  while (keys_[i] != kNoPfn) i = (i + 1) & mask;
+  keys_[i] = pfn;
+  vals_[i] = slot;
+  ++size_;
+}
+
+void PfnMap::erase(Pfn pfn) {
+  const std::size_t mask = keys_.size() - 1;
+  std::size_t i = home(pfn);
+  while (keys_[i] != pfn) {
+    if (keys_[i] == kNoPfn) return;
+    i = (i + 1) & mask;
+  }
+  // Backward-shift: entries after the hole that may live in it move back.
+  for (std::size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+    if (keys_[j] == kNoPfn) break;
+    const std::size_t h = home(keys_[j]);
+    // j's entry may move to i when its home is not within (i, j] cyclically.
+    const bool stays = i <= j ? (h > i && h <= j) : (h > i || h <= j);
+    if (stays) continue;
+    keys_[i] = keys_[j];
+    vals_[i] = vals_[j];
+    i = j;
+  }
+  keys_[i] = kNoPfn;
+  --size_;
+}
+
+// ---- ProcessMemory ---------------------------------------------------------
+
+ProcessMemory::ProcessMemory(phys::PageSource& pages) : pages_(pages) {}
+
+ProcessMemory::Proc* ProcessMemory::proc(Pid pid) {
+  if (pid <= 0 || static_cast<std::size_t>(pid) >= procs_.size()) return nullptr;
+  Proc& p = procs_[static_cast<std::size_t>(pid)];
+  return p.alive ? &p : nullptr;
+}
+const ProcessMemory::Proc* ProcessMemory::proc(Pid pid) const {
+  if (pid <= 0 || static_cast<std::size_t>(pid) >= procs_.size()) return nullptr;
+  const Proc& p = procs_[static_cast<std::size_t>(pid)];
+  return p.alive ? &p : nullptr;
+}
+
+void ProcessMemory::add_process(Pid pid) {
+  if (pid <= 0) return;
+  if (static_cast<std::size_t>(pid) >= procs_.size()) procs_.resize(static_cast<std::size_t>(pid) + 1);
+  procs_[static_cast<std::size_t>(pid)] = Proc{};
+  procs_[static_cast<std::size_t>(pid)].alive = true;
+}
+
+std::uint32_t ProcessMemory::new_slot() {
+  if (!free_slots_.empty()) {
+    const std::uint32_t s = free_slots_.back();
+    free_slots_.pop_back();
+    return s;
+  }
+  slots_.emplace_back();
+  return static_cast<std::uint32_t>(slots_.size() - 1);
+}
+
+void ProcessMemory::link(List& l, std::uint32_t s) {
+  Slot& x = slots_[s];
+  x.prev = l.tail;
+  x.next = kNoHandle;
+  if (l.tail != kNoHandle) {
+    slots_[l.tail].next = s;
+  } else {
+    l.head = s;
+  }
+  l.tail = s;
+}
+
+void ProcessMemory::unlink(List& l, std::uint32_t s) {
+  Slot& x = slots_[s];
+  if (x.prev != kNoHandle) {
+    slots_[x.prev].next = x.next;
+  } else {
+    l.head = x.next;
+  }
+  if (x.next != kNoHandle) {
+    slots_[x.next].prev = x.prev;
+  } else {
+    l.tail = x.prev;
+  }
+  x.prev = x.next = kNoHandle;
+}
+
+ProcessMemory::List& ProcessMemory::list_of(const Slot& s) {
+  switch (static_cast<PageUse>(s.use)) {
+    case PageUse::Anon: return procs_[static_cast<std::size_t>(s.pid)].anon_list;
+    case PageUse::PageCache: return file_lru_;
+    case PageUse::Slab: break;
+  }
+  return slab_list_;
+}
+
+Result<PageHandle> ProcessMemory::alloc(Pid pid, PageUse use, phys::Gfp gfp, unsigned order, CpuId cpu) {
+  const phys::FrameKind kind = use == PageUse::Anon        ? phys::FrameKind::User
+                               : use == PageUse::PageCache ? phys::FrameKind::PageCache
+                                                           : phys::FrameKind::Reclaimable;
+  if (use == PageUse::Anon && proc(pid) == nullptr) return Result<PageHandle>::error(-ESRCH);
+  const Result<Pfn> r = pages_.alloc_pages(gfp, order, cpu, kind);
+  if (!r.ok()) return Result<PageHandle>::error(r.err);
+  // The allocation may have run reclaim or the OOM killer: the process may be gone.
+  Proc* p = proc(pid);
+  if (use == PageUse::Anon && p == nullptr) {
+    pages_.free_pages(r.value, order, cpu);
+    return Result<PageHandle>::error(-ENOMEM);
+  }
+  const std::uint32_t s = new_slot();
+  Slot& x = slots_[s];
+  x.pfn = r.value;
+  x.order = static_cast<std::uint8_t>(order);
+  x.use = static_cast<std::uint8_t>(use);
+  x.state = kLive;
+  x.pinned = 0;
+  x.pid = use == PageUse::Slab || p == nullptr ? 0 : pid;
+  const std::uint64_t n = std::uint64_t{1} << order;
+  switch (use) {
+    case PageUse::Anon:
+      p->anon += n;
+      anon_pages_ += n;
+      ++stats_.anon_allocs;
+      break;
+    case PageUse::PageCache:
+      if (p != nullptr) p->file += n;
+      cache_pages_ += n;
+      ++stats_.cache_allocs;
+      break;
+    case PageUse::Slab:
+      slab_pages_ += n;
+      ++stats_.slab_allocs;
+      break;
+  }
+  link(list_of(x), s);
+  if (use != PageUse::Slab) movable_.insert(x.pfn, s);
+  return Result<PageHandle>{s, 0};
+}
+
+Result<PageHandle> ProcessMemory::alloc_anon(Pid pid, phys::Gfp gfp, unsigned order, CpuId cpu) {
+  return alloc(pid, PageUse::Anon, gfp, order, cpu);
+}
+Result<PageHandle> ProcessMemory::alloc_cache(Pid pid, phys::Gfp gfp, unsigned order, CpuId cpu) {
+  return alloc(pid, PageUse::PageCache, gfp, order, cpu);
+}
+Result<PageHandle> ProcessMemory::alloc_slab(phys::Gfp gfp, unsigned order, CpuId cpu) {
+  return alloc(0, PageUse::Slab, gfp, order, cpu);
+}
+
+void ProcessMemory::drop(std::uint32_t s, CpuId cpu, bool gone) {
+  Slot& x = slots_[s];
+  const std::uint64_t n = std::uint64_t{1} << x.order;
+  const Pfn pfn = x.pfn;
+  switch (static_cast<PageUse>(x.use)) {
+    case PageUse::Anon: {
+      Proc& p = procs_[static_cast<std::size_t>(x.pid)];
+      p.anon -= n;
+      anon_pages_ -= n;
+      break;
+    }
+    case PageUse::PageCache:
+      if (Proc* p = proc(x.pid)) p->file -= n;
+      cache_pages_ -= n;
+      break;
+    case PageUse::Slab:
+      slab_pages_ -= n;
+      break;
+  }
+  unlink(list_of(x), s);
+  if (static_cast<PageUse>(x.use) != PageUse::Slab) movable_.erase(pfn);
+  x.pfn = kNoPfn;
+  x.state = gone ? kGone : kFree;
+  if (!gone) free_slots_.push_back(s);
+  pages_.free_pages(pfn, x.order, cpu);
+}
+
+bool ProcessMemory::free(PageHandle h, CpuId cpu) {
+  Slot& x = slots_[h];
+  if (x.state == kGone) {
+    x.state = kFree;
+    free_slots_.push_back(h);
+    ++stats_.frees_of_gone;
+    return false;
+  }
+  if (x.state != kLive) return false;
+  ++stats_.frees;
+  drop(h, cpu, false);
+  return true;
+}
+
+void ProcessMemory::set_pinned(PageHandle h, bool pinned) { slots_[h].pinned = pinned ? 1 : 0; }
+
+std::uint64_t ProcessMemory::exit_process(Pid pid, CpuId cpu) {
+  Proc* p = proc(pid);
+  if (p == nullptr) return 0;
+  std::uint64_t freed = 0;
+  while (p->anon_list.head != kNoHandle) {
+    const std::uint32_t s = p->anon_list.head;
+    freed += std::uint64_t{1} << slots_[s].order;
+    drop(s, cpu, true);
+    p = &procs_[static_cast<std::size_t>(pid)];  // free_pages() cannot add processes, but stay safe
+  }
+  stats_.anon_reaped += freed;
+  // Its page-cache pages stay cached; no longer mapped by a live process.
+  p->alive = false;
+  p->file = 0;
+  p->mlocked = false;
+  return freed;
+}
+
+// mirrors shrink_folio_list() over the inactive file LRU, oldest first: clean
+// page cache is freed (unmapped first when mapped, try_to_unmap()); a page an
+// mlocked process maps is unevictable and rotated out of the way.
+std::uint64_t ProcessMemory::reclaim_page_cache(std::uint64_t nr, CpuId cpu, Pfn below) {
+  std::uint64_t freed = 0;
+  std::uint64_t scan = cache_pages_;  // at most one pass over the list
+  while (freed < nr && file_lru_.head != kNoHandle && scan > 0) {
+    const std::uint32_t s = file_lru_.head;
+    const Slot& x = slots_[s];
+    const std::uint64_t n = std::uint64_t{1} << x.order;
+    scan = scan > n ? scan - n : 0;
+    const Proc* p = proc(x.pid);
+    if ((p != nullptr && p->mlocked) || x.pfn >= below) {
+      unlink(file_lru_, s);  // to the newest end: scanned again last
+      link(file_lru_, s);
+      continue;
+    }
+    drop(s, cpu, true);
+    freed += n;
+    stats_.cache_reclaimed += n;
+  }
+  return freed;
+}
+
+// mirrors shrink_slab() over the reclaimable caches: the oldest slabs first
+std::uint64_t ProcessMemory::shrink_slab(std::uint64_t nr, CpuId cpu) {
+  std::uint64_t freed = 0;
+  while (freed < nr && slab_list_.head != kNoHandle) {
+    const std::uint32_t s = slab_list_.head;
+    const std::uint64_t n = std::uint64_t{1} << slots_[s].order;
+    drop(s, cpu, true);
+    freed += n;
+    stats_.slab_reclaimed += n;
+  }
+  return freed;
+}
+
+// mirrors migrate_folio_move(): the owner's record follows the folio to its
+// new pfn; a long-term pinned folio is refused (folio_maybe_dma_pinned()).
+bool ProcessMemory::migrate(Pfn from, Pfn to, unsigned order) {
+  const std::uint32_t s = movable_.find(from);
+  if (s == kNoHandle || slots_[s].order != order || slots_[s].pinned) {
+    ++stats_.migrate_refused;
+    return false;
+  }
+  movable_.erase(from);
+  slots_[s].pfn = to;
+  movable_.insert(to, s);
+  ++stats_.migrated;
+  return true;
+}
+
+std::uint64_t ProcessMemory::anon_pages(Pid pid) const {
+  const Proc* p = proc(pid);
+  return p == nullptr ? 0 : p->anon;
+}
+std::uint64_t ProcessMemory::file_pages(Pid pid) const {
+  const Proc* p = proc(pid);
+  return p == nullptr ? 0 : p->file;
+}
+bool ProcessMemory::mlocked(Pid pid) const {
+  const Proc* p = proc(pid);
+  return p != nullptr && p->mlocked;
+}
+void ProcessMemory::set_mlocked(Pid pid, bool on) {
+  if (Proc* p = proc(pid)) p->mlocked = on;
+}
+
+std::size_t ProcessMemory::model_bytes() const {
+  return sizeof(*this) + slots_.capacity() * sizeof(Slot) + free_slots_.capacity() * 4 +
+         procs_.capacity() * sizeof(Proc) + movable_.model_bytes();
+}
+
+std::vector<std::string> ProcessMemory::check(const phys::PhysMem& phys) const {
+  std::vector<std::string> v;
+  auto bad = [&](std::string s) {
+    if (v.size() < 64) v.push_back(std::move(s));
+  };
+  std::uint64_t anon = 0;
+  std::uint64_t cache = 0;
+  std::uint64_t slab = 0;
+  std::vector<std::uint64_t> anon_of(procs_.size(), 0);
+  std::vector<std::uint64_t> file_of(procs_.size(), 0);
+  std::size_t movable = 0;
+  for (std::uint32_t s = 0; s < slots_.size(); ++s) {
+    const Slot& x = slots_[s];
+    if (x.state != kLive) {
+      if (x.pfn != kNoPfn) bad(fmt::format("owner record {}: not live but at pfn {:#x}", s, x.pfn));
+      continue;
+    }
+    const auto use = static_cast<PageUse>(x.use);
+    const phys::FrameKind want = use == PageUse::Anon        ? phys::FrameKind::User
+                                 : use == PageUse::PageCache ? phys::FrameKind::PageCache
+                                                             : phys::FrameKind::Reclaimable;
+    const std::uint64_t n = std::uint64_t{1} << x.order;
+    if (x.pfn >= phys.nr_frames() || phys.kind(x.pfn) != want) {
+      bad(fmt::format("owner record {}: pfn {:#x} is not a {} frame", s, x.pfn,
+                      phys::frame_kind_name(static_cast<std::uint8_t>(want))));
+    }
+    if (use == PageUse::Anon) {
+      anon += n;
+      if (x.pid <= 0 || static_cast<std::size_t>(x.pid) >= procs_.size() || !procs_[static_cast<std::size_t>(x.pid)].alive) {
+        bad(fmt::format("anonymous block at pfn {:#x} belongs to pid {}, not a live process", x.pfn, x.pid));
+      } else {
+        anon_of[static_cast<std::size_t>(x.pid)] += n;
+      }
+    } else if (use == PageUse::PageCache) {
+      cache += n;
+      if (proc(x.pid) != nullptr) file_of[static_cast<std::size_t>(x.pid)] += n;
+    } else {
+      slab += n;
+    }
+    if (use != PageUse::Slab) {
+      ++movable;
+      if (movable_.find(x.pfn) != s) bad(fmt::format("movable block at pfn {:#x}: not found by its pfn", x.pfn));
+    }
+  }
+  if (movable != movable_.size()) bad(fmt::format("{} movable blocks but the pfn map holds {}", movable, movable_.size()));
+  if (anon != anon_pages_) bad(fmt::format("anonymous pages: {} held, {} counted", anon, anon_pages_));
+  if (cache != cache_pages_) bad(fmt::format("page-cache pages: {} held, {} counted", cache, cache_pages_));
+  if (slab != slab_pages_) bad(fmt::format("reclaimable slab pages: {} held, {} counted", slab, slab_pages_));
+  for (std::size_t i = 0; i < procs_.size(); ++i) {
+    const Proc& p = procs_[i];
+    if (!p.alive) continue;
+    if (p.anon != anon_of[i]) bad(fmt::format("pid {}: MM_ANONPAGES {} but it holds {}", i, p.anon, anon_of[i]));
+    if (p.file != file_of[i]) bad(fmt::format("pid {}: mapped page cache {} but it maps {}", i, p.file, file_of[i]));
+  }
+  // Lists: each live record on exactly the list of its use, in both directions.
+  auto walk = [&](const List& l, const char* what) {
+    std::uint64_t count = 0;
+    std::uint32_t prev = kNoHandle;
+    for (std::uint32_t s = l.head; s != kNoHandle; s = slots_[s].next) {
+      if (slots_[s].prev != prev) bad(fmt::format("{}: broken back link at record {}", what, s));
+      if (++count > slots_.size()) {
+        bad(fmt::format("{}: a cycle", what));
+        break;
+      }
+      prev = s;
+    }
+    if (prev != l.tail) bad(fmt::format("{}: tail is not the last record", what));
+    return count;
+  };
+  std::uint64_t listed = walk(file_lru_, "file LRU") + walk(slab_list_, "slab list");
+  for (const Proc& p : procs_) listed += walk(p.anon_list, "anonymous list");
+  std::uint64_t live = 0;
+  for (const Slot& x : slots_) live += x.state == kLive ? 1 : 0;
+  if (listed != live) bad(fmt::format("{} live owner records but {} on the lists", live, listed));
+  return v;
+}
+
+}  // namespace exmem::model::mm
