@@ -134,9 +134,47 @@ const Metric kMetrics[] = {
     {"/workload/user_frees", "", "", "blocks", Format::Integer, EXMEM_GET(r.workload.user_frees)},
     {"/workload/alloc_failures", "", "", "allocations", Format::Integer, EXMEM_GET(r.workload.alloc_failures)},
     {"/workload/fill_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.workload.fill_pages)},
-    // Failures seen by the processes.
-    {"/failures/oom_at_fault", "oom_at_fault", "OOM at fault", "faults", Format::Integer,
+    {"/workload/page_cache_allocs", "", "", "blocks", Format::Integer, EXMEM_SYNTHETIC(r.workload.page_cache_allocs)},
+    {"/workload/slab_allocs", "", "", "blocks", Format::Integer, EXMEM_SYNTHETIC(r.workload.slab_allocs)},
+    {"/workload/frees_of_gone", "", "", "frees", Format::Integer, EXMEM_GET(r.workload.frees_of_gone)},
+    {"/workload/processes_killed", "", "", "processes", Format::Integer, EXMEM_GET(r.workload.processes_killed)},
+    // Reclaim, migration and the OOM killer: what the owners of pages did
+    // when the allocator asked (model/phys/page_owners.hpp).
+    // COORDINATOR: the allocator's own figures go here, from PhysStats, once
+    // the phys helper's fields exist: pages reclaimed by kswapd and by direct
+    // reclaim (/reclaim/kswapd_pages, /reclaim/direct_pages), compaction
+    // stalls, successes and failures (/compaction/stall, /compaction/success,
+    // /compaction/fail) and pages migrated (/migrate/pages).
+    {"/reclaim/page_cache_pages", "reclaimed_page_cache", "page cache reclaimed", "pages", Format::Integer,
+     EXMEM_GET(r.reclaim.cache_pages), kTable | kColumn},
+    {"/reclaim/slab_pages", "reclaimed_slab", "slab reclaimed", "pages", Format::Integer,
+     EXMEM_GET(r.reclaim.slab_pages), kTable | kSubRow},
+    {"/reclaim/policy_pages", "", "pooled pages shrunk", "pages", Format::Integer, EXMEM_GET(r.reclaim.policy_pages),
+     kTable | kSubRow},
+    {"/reclaim/calls", "", "", "calls", Format::Integer, EXMEM_GET(r.reclaim.calls)},
+    {"/reclaim/refused", "", "", "calls", Format::Integer, EXMEM_GET(r.reclaim.refused)},
+    {"/reclaim/emulated_direct_reclaims", "", "", "allocations", Format::Integer,
+     EXMEM_GET(r.reclaim.emulated_direct_reclaims)},
+    {"/reclaim/emulated_oom_calls", "", "", "allocations", Format::Integer, EXMEM_GET(r.reclaim.emulated_oom_calls)},
+    {"/migrate/owner_blocks", "", "blocks migrated (owners)", "blocks", Format::Integer, EXMEM_GET(r.owners.migrated),
+     kTableIfNonzero},
+    {"/migrate/owner_refused", "", "", "blocks", Format::Integer, EXMEM_GET(r.owners.migrate_refused)},
+    {"/oom/kills", "oom_kills", "OOM kills", "processes", Format::Integer, EXMEM_GET(r.oom.kills), kTable | kColumn},
+    {"/oom/invocations", "", "", "calls", Format::Integer, EXMEM_GET(r.oom.invocations)},
+    {"/oom/no_victim", "", "", "calls", Format::Integer, EXMEM_GET(r.oom.no_victim)},
+    {"/oom/skipped_nofs", "", "", "calls", Format::Integer, EXMEM_GET(r.oom.skipped_nofs)},
+    {"/oom/anon_reaped", "", "", "pages", Format::Integer, EXMEM_GET(r.owners.anon_reaped)},
+    // The owners' pages.
+    {"/owners/page_cache_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.page_cache_pages)},
+    {"/owners/slab_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.slab_pages)},
+    {"/owners/frees_of_gone", "", "frees of pages already reclaimed or reaped", "frees", Format::Integer,
+     EXMEM_GET(r.owners.frees_of_gone), kTableIfNonzero},
+    // Failures seen by the processes: faults that still failed (VM_FAULT_OOM
+    // with no page: the OOM killer found no victim, or the faulting process
+    // was the victim).
+    {"/failures/failed_faults", "failed_faults", "failed faults", "faults", Format::Integer,
      EXMEM_GET(r.workload.secret_ooms), kTable | kColumn},
+    {"/failures/oom_victim_faults", "", "", "faults", Format::Integer, EXMEM_GET(r.mm.faults_oom_victim)},
     {"/failures/sigbus_at_fault", "sigbus_at_fault", "SIGBUS at fault", "faults", Format::Integer,
      EXMEM_GET(r.workload.secret_sigbus), kTable | kColumn},
     {"/failures/mmap_failed", "mmap_failed", "failed mmaps", "mmaps", Format::Integer,
@@ -195,6 +233,9 @@ const Metric kMetrics[] = {
     {"/trace/frees", "", "", "lines", Format::Integer, EXMEM_TRACE(frees)},
     {"/trace/frees_partial", "", "", "frees", Format::Integer, EXMEM_TRACE(frees_partial)},
     {"/trace/frees_of_model_failures", "", "", "frees", Format::Integer, EXMEM_TRACE(frees_of_model_failures)},
+    {"/trace/frees_of_gone", "", "", "frees", Format::Integer, EXMEM_TRACE(frees_of_gone)},
+    {"/trace/trace_processes", "", "", "processes", Format::Integer, EXMEM_TRACE(trace_processes)},
+    {"/trace/processes_killed", "", "", "processes", Format::Integer, EXMEM_TRACE(processes_killed)},
     {"/trace/secret_marked", "", "", "pages", Format::Integer, EXMEM_TRACE(secret_marked)},
     {"/trace/secret_ooms", "", "", "faults", Format::Integer, EXMEM_TRACE(secret_ooms)},
     {"/trace/secret_files", "", "", "files", Format::Integer, EXMEM_TRACE(secret_files)},

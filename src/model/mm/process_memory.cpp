@@ -15,55 +15,52 @@ enum : std::uint8_t { kFree = 0, kLive = 1, kGone = 2 };
 
 std::uint32_t PfnMap::find(Pfn pfn) const {
   if (size_ == 0) return kNoHandle;
-  const std::size_t mask = keys_.size() - 1;
+  const std::size_t mask = cells_.size() - 1;
   for (std::size_t i = home(pfn);; i = (i + 1) & mask) {
-    if (keys_[i] == pfn) return vals_[i];
-    if (keys_[i] == kNoPfn) return kNoHandle;
+    if (cells_[i].key == pfn) return cells_[i].val;
+    if (cells_[i].key == kNoPfn) return kNoHandle;
   }
 }
 
 void PfnMap::grow() {
-  std::vector<Pfn> keys = std::move(keys_);
-  std::vector<std::uint32_t> vals = std::move(vals_);
-  const std::size_t cap = keys.empty() ? 1024 : keys.size() * 2;
-  keys_.assign(cap, kNoPfn);
-  vals_.assign(cap, 0);
+  std::vector<Cell> old = std::move(cells_);
+  const std::size_t cap = old.empty() ? 1024 : old.size() * 2;
+  cells_.assign(cap, Cell{kNoPfn, 0});
   shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(cap));
   size_ = 0;
-  for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i] != kNoPfn) insert(keys[i], vals[i]);
+  for (const Cell& c : old) {
+    if (c.key != kNoPfn) insert(c.key, c.val);
   }
 }
 
 void PfnMap::insert(Pfn pfn, std::uint32_t slot) {
-  if ((size_ + 1) * 2 > keys_.size()) grow();
-  const std::size_t mask = keys_.size() - 1;
+  if ((size_ + 1) * 2 > cells_.size()) grow();
+  const std::size_t mask = cells_.size() - 1;
   std::size_t i = home(pfn);
-  while (keys_[i] != kNoPfn) i = (i + 1) & mask;
-  keys_[i] = pfn;
-  vals_[i] = slot;
+  while (cells_[i].key != kNoPfn) i = (i + 1) & mask;
+  cells_[i] = Cell{pfn, slot};
   ++size_;
 }
 
 void PfnMap::erase(Pfn pfn) {
-  const std::size_t mask = keys_.size() - 1;
+  if (size_ == 0) return;
+  const std::size_t mask = cells_.size() - 1;
   std::size_t i = home(pfn);
-  while (keys_[i] != pfn) {
-    if (keys_[i] == kNoPfn) return;
+  while (cells_[i].key != pfn) {
+    if (cells_[i].key == kNoPfn) return;
     i = (i + 1) & mask;
   }
-  // Backward-shift: entries after the hole that may live in it move back.
+  // Backward shift: a later entry of the run moves into the hole unless its
+  // home lies cyclically in (hole, its place].
   for (std::size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-    if (keys_[j] == kNoPfn) break;
-    const std::size_t h = home(keys_[j]);
-    // j's entry may move to i when its home is not within (i, j] cyclically.
+    if (cells_[j].key == kNoPfn) break;
+    const std::size_t h = home(cells_[j].key);
     const bool stays = i <= j ? (h > i && h <= j) : (h > i || h <= j);
     if (stays) continue;
-    keys_[i] = keys_[j];
-    vals_[i] = vals_[j];
+    cells_[i] = cells_[j];
     i = j;
   }
-  keys_[i] = kNoPfn;
+  cells_[i].key = kNoPfn;
   --size_;
 }
 
@@ -99,40 +96,19 @@ std::uint32_t ProcessMemory::new_slot() {
   return static_cast<std::uint32_t>(slots_.size() - 1);
 }
 
-void ProcessMemory::link(List& l, std::uint32_t s) {
-  Slot& x = slots_[s];
-  x.prev = l.tail;
-  x.next = kNoHandle;
-  if (l.tail != kNoHandle) {
-    slots_[l.tail].next = s;
-  } else {
-    l.head = s;
-  }
-  l.tail = s;
+void ProcessMemory::push(Queue& q, std::uint32_t s) {
+  q.entries.push_back({s, slots_[s].gen});
+  if (q.entries.size() - q.head > 2 * q.live + 4096) compact(q);
 }
 
-void ProcessMemory::unlink(List& l, std::uint32_t s) {
-  Slot& x = slots_[s];
-  if (x.prev != kNoHandle) {
-    slots_[x.prev].next = x.next;
-  } else {
-    l.head = x.next;
+// Drops the stale entries (and the consumed head) of a queue, keeping order.
+void ProcessMemory::compact(Queue& q) {
+  std::size_t out = 0;
+  for (std::size_t i = q.head; i < q.entries.size(); ++i) {
+    if (current(q.entries[i])) q.entries[out++] = q.entries[i];
   }
-  if (x.next != kNoHandle) {
-    slots_[x.next].prev = x.prev;
-  } else {
-    l.tail = x.prev;
-  }
-  x.prev = x.next = kNoHandle;
-}
-
-ProcessMemory::List& ProcessMemory::list_of(const Slot& s) {
-  switch (static_cast<PageUse>(s.use)) {
-    case PageUse::Anon: return procs_[static_cast<std::size_t>(s.pid)].anon_list;
-    case PageUse::PageCache: return file_lru_;
-    case PageUse::Slab: break;
-  }
-  return slab_list_;
+  q.entries.resize(out);
+  q.head = 0;
 }
 
 Result<PageHandle> ProcessMemory::alloc(Pid pid, PageUse use, phys::Gfp gfp, unsigned order, CpuId cpu) {
@@ -173,7 +149,13 @@ Result<PageHandle> ProcessMemory::alloc(Pid pid, PageUse use, phys::Gfp gfp, uns
       ++stats_.slab_allocs;
       break;
   }
-  link(list_of(x), s);
+  if (use == PageUse::PageCache) {
+    ++file_lru_.live;
+    push(file_lru_, s);
+  } else if (use == PageUse::Slab) {
+    ++slab_list_.live;
+    push(slab_list_, s);
+  }
   if (use != PageUse::Slab) movable_.insert(x.pfn, s);
   return Result<PageHandle>{s, 0};
 }
@@ -202,13 +184,15 @@ void ProcessMemory::drop(std::uint32_t s, CpuId cpu, bool gone) {
     case PageUse::PageCache:
       if (Proc* p = proc(x.pid)) p->file -= n;
       cache_pages_ -= n;
+      --file_lru_.live;
       break;
     case PageUse::Slab:
       slab_pages_ -= n;
+      --slab_list_.live;
       break;
   }
-  unlink(list_of(x), s);
   if (static_cast<PageUse>(x.use) != PageUse::Slab) movable_.erase(pfn);
+  ++x.gen;
   x.pfn = kNoPfn;
   x.state = gone ? kGone : kFree;
   if (!gone) free_slots_.push_back(s);
@@ -235,11 +219,16 @@ std::uint64_t ProcessMemory::exit_process(Pid pid, CpuId cpu) {
   Proc* p = proc(pid);
   if (p == nullptr) return 0;
   std::uint64_t freed = 0;
-  while (p->anon_list.head != kNoHandle) {
-    const std::uint32_t s = p->anon_list.head;
-    freed += std::uint64_t{1} << slots_[s].order;
-    drop(s, cpu, true);
-    p = &procs_[static_cast<std::size_t>(pid)];  // free_pages() cannot add processes, but stay safe
+  // zap_pte_range() over its mappings: the model keeps no list per process,
+  // it looks for its blocks (exits of processes with anonymous memory are rare).
+  if (p->anon != 0) {
+    for (std::uint32_t s = 0; s < slots_.size(); ++s) {
+      const Slot& x = slots_[s];
+      if (x.state != kLive || x.pid != pid || static_cast<PageUse>(x.use) != PageUse::Anon) continue;
+      freed += std::uint64_t{1} << x.order;
+      drop(s, cpu, true);
+    }
+    p = &procs_[static_cast<std::size_t>(pid)];
   }
   stats_.anon_reaped += freed;
   // Its page-cache pages stay cached; no longer mapped by a live process.
@@ -251,38 +240,44 @@ std::uint64_t ProcessMemory::exit_process(Pid pid, CpuId cpu) {
 
 // mirrors shrink_folio_list() over the inactive file LRU, oldest first: clean
 // page cache is freed (unmapped first when mapped, try_to_unmap()); a page an
-// mlocked process maps is unevictable and rotated out of the way.
+// mlocked process maps is unevictable and rotated out of the way, as is a
+// page above the zones the allocation may use.
 std::uint64_t ProcessMemory::reclaim_page_cache(std::uint64_t nr, CpuId cpu, Pfn below) {
+  Queue& q = file_lru_;
   std::uint64_t freed = 0;
-  std::uint64_t scan = cache_pages_;  // at most one pass over the list
-  while (freed < nr && file_lru_.head != kNoHandle && scan > 0) {
-    const std::uint32_t s = file_lru_.head;
-    const Slot& x = slots_[s];
-    const std::uint64_t n = std::uint64_t{1} << x.order;
-    scan = scan > n ? scan - n : 0;
+  std::size_t scan = q.entries.size() - q.head;  // at most one pass
+  while (freed < nr && scan > 0 && q.head < q.entries.size()) {
+    --scan;
+    const Queue::Entry e = q.entries[q.head++];
+    if (!current(e)) continue;
+    const Slot& x = slots_[e.slot];
     const Proc* p = proc(x.pid);
     if ((p != nullptr && p->mlocked) || x.pfn >= below) {
-      unlink(file_lru_, s);  // to the newest end: scanned again last
-      link(file_lru_, s);
+      q.entries.push_back(e);  // to the newest end: scanned again last
       continue;
     }
-    drop(s, cpu, true);
+    const std::uint64_t n = std::uint64_t{1} << x.order;
+    drop(e.slot, cpu, true);
     freed += n;
     stats_.cache_reclaimed += n;
   }
+  if (q.head > q.entries.size() / 2) compact(q);
   return freed;
 }
 
 // mirrors shrink_slab() over the reclaimable caches: the oldest slabs first
 std::uint64_t ProcessMemory::shrink_slab(std::uint64_t nr, CpuId cpu) {
+  Queue& q = slab_list_;
   std::uint64_t freed = 0;
-  while (freed < nr && slab_list_.head != kNoHandle) {
-    const std::uint32_t s = slab_list_.head;
-    const std::uint64_t n = std::uint64_t{1} << slots_[s].order;
-    drop(s, cpu, true);
+  while (freed < nr && q.head < q.entries.size()) {
+    const Queue::Entry e = q.entries[q.head++];
+    if (!current(e)) continue;
+    const std::uint64_t n = std::uint64_t{1} << slots_[e.slot].order;
+    drop(e.slot, cpu, true);
     freed += n;
     stats_.slab_reclaimed += n;
   }
+  if (q.head > q.entries.size() / 2) compact(q);
   return freed;
 }
 
@@ -319,7 +314,8 @@ void ProcessMemory::set_mlocked(Pid pid, bool on) {
 
 std::size_t ProcessMemory::model_bytes() const {
   return sizeof(*this) + slots_.capacity() * sizeof(Slot) + free_slots_.capacity() * 4 +
-         procs_.capacity() * sizeof(Proc) + movable_.model_bytes();
+         procs_.capacity() * sizeof(Proc) + movable_.model_bytes() +
+         (file_lru_.entries.capacity() + slab_list_.entries.capacity()) * sizeof(Queue::Entry);
 }
 
 std::vector<std::string> ProcessMemory::check(const phys::PhysMem& phys) const {
@@ -376,26 +372,25 @@ std::vector<std::string> ProcessMemory::check(const phys::PhysMem& phys) const {
     if (p.anon != anon_of[i]) bad(fmt::format("pid {}: MM_ANONPAGES {} but it holds {}", i, p.anon, anon_of[i]));
     if (p.file != file_of[i]) bad(fmt::format("pid {}: mapped page cache {} but it maps {}", i, p.file, file_of[i]));
   }
-  // Lists: each live record on exactly the list of its use, in both directions.
-  auto walk = [&](const List& l, const char* what) {
+  // Queues: each live page-cache and slab block current in its queue exactly once.
+  auto walk = [&](const Queue& q, PageUse use, const char* what) {
+    std::vector<std::uint8_t> seen(slots_.size(), 0);
     std::uint64_t count = 0;
-    std::uint32_t prev = kNoHandle;
-    for (std::uint32_t s = l.head; s != kNoHandle; s = slots_[s].next) {
-      if (slots_[s].prev != prev) bad(fmt::format("{}: broken back link at record {}", what, s));
-      if (++count > slots_.size()) {
-        bad(fmt::format("{}: a cycle", what));
-        break;
-      }
-      prev = s;
+    for (std::size_t i = q.head; i < q.entries.size(); ++i) {
+      const Queue::Entry& e = q.entries[i];
+      if (!current(e)) continue;
+      if (static_cast<PageUse>(slots_[e.slot].use) != use) bad(fmt::format("{}: record {} of another use", what, e.slot));
+      if (seen[e.slot]++ != 0) bad(fmt::format("{}: record {} queued twice", what, e.slot));
+      ++count;
     }
-    if (prev != l.tail) bad(fmt::format("{}: tail is not the last record", what));
-    return count;
+    std::uint64_t live = 0;
+    for (const Slot& x : slots_) live += x.state == kLive && static_cast<PageUse>(x.use) == use ? 1 : 0;
+    if (count != live || count != q.live) {
+      bad(fmt::format("{}: {} live blocks, {} queued, {} counted", what, live, count, q.live));
+    }
   };
-  std::uint64_t listed = walk(file_lru_, "file LRU") + walk(slab_list_, "slab list");
-  for (const Proc& p : procs_) listed += walk(p.anon_list, "anonymous list");
-  std::uint64_t live = 0;
-  for (const Slot& x : slots_) live += x.state == kLive ? 1 : 0;
-  if (listed != live) bad(fmt::format("{} live owner records but {} on the lists", live, listed));
+  walk(file_lru_, PageUse::PageCache, "file LRU");
+  walk(slab_list_, PageUse::Slab, "slab list");
   return v;
 }
 
