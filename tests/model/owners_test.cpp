@@ -6,6 +6,7 @@
 #include "helpers.hpp"
 #include "model/machine.hpp"
 #include "model/mm/oom_kill.hpp"
+#include "model/workload/synthetic.hpp"
 
 namespace exmem::model {
 namespace {
@@ -346,6 +347,47 @@ TEST(Reclaim, FailedAllocationReclaimsThenKills) {
   EXPECT_FALSE(m->alloc_pages(phys::GFP_KERNEL | phys::__GFP_NORETRY, 0, 0, phys::FrameKind::Kernel).ok());
   EXPECT_EQ(mm.oom().kills, 1u);
   expect_checks(*m);
+}
+
+}  // namespace
+}  // namespace exmem::model
+
+namespace exmem::model {
+namespace {
+
+// Under memory pressure the synthetic workload meets reclaim (the page cache
+// and slab its processes made) and the OOM killer (out_of_memory()), notices
+// its pages and processes gone, and carries on with every invariant held,
+// under every policy.
+TEST(OwnersWorkload, PressureReclaimsAndKillsAndKeepsEveryInvariant) {
+  std::uint64_t kills = 0;
+  for (const std::string& policy : policy::Registry::builtin().names()) {
+    SCOPED_TRACE(policy);
+    MachineConfig c = small_config(512 * MiB, false, 2);
+    c.policy = policy;
+    Machine m(c);
+    workload::WorkloadConfig wc;
+    wc.events = 60000;
+    wc.fill = 0.9;
+    wc.working_set_pages = 400'000;  // more than is left after the fill
+    wc.page_cache_share = 0.1;
+    wc.max_secret_file_pages = 16;
+    workload::SyntheticWorkload w(m, wc);
+    std::uint64_t last = 0;
+    const workload::WorkloadResult r = w.run([&](std::uint64_t events) {
+      if (events - last < 5000) return;
+      last = events;
+      const auto v = m.check();
+      ASSERT_TRUE(v.empty()) << "after " << events << " events:\n" << join(v);
+    });
+    EXPECT_GT(m.reclaim_stats().cache_pages, 0u);
+    EXPECT_GT(r.frees_of_gone, 0u);
+    EXPECT_EQ(r.processes_killed, m.mm().oom().kills);  // every victim was the workload's, and noticed
+    kills += m.mm().oom().kills;
+    const auto v = m.check();
+    EXPECT_TRUE(v.empty()) << join(v);
+  }
+  EXPECT_GT(kills, 0u);
 }
 
 }  // namespace
