@@ -125,12 +125,14 @@ Result<PageHandle> ProcessMemory::alloc(Pid pid, PageUse use, phys::Gfp gfp, uns
     return Result<PageHandle>::error(-ENOMEM);
   }
   const std::uint32_t s = new_slot();
+  if (is_changed(s)) changed_[s >> 6] &= ~(std::uint64_t{1} << (s & 63));
   Slot& x = slots_[s];
   x.pfn = r.value;
   x.order = static_cast<std::uint8_t>(order);
   x.use = static_cast<std::uint8_t>(use);
   x.state = kLive;
   x.pinned = 0;
+  x.gen = ++next_gen_;  // queue entries of the record's earlier blocks are stale now
   x.pid = use == PageUse::Slab || p == nullptr ? 0 : pid;
   const std::uint64_t n = std::uint64_t{1} << order;
   switch (use) {
@@ -156,7 +158,7 @@ Result<PageHandle> ProcessMemory::alloc(Pid pid, PageUse use, phys::Gfp gfp, uns
     ++slab_list_.live;
     push(slab_list_, s);
   }
-  if (use != PageUse::Slab) movable_.insert(x.pfn, s);
+  if (use != PageUse::Slab && indexed_) movable_.insert(x.pfn, s);
   return Result<PageHandle>{s, 0};
 }
 
@@ -191,9 +193,9 @@ void ProcessMemory::drop(std::uint32_t s, CpuId cpu, bool gone) {
       --slab_list_.live;
       break;
   }
-  if (static_cast<PageUse>(x.use) != PageUse::Slab) movable_.erase(pfn);
-  ++x.gen;
+  if (static_cast<PageUse>(x.use) != PageUse::Slab && indexed_) movable_.erase(pfn);
   x.pfn = kNoPfn;
+  if (gone) mark_changed(s);
   x.state = gone ? kGone : kFree;
   if (!gone) free_slots_.push_back(s);
   pages_.free_pages(pfn, x.order, cpu);
@@ -210,6 +212,36 @@ bool ProcessMemory::free(PageHandle h, CpuId cpu) {
   if (x.state != kLive) return false;
   ++stats_.frees;
   drop(h, cpu, false);
+  return true;
+}
+
+// The fast path: nothing changed the block since its allocation, so the
+// caller's description is the record's; the record is only written.
+bool ProcessMemory::free(const OwnedPage& p, CpuId cpu) {
+  if (is_changed(p.handle)) return free(p.handle, cpu);
+  const std::uint64_t n = std::uint64_t{1} << p.order;
+  switch (p.use) {
+    case PageUse::Anon:
+      procs_[static_cast<std::size_t>(p.pid)].anon -= n;
+      anon_pages_ -= n;
+      break;
+    case PageUse::PageCache:
+      if (Proc* q = proc(p.pid)) q->file -= n;
+      cache_pages_ -= n;
+      --file_lru_.live;
+      break;
+    case PageUse::Slab:
+      slab_pages_ -= n;
+      --slab_list_.live;
+      break;
+  }
+  if (p.use != PageUse::Slab && indexed_) movable_.erase(p.pfn);
+  Slot& x = slots_[p.handle];  // written, not read: no wait on a cache miss
+  x.pfn = kNoPfn;
+  x.state = kFree;
+  free_slots_.push_back(p.handle);
+  ++stats_.frees;
+  pages_.free_pages(p.pfn, p.order, cpu);
   return true;
 }
 
@@ -284,6 +316,15 @@ std::uint64_t ProcessMemory::shrink_slab(std::uint64_t nr, CpuId cpu) {
 // mirrors migrate_folio_move(): the owner's record follows the folio to its
 // new pfn; a long-term pinned folio is refused (folio_maybe_dma_pinned()).
 bool ProcessMemory::migrate(Pfn from, Pfn to, unsigned order) {
+  if (!indexed_) {
+    // The first migration: index the live movable blocks by pfn, and keep
+    // the index from now on (a run that never migrates never pays for it).
+    indexed_ = true;
+    for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+      const Slot& x = slots_[i];
+      if (x.state == kLive && static_cast<PageUse>(x.use) != PageUse::Slab) movable_.insert(x.pfn, i);
+    }
+  }
   const std::uint32_t s = movable_.find(from);
   if (s == kNoHandle || slots_[s].order != order || slots_[s].pinned) {
     ++stats_.migrate_refused;
@@ -291,6 +332,7 @@ bool ProcessMemory::migrate(Pfn from, Pfn to, unsigned order) {
   }
   movable_.erase(from);
   slots_[s].pfn = to;
+  mark_changed(s);
   movable_.insert(to, s);
   ++stats_.migrated;
   return true;
@@ -314,7 +356,7 @@ void ProcessMemory::set_mlocked(Pid pid, bool on) {
 
 std::size_t ProcessMemory::model_bytes() const {
   return sizeof(*this) + slots_.capacity() * sizeof(Slot) + free_slots_.capacity() * 4 +
-         procs_.capacity() * sizeof(Proc) + movable_.model_bytes() +
+         procs_.capacity() * sizeof(Proc) + movable_.model_bytes() + changed_.capacity() * 8 +
          (file_lru_.entries.capacity() + slab_list_.entries.capacity()) * sizeof(Queue::Entry);
 }
 
@@ -357,12 +399,12 @@ std::vector<std::string> ProcessMemory::check(const phys::PhysMem& phys) const {
     } else {
       slab += n;
     }
-    if (use != PageUse::Slab) {
+    if (use != PageUse::Slab && indexed_) {
       ++movable;
       if (movable_.find(x.pfn) != s) bad(fmt::format("movable block at pfn {:#x}: not found by its pfn", x.pfn));
     }
   }
-  if (movable != movable_.size()) bad(fmt::format("{} movable blocks but the pfn map holds {}", movable, movable_.size()));
+  if (indexed_ && movable != movable_.size()) bad(fmt::format("{} movable blocks but the pfn map holds {}", movable, movable_.size()));
   if (anon != anon_pages_) bad(fmt::format("anonymous pages: {} held, {} counted", anon, anon_pages_));
   if (cache != cache_pages_) bad(fmt::format("page-cache pages: {} held, {} counted", cache, cache_pages_));
   if (slab != slab_pages_) bad(fmt::format("reclaimable slab pages: {} held, {} counted", slab, slab_pages_));

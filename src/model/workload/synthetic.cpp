@@ -79,11 +79,9 @@ std::uint64_t Rng::next() {
 }
 
 struct SyntheticWorkload::State {
-  struct Block {
-    Pfn pfn;  // a kernel block's pfn, or the handle of an owned one (mm::ProcessMemory)
-    std::uint8_t order;
-    bool owned = false;
-  };
+  // A kernel block (handle kNoHandle: pfn and order), or an owned one as
+  // mm::ProcessMemory allocated it.
+  using Block = mm::OwnedPage;
   struct Ordinary {  // one ordinary process owning user memory
     mm::Pid pid = 0;
     std::string name;
@@ -169,14 +167,17 @@ void SyntheticWorkload::fill() {
   CpuId cpu = 0;
   unsigned order = kHpagePmdOrder;
   while (got < target) {
-    const phys::Gfp gfp = order == 0 ? phys::GFP_HIGHUSER_MOVABLE : phys::GFP_TRANSHUGE_LIGHT;
+    // The fill takes what is free and kills no one for it (__GFP_NORETRY: no
+    // OOM killer), which also leaves the database alive when memory runs short.
+    const phys::Gfp gfp =
+        order == 0 ? phys::GFP_HIGHUSER_MOVABLE | phys::__GFP_NORETRY : phys::GFP_TRANSHUGE_LIGHT;
     const Result<mm::PageHandle> r = mem.alloc_anon(database, gfp, order, cpu);
     if (!r.ok()) {
       if (order == 0) break;
       order = 0;  // no THP left: finish with base pages
       continue;
     }
-    st_->fill.push_back({r.value, static_cast<std::uint8_t>(order), true});
+    st_->fill.push_back(mem.owned(r.value));
     got += std::uint64_t{1} << order;
     cpu = (cpu + 1) % ph.cpus();
   }
@@ -293,12 +294,12 @@ void SyntheticWorkload::secret_step() {
 
 // A block the workload lets go: an owned one through its owner (a no-op,
 // counted, when reclaim or the OOM killer took it already).
-void SyntheticWorkload::free_block(Pfn id, unsigned order, bool owned, CpuId cpu) {
-  if (!owned) {
-    machine_.free_pages(id, order, cpu);
+void SyntheticWorkload::free_block(const mm::OwnedPage& b, CpuId cpu) {
+  if (b.handle == mm::kNoHandle) {
+    machine_.free_pages(b.pfn, b.order, cpu);
     return;
   }
-  if (!machine_.mm().memory().free(id, cpu)) ++result_.frees_of_gone;
+  if (!machine_.mm().memory().free(b, cpu)) ++result_.frees_of_gone;
 }
 
 void SyntheticWorkload::kernel_step() {
@@ -319,8 +320,12 @@ void SyntheticWorkload::kernel_step() {
       ++result_.alloc_failures;
       return;
     }
-    if (reclaimable) ++result_.slab_allocs;
-    st_->kernel.push_back({p.value, static_cast<std::uint8_t>(order), reclaimable});
+    if (reclaimable) {
+      ++result_.slab_allocs;
+      st_->kernel.push_back(machine_.mm().memory().owned(p.value));
+    } else {
+      st_->kernel.push_back({mm::kNoHandle, p.value, 0, static_cast<std::uint8_t>(order), mm::PageUse::Anon});
+    }
     st_->kernel_pages += std::uint64_t{1} << order;
     ++result_.kernel_allocs;
     return;
@@ -329,7 +334,7 @@ void SyntheticWorkload::kernel_step() {
   const State::Block b = st_->kernel[i];
   st_->kernel[i] = st_->kernel.back();
   st_->kernel.pop_back();
-  free_block(b.pfn, b.order, b.owned, cpu);
+  free_block(b, cpu);
   st_->kernel_pages -= std::uint64_t{1} << b.order;
   ++result_.kernel_frees;
   ++result_.events;
@@ -357,7 +362,7 @@ void SyntheticWorkload::user_step() {
       return;
     }
     if (cache) ++result_.page_cache_allocs;
-    st_->user.push_back({p.value, static_cast<std::uint8_t>(order), true});
+    st_->user.push_back(mem.owned(p.value));
     st_->user_pages += std::uint64_t{1} << order;
     ++result_.user_allocs;
     // A PTE table per 512 base pages (a THP is mapped by a PMD: no PTE table).
@@ -377,7 +382,7 @@ void SyntheticWorkload::user_step() {
   const State::Block b = st_->user[i];
   st_->user[i] = st_->user.back();
   st_->user.pop_back();
-  free_block(b.pfn, b.order, b.owned, cpu);
+  free_block(b, cpu);
   st_->user_pages -= std::uint64_t{1} << b.order;
   // Tables go when the memory they map has gone: one per 512 base pages freed.
   if (config_.wp_page_tables && b.order == 0 && !st_->wp_tables.empty() &&

@@ -151,8 +151,8 @@ class SyntheticWorkload {
   void guest_step();
   std::uint64_t draw_hold();
   mm::Pid ordinary(std::size_t i);
-  // A block the workload lets go: `id` is a pfn, or an owned block's handle.
-  void free_block(Pfn id, unsigned order, bool owned, CpuId cpu);
+  // A block the workload lets go (a kernel block when its handle is kNoHandle).
+  void free_block(const mm::OwnedPage& b, CpuId cpu);
 
   Machine& machine_;
   WorkloadConfig config_;
