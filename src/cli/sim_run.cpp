@@ -58,6 +58,8 @@ nlohmann::json header_json(const md::workload::Scenario& s, const md::workload::
                        {"max_secret_file_pages", wc.max_secret_file_pages},
                        {"secret_hold_turns", wc.secret_hold_turns},
                        {"fill", wc.fill},
+                       {"ordinary_processes", wc.ordinary_processes},
+                       {"page_cache_share", wc.page_cache_share},
                        {"wp_page_tables", wc.wp_page_tables}};
   }
   return out;

@@ -90,10 +90,11 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
   dmap_ = std::make_unique<directmap::DirectMap>(ram, config_.direct_gbpages, tables, flushes_);
   phys::PageSource& pages = *this;
   policy_->bind({*phys_, *dmap_, flushes_, pages});
-  mm_ = std::make_unique<mm::Mm>(*policy_, *phys_, *dmap_,
+  mm_ = std::make_unique<mm::Mm>(*policy_, pages, *phys_, *dmap_,
                                  mm::MmSettings{config_.rlimit_memlock_bytes, config_.secretmem_enable});
   execmem_ = std::make_unique<users::ExecmemCache>(pages, *dmap_, *phys_);
   guest_memfd_ = std::make_unique<users::GuestMemfd>(*policy_, pages, *phys_, *dmap_);
+  phys_->set_page_owners(this);
   dmap_->set_running();  // system_state = SYSTEM_RUNNING
   const CollapseMode mode = config_.collapse;
   dmap_->set_collapse_enabled(mode != CollapseMode::None);
@@ -103,14 +104,76 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
   }
 }
 
+// The allocator's slow path (phys/slowpath.cpp) reaches reclaim(), migrate()
+// and out_of_memory() below through phys::PageOwners.
 Result<Pfn> Machine::alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) {
-  Result<Pfn> r = phys_->alloc_pages(gfp, order, cpu, kind);
-  if (r.ok()) return r;
-  // shrink_slab() from direct reclaim: the policy's shrinker, then one retry.
-  if (policy_->shrink(std::uint64_t{1} << std::max(order, kPageblockOrder), cpu) == 0) {
-    return r;
-  }
   return phys_->alloc_pages(gfp, order, cpu, kind);
+}
+
+namespace {
+// Sets a flag for the scope: PF_MEMALLOC and the like.
+struct FlagScope {
+  bool& flag;
+  explicit FlagScope(bool& f) : flag(f) { flag = true; }
+  ~FlagScope() { flag = false; }
+  FlagScope(const FlagScope&) = delete;
+  FlagScope& operator=(const FlagScope&) = delete;
+};
+}  // namespace
+
+// mirrors shrink_node(): the file LRU, then shrink_slab() (the reclaimable
+// caches, then the policy's pool through its shrinker).
+std::uint64_t Machine::reclaim(unsigned highest_zoneidx, std::uint64_t nr_to_reclaim, CpuId cpu) {
+  if (in_reclaim_ || in_table_alloc_) {
+    ++reclaim_stats_.refused;
+    return 0;
+  }
+  const FlagScope memalloc(in_reclaim_);
+  ++reclaim_stats_.calls;
+  // The first pfn above highest_zoneidx (zones are ascending ranges of pfns).
+  Pfn below = kNoPfn;
+  if (highest_zoneidx < phys_->zone_of(phys_->nr_frames() - 1)) {
+    Pfn lo = 0;
+    Pfn hi = phys_->nr_frames() - 1;
+    while (lo < hi) {
+      const Pfn mid = lo + (hi - lo) / 2;
+      if (phys_->zone_of(mid) > highest_zoneidx) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    below = lo;
+  }
+  mm::ProcessMemory& mem = mm_->memory();
+  const std::uint64_t cache = mem.reclaim_page_cache(nr_to_reclaim, cpu, below);
+  std::uint64_t freed = cache;
+  reclaim_stats_.cache_pages += cache;
+  if (freed < nr_to_reclaim) {
+    const std::uint64_t slab = mem.shrink_slab(nr_to_reclaim - freed, cpu);
+    reclaim_stats_.slab_pages += slab;
+    freed += slab;
+  }
+  if (freed < nr_to_reclaim) {
+    const std::uint64_t pooled = policy_->shrink(nr_to_reclaim - freed, cpu);
+    reclaim_stats_.policy_pages += pooled;
+    freed += pooled;
+  }
+  return freed;
+}
+
+// mirrors move_to_new_folio() for the owners: mm/'s record follows the block.
+bool Machine::migrate(Pfn from, Pfn to, unsigned order) { return mm_->memory().migrate(from, to, order); }
+
+// mirrors out_of_memory() for the whole machine: totalpages = totalram_pages()
+// (no swap).
+bool Machine::out_of_memory(phys::Gfp gfp, unsigned order, CpuId cpu) {
+  if (in_reclaim_ || in_table_alloc_) {
+    ++reclaim_stats_.refused;
+    return false;
+  }
+  const FlagScope memalloc(in_reclaim_);
+  return mm::out_of_memory(*mm_, gfp, order, phys_->managed_pages(), cpu);
 }
 
 void Machine::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
@@ -149,6 +212,7 @@ Machine::~Machine() = default;
 
 // mirrors alloc_pages(GFP_KERNEL, 0) in split_large_page()
 Result<Pfn> Machine::alloc_table_page(CpuId cpu) {
+  const FlagScope cpa(in_table_alloc_);
   return phys_->alloc_pages(phys::GFP_KERNEL, 0, cpu, phys::FrameKind::PageTable);
 }
 
@@ -189,6 +253,22 @@ std::vector<std::string> Machine::check() const {
         }
       }
     }
+  }
+  // Movable and reclaimable pages: each with its owner's record.
+  const mm::ProcessMemory& mem = mm_->memory();
+  const std::uint64_t user_held = mem.anon_pages() + guest_memfd_->mapped_pages();
+  if (phys_->pages_of_kind(phys::FrameKind::User) != user_held) {
+    v.push_back(fmt::format("{} User frames but their owners hold {} (anonymous {}, guest_memfd {})",
+                            phys_->pages_of_kind(phys::FrameKind::User), user_held, mem.anon_pages(),
+                            guest_memfd_->mapped_pages()));
+  }
+  if (phys_->pages_of_kind(phys::FrameKind::PageCache) != mem.cache_pages()) {
+    v.push_back(fmt::format("{} PageCache frames but the file LRU holds {}",
+                            phys_->pages_of_kind(phys::FrameKind::PageCache), mem.cache_pages()));
+  }
+  if (phys_->pages_of_kind(phys::FrameKind::Reclaimable) != mem.slab_pages()) {
+    v.push_back(fmt::format("{} Reclaimable frames but the slab shrinker holds {}",
+                            phys_->pages_of_kind(phys::FrameKind::Reclaimable), mem.slab_pages()));
   }
   const std::uint64_t held = mm_->secret_pages() + mm_->exclusive_pages() + guest_memfd_->unmapped_pages();
   if (secret != held) {

@@ -20,6 +20,7 @@
 #include "model/directmap/directmap.hpp"
 #include "model/directmap/flush.hpp"
 #include "model/mm/mm.hpp"
+#include "model/phys/page_owners.hpp"
 #include "model/phys/page_source.hpp"
 #include "model/phys/physmem.hpp"
 #include "model/policy/policy.hpp"
@@ -88,6 +89,7 @@ struct MachineConfig {
 std::string boot_problem(const MachineConfig& config);
 
 class Machine final : public phys::PageSource,
+                      public phys::PageOwners,
                       private directmap::PageTableAllocator,
                       private directmap::RestoreObserver {
  public:
@@ -114,10 +116,32 @@ class Machine final : public phys::PageSource,
   [[nodiscard]] const users::GuestMemfd& guest_memfd() const { return *guest_memfd_; }
 
   // The page source of the kernel users (mm/, users/, a policy giving a page
-  // back): a failed allocation runs the policy's shrinker once and retries; a
-  // free lets the policy take pages of pageblocks it marked (Policy::on_free).
+  // back): the allocator, whose slow path reclaims, compacts and kills
+  // through the PageOwners below; a free lets the policy take pages of
+  // pageblocks it marked (Policy::on_free).
   Result<Pfn> alloc_pages(phys::Gfp gfp, unsigned order, CpuId cpu, phys::FrameKind kind) override;
   void free_pages(Pfn pfn, unsigned order, CpuId cpu) override;
+
+  // phys::PageOwners, what the allocator's slow path asks of the owners of
+  // pages (installed with PhysMem::set_page_owners() at boot):
+  // reclaim(): page cache from the file LRU (oldest first, in zones up to
+  // highest_zoneidx), then the slab shrinkers: reclaimable slab, then the
+  // policy's shrinker (Policy::shrink). migrate(): the owner of the movable
+  // block follows it (a pinned block refuses). out_of_memory(): the OOM
+  // killer of mm/ (oom_kill.hpp). Neither reclaim nor the OOM killer runs
+  // from inside reclaim (PF_MEMALLOC) or from a direct-map page-table
+  // allocation (the model's CPA is not reentrant).
+  std::uint64_t reclaim(unsigned highest_zoneidx, std::uint64_t nr_to_reclaim, CpuId cpu) override;
+  bool migrate(Pfn from, Pfn to, unsigned order) override;
+  bool out_of_memory(phys::Gfp gfp, unsigned order, CpuId cpu) override;
+  struct ReclaimStats {
+    std::uint64_t calls = 0;
+    std::uint64_t cache_pages = 0;   // page cache freed
+    std::uint64_t slab_pages = 0;    // reclaimable slab freed
+    std::uint64_t policy_pages = 0;  // given back by the policy's shrinker
+    std::uint64_t refused = 0;       // calls from inside reclaim or a page-table allocation
+  };
+  [[nodiscard]] const ReclaimStats& reclaim_stats() const { return reclaim_stats_; }
   // One step of background work: the scanner modes look at scan_rate 2 MiB
   // regions of the direct map and collapse those collapse_pmd_page() accepts.
   void scan_tick(CpuId cpu);
@@ -133,7 +157,9 @@ class Machine final : public phys::PageSource,
   // NO_DIRECT_MAP; or an Unmapped frame of a pool) is present in the direct
   // map, and the Secret frames are exactly the pages those users hold; every
   // page-table page of the direct map is an allocated PageTable frame, and
-  // every PageTable frame is one of them.
+  // every PageTable frame is one of them; every User, PageCache and
+  // Reclaimable frame has one owner record (mm/'s process memory, or a
+  // guest_memfd's direct-mapped folio).
   [[nodiscard]] std::vector<std::string> check() const;
   // Host bytes the model occupies.
   [[nodiscard]] std::size_t model_bytes() const;
@@ -155,7 +181,10 @@ class Machine final : public phys::PageSource,
   std::unique_ptr<users::ExecmemCache> execmem_;
   std::unique_ptr<users::GuestMemfd> guest_memfd_;
   CollapseStats collapse_stats_;
+  ReclaimStats reclaim_stats_;
   Pfn scan_cursor_ = 0;
+  bool in_reclaim_ = false;      // PF_MEMALLOC: reclaim or the OOM killer is running
+  bool in_table_alloc_ = false;  // a direct-map page-table page is being allocated
 };
 
 }  // namespace exmem::model

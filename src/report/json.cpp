@@ -41,6 +41,16 @@ nlohmann::json to_json(const sim::RunResult& r, bool region_maps) {
     over_time.push_back(sample);
   }
   j["direct_map_over_time"] = over_time;
+  nlohmann::json victims = nlohmann::json::array();
+  for (const model::mm::OomVictim& v : r.oom.victims) {
+    victims.push_back({{"pid", v.pid},
+                       {"role", v.role},
+                       {"badness", v.badness},
+                       {"rss", v.rss},
+                       {"secret_pages", v.secret_pages},
+                       {"freed", v.freed}});
+  }
+  j["oom"]["victims"] = victims;
   if (r.trace) {
     nlohmann::json unknown = nlohmann::json::array();
     for (const auto& u : r.trace->first_unknown) {

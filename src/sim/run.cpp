@@ -93,6 +93,11 @@ void describe(RunResult& r, md::Machine& machine, const md::tlb::TlbConfig& tlb,
   r.policy_counters = machine.policy().counters();
   r.mm = machine.mm().stats();
   r.secret_live_pages = machine.mm().secret_pages();
+  r.owners = machine.mm().memory().stats();
+  r.reclaim = machine.reclaim_stats();
+  r.oom = machine.mm().oom();
+  r.page_cache_pages = machine.mm().memory().cache_pages();
+  r.slab_pages = machine.mm().memory().slab_pages();
 }
 
 // Boots the machine for `policy`, hands it to `drive` (which runs the workload
@@ -132,6 +137,8 @@ wl::WorkloadResult as_workload(const wl::ReplayStats& st, const md::mm::MmStats&
   w.user_allocs = st.user_allocs;
   w.user_frees = st.user_frees;
   w.alloc_failures = st.model_alloc_failures;
+  w.frees_of_gone = st.frees_of_gone;
+  w.processes_killed = st.processes_killed;
   w.run_seconds = st.seconds;
   return w;
 }

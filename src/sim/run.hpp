@@ -83,6 +83,14 @@ struct RunResult {
   std::vector<model::policy::Policy::Counter> policy_counters;
   model::mm::MmStats mm;
   std::uint64_t secret_live_pages = 0;
+  // The owners of movable and reclaimable pages (mm/process_memory.hpp), what
+  // the Machine's reclaim() and migrate() did for the allocator, and the OOM
+  // killer's record with its victims.
+  model::mm::OwnerStats owners;
+  model::Machine::ReclaimStats reclaim;
+  model::mm::OomStats oom;
+  std::uint64_t page_cache_pages = 0;  // at the end
+  std::uint64_t slab_pages = 0;        // reclaimable slab at the end
   // What drove it. A trace run's counters are in `workload` too, under the
   // synthetic workload's names (kernel allocations include the reclaimable
   // ones, secret frees are the pages the model freed, ...), and in `trace`.

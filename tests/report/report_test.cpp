@@ -86,7 +86,9 @@ TEST(Report, RunsCsvHasOneRowPerPolicyWithTheMachinesCounters) {
     EXPECT_EQ(std::stod(row[column(h, "walk_cycles")]), r.tlb_cost.walk_cycles);
     EXPECT_EQ(std::stod(row[column(h, "shootdown_us")]), r.tlb_cost.shootdown_us);
     EXPECT_EQ(as_u64(row[column(h, "secret_faults")]), r.workload.secret_faults);
-    EXPECT_EQ(as_u64(row[column(h, "oom_at_fault")]), r.workload.secret_ooms);
+    EXPECT_EQ(as_u64(row[column(h, "failed_faults")]), r.workload.secret_ooms);
+    EXPECT_EQ(as_u64(row[column(h, "oom_kills")]), r.oom.kills);
+    EXPECT_EQ(as_u64(row[column(h, "reclaimed_page_cache")]), r.reclaim.cache_pages);
     EXPECT_EQ(as_u64(row[column(h, "pooled_pages")]), r.pooled_pages);
     EXPECT_EQ(as_u64(row[column(h, "events")]), r.workload.events);
     ASSERT_TRUE(r.map_end.has_value());

@@ -47,6 +47,9 @@ struct Mm::Process {
   };
   Pid pid = 0;
   bool alive = true;
+  bool unkillable = false;
+  int oom_score_adj = 0;
+  std::string name;
   CpuId cpu = 0;
   std::uint64_t rlimit_memlock = 0;  // bytes
   bool cap_ipc_lock = false;
@@ -56,9 +59,9 @@ struct Mm::Process {
   std::uint64_t next_addr = kMmapBase;
 };
 
-Mm::Mm(policy::Policy& policy, const phys::PhysMem& phys, const directmap::DirectMap& dmap,
-       const MmSettings& settings)
-    : policy_(policy), phys_(phys), dmap_(dmap), settings_(settings) {}
+Mm::Mm(policy::Policy& policy, phys::PageSource& pages, const phys::PhysMem& phys,
+       const directmap::DirectMap& dmap, const MmSettings& settings)
+    : policy_(policy), memory_(pages), phys_(phys), dmap_(dmap), settings_(settings) {}
 Mm::~Mm() = default;
 
 Mm::Process* Mm::proc(Pid pid) {
@@ -96,6 +99,7 @@ Pid Mm::spawn(std::uint64_t rlimit_memlock_bytes, bool cap_ipc_lock, int cpu) {
     p->cpu = next_cpu_++ % ncpus;
   }
   procs_.push_back(std::move(p));
+  memory_.add_process(procs_.back()->pid);
   return procs_.back()->pid;
 }
 
@@ -252,6 +256,11 @@ Result<std::uint64_t> Mm::mmap_exclusive(Process& p, std::uint64_t pages, unsign
     ++stats_.exclusive_mmap_refused;
     return R::error(err);
   }
+  if (!p.alive) {  // the reservation ran the OOM killer, which chose this process
+    policy_.unreserve(pages, p.cpu);
+    ++stats_.exclusive_mmap_refused;
+    return R::error(-ENOMEM);
+  }
   const std::uint32_t id = new_file_id();
   File& f = *files_[id];
   f.live = true;
@@ -270,8 +279,10 @@ Result<std::uint64_t> Mm::mmap_exclusive(Process& p, std::uint64_t pages, unsign
   p.vmas.emplace(vma.start, vma);
   ++stats_.exclusive_mmaps;
   // MAP_POPULATE: populate_vma_page_range() with FOLL_EXCLUSIVE, page by page.
+  // A fault may run the OOM killer and kill this very process: then the
+  // mapping is gone and population stops.
   for (std::uint64_t i = 0; i < pages; ++i) {
-    if (exclusive_fault(id, i, p.cpu) != VmFault::Major) break;
+    if (exclusive_fault(p.pid, id, i, p.cpu) != VmFault::Major || !p.alive) break;
   }
   return R{vma.start, 0};
 }
@@ -310,6 +321,10 @@ Result<std::uint64_t> Mm::mmap(Pid pid, std::uint64_t len, unsigned prot, unsign
   }
   const int err = policy_.reserve(pages, p->cpu);
   if (err != 0) return R::error(err);
+  if (!p->alive) {  // the reservation ran the OOM killer, which chose this process
+    policy_.unreserve(pages, p->cpu);
+    return R::error(-ENOMEM);
+  }
   Vma vma;
   vma.start = p->next_addr;
   vma.end = vma.start + pages * kPageSize;
@@ -502,6 +517,9 @@ Result<Pid> Mm::fork(Pid parent) {
   const Pid child = spawn(p->rlimit_memlock, p->cap_ipc_lock);
   p = proc(parent);  // procs_ may have grown
   Process& c = *proc(child);
+  c.oom_score_adj = p->oom_score_adj;  // signal->oom_score_adj is copied
+  c.unkillable = p->unkillable;
+  c.name = p->name;
   for (const auto& [fd, entry] : p->fds) {
     c.fds.emplace(fd, entry);
     get_file(entry.file);
@@ -523,6 +541,12 @@ Result<Pid> Mm::fork(Pid parent) {
     // cannot, fork fails as dup_mmap() does, with -ENOMEM.
     const std::uint64_t pages = (copy.end - copy.start) / kPageSize;
     if (policy_.reserve(pages, cpu) != 0) {
+      exit(child);
+      return Result<Pid>::error(-ENOMEM);
+    }
+    // The reservation may have run the OOM killer, whose victim may be either.
+    if (!alive(child) || !alive(parent)) {
+      policy_.unreserve(pages, cpu);
       exit(child);
       return Result<Pid>::error(-ENOMEM);
     }
@@ -557,6 +581,7 @@ int Mm::exec(Pid pid) {
 int Mm::exit(Pid pid) {
   Process* p = proc(pid);
   if (p == nullptr) return -ESRCH;
+  memory_.exit_process(pid, p->cpu);  // exit_mmap(): the anonymous pages
   drop_all_vmas(*p);
   std::vector<int> fds;
   for (const auto& [fd, entry] : p->fds) fds.push_back(fd);
@@ -566,45 +591,89 @@ int Mm::exit(Pid pid) {
 }
 
 // mirrors secretmem_fault()
-VmFault Mm::secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
-  File& f = *files_[file];
-  if (pgoff >= (f.size + kPageSize - 1) / kPageSize) {
+//
+// The allocation may run reclaim and the OOM killer, whose victim may be the
+// faulting process itself, or another holder of this file: the fault holds a
+// reference on the file across it (the mapping's vm_file reference, which
+// the kernel's fault keeps while it runs), so the file outlives the kill.
+// When the faulting process was the victim, the kernel's allocation succeeds
+// from the reserves (ALLOC_OOM) and the page is added to the file, and the
+// task dies on its way back to user space: the model adds the page, drops the
+// reference (the file goes if that was the last one) and returns VM_FAULT_OOM.
+VmFault Mm::secretmem_fault(Pid pid, std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
+  File* f = files_[file].get();
+  if (pgoff >= (f->size + kPageSize - 1) / kPageSize) {
     ++stats_.faults_sigbus;
     return VmFault::SigBus;  // vmf_error(-EINVAL)
   }
-  if (f.pages.find(pgoff) != kNoPfn) {
+  if (f->pages.find(pgoff) != kNoPfn) {
     ++stats_.faults_minor;
     return VmFault::Minor;
   }
-  const Result<Pfn> page = policy_.alloc_secret_page(cpu, f.owner(file));
+  const CpuId put_cpu = cpu;
+  get_file(file);
+  const Result<Pfn> page = policy_.alloc_secret_page(cpu, f->owner(file));
+  f = files_[file].get();  // the reference kept it; the vector may have grown
+  VmFault result = VmFault::Major;
   if (!page.ok()) {
     if (page.err == -ENOMEM) {
       ++stats_.faults_oom;
-      return VmFault::Oom;
+      if (!alive(pid)) ++stats_.faults_oom_victim;
+      result = VmFault::Oom;
+    } else {
+      ++stats_.faults_sigbus;
+      result = VmFault::SigBus;
     }
-    ++stats_.faults_sigbus;
-    return VmFault::SigBus;
+  } else if (f->pages.find(pgoff) != kNoPfn) {
+    // Another fault added this index meanwhile (filemap_add_folio() -EEXIST):
+    // the page goes back and the fault retries, finding it.
+    policy_.free_secret_page(page.value, cpu, f->owner(file));
+    ++stats_.faults_minor;
+    result = VmFault::Minor;
+  } else {
+    f->pages.insert(pgoff, page.value);  // filemap_add_folio()
+    ++secret_pages_;
+    if (alive(pid)) {
+      ++stats_.faults_major;
+    } else {
+      ++stats_.faults_oom;
+      ++stats_.faults_oom_victim;
+      result = VmFault::Oom;
+    }
   }
-  f.pages.insert(pgoff, page.value);  // filemap_add_folio()
-  ++secret_pages_;
-  ++stats_.faults_major;
-  return VmFault::Major;
+  put_file(file, put_cpu);
+  return result;
 }
 
 // The populate or fault of one MAP_EXCLUSIVE page: the RFC's
 // __get_user_pages() -> __set_page_user_exclusive() on a page from the policy.
-VmFault Mm::exclusive_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
-  File& f = *files_[file];
-  if (f.pages.find(pgoff) != kNoPfn) return VmFault::Minor;
-  const Result<Pfn> page = policy_.alloc_secret_page(cpu, f.owner(file));
+// As secretmem_fault(), the object is held across the allocation, which may
+// kill the faulting process (then its mapping, the object's only user, goes
+// when the reference is dropped, with the page just added).
+VmFault Mm::exclusive_fault(Pid pid, std::uint32_t file, std::uint64_t pgoff, CpuId cpu) {
+  File* f = files_[file].get();
+  if (f->pages.find(pgoff) != kNoPfn) return VmFault::Minor;
+  get_file(file);
+  const Result<Pfn> page = policy_.alloc_secret_page(cpu, f->owner(file));
+  f = files_[file].get();
+  VmFault result = VmFault::Major;
   if (!page.ok()) {
     ++stats_.exclusive_faults_oom;
-    return page.err == -ENOMEM ? VmFault::Oom : VmFault::SigBus;
+    result = page.err == -ENOMEM ? VmFault::Oom : VmFault::SigBus;
+  } else if (f->pages.find(pgoff) != kNoPfn) {
+    policy_.free_secret_page(page.value, cpu, f->owner(file));
+    result = VmFault::Minor;
+  } else {
+    f->pages.insert(pgoff, page.value);
+    ++exclusive_pages_;
+    ++stats_.exclusive_faults;
+    if (!alive(pid)) {
+      ++stats_.exclusive_faults_oom;
+      result = VmFault::Oom;
+    }
   }
-  f.pages.insert(pgoff, page.value);
-  ++exclusive_pages_;
-  ++stats_.exclusive_faults;
-  return VmFault::Major;
+  put_file(file, cpu);
+  return result;
 }
 
 VmFault Mm::touch(Pid pid, std::uint64_t addr, bool write) {
@@ -623,8 +692,94 @@ VmFault Mm::touch(Pid pid, std::uint64_t addr, bool write) {
     return VmFault::SigSegv;
   }
   const std::uint64_t pgoff = vma.pgoff + (addr - vma.start) / kPageSize;
-  if (vma.exclusive) return exclusive_fault(vma.file, pgoff, p->cpu);
-  return secretmem_fault(vma.file, pgoff, p->cpu);
+  if (vma.exclusive) return exclusive_fault(pid, vma.file, pgoff, p->cpu);
+  return secretmem_fault(pid, vma.file, pgoff, p->cpu);
+}
+
+int Mm::set_oom_score_adj(Pid pid, int adj) {
+  Process* p = proc(pid);
+  if (p == nullptr) return -ESRCH;
+  if (adj < kOomScoreAdjMin || adj > kOomScoreAdjMax) return -EINVAL;
+  p->oom_score_adj = adj;
+  return 0;
+}
+
+int Mm::oom_score_adj(Pid pid) const {
+  const Process* p = proc(pid);
+  return p == nullptr ? 0 : p->oom_score_adj;
+}
+
+int Mm::set_unkillable(Pid pid, bool unkillable) {
+  Process* p = proc(pid);
+  if (p == nullptr) return -ESRCH;
+  p->unkillable = unkillable;
+  return 0;
+}
+
+bool Mm::unkillable(Pid pid) const {
+  const Process* p = proc(pid);
+  return p != nullptr && p->unkillable;
+}
+
+int Mm::set_name(Pid pid, std::string name) {
+  Process* p = proc(pid);
+  if (p == nullptr) return -ESRCH;
+  p->name = std::move(name);
+  return 0;
+}
+
+std::string Mm::name(Pid pid) const {
+  if (pid <= 0 || static_cast<std::size_t>(pid) > procs_.size()) return {};
+  return procs_[static_cast<std::size_t>(pid) - 1]->name;
+}
+
+// The pages present in the part of its file (or MAP_EXCLUSIVE object) a mapping covers.
+std::uint64_t Mm::pages_in(const Vma& vma) const {
+  const File& f = *files_[vma.file];
+  const std::uint64_t n = (vma.end - vma.start) / kPageSize;
+  std::uint64_t count = 0;
+  if (n <= 2 * f.pages.size() + 64) {
+    for (std::uint64_t i = vma.pgoff; i < vma.pgoff + n; ++i) count += f.pages.find(i) != kNoPfn ? 1 : 0;
+    return count;
+  }
+  for (const auto& [index, pfn] : f.pages.all()) {
+    (void)pfn;
+    count += index >= vma.pgoff && index < vma.pgoff + n ? 1 : 0;
+  }
+  return count;
+}
+
+// The model does not track which of a file's pages a process has touched:
+// every page present in the part of a file it maps counts, as if it had.
+std::uint64_t Mm::secret_rss(Pid pid) const {
+  const Process* p = proc(pid);
+  if (p == nullptr) return 0;
+  std::uint64_t n = 0;
+  for (const auto& [start, vma] : p->vmas) n += pages_in(vma);
+  return n;
+}
+
+std::uint64_t Mm::rss(Pid pid) const {
+  if (proc(pid) == nullptr) return 0;
+  return memory_.anon_pages(pid) + memory_.file_pages(pid) + secret_rss(pid);
+}
+
+std::uint64_t Mm::pgtables_pages(Pid pid) const {
+  return (rss(pid) + kPtrsPerTable - 1) / kPtrsPerTable;
+}
+
+// mirrors __oom_kill_process() with the OOM reaper's __oom_reap_task_mm()
+// done at once: SIGKILL, the anonymous memory reaped, then do_exit(): the
+// files closed and the mappings dropped (a shared mapping the reaper skips is
+// released by exit_mmap(); a secretmem file goes with its last reference).
+std::uint64_t Mm::oom_kill(Pid pid, CpuId cpu) {
+  Process* p = proc(pid);
+  if (p == nullptr) return 0;
+  const std::uint64_t secret0 = stats_.secret_pages_freed + stats_.exclusive_pages_freed;
+  std::uint64_t freed = memory_.reap(pid, cpu);
+  exit(pid);
+  freed += stats_.secret_pages_freed + stats_.exclusive_pages_freed - secret0;
+  return freed;
 }
 
 bool Mm::is_exclusive(Pid pid, std::uint64_t addr) const {
@@ -662,6 +817,7 @@ std::size_t Mm::model_bytes() const {
   std::size_t n = sizeof(*this) + procs_.capacity() * sizeof(void*) +
                   files_.capacity() * sizeof(void*);
   for (const auto& p : procs_) n += sizeof(Process) + p->fds.size() * 48 + p->vmas.size() * 96;
+  n += memory_.model_bytes();
   for (const auto& f : files_) n += sizeof(File) + f->pages.model_bytes();
   return n;
 }
@@ -745,6 +901,7 @@ std::vector<std::string> Mm::check() const {
   if (live != secretmem_users_) {
     v.push_back(fmt::format("{} live secretmem files but secretmem_users is {}", live, secretmem_users_));
   }
+  for (std::string& s : memory_.check(ph)) v.push_back(std::move(s));
   return v;
 }
 

@@ -5,7 +5,9 @@
 // above Mm::mmap() in mm.cpp for what the model decided where the RFC was
 // silent).
 // Owns: processes, fd tables, VMAs, secretmem files and their page caches,
-// the anonymous objects that hold MAP_EXCLUSIVE pages.
+// the anonymous objects that hold MAP_EXCLUSIVE pages, the processes'
+// anonymous and page-cache pages and reclaimable slab (process_memory.hpp),
+// and the OOM killer (oom_kill.hpp).
 // Must not touch: frames, free lists or the direct map directly; pages come
 // from and go back to the machine's policy (policy/), which uses phys/ and
 // directmap/.
@@ -19,13 +21,14 @@
 #include <vector>
 
 #include "model/directmap/directmap.hpp"
+#include "model/mm/oom_kill.hpp"
+#include "model/mm/process_memory.hpp"
+#include "model/phys/page_source.hpp"
 #include "model/phys/physmem.hpp"
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
 
 namespace exmem::model::mm {
-
-using Pid = int;
 
 // uapi constants (values of x86-64 Linux).
 inline constexpr unsigned kO_CLOEXEC = 02000000;
@@ -64,7 +67,9 @@ struct MmStats {
   std::uint64_t secret_files_released = 0;
   std::uint64_t faults_major = 0;
   std::uint64_t faults_minor = 0;
-  std::uint64_t faults_oom = 0;
+  std::uint64_t faults_oom = 0;       // VM_FAULT_OOM: no page (the OOM killer found no victim), or the
+                                      // faulting process was the OOM killer's victim
+  std::uint64_t faults_oom_victim = 0;  // ... of them: the faulting process was killed meanwhile
   std::uint64_t faults_sigbus = 0;
   std::uint64_t faults_sigsegv = 0;
   std::uint64_t secret_pages_freed = 0;
@@ -88,9 +93,10 @@ struct MmSettings {
 
 class Mm {
  public:
-  // Secret pages come from and go back to policy; phys gives the number of
-  // CPUs; phys and dmap are read by check().
-  Mm(policy::Policy& policy, const phys::PhysMem& phys, const directmap::DirectMap& dmap,
+  // Secret pages come from and go back to policy; anonymous, page-cache and
+  // slab pages to `pages` (the machine's page source); phys gives the number
+  // of CPUs; phys and dmap are read by check().
+  Mm(policy::Policy& policy, phys::PageSource& pages, const phys::PhysMem& phys, const directmap::DirectMap& dmap,
      const MmSettings& settings);
   ~Mm();
   Mm(const Mm&) = delete;
@@ -105,6 +111,35 @@ class Mm {
   // execve(): O_CLOEXEC fds closed, every mapping dropped.
   int exec(Pid pid);
   int exit(Pid pid);
+
+  // The memory the processes own besides their mappings of secret pages:
+  // anonymous pages, page cache, and the kernel's reclaimable slab.
+  ProcessMemory& memory() { return memory_; }
+  [[nodiscard]] const ProcessMemory& memory() const { return memory_; }
+  // /proc/PID/oom_score_adj (-1000..1000; -EINVAL outside), inherited by fork.
+  int set_oom_score_adj(Pid pid, int adj);
+  [[nodiscard]] int oom_score_adj(Pid pid) const;
+  // A process the OOM killer never chooses (oom_unkillable_task(): init, a kernel thread).
+  int set_unkillable(Pid pid, bool unkillable);
+  // What the workload calls the process (its comm), reported with an OOM kill.
+  int set_name(Pid pid, std::string name);
+  [[nodiscard]] std::string name(Pid pid) const;
+  // get_mm_rss(): anonymous pages, page cache mapped, and the pages present
+  // in its secretmem (MM_FILEPAGES) and MAP_EXCLUSIVE (MM_ANONPAGES) mappings.
+  [[nodiscard]] std::uint64_t rss(Pid pid) const;
+  [[nodiscard]] std::uint64_t secret_rss(Pid pid) const;  // the secret part of rss
+  // mm_pgtables_bytes() / PAGE_SIZE: one page-table page per 512 pages mapped.
+  [[nodiscard]] std::uint64_t pgtables_pages(Pid pid) const;
+  // Every pid ever given, in creation order (for_each_process()): 1..max_pid().
+  [[nodiscard]] Pid max_pid() const { return static_cast<Pid>(procs_.size()); }
+  [[nodiscard]] bool unkillable(Pid pid) const;
+  // The OOM killer's kill (__oom_kill_process()): the victim's anonymous
+  // memory is reaped at once, then it exits (fds closed, mappings dropped:
+  // a secret file goes with its last reference). Returns the pages freed.
+  std::uint64_t oom_kill(Pid pid, CpuId cpu);
+  // The OOM killer's record.
+  OomStats& oom() { return oom_; }
+  [[nodiscard]] const OomStats& oom() const { return oom_; }
 
   // mirrors SYSCALL_DEFINE1(memfd_secret): the new fd, or -ENOSYS / -EINVAL / -EMFILE.
   int memfd_secret(Pid pid, unsigned flags);
@@ -184,11 +219,13 @@ class Mm {
   void split_vma(Process& p, std::uint64_t addr);
   std::uint32_t new_file_id();
   Result<std::uint64_t> mmap_exclusive(Process& p, std::uint64_t pages, unsigned prot);
-  VmFault secretmem_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu);
-  VmFault exclusive_fault(std::uint32_t file, std::uint64_t pgoff, CpuId cpu);
+  VmFault secretmem_fault(Pid pid, std::uint32_t file, std::uint64_t pgoff, CpuId cpu);
+  VmFault exclusive_fault(Pid pid, std::uint32_t file, std::uint64_t pgoff, CpuId cpu);
+  [[nodiscard]] std::uint64_t pages_in(const Vma& vma) const;
   void free_exclusive_range(std::uint32_t file, std::uint64_t first, std::uint64_t count, CpuId cpu);
 
   policy::Policy& policy_;
+  ProcessMemory memory_;
   const phys::PhysMem& phys_;
   const directmap::DirectMap& dmap_;
   MmSettings settings_;
@@ -200,6 +237,7 @@ class Mm {
   std::uint64_t exclusive_pages_ = 0;
   unsigned next_cpu_ = 0;
   MmStats stats_;
+  OomStats oom_;
 };
 
 }  // namespace exmem::model::mm

@@ -171,6 +171,10 @@ std::vector<Setting> make_settings() {
   t.back().type_name = "S";
   t.push_back(real("workload.fill", 0, 0.95, [](Scenario& s, double v) { s.workload.fill = v; }));
   t.push_back(real("workload.kernel_share", 0, 1, [](Scenario& s, double v) { s.workload.kernel_share = v; }));
+  t.push_back(count("workload.ordinary_processes", "", 1, 4096, "",
+                    [](Scenario& s, U v) { s.workload.ordinary_processes = static_cast<unsigned>(v); }));
+  t.push_back(
+      real("workload.page_cache_share", 0, 1, [](Scenario& s, double v) { s.workload.page_cache_share = v; }));
   t.push_back(size("workload.working_set", "", 0, 4 * TiB, kPageSize, "",
                    [](Scenario& s, U v) { s.workload.working_set_pages = v / kPageSize; }));
   // [secrets]

@@ -35,6 +35,8 @@ void WorkloadConfig::validate() const {
   share("fork_probability", fork_probability);
   share("fd_pass_probability", fd_pass_probability);
   share("fill", fill);
+  share("page_cache_share", page_cache_share);
+  if (ordinary_processes == 0) fail("ordinary_processes is 0: expected at least 1 process");
   const double sum = secret_share + kernel_share + map_exclusive_share + rox_share + guest_share;
   if (sum > 1.0 + 1e-9) {
     fail(fmt::format("secret_share + kernel_share + map_exclusive_share + rox_share + guest_share "
@@ -77,9 +79,12 @@ std::uint64_t Rng::next() {
 }
 
 struct SyntheticWorkload::State {
-  struct Block {
-    Pfn pfn;
-    std::uint8_t order;
+  // A kernel block (handle kNoHandle: pfn and order), or an owned one as
+  // mm::ProcessMemory allocated it.
+  using Block = mm::OwnedPage;
+  struct Ordinary {  // one ordinary process owning user memory
+    mm::Pid pid = 0;
+    std::string name;
   };
   struct Holder {  // one process holding a secret region
     mm::Pid pid = 0;
@@ -117,6 +122,7 @@ struct SyntheticWorkload::State {
   std::vector<Module> modules;
   std::vector<Guest> guests;
   std::vector<Block> fill;
+  std::vector<Ordinary> ordinary;
   std::vector<Pfn> wp_tables;       // write-protected page-table pages in use
   std::uint64_t user_base_pages = 0;  // order-0 user pages since the last table
   bool filled = false;
@@ -132,8 +138,28 @@ SyntheticWorkload::SyntheticWorkload(Machine& machine, const WorkloadConfig& con
 
 SyntheticWorkload::~SyntheticWorkload() = default;
 
+// The ordinary process i, spawned (again, when the OOM killer took it) on its turn.
+mm::Pid SyntheticWorkload::ordinary(std::size_t i) {
+  mm::Mm& m = machine_.mm();
+  State::Ordinary& o = st_->ordinary[i];
+  if (o.pid != 0 && m.alive(o.pid)) return o.pid;
+  if (o.pid != 0) {
+    ++result_.processes_killed;
+    ++result_.processes_replaced;
+  }
+  o.pid = m.spawn();
+  m.set_name(o.pid, o.name);
+  return o.pid;
+}
+
 void SyntheticWorkload::fill() {
   phys::PhysMem& ph = machine_.phys();
+  mm::ProcessMemory& mem = machine_.mm().memory();
+  st_->ordinary.resize(config_.ordinary_processes);
+  for (std::size_t i = 0; i < st_->ordinary.size(); ++i) {
+    st_->ordinary[i].name = i == 0 ? "database" : fmt::format("app-{}", i);
+  }
+  const mm::Pid database = ordinary(0);
   const std::uint64_t target =
       static_cast<std::uint64_t>(static_cast<double>(ph.free_pages()) * config_.fill);
   std::uint64_t got = 0;
@@ -141,14 +167,17 @@ void SyntheticWorkload::fill() {
   CpuId cpu = 0;
   unsigned order = kHpagePmdOrder;
   while (got < target) {
-    const phys::Gfp gfp = order == 0 ? phys::GFP_HIGHUSER_MOVABLE : phys::GFP_TRANSHUGE_LIGHT;
-    const Result<Pfn> r = ph.alloc_pages(gfp, order, cpu, phys::FrameKind::User);
+    // The fill takes what is free and kills no one for it (__GFP_NORETRY: no
+    // OOM killer), which also leaves the database alive when memory runs short.
+    const phys::Gfp gfp =
+        order == 0 ? phys::GFP_HIGHUSER_MOVABLE | phys::__GFP_NORETRY : phys::GFP_TRANSHUGE_LIGHT;
+    const Result<mm::PageHandle> r = mem.alloc_anon(database, gfp, order, cpu);
     if (!r.ok()) {
       if (order == 0) break;
       order = 0;  // no THP left: finish with base pages
       continue;
     }
-    st_->fill.push_back({r.value, static_cast<std::uint8_t>(order)});
+    st_->fill.push_back(mem.owned(r.value));
     got += std::uint64_t{1} << order;
     cpu = (cpu + 1) % ph.cpus();
   }
@@ -181,9 +210,15 @@ std::uint64_t SyntheticWorkload::draw_hold() {
 void SyntheticWorkload::secret_step() {
   mm::Mm& m = machine_.mm();
   State::Holder& h = st_->holders[rng_.below(st_->holders.size())];
+  if (h.pid != 0 && !m.alive(h.pid)) {  // the OOM killer took it: replaced now
+    ++result_.processes_killed;
+    ++result_.processes_replaced;
+    h = State::Holder{};
+  }
   if (h.pid == 0) {
     // A new holder: memfd_secret(O_CLOEXEC), ftruncate, mmap(MAP_SHARED).
     h.pid = m.spawn();
+    m.set_name(h.pid, "secret-holder");
     h.fd = m.memfd_secret(h.pid, mm::kO_CLOEXEC);
     h.pages = config_.min_secret_file_pages +
               rng_.below(config_.max_secret_file_pages - config_.min_secret_file_pages + 1);
@@ -230,6 +265,7 @@ void SyntheticWorkload::secret_step() {
   if (r < config_.fork_probability) {
     const Result<mm::Pid> child = m.fork(h.pid);
     ++result_.forks;
+    if (child.ok()) m.set_name(child.value, "secret-holder-child");
     m.exit(h.pid);
     if (child.ok()) {
       m.touch(child.value, h.addr, false);  // the child sees the parent's page
@@ -237,6 +273,7 @@ void SyntheticWorkload::secret_step() {
     }
   } else if (r < config_.fork_probability + config_.fd_pass_probability) {
     const mm::Pid helper = m.spawn();
+    m.set_name(helper, "secret-helper");
     const Result<int> nfd = m.send_fd(h.pid, h.fd, helper, true);
     ++result_.fd_passes;
     m.exit(h.pid);
@@ -255,6 +292,16 @@ void SyntheticWorkload::secret_step() {
   h = State::Holder{};
 }
 
+// A block the workload lets go: an owned one through its owner (a no-op,
+// counted, when reclaim or the OOM killer took it already).
+void SyntheticWorkload::free_block(const mm::OwnedPage& b, CpuId cpu) {
+  if (b.handle == mm::kNoHandle) {
+    machine_.free_pages(b.pfn, b.order, cpu);
+    return;
+  }
+  if (!machine_.mm().memory().free(b, cpu)) ++result_.frees_of_gone;
+}
+
 void SyntheticWorkload::kernel_step() {
   phys::PhysMem& ph = machine_.phys();
   const auto cpu = static_cast<CpuId>(rng_.below(ph.cpus()));
@@ -264,15 +311,21 @@ void SyntheticWorkload::kernel_step() {
     const double r = rng_.uniform();
     const unsigned order = r < 0.7 ? 0 : r < 0.8 ? 1 : r < 0.9 ? 2 : 3;
     const bool reclaimable = rng_.uniform() < 0.2;
-    const Result<Pfn> p =
-        machine_.alloc_pages(reclaimable ? phys::GFP_KERNEL_RECLAIMABLE : phys::GFP_KERNEL, order, cpu,
-                       reclaimable ? phys::FrameKind::Reclaimable : phys::FrameKind::Kernel);
+    // Reclaimable allocations are slab of the reclaimable caches, which the
+    // shrinker may free; the rest are the caller's until it frees them.
+    const Result<Pfn> p = reclaimable ? machine_.mm().memory().alloc_slab(phys::GFP_KERNEL_RECLAIMABLE, order, cpu)
+                                      : machine_.alloc_pages(phys::GFP_KERNEL, order, cpu, phys::FrameKind::Kernel);
     ++result_.events;
     if (!p.ok()) {
       ++result_.alloc_failures;
       return;
     }
-    st_->kernel.push_back({p.value, static_cast<std::uint8_t>(order)});
+    if (reclaimable) {
+      ++result_.slab_allocs;
+      st_->kernel.push_back(machine_.mm().memory().owned(p.value));
+    } else {
+      st_->kernel.push_back({mm::kNoHandle, p.value, 0, static_cast<std::uint8_t>(order), mm::PageUse::Anon});
+    }
     st_->kernel_pages += std::uint64_t{1} << order;
     ++result_.kernel_allocs;
     return;
@@ -281,7 +334,7 @@ void SyntheticWorkload::kernel_step() {
   const State::Block b = st_->kernel[i];
   st_->kernel[i] = st_->kernel.back();
   st_->kernel.pop_back();
-  machine_.free_pages(b.pfn, b.order, cpu);
+  free_block(b, cpu);
   st_->kernel_pages -= std::uint64_t{1} << b.order;
   ++result_.kernel_frees;
   ++result_.events;
@@ -293,16 +346,23 @@ void SyntheticWorkload::user_step() {
   const bool grow = st_->user_pages < st_->user_target ? rng_.uniform() < 0.6
                                                        : rng_.uniform() < 0.4;
   if (grow || st_->user.empty()) {
-    const unsigned order = rng_.uniform() < 0.02 ? kHpagePmdOrder : 0;
-    const Result<Pfn> p = machine_.alloc_pages(
-        order == 0 ? phys::GFP_HIGHUSER_MOVABLE : phys::GFP_TRANSHUGE_LIGHT, order, cpu,
-        phys::FrameKind::User);
+    const double u = rng_.uniform();
+    const unsigned order = u < 0.02 ? kHpagePmdOrder : 0;
+    // One draw decides the order and, for a base page, whether it is page
+    // cache (the rest of [0.02, 1) split by page_cache_share).
+    const bool cache = order == 0 && u < 0.02 + 0.98 * config_.page_cache_share;
+    const mm::Pid pid = ordinary(rng_.below(st_->ordinary.size()));
+    mm::ProcessMemory& mem = machine_.mm().memory();
+    const Result<mm::PageHandle> p =
+        cache ? mem.alloc_cache(pid, phys::GFP_HIGHUSER_MOVABLE, 0, cpu)
+              : mem.alloc_anon(pid, order == 0 ? phys::GFP_HIGHUSER_MOVABLE : phys::GFP_TRANSHUGE_LIGHT, order, cpu);
     ++result_.events;
     if (!p.ok()) {
       ++result_.alloc_failures;
       return;
     }
-    st_->user.push_back({p.value, static_cast<std::uint8_t>(order)});
+    if (cache) ++result_.page_cache_allocs;
+    st_->user.push_back(mem.owned(p.value));
     st_->user_pages += std::uint64_t{1} << order;
     ++result_.user_allocs;
     // A PTE table per 512 base pages (a THP is mapped by a PMD: no PTE table).
@@ -322,7 +382,7 @@ void SyntheticWorkload::user_step() {
   const State::Block b = st_->user[i];
   st_->user[i] = st_->user.back();
   st_->user.pop_back();
-  machine_.free_pages(b.pfn, b.order, cpu);
+  free_block(b, cpu);
   st_->user_pages -= std::uint64_t{1} << b.order;
   // Tables go when the memory they map has gone: one per 512 base pages freed.
   if (config_.wp_page_tables && b.order == 0 && !st_->wp_tables.empty() &&
@@ -342,8 +402,14 @@ void SyntheticWorkload::user_step() {
 void SyntheticWorkload::exclusive_step() {
   mm::Mm& m = machine_.mm();
   State::ExclusiveHolder& h = st_->exclusive[rng_.below(st_->exclusive.size())];
+  if (h.pid != 0 && !m.alive(h.pid)) {  // the OOM killer took it: replaced now
+    ++result_.processes_killed;
+    ++result_.processes_replaced;
+    h = State::ExclusiveHolder{};
+  }
   if (h.pid == 0) {
     h.pid = m.spawn();
+    m.set_name(h.pid, "exclusive-holder");
     h.pages = 1 + rng_.below(config_.map_exclusive_max_pages);
     const std::uint64_t faults0 = m.stats().exclusive_faults;
     const std::uint64_t oom0 = m.stats().exclusive_faults_oom;

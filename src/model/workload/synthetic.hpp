@@ -9,6 +9,12 @@
 // Kernel and user pages go through Machine::alloc_pages()/free_pages(), so the
 // policy's shrinker and pageblock marks see them; every step gives the
 // machine's collapse scanner one tick.
+// User memory belongs to a few ordinary processes (the fill to the first, a
+// long-lived "database"): anonymous pages, and a share of page cache they
+// read; reclaimable kernel allocations are slab the shrinker can free. The
+// OOM killer may kill any process and reclaim may take page cache and slab:
+// the workload notices (a free of a page gone is counted, a killed process
+// is replaced on its next turn) and carries on.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +34,10 @@ struct WorkloadConfig {
   double fork_probability = 0.05;     // a finished secret holder forks before exiting
   double fd_pass_probability = 0.05;  // ... or passes its fd to a helper that maps it
   double fill = 0.5;  // fraction of free memory taken by long-lived THPs before the run
+  // Ordinary processes owning the user memory (the first owns the fill), and
+  // the share of user allocations that are page cache they read (reclaimable).
+  unsigned ordinary_processes = 4;
+  double page_cache_share = 0.3;
   std::uint64_t working_set_pages = 0;  // kernel + user pages live at once (0: automatic)
   // Write-protected page tables: user memory needs a page-table page per 512
   // base pages, taken from the policy and read-only in the direct map.
@@ -81,6 +91,11 @@ struct WorkloadResult {
   std::uint64_t user_allocs = 0;
   std::uint64_t user_frees = 0;
   std::uint64_t alloc_failures = 0;
+  std::uint64_t page_cache_allocs = 0;  // of user_allocs: page cache read
+  std::uint64_t slab_allocs = 0;        // of kernel_allocs: reclaimable slab
+  std::uint64_t frees_of_gone = 0;      // frees of pages reclaim or the OOM killer had taken: skipped
+  std::uint64_t processes_killed = 0;   // workload processes the OOM killer took (seen on their turn)
+  std::uint64_t processes_replaced = 0;
   std::uint64_t forks = 0;
   std::uint64_t fd_passes = 0;
   std::uint64_t hold_turns = 0;  // holder turns spent keeping memory (no event)
@@ -135,6 +150,9 @@ class SyntheticWorkload {
   void rox_step();
   void guest_step();
   std::uint64_t draw_hold();
+  mm::Pid ordinary(std::size_t i);
+  // A block the workload lets go (a kernel block when its handle is kNoHandle).
+  void free_block(const mm::OwnedPage& b, CpuId cpu);
 
   Machine& machine_;
   WorkloadConfig config_;

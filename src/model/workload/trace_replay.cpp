@@ -16,7 +16,9 @@
 namespace exmem::model::workload {
 
 struct TraceReplay::State {
-  enum : std::uint8_t { kEmpty = 0, kLive = 1, kSecret = 2, kModelFailed = 3 };
+  // kOwned: `model` is a handle of mm::ProcessMemory (a movable page of a
+  // trace process, or reclaimable slab), not a pfn.
+  enum : std::uint8_t { kEmpty = 0, kLive = 1, kSecret = 2, kModelFailed = 3, kOwned = 4 };
   // What the replay knows of one real pfn: the model block allocated for it
   // (or, for a secret page, its file), its order, and the secret page mark.
   struct Entry {
@@ -54,6 +56,7 @@ struct TraceReplay::State {
   std::vector<SecretFile> files;
   std::unordered_map<std::uint64_t, std::uint64_t> partial;  // block head -> pages freed so far
   std::unordered_map<int, int> thread_group;                 // tid -> pid, from "# thread" lines
+  std::unordered_map<int, mm::Pid> processes;                // traced pid (-1: none given) -> model process
   ReplayStats stats;
   bool ran = false;
 
@@ -88,6 +91,21 @@ struct TraceReplay::State {
         ++stats.frees_replayed;
         machine.scan_tick(cpu);
         break;
+      case kOwned: {
+        mm::ProcessMemory& mem = machine.mm().memory();
+        if (mem.use(e.model) == mm::PageUse::Anon) {
+          ++stats.user_frees;
+        } else {
+          ++stats.kernel_frees;
+        }
+        if (mem.free(e.model, cpu)) {
+          ++stats.frees_replayed;
+        } else {
+          ++stats.frees_of_gone;
+        }
+        machine.scan_tick(cpu);
+        break;
+      }
       case kSecret: {
         ++stats.secret_frees;
         SecretFile& f = files[e.model];
@@ -163,6 +181,26 @@ struct TraceReplay::State {
     e.state = kModelFailed;
   }
 
+  // The model process of the traced task's process (spawned at its first
+  // page, and again after the OOM killer took it).
+  mm::Pid process_of(int tid, CpuId cpu) {
+    int pid = tid;
+    if (tid >= 0) {
+      const auto it = thread_group.find(tid);
+      if (it != thread_group.end()) pid = it->second;
+    } else {
+      pid = -1;
+    }
+    mm::Mm& m = machine.mm();
+    mm::Pid& p = processes[pid];
+    if (p != 0 && m.alive(p)) return p;
+    if (p != 0) ++stats.processes_killed;
+    p = m.spawn(~std::uint64_t{0}, /*cap_ipc_lock=*/true, static_cast<int>(cpu));
+    m.set_name(p, pid < 0 ? std::string("trace-unknown") : fmt::format("trace-pid-{}", pid));
+    ++stats.trace_processes;
+    return p;
+  }
+
   void on_alloc(const Record& ev) {
     ++stats.allocs;
     if (ev.failed) {
@@ -187,7 +225,10 @@ struct TraceReplay::State {
     const phys::FrameKind kind = (ev.gfp & phys::__GFP_MOVABLE) != 0       ? phys::FrameKind::User
                                  : (ev.gfp & phys::__GFP_RECLAIMABLE) != 0 ? phys::FrameKind::Reclaimable
                                                                            : phys::FrameKind::Kernel;
-    const Result<Pfn> r = machine.alloc_pages(ev.gfp, ev.order, cpu, kind);
+    mm::ProcessMemory& mem = machine.mm().memory();
+    const Result<Pfn> r = kind == phys::FrameKind::User ? mem.alloc_anon(process_of(ev.pid, cpu), ev.gfp, ev.order, cpu)
+                          : kind == phys::FrameKind::Reclaimable ? mem.alloc_slab(ev.gfp, ev.order, cpu)
+                                                                  : machine.alloc_pages(ev.gfp, ev.order, cpu, kind);
     e.order = static_cast<std::uint8_t>(ev.order);
     if (!r.ok()) {
       ++stats.model_alloc_failures;
@@ -195,7 +236,7 @@ struct TraceReplay::State {
       return;
     }
     e.model = r.value;
-    e.state = kLive;
+    e.state = kind == phys::FrameKind::Kernel ? kLive : kOwned;
     ++stats.allocs_replayed;
     if (kind == phys::FrameKind::User) {
       ++stats.user_allocs;

@@ -12,6 +12,11 @@
 // mm/; the first free of one of its pages releases the whole file (the real
 // kernel frees secretmem pages only when the file is released, so its other
 // pages' frees follow at once in the trace). What cannot be replayed is counted:
+// Movable pages belong to a model process per traced pid (the pid on the
+// line), as anonymous memory, so reclaim, migration and the OOM killer see
+// an owner; reclaimable ones are slab the shrinker may free. A later free of
+// a page the model reclaimed, or whose owner it killed, is counted and
+// skipped. What else cannot be replayed is counted:
 // frees of pages allocated before the recording started, allocations the real
 // kernel failed (page=(null), pfn 0), gfp flag names the model does not know,
 // lines that are not kmem page events (the first few with their line numbers).
@@ -56,6 +61,9 @@ struct ReplayStats {
   std::uint64_t frees_unknown = 0;            // pages allocated before the recording started: skipped
   std::uint64_t frees_partial = 0;            // part of a larger block (split_page): the block goes with its last part
   std::uint64_t frees_of_model_failures = 0;  // the model had failed that allocation
+  std::uint64_t frees_of_gone = 0;            // the model had reclaimed the page or killed its owner: skipped
+  std::uint64_t trace_processes = 0;          // model processes owning the trace's movable pages
+  std::uint64_t processes_killed = 0;         // ... that the OOM killer took (respawned at their next allocation)
   // memfd_secret pages
   std::uint64_t secret_marked = 0;    // pages marked by "# secret" lines
   std::uint64_t secret_faults = 0;    // marked pages allocated, replayed as secretmem faults
