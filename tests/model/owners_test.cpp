@@ -2,6 +2,7 @@
 // mm/oom_kill, the Machine's phys::PageOwners), pinned to mm/oom_kill.c,
 // mm/vmscan.c, mm/migrate.c and mm/secretmem.c.
 #include <gtest/gtest.h>
+#include <iostream>
 
 #include "helpers.hpp"
 #include "model/machine.hpp"
@@ -318,7 +319,11 @@ TEST(OomKill, SecretFaultWhoseAllocationKillsItsOwnProcessReturnsVmFaultOom) {
 // The slow path through the Machine's PageOwners: a GFP_KERNEL allocation
 // that finds no memory reclaims page cache (__alloc_pages_direct_reclaim()),
 // and when there is none left, __alloc_pages_may_oom() kills. The filler
-// asks without reclaim (no __GFP_RECLAIM), so it only empties the free lists.
+// asks without reclaim and without reserves (no __GFP_RECLAIM,
+// __GFP_NOMEMALLOC), so it empties the free lists down to the min watermark,
+// and drains the pcp lists it filled: pages left on them sit below the
+// watermark, and direct reclaim that made no progress of its own never drains
+// them (__alloc_pages_direct_reclaim()).
 TEST(Reclaim, FailedAllocationReclaimsThenKills) {
   auto m = machine();
   mm::Mm& mm = m->mm();
@@ -326,8 +331,19 @@ TEST(Reclaim, FailedAllocationReclaimsThenKills) {
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE(mm.memory().alloc_cache(hog, phys::GFP_HIGHUSER_MOVABLE, 0, 0).ok());
   for (int i = 0; i < 600; ++i) ASSERT_TRUE(mm.memory().alloc_anon(hog, phys::GFP_HIGHUSER_MOVABLE, 0, 0).ok());
   auto fill = [&] {
+    constexpr phys::Gfp kFiller = (phys::GFP_KERNEL & ~phys::__GFP_RECLAIM) | phys::__GFP_NOMEMALLOC;
     std::uint64_t n = 0;
-    while (m->phys().alloc_pages(phys::GFP_KERNEL & ~phys::__GFP_RECLAIM, 0, 0, phys::FrameKind::Kernel).ok()) ++n;
+    while (m->phys().alloc_pages(kFiller, 4, 0, phys::FrameKind::Kernel).ok()) n += 16;
+    // Then base pages, with the pcp lists drained until none is left on them.
+    for (bool more = true; more;) {
+      more = false;
+      while (m->phys().alloc_pages(kFiller, 0, 0, phys::FrameKind::Kernel).ok()) {
+        ++n;
+        more = true;
+      }
+      if (m->phys().pcp_pages() == 0) break;
+      m->phys().drain_all_pages();
+    }
     return n;
   };
   ASSERT_GT(fill(), 0u);

@@ -77,8 +77,8 @@ int PhysMem::nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_
   return std::clamp(pcp.free_count, min_nr_free, std::max(min_nr_free, max_nr_free));
 }
 
-// mirrors nr_pcp_high() (ZONE_RECLAIM_ACTIVE is never set: no reclaim is modelled)
-int PhysMem::nr_pcp_high(PerCpuPages& pcp, const Zone& z, int batch, bool free_high) {
+// mirrors nr_pcp_high()
+int PhysMem::nr_pcp_high(PerCpuPages& pcp, Zone& z, int batch, bool free_high) {
   const int high_min = pcp.high_min;
   const int high_max = pcp.high_max;
   int high = pcp.high = std::clamp(pcp.high, high_min, high_max);
@@ -86,6 +86,16 @@ int PhysMem::nr_pcp_high(PerCpuPages& pcp, const Zone& z, int batch, bool free_h
   if (free_high) {
     pcp.high = std::max(high - (batch << kPcpBatchScaleMax), high_min);
     return 0;
+  }
+  // If reclaim is active, limit the number of pages that can be stored on pcp lists.
+  if (z.reclaim_active) {
+    if (z.nr_free_pages >= static_cast<std::int64_t>(z.wmark_pages(WMARK_HIGH))) {
+      z.reclaim_active = false;  // kswapd would have balanced it and slept
+    } else {
+      const int free_count = std::max(pcp.free_count, batch);
+      pcp.high = std::max(high - free_count, high_min);
+      return std::min(batch << 2, pcp.high);
+    }
   }
   if (high_min == high_max) return high;
   if (z.below_high) {

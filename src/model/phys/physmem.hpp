@@ -263,7 +263,7 @@ class PhysMem {
                    unsigned alloc_flags);
   Pfn rmqueue_pcplist(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags, CpuId cpu);
   void free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsigned mt, unsigned order);
-  int nr_pcp_high(PerCpuPages& pcp, const Zone& z, int batch, bool free_high);
+  int nr_pcp_high(PerCpuPages& pcp, Zone& z, int batch, bool free_high);
   static int nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_high);
   void free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned pindex);
   void setup_pcp(Zone& z);

@@ -88,6 +88,7 @@ void PhysMem::balance_pgdat(unsigned order, unsigned highest_zoneidx, CpuId cpu)
     zone_boosts[i] = zones_[i].watermark_boost;
   }
   const bool boosted = nr_boost_reclaim != 0;
+  for (unsigned i = 0; i <= highest_zoneidx; ++i) zones_[i].reclaim_active = zones_[i].populated();  // set_reclaim_active()
   std::uint64_t nr_reclaimed = 0;
   int priority = kDefPriority;
   while (priority >= 1) {
@@ -129,6 +130,14 @@ void PhysMem::balance_pgdat(unsigned order, unsigned highest_zoneidx, CpuId cpu)
   if (boosted) {
     for (unsigned i = 0; i <= highest_zoneidx; ++i) {
       zones_[i].watermark_boost -= std::min(zones_[i].watermark_boost, zone_boosts[i]);
+    }
+  }
+  // clear_reclaim_active(): kswapd goes back to sleep once balanced; an
+  // unbalanced zone keeps it awake (see Zone::reclaim_active).
+  for (unsigned i = 0; i <= highest_zoneidx; ++i) {
+    Zone& z = zones_[i];
+    if (z.populated() && z.nr_free_pages >= static_cast<std::int64_t>(z.wmark_pages(WMARK_HIGH))) {
+      z.reclaim_active = false;
     }
   }
 }

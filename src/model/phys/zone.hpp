@@ -57,6 +57,12 @@ struct Zone {
   std::uint64_t watermark_boost = 0;
   std::array<std::uint64_t, MAX_NR_ZONES> lowmem_reserve{};
   bool below_high = false;        // ZONE_BELOW_HIGH
+  // ZONE_RECLAIM_ACTIVE: kswapd is reclaiming the zone (set_reclaim_active()).
+  // The model's kswapd runs at once (balance_pgdat()), so the flag stands for
+  // "kswapd would still be awake": set when balance_pgdat() starts, cleared
+  // when it ends with the zone balanced, else by the first pcp free that finds
+  // the zone's free pages back at its high watermark.
+  bool reclaim_active = false;
   bool boosted_watermark = false;  // ZONE_BOOSTED_WATERMARK
 
   std::vector<PerCpuPages> pcp;  // one per CPU
