@@ -52,7 +52,8 @@ TEST(Scenario, EveryShippedScenarioReadsAndSaysWhatItRepresents) {
     EXPECT_NO_THROW((void)tlb::TlbConfig::preset(s.tlb));
     names.push_back(s.name);
   }
-  for (const char* want : {"default", "laptop-password-manager", "key-server", "vm-host-1tib", "wp-page-tables-host"}) {
+  for (const char* want : {"default", "laptop-password-manager", "key-server", "pool-starvation", "vm-host-1tib",
+                           "wp-page-tables-host"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
   }
 }

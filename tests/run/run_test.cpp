@@ -186,3 +186,35 @@ TEST(Metrics, AccessorsReadTheRunAndSayWhatARunLacks) {
 
 }  // namespace
 }  // namespace exmem::sim
+
+namespace exmem::sim {
+namespace {
+
+// The shipped pool-starvation scenario, whole (README states its result):
+// under secretmem-pmd-pool the one-page files pin the secretmem= area 512
+// pages per page charged, the database's pages are migrated out of it
+// (alloc_contig_range()), and the OOM killer (out_of_memory(), oom_badness())
+// kills the database, which holds no secret; under upstream nothing is
+// reclaimed and no one is killed.
+TEST(PoolStarvation, APerFilePoolPinsFiveHundredTimesWhatIsChargedAndTheOomKillerKillsTheInnocent) {
+  const md::workload::Scenario s =
+      md::workload::load_scenario(std::string(EXMEM_SOURCE_DIR) + "/scenarios/pool-starvation.toml");
+  const RunResult up = run_synthetic(s, "upstream", options());
+  EXPECT_EQ(up.oom.kills, 0u);
+  EXPECT_EQ(up.workload.secret_ooms, 0u);
+  EXPECT_EQ(up.secret_live_pages, s.workload.secret_processes);
+
+  const RunResult pool = run_synthetic(s, "secretmem-pmd-pool", options());
+  ASSERT_GE(pool.oom.kills, 1u);
+  const md::mm::OomVictim& v = pool.oom.victims.front();
+  EXPECT_EQ(v.role, "database");
+  EXPECT_EQ(v.secret_pages, 0u);
+  EXPECT_GT(pool.allocator.stats.cma_migrated, 0u);
+  ASSERT_GT(pool.secret_live_pages, 0u);
+  // Pages out of the direct map per secret page the users were charged for.
+  EXPECT_GE((pool.pooled_pages + pool.secret_live_pages) / pool.secret_live_pages, 500u);
+  EXPECT_GT(pool.workload.secret_ooms, 0u);  // the area ran dry: those faults fail
+}
+
+}  // namespace
+}  // namespace exmem::sim
