@@ -172,19 +172,16 @@ Result<PageHandle> ProcessMemory::alloc_slab(phys::Gfp gfp, unsigned order, CpuI
   return alloc(0, PageUse::Slab, gfp, order, cpu);
 }
 
-void ProcessMemory::drop(std::uint32_t s, CpuId cpu, bool gone) {
-  Slot& x = slots_[s];
-  const std::uint64_t n = std::uint64_t{1} << x.order;
-  const Pfn pfn = x.pfn;
-  switch (static_cast<PageUse>(x.use)) {
-    case PageUse::Anon: {
-      Proc& p = procs_[static_cast<std::size_t>(x.pid)];
-      p.anon -= n;
+// A block leaves its owner's counts (and the pfn index, when built).
+void ProcessMemory::uncount(PageUse use, Pid pid, unsigned order, Pfn pfn) {
+  const std::uint64_t n = std::uint64_t{1} << order;
+  switch (use) {
+    case PageUse::Anon:
+      procs_[static_cast<std::size_t>(pid)].anon -= n;
       anon_pages_ -= n;
       break;
-    }
     case PageUse::PageCache:
-      if (Proc* p = proc(x.pid)) p->file -= n;
+      if (Proc* q = proc(pid)) q->file -= n;
       cache_pages_ -= n;
       --file_lru_.live;
       break;
@@ -193,7 +190,13 @@ void ProcessMemory::drop(std::uint32_t s, CpuId cpu, bool gone) {
       --slab_list_.live;
       break;
   }
-  if (static_cast<PageUse>(x.use) != PageUse::Slab && indexed_) movable_.erase(pfn);
+  if (use != PageUse::Slab && indexed_) movable_.erase(pfn);
+}
+
+void ProcessMemory::drop(std::uint32_t s, CpuId cpu, bool gone) {
+  Slot& x = slots_[s];
+  const Pfn pfn = x.pfn;
+  uncount(static_cast<PageUse>(x.use), x.pid, x.order, pfn);
   x.pfn = kNoPfn;
   if (gone) mark_changed(s);
   x.state = gone ? kGone : kFree;
@@ -219,23 +222,7 @@ bool ProcessMemory::free(PageHandle h, CpuId cpu) {
 // caller's description is the record's; the record is only written.
 bool ProcessMemory::free(const OwnedPage& p, CpuId cpu) {
   if (is_changed(p.handle)) return free(p.handle, cpu);
-  const std::uint64_t n = std::uint64_t{1} << p.order;
-  switch (p.use) {
-    case PageUse::Anon:
-      procs_[static_cast<std::size_t>(p.pid)].anon -= n;
-      anon_pages_ -= n;
-      break;
-    case PageUse::PageCache:
-      if (Proc* q = proc(p.pid)) q->file -= n;
-      cache_pages_ -= n;
-      --file_lru_.live;
-      break;
-    case PageUse::Slab:
-      slab_pages_ -= n;
-      --slab_list_.live;
-      break;
-  }
-  if (p.use != PageUse::Slab && indexed_) movable_.erase(p.pfn);
+  uncount(p.use, p.pid, p.order, p.pfn);
   Slot& x = slots_[p.handle];  // written, not read: no wait on a cache miss
   x.pfn = kNoPfn;
   x.state = kFree;

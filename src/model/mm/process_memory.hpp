@@ -200,6 +200,7 @@ class ProcessMemory {
   Proc* proc(Pid pid);
   [[nodiscard]] const Proc* proc(Pid pid) const;
   // The block leaves its list and the pfn map and goes back to the allocator.
+  void uncount(PageUse use, Pid pid, unsigned order, Pfn pfn);
   void drop(std::uint32_t s, CpuId cpu, bool gone);
 
   phys::PageSource& pages_;
