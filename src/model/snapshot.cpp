@@ -36,6 +36,7 @@ constexpr std::array<Content, 256> make_content_table() {
         t[b] = Content::Kernel;
         break;
       case FrameKind::User:
+      case FrameKind::PageCache:  // user memory too: the page cache processes read
         t[b] = Content::User;
         break;
       case FrameKind::PageTable:

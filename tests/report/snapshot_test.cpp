@@ -212,7 +212,8 @@ TEST(RegionMap, PageCountsAddUpToTheAllocatorsCounters) {
     EXPECT_EQ(map.pages_of(Content::Free), m.phys().free_pages() + m.phys().pcp_pages())
         << m.policy().name();
     EXPECT_EQ(map.pages_of(Content::PageTable), m.phys().pages_of_kind(FrameKind::PageTable));
-    EXPECT_EQ(map.pages_of(Content::User), m.phys().pages_of_kind(FrameKind::User));
+    EXPECT_EQ(map.pages_of(Content::User),
+              m.phys().pages_of_kind(FrameKind::User) + m.phys().pages_of_kind(FrameKind::PageCache));
     EXPECT_EQ(map.pages_of(Content::Kernel), m.phys().pages_of_kind(FrameKind::Kernel) +
                                                  m.phys().pages_of_kind(FrameKind::Reclaimable));
     std::uint64_t regions = 0;
