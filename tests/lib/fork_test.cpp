@@ -240,6 +240,27 @@ int share_mode_child_sees_and_writes() {
   return 0;
 }
 
+// The harness itself: a child that hangs is reported with where its threads
+// wait, so that a hang seen once (in CI, say) can be understood afterwards.
+TEST(ChildHarness, AChildThatTimesOutIsReportedWithWhereItsThreadsWait) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ChildResult r = run_child(
+      [fds] {
+        char c;
+        return ::read(fds[0], &c, 1) == 1 ? 0 : 1;  // nobody writes: blocks
+      },
+      500ms);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_NE(r.hang.find("state S"), std::string::npos) << r.hang;
+  if (::geteuid() == 0) {
+    EXPECT_NE(r.hang.find("pipe_read"), std::string::npos) << "no kernel stack:\n" << r.hang;
+  }
+  EXPECT_NE(r.describe().find("where its threads were"), std::string::npos) << r.describe();
+}
+
 TEST(ForkShare, ChildSeesTheParentsObjectsAndItsWritesAreVisibleToTheParent) {
   REQUIRE_MEMFD_SECRET();
   EXPECT_IN_FRESH_PROCESS(share_mode_child_sees_and_writes);

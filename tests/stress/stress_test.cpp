@@ -205,7 +205,7 @@ TEST_F(Stress, ForkPrivateChildrenForkedMidRunCannotReachTheParentsObjectsAndRun
   ASSERT_TRUE(spawn_errors.empty()) << spawn_errors.front();
   EXPECT_EQ(children.size(), static_cast<size_t>(kForks));
   for (Spawned& c : children) {
-    ChildResult r = collect(c, std::chrono::minutes(10));
+    ChildResult r = collect(c, std::chrono::minutes(5));
     EXPECT_TRUE(r.succeeded()) << "a forked child " << r.describe() << " (seed " << s.seed << ")";
   }
   struct exmem_stats after = stats_now();
@@ -284,7 +284,7 @@ TEST_F(StressFresh, ForkShareChildrenSeeEveryInheritedObjectIntactAndCannotFreeT
     CHILD_CHECK(trouble.empty(), "%s", trouble.c_str());
     CHILD_CHECK(children.size() == static_cast<size_t>(kForks), "%zu children forked", children.size());
     for (Spawned& c : children) {
-      ChildResult r = collect(c, std::chrono::minutes(10));
+      ChildResult r = collect(c, std::chrono::minutes(5));
       CHILD_CHECK(r.succeeded(), "a forked child %s (seed %" PRIu64 ")", r.describe().c_str(), s.seed);
     }
     return 0;

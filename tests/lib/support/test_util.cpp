@@ -59,6 +59,7 @@ std::string ChildResult::describe() const {
   std::string s = timed_out ? std::string("timed out and was killed") : describe_status(status);
   s += "; its output:\n";
   s += output.empty() ? std::string("(none)") : output;
+  if (!hang.empty()) s += "\nwhere its threads were when it timed out:\n" + hang;
   return s;
 }
 
@@ -158,6 +159,49 @@ Spawned spawn_child(const std::function<int()>& body) {
   return c;
 }
 
+namespace {
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string where_it_hangs(pid_t pid) {
+  namespace fs = std::filesystem;
+  std::string out;
+  std::error_code ec;
+  fs::path tasks = fs::path("/proc") / std::to_string(pid) / "task";
+  for (const fs::directory_entry& t : fs::directory_iterator(tasks, ec)) {
+    std::string stat = read_text(t.path() / "stat");
+    // The state is the field after the command's closing parenthesis.
+    size_t close = stat.rfind(')');
+    char state = close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
+    std::string comm = read_text(t.path() / "comm");
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    out += strf("thread %s (%s): state %c, waiting in %s\n", t.path().filename().c_str(), comm.c_str(), state,
+                read_text(t.path() / "wchan").c_str());
+    std::string stack = read_text(t.path() / "stack");
+    out += stack.empty() ? std::string("  (no kernel stack: /proc/PID/stack needs root)\n") : stack;
+  }
+  if (ec) out += strf("cannot list %s: %s\n", tasks.c_str(), ec.message().c_str());
+  // User-space stacks, when gdb is installed (scripts/deps test installs it).
+  std::string cmd = strf("gdb -nx -batch -p %d -ex 'thread apply all bt' 2>&1", static_cast<int>(pid));
+  if (FILE* f = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    std::string bt;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) bt.append(buf, n);
+    int st = ::pclose(f);
+    out += WIFEXITED(st) && WEXITSTATUS(st) == 127 ? std::string("(gdb is not installed: no user-space stacks)\n")
+                                                   : "user-space stacks (gdb):\n" + bt;
+  }
+  return out;
+}
+
 ChildResult collect(Spawned& c, std::chrono::milliseconds timeout) {
   ChildResult res;
   if (c.pid < 0) {
@@ -171,7 +215,10 @@ ChildResult collect(Spawned& c, std::chrono::milliseconds timeout) {
   res.output = drain(c.out, deadline, &to);
   ::close(c.out);
   c.out = -1;
-  if (to) ::kill(c.pid, SIGKILL);
+  if (to) {
+    res.hang = where_it_hangs(c.pid);
+    ::kill(c.pid, SIGKILL);
+  }
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   if (left.count() < 0) left = 0ms;
   res.status = wait_for(c.pid, left, &to);

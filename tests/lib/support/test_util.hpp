@@ -60,6 +60,7 @@ struct ChildResult {
   int status = 0;
   bool timed_out = false;
   std::string output;  // stdout and stderr, interleaved
+  std::string hang;    // when it timed out: its threads' states and stacks (where_it_hangs)
 
   bool exited_with(int code) const { return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == code; }
   bool succeeded() const { return exited_with(0); }
@@ -89,6 +90,10 @@ struct Spawned {
   ~Spawned();
 };
 Spawned spawn_child(const std::function<int()>& body);
+// What a live process's threads are doing: state, wait channel and kernel
+// stack of each, and their user-space stacks from gdb when it is installed.
+// collect() records it for a child that timed out, before it kills it.
+std::string where_it_hangs(pid_t pid);
 ChildResult collect(Spawned& child, std::chrono::milliseconds timeout = 60s);
 
 // Reads everything from fd until EOF or until the deadline passes.
