@@ -71,6 +71,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "probe_cost.hpp"
 #include "probe_report.hpp"
 #include "probe_util.hpp"
 
@@ -88,6 +89,8 @@ struct Options {
   bool no_measure = false;
   std::uint64_t fault_pages = 256;
   std::uint64_t reserve_mib = 64;
+  bool cost = false;
+  probe::CostOptions cost_opt;
 };
 
 CLI::Validator bounded(std::uint64_t lo, std::uint64_t hi, std::string what) {
@@ -99,7 +102,12 @@ CLI::Validator bounded(std::uint64_t lo, std::uint64_t hi, std::string what) {
       "");
 }
 
-void run(const Options& opt) {
+void run(Options opt) {
+  if (opt.cost) {
+    opt.cost_opt.json_out = opt.json_out;
+    probe::run_cost(opt.cost_opt);
+    return;
+  }
   probe::Report r = probe::read_facts();
   r.fault.pages = opt.fault_pages;
   r.reserve.mib = opt.reserve_mib;
@@ -152,16 +160,55 @@ void add_probe(CLI::App& app) {
                 "Only read the kernel's state: no fault timing, no reservation")
       ->excludes(fault)
       ->excludes(reserve);
+  CLI::Option* cost =
+      sub->add_flag("--cost", opt->cost,
+                    "Measure what a split direct map costs here (kernel access on split vs unsplit 2 MiB regions,\n"
+                    "secret-page faults and the IPIs they send) and print the figures of the costs file.\n"
+                    "Needs root; leaves part of the direct map split until reboot: asks first, or pass --yes")
+          ->excludes(fault)
+          ->excludes(reserve)
+          ->excludes("--no-measure");
+  sub->add_flag("--yes", opt->cost_opt.yes, "With --cost: do not ask (needed when stdin is not a terminal)")->needs(cost);
+  sub->add_option("--save", opt->cost_opt.save,
+                  "With --cost: write the costs file (format exmem-costs/1) to FILE, for `exmem sim --costs FILE`;\n"
+                  "written to FILE.tmp and renamed, so FILE is never half-written")
+      ->type_name("FILE")
+      ->needs(cost);
+  sub->add_option("--runs", opt->cost_opt.runs,
+                  fmt::format("With --cost: repeated runs of every timing (median, p25, p75 over them), {}..{}",
+                              probe::kCostRunsMin, probe::kCostRunsMax))
+      ->type_name("N")
+      ->check(bounded(probe::kCostRunsMin, probe::kCostRunsMax, "runs"))
+      ->capture_default_str()
+      ->needs(cost);
+  sub->add_option("--cost-mib", opt->cost_opt.cost_mib,
+                  fmt::format("With --cost: MiB of secret memory used to place the pages, {}..{} (as much ramfs\n"
+                              "page cache again; about one 2 MiB region stays split per 2 MiB)",
+                              probe::kCostMibMin, probe::kCostMibMax))
+      ->type_name("N")
+      ->check(bounded(probe::kCostMibMin, probe::kCostMibMax, "MiB"))
+      ->capture_default_str()
+      ->needs(cost);
   sub->footer(
       "Examples:\n"
       "  exmem probe                          report on this machine, measured\n"
       "  exmem probe --json                   the same report as one JSON object\n"
       "  exmem probe --no-measure             the kernel's state only, nothing allocated\n"
       "  exmem probe --fault-pages 1024 --reserve-mib 256\n"
+      "  sudo exmem probe --cost              measure the costs of a split direct map (asks first)\n"
+      "  sudo exmem probe --cost --yes --save costs.json\n"
+      "                                       the same without asking, written for exmem sim --costs\n"
+      "  sudo exmem probe --cost --yes --runs 3 --cost-mib 32 --json\n"
+      "                                       a quicker, smaller run, as JSON\n"
       "\n"
       "The reservation is made by libexmem in a child process, as an application's would be,\n"
       "and is charged to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.\n"
       "The 2 MiB regions are read from /proc/self/pagemap, which shows page frames only to root.");
+  sub->footer(std::string(sub->get_footer()) +
+              "\n\n--cost places ramfs page-cache pages into 2 MiB direct-map regions it split itself with\n"
+              "memfd_secret pages, and times preads of them against pages in unsplit regions; it times\n"
+              "secret-page faults against anonymous ones with 0, 1 and all other CPUs spinning. Under a\n"
+              "hypervisor the guest's 2 MiB leaf may be backed by 4 KiB host pages: it says so.");
   sub->callback([opt] { run(*opt); });
 }
 
