@@ -182,8 +182,8 @@ void add_probe(CLI::App& app) {
       ->capture_default_str()
       ->needs(cost);
   sub->add_option("--cost-mib", opt->cost_opt.cost_mib,
-                  fmt::format("With --cost: MiB of secret memory used to place the pages, {}..{} (as much ramfs\n"
-                              "page cache again; about one 2 MiB region stays split per 2 MiB)",
+                  fmt::format("With --cost: MiB of secret memory used to place the pages, {}..{} (half as much each\n"
+                              "of ramfs page cache and anonymous memory; about one 2 MiB region stays split per 2 MiB)",
                               probe::kCostMibMin, probe::kCostMibMax))
       ->type_name("N")
       ->check(bounded(probe::kCostMibMin, probe::kCostMibMax, "MiB"))

@@ -680,14 +680,14 @@ std::string consequences(const CostOptions& opt) {
   return fmt::format(
       "exmem probe --cost will, in a child process pinned to one CPU:\n"
       "  - allocate {} MiB of secret memory (memfd_secret), plus about {} MiB more for the fault timing, and\n"
-      "    {} MiB of ramfs page cache; all of it is freed when the probe ends;\n"
-      "  - leave about {} 2 MiB regions of the kernel's direct map (more if the allocator scatters the pages)\n"
+      "    {} MiB each of ramfs page cache and anonymous memory; all of it is freed when the probe ends;\n"
+      "  - leave about {} regions of 2 MiB of the kernel's direct map (more if the allocator scatters the pages)\n"
       "    split into 4 KiB pages until reboot: each region that receives a secret page is split once, if it\n"
       "    was not already, and memfd_secret's splits never heal;\n"
       "  - mount a private ramfs temporarily (a detached mount, in no directory; it goes with the child);\n"
       "  - keep the other CPUs spinning for the fault timing; {} runs take about {} s.\n",
-      opt.cost_mib, fault_mib, opt.cost_mib, split_estimate(opt), std::max<std::uint64_t>(opt.runs, 1),
-      10 + opt.runs * 8 + opt.cost_mib / 16);
+      opt.cost_mib, fault_mib, opt.cost_mib / 2, split_estimate(opt), std::max<std::uint64_t>(opt.runs, 1),
+      2 + opt.runs * 2 + opt.cost_mib / 16);
 }
 
 [[noreturn]] void refuse(const std::string& msg) {
@@ -810,9 +810,8 @@ std::string outcome_text(const Outcome& o) {
   line("anchors kept", fmt::format("{} pages in {} regions", r.anchor_pages, r.anchor_regions));
   line("freed, reused by ramfs", fmt::format("{} of {} pages ({})", r.reused_pages, r.freed_pages,
                                              pct(r.reused_pages, r.freed_pages)));
-  line("split group", fmt::format("{} of {} ramfs pages (region holds an anchor)", r.split_pages,
-                                  r.split_file_pages));
-  line("split group", fmt::format("... in {} 2 MiB regions", r.split_group_regions));
+  line("split group", fmt::format("{} of {} ramfs pages (region holds an anchor), in {} 2 MiB regions",
+                                  r.split_pages, r.split_file_pages, r.split_group_regions));
   line("control group", fmt::format("{} of {} anonymous pages (region holds no secret page), in {} 2 MiB regions",
                                     r.control_pages, r.control_file_pages, r.control_group_regions));
   line("control contamination", contamination(o.before));
@@ -896,7 +895,7 @@ void run_cost(const CostOptions& opt) {
     const auto avail = host::key_value(*mi, "MemAvailable");
     const std::uint64_t need_kb = (opt.cost_mib * 2 + 16) * 1024;
     if (avail && need_kb > *avail / 4 * 3) {
-      refuse(fmt::format("needs about {} MiB ({} MiB secret, as much ramfs), more than three quarters of "
+      refuse(fmt::format("needs about {} MiB ({} MiB secret, as much ramfs and anonymous), more than three quarters of "
                          "MemAvailable ({} MiB). Ask for less with --cost-mib.",
                          need_kb / 1024, opt.cost_mib, *avail / 1024));
     }

@@ -314,8 +314,12 @@ Costs derive_costs(const CostRaw& raw, CostSource source) {
   ff.secret_one_busy = per_run(raw.secret_one, "memfd_secret", raw.busy_one);
   ff.secret_all_busy = per_run(raw.secret_all, "memfd_secret", raw.busy_all);
   ff.secret_split = figure_from_samples(
-      raw.split_faults, "First-touch time of each memfd_secret page whose fault raised direct_map_level2_splits by "
-                        "1 (every other CPU spinning); runs counts those faults.");
+      raw.split_faults,
+      raw.split_faults.empty()
+          ? "Not measured: no first touch of a memfd_secret page raised direct_map_level2_splits (every region its "
+            "pages came from was split already)."
+          : "First-touch time of each memfd_secret page whose fault raised direct_map_level2_splits by 1 (every "
+            "other CPU spinning); runs counts those faults.");
   c.faults = std::move(ff);
   return c;
 }
