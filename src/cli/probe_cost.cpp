@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -556,6 +557,7 @@ CostRaw measure(const CostOptions& opt) {
   const pid_t pid = ::fork();
   if (pid < 0) fail_errno("fork");
   if (pid == 0) {
+    (void)::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the parent gone, nothing is left measuring
     int code = 0;
     std::string out;
     try {

@@ -8,6 +8,26 @@
 //     derivation of the five figures from the raw samples and the costs file's JSON;
 //   - the measuring half (probe_cost.cpp): the confirmation, the child process that
 //     places pages, times them and reports raw samples, the report and --save.
+//
+// With --json the command prints one object: {"costs": the costs file's object (the
+// same as --save writes), "machine": {"hypervisor", "hypervisor_vendor",
+// "nested_paging", "pti", "cpu", "cpus"}, "placement": {secret_files, secret_pages,
+// anchor_pages, freed_pages, reused_pages, reuse_rate, split_file_pages,
+// split_group_pages, control_file_pages, control_group_pages, split_group_regions,
+// control_group_regions, anchor_regions, secret_regions, contamination_bound,
+// calls_per_run}, "faults": {placement_faults, placement_split_faults, ...},
+// "seconds", "saved": FILE|null}.
+//
+// The groups (why these two): the split group is ramfs page cache (GFP_HIGHUSER,
+// ramfs_get_inode) written right after every other memfd_secret file was freed, so it
+// takes the freed frames; a page counts when its 2 MiB region holds a live secret page
+// (its direct-map entry is invalid, so the region is mapped by 4 KiB entries). The
+// control group is anonymous memory in transparent huge pages, mapped by 4 KiB
+// entries: movable, because on a machine where secret memory was used before, the
+// free unmovable memory a ramfs page would take lies in regions split earlier
+// (/proc/pagetypeinfo: unmovable pageblocks ~ direct_map_level2_splits), so a ramfs
+// control group would be split too. Both are read by process_vm_readv: the same code
+// (pin, kmap_local_page, copy, unpin) for both.
 #pragma once
 
 #include <cstdint>

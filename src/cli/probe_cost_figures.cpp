@@ -210,7 +210,13 @@ std::vector<std::uint64_t> working_sets(std::uint64_t split, std::uint64_t contr
 }
 
 Costs derive_costs(const CostRaw& raw, CostSource source) {
-  if (raw.sweep.empty()) throw std::runtime_error("no working set was timed (a group had fewer than 64 pages)");
+  if (raw.sweep.empty()) {
+    throw std::runtime_error(printf_string(
+        "no working set could be timed: the split group has %llu pages and the control group %llu, and both need "
+        "64 (%llu of %llu freed secret pages were reused by ramfs). Try a larger --cost-mib.",
+        static_cast<unsigned long long>(raw.split_pages), static_cast<unsigned long long>(raw.control_pages),
+        static_cast<unsigned long long>(raw.reused_pages), static_cast<unsigned long long>(raw.freed_pages)));
+  }
   for (const auto& s : raw.sweep) {
     if (s.split.empty() || s.split.size() != s.control.size()) {
       throw std::runtime_error("the sweep's split and control runs do not pair up");
