@@ -30,6 +30,7 @@
 #include <ctime>
 #include <iostream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -713,6 +714,34 @@ void confirm(const CostOptions& opt) {
 // ---------------------------------------------------------------------------------
 // Report and file
 
+// The "cpu" line of /proc/stat: all jiffies, and steal (time the hypervisor ran something
+// else while this guest's CPUs wanted to run).
+struct CpuTimes {
+  std::uint64_t total = 0, steal = 0;
+};
+std::optional<CpuTimes> cpu_times() {
+  const auto t = host::read_text("/proc/stat");
+  if (!t || t->rfind("cpu ", 0) != 0) return std::nullopt;
+  std::istringstream in(t->substr(4, t->find('\n') - 4));
+  CpuTimes c;
+  std::uint64_t v = 0;
+  for (int i = 0; in >> v; ++i) {
+    c.total += v;
+    if (i == 7) c.steal = v;
+  }
+  return c;
+}
+
+std::optional<double> loadavg_1m() {
+  const auto t = host::read_text("/proc/loadavg");
+  if (!t) return std::nullopt;
+  try {
+    return std::stod(*t);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 struct Outcome {
   CostRaw raw;
   Costs costs;
@@ -720,6 +749,8 @@ struct Outcome {
   host::DirectMapCounters before, after;
   double seconds = 0.0;
   std::string saved;
+  std::optional<double> steal_share;  // of all CPU time during the run
+  std::optional<double> load_before;  // 1-minute load average when it started
 };
 
 std::string pu_opt(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : std::string("absent"); }
@@ -756,7 +787,9 @@ nlohmann::ordered_json outcome_json(const Outcome& o) {
                   {"nested_paging", nested_paging_note(o.hv)},
                   {"pti", o.costs.source.pti ? oj(*o.costs.source.pti) : oj(nullptr)},
                   {"cpu", r.cpu},
-                  {"cpus", r.cpus}};
+                  {"cpus", r.cpus},
+                  {"steal_share", o.steal_share ? oj(*o.steal_share) : oj(nullptr)},
+                  {"loadavg_1m_before", o.load_before ? oj(*o.load_before) : oj(nullptr)}};
   const auto total = o.before.total_kb();
   j["placement"] = {{"secret_files", r.secret_files},
                     {"secret_pages", r.secret_pages},
@@ -803,6 +836,10 @@ std::string outcome_text(const Outcome& o) {
                                : std::string("none (bare metal)"));
   line("nested paging", nested_paging_note(o.hv));
   line("page-table isolation", c.source.pti ? (*c.source.pti ? "on (PTI)" : "off") : "unknown");
+  line("contention", fmt::format("load average {} at the start; steal {} of CPU time during the run (the figures "
+                                 "grow with both)",
+                                 o.load_before ? fmt::format("{:.2f}", *o.load_before) : std::string("unknown"),
+                                 o.steal_share ? fmt::format("{:.1f}%", *o.steal_share * 100.0) : std::string("unknown")));
   line("cpu", fmt::format("{}, {}", c.source.cpu_model.value_or("?"),
                           c.source.cpu_mhz ? fmt::format("{:.1f} MHz (TSC)", *c.source.cpu_mhz) : "MHz unknown"));
 
@@ -929,6 +966,8 @@ void run_cost(const CostOptions& opt) {
   src.pti = pti_on();
 
   const auto t0 = std::chrono::steady_clock::now();
+  o.load_before = loadavg_1m();
+  const auto ct0 = cpu_times();
   o.before = host::read_direct_map();
   try {
     o.raw = measure(opt);
@@ -938,6 +977,9 @@ void run_cost(const CostOptions& opt) {
     refuse(e.what());
   }
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (const auto ct1 = cpu_times(); ct0 && ct1 && ct1->total > ct0->total) {
+    o.steal_share = static_cast<double>(ct1->steal - ct0->steal) / static_cast<double>(ct1->total - ct0->total);
+  }
   if (o.before.level2_splits && o.after.level2_splits && o.before.dm4k_kb && o.after.dm4k_kb) {
     o.costs.counters = CostCounters{*o.before.level2_splits, *o.after.level2_splits, *o.before.dm4k_kb,
                                     *o.after.dm4k_kb};
