@@ -3,6 +3,7 @@
 // COSTS_FORMAT.md "exmem-costs/1"), and the built command run as a real process:
 // its refusals, and one real, small measurement on this machine's kernel.
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -331,6 +332,44 @@ TEST(ProbeCostCommand, RefusesWithoutYesWhenStdinIsNotATerminal) {
     EXPECT_NE(r.err.find("not a terminal"), std::string::npos) << describe(r);
   } else {
     EXPECT_NE(r.err.find("needs root"), std::string::npos) << describe(r);
+  }
+}
+
+// On a terminal, without --yes: it says what it will do (the MiB of secret memory, the
+// 2 MiB regions left split until reboot, the private ramfs) and does nothing unless
+// answered "yes".
+TEST(ProbeCostCommand, OnATerminalItAsksAndAnythingButYesDoesNothing) {
+  if (::geteuid() != 0) FAIL() << "exmem probe --cost needs root; run the tests as root";
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string slave = ::ptsname(master);
+  const std::string err = std::filesystem::temp_directory_path().string() + "/exmem-cost-tty-" +
+                          std::to_string(::getpid());
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    const int s = ::open(slave.c_str(), O_RDWR);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (s < 0 || e < 0) ::_exit(126);
+    ::dup2(s, STDIN_FILENO);
+    ::dup2(e, STDOUT_FILENO);
+    ::dup2(e, STDERR_FILENO);
+    ::execl(EXMEM_BIN, EXMEM_BIN, "probe", "--cost", "--cost-mib", "32", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::write(master, "no\n", 3), 3);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(master);
+  const std::string text = slurp(err);
+  std::filesystem::remove(err);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << text;
+  for (const char* s : {"32 MiB of secret memory", "regions of 2 MiB", "until reboot", "private ramfs",
+                        "Type yes to continue", "not confirmed; nothing was done"}) {
+    EXPECT_NE(text.find(s), std::string::npos) << s << "\n" << text;
   }
 }
 
