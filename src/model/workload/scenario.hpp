@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "model/machine.hpp"
+#include "model/tlb/cost.hpp"
 #include "model/workload/settings.hpp"
 #include "model/workload/synthetic.hpp"
 
@@ -31,6 +32,7 @@ struct Scenario {
   MachineConfig machine;    // machine.policy is set per run
   WorkloadConfig workload;
   std::string tlb = "haswell";        // TLB preset of the cost estimate
+  tlb::AccessConfig kernel_access;    // [kernel_access]: the cost estimate's kernel access stream
   std::vector<std::string> policies;  // registry names, in registry order for "all"
   // The duration as written: `events`, or `seconds` x `events_per_second`
   // (seconds is 0 when the file gave events).
