@@ -128,7 +128,8 @@ struct KernelStream {
   std::vector<Pfn> pfns;  // the accesses, in order
   bool live = false;      // drawn from live kernel pages (false: over all of RAM)
   std::string source;     // "live kernel pages" or why it fell back
-  std::array<std::uint64_t, kKernelPageKinds> live_pages{};  // at the end of the run, by kind
+  // At the end of the run, by kind (user pages counted only when weighted).
+  std::array<std::uint64_t, kKernelPageKinds> live_pages{};
   std::uint64_t hot_set_pages = 0;
 };
 KernelStream kernel_stream(const directmap::DirectMap& dmap, const phys::PhysMem& phys,

@@ -4,8 +4,10 @@
 // TLB preset, collapse mode, secretmem= area), the workload mix built from the
 // synthetic workload's blocks (secret churn, kernel and user allocations,
 // MAP_EXCLUSIVE, execmem ROX loads, guest_memfd guests, write-protected page
-// tables), its duration in events or simulated seconds, its seed, and the
-// policies to compare.
+// tables), its duration in events or simulated seconds, its seed, the
+// kernel access stream of the cost estimate ([kernel_access]: hot set,
+// locality, weights by kind of live kernel page, accesses per event; see
+// docs/tlb.md) and the policies to compare.
 //
 // Every key is checked (settings.hpp holds the schema): a typo, a wrong type,
 // a value out of range or an unknown policy, collapse mode or TLB preset is a
