@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -27,6 +28,7 @@
 #include "model/workload/trace_calibration.hpp"
 #include "model/workload/trace_replay.hpp"
 #include "report/report.hpp"
+#include "sim/costs.hpp"
 
 #ifndef EXMEM_SCENARIO_DIRS
 #define EXMEM_SCENARIO_DIRS ""
@@ -46,6 +48,7 @@ struct SimOptions {
   bool json = false;
   std::string out_dir;
   std::string progress = "auto";
+  std::string costs;  // --costs FILE (sim/costs.hpp)
   // The options of the scenario's settings (workload/settings.hpp), by flag:
   // their texts as given (a repeated option, such as --policy, has several).
   std::map<std::string, std::vector<std::string>> settings;
@@ -197,6 +200,10 @@ void add_sim(CLI::App& app) {
     CLI::Option* opt = sim->add_option(st.flag, opts->settings[st.flag], st.option_help())->type_name(type_name);
     if (st.kind != wl::SettingKind::Policies) opt->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
+  sim->add_option("--costs", opts->costs,
+                  "Price the kernel slowdown with the figures `exmem probe --cost --save FILE` measured (format "
+                  "exmem-costs/1) instead of the built-in constants, and check the model against the probe's sweep")
+      ->type_name("FILE");
   sim->add_flag("--json", opts->json, "Print one JSON object with a `runs` array");
   sim->add_option("--out", opts->out_dir,
                   "Also write DIR/report.json, runs.csv, over_time.csv and index.html (a self-contained "
@@ -217,6 +224,7 @@ void add_sim(CLI::App& app) {
       "  exmem sim --ram 64GiB --policy upstream --events 1000000 --seed 1 --json\n"
       "  exmem sim --ram 4TiB --cpus 64 --no-gbpages --events 200000 --policy upstream\n"
       "  exmem sim --policy all --collapse on-restore\n"
+      "  exmem probe --cost --save host.costs && exmem sim --costs host.costs\n"
       "Known policies: " +
       [] {
         std::string s;
@@ -252,12 +260,23 @@ void add_sim(CLI::App& app) {
       s.description = trace->command.empty() ? "a kmem trace" : fmt::format("a kmem trace of `{}`", trace->command);
     }
     const md::tlb::TlbConfig tlb = md::tlb::TlbConfig::preset(s.tlb);
+    std::optional<exmem::sim::CostsFile> costs;
+    if (!opts->costs.empty()) {
+      try {
+        costs = exmem::sim::load_costs(opts->costs);
+      } catch (const exmem::sim::CostsError& e) {
+        fail(fmt::format("--costs: {}", e.what()));
+      }
+    }
 
     report::Document doc;
     doc.header = sim::header_json(s, trace.get(), opts->trace);
+    const md::tlb::KernelCostFigures figures = costs ? exmem::sim::figures_of(*costs) : md::tlb::KernelCostFigures{};
+    doc.header["costs"] = sim::costs_json(figures, costs ? &*costs : nullptr, s.kernel_access, tlb);
     sim::Progress progress(progress_enabled(opts->progress), opts->progress == "always");
     exmem::sim::RunOptions ro;
     ro.tlb = tlb;
+    ro.costs = figures;
     ro.region_maps = !opts->out_dir.empty();
     ro.observer = &progress;
     for (const std::string& name : s.policies) {

@@ -16,6 +16,7 @@
 #include "model/workload/trace_calibration.hpp"
 #include "model/workload/trace_replay.hpp"
 #include "report/report.hpp"
+#include "sim/costs.hpp"
 #include "sim/run.hpp"
 
 namespace exmem::cli::sim {
@@ -62,6 +63,15 @@ class Progress final : public exmem::sim::RunObserver {
 // workload of its report (`trace` when it replays one from `trace_path`).
 nlohmann::json header_json(const model::workload::Scenario& s, const model::workload::TraceInfo* trace,
                            const std::string& trace_path);
+
+// The figures the kernel slowdown used and where from (`file`: --costs, or
+// nullptr: the built-in constants), the kernel access stream's settings and,
+// with a file, the model against the probe's sweep on `tlb`: the report's
+// `costs` object.
+nlohmann::json costs_json(const model::tlb::KernelCostFigures& figures, const exmem::sim::CostsFile* file,
+                          const model::tlb::AccessConfig& access, const model::tlb::TlbConfig& tlb);
+// Its lines for the console (empty when the report has none).
+std::string costs_text(const nlohmann::json& header);
 
 // The comparison table of a whole `exmem sim` report, `columns` wide at most
 // when it can be: wider than that, the policies are shown in groups, each

@@ -1,5 +1,6 @@
 // `exmem sim`: what the command was asked, as the head of its report (the
 // runs themselves are sim/run.hpp's, their JSON report/json.cpp's).
+#include <cmath>
 #include <string>
 
 #include "model/machine.hpp"
@@ -61,6 +62,59 @@ nlohmann::json header_json(const md::workload::Scenario& s, const md::workload::
                        {"ordinary_processes", wc.ordinary_processes},
                        {"page_cache_share", wc.page_cache_share},
                        {"wp_page_tables", wc.wp_page_tables}};
+  }
+  return out;
+}
+
+nlohmann::json costs_json(const md::tlb::KernelCostFigures& figures, const exmem::sim::CostsFile* file,
+                          const md::tlb::AccessConfig& access, const md::tlb::TlbConfig& tlb) {
+  nlohmann::json out;
+  out["source"] = figures.source;
+  auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  if (file != nullptr) {
+    out["file"] = file->path;
+    out["date"] = opt(file->date);
+    out["kernel"] = opt(file->kernel);
+    out["cpu_model"] = opt(file->cpu_model);
+    out["cpu_mhz"] = opt(file->cpu_mhz);
+    out["hypervisor"] = opt(file->hypervisor);
+  } else {
+    out["file"] = nullptr;
+  }
+  auto figure = [](double ns, const std::string& from) {
+    return nlohmann::json{{"ns", ns > 0 ? nlohmann::json(ns) : nlohmann::json(nullptr)}, {"from", from}};
+  };
+  out["figures"] = {{"walk_ns", figure(figures.walk_ns, figures.walk_from)},
+                    {"kernel_access_ns", figure(figures.kernel_access_ns, figures.kernel_access_from)},
+                    {"ipi_round_trip_ns", figure(figures.shootdown.ipi_round_trip_ns, figures.ipi_from)},
+                    {"single_page_flush_ns", figure(figures.shootdown.single_page_flush_ns, figures.single_flush_from)},
+                    {"full_flush_ns", figure(figures.shootdown.full_flush_ns, figures.full_flush_from)}};
+  nlohmann::json weights = nlohmann::json::object();
+  for (std::size_t k = 0; k < md::tlb::kKernelPageKinds; ++k) {
+    weights[std::string(md::tlb::kernel_page_kind_name(static_cast<md::tlb::KernelPageKind>(k)))] =
+        access.weights.w[k];
+  }
+  out["kernel_access"] = {{"accesses", access.accesses},
+                          {"hot_set_bytes", access.hot_set_bytes},
+                          {"hot_fraction", access.hot_fraction},
+                          {"locality", access.locality == md::tlb::Locality::Zipf ? "zipf" : "uniform"},
+                          {"zipf_s", access.zipf_s},
+                          {"weights", weights},
+                          {"accesses_per_event", access.accesses_per_event}};
+  if (file != nullptr) {
+    const std::vector<md::tlb::SweepPoint> sweep = exmem::sim::sweep_points(*file);
+    const md::tlb::ProbeCheckResult check =
+        md::tlb::check_against_probe(tlb, sweep, file->cpu_mhz.value_or(0), file->walk.ns, 1);
+    nlohmann::json points = nlohmann::json::array();
+    for (const md::tlb::ProbeCheck& p : check.points) {
+      points.push_back({{"pages", p.pages},
+                        {"probe_extra_ns", p.probe_extra_ns},
+                        {"model_extra_ns", p.model_extra_ns},
+                        {"ratio", std::isfinite(p.ratio) ? nlohmann::json(p.ratio) : nlohmann::json(nullptr)},
+                        {"model_walks_per_access_split", p.walks_split},
+                        {"model_walks_per_access_control", p.walks_control}});
+    }
+    out["model_vs_probe"] = {{"tlb", tlb.name}, {"how", check.how}, {"points", points}};
   }
   return out;
 }

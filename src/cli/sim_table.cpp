@@ -39,6 +39,8 @@ std::string cell_text(const run::Number& v, run::Format f) {
       return fmt::format("{:.0f}", run::as_double(v));
     case run::Format::Seconds:
       return fmt::format("{:.2f}", run::as_double(v));
+    case run::Format::Percent:
+      return fmt::format("{:.3f}", run::as_double(v));
     case run::Format::Size:
       return md::format_size(static_cast<std::uint64_t>(run::as_double(v)));
   }
@@ -174,11 +176,33 @@ std::size_t output_columns() {
   return std::numeric_limits<std::size_t>::max();
 }
 
+std::string costs_text(const nlohmann::json& header) {
+  if (!header.contains("costs")) return {};
+  const auto& c = header["costs"];
+  std::string text = fmt::format("  kernel cost figures: {}", c["source"].get<std::string>());
+  const auto& walk = c["figures"]["walk_ns"];
+  text += walk["ns"].is_null() ? "; walk ns from the model's walk cycles"
+                               : fmt::format("; walk {:.1f} ns", walk["ns"].get<double>());
+  text += fmt::format(", kernel access {:.1f} ns\n", c["figures"]["kernel_access_ns"]["ns"].get<double>());
+  if (c.contains("model_vs_probe")) {
+    const auto& m = c["model_vs_probe"];
+    std::string points;
+    for (const auto& p : m["points"]) {
+      points += fmt::format("{}{} pages {:.1f}/{:.1f} ns = {}", points.empty() ? "" : "; ", p["pages"].get<std::uint64_t>(),
+                            p["model_extra_ns"].get<double>(), p["probe_extra_ns"].get<double>(),
+                            p["ratio"].is_null() ? std::string("n/a") : fmt::format("{:.2f}", p["ratio"].get<double>()));
+    }
+    text += fmt::format("  model vs probe ({}, {}): model/probe extra ns per access: {}\n", m["tlb"].get<std::string>(),
+                        m["how"].get<std::string>(), points.empty() ? "the file has no sweep" : points);
+  }
+  return text;
+}
+
 std::string table_text(const report::Document& doc, std::size_t columns) {
   const auto& runs = doc.runs;
   std::string out;
   // Header lines longer than the terminal are wrapped; a pipe gets them whole.
-  const std::string header = header_text(doc.header);
+  const std::string header = header_text(doc.header) + costs_text(doc.header);
   for (std::size_t at = 0; at < header.size();) {
     const std::size_t nl = header.find('\n', at);
     out += wrap(std::string_view(header).substr(at, nl - at), columns, "    ");
@@ -209,6 +233,11 @@ std::string table_text(const report::Document& doc, std::size_t columns) {
       out += table_block(rows, first, last, group_width);
       first = last;
     }
+  }
+  // Runs whose kernel stream had no live kernel page to draw from.
+  for (const auto& r : runs) {
+    if (r.tlb_cost.stream_live || r.tlb_cost.stream_source.empty()) continue;
+    out += wrap(fmt::format("  {}: kernel access stream over {}", r.policy, r.tlb_cost.stream_source), columns, "    ");
   }
   bool any = false;
   for (const auto& r : runs) any = any || !r.policy_counters.empty();

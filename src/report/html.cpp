@@ -126,6 +126,8 @@ std::string display(const sim::Number& v, sim::Format f) {
       return fmt::format("{:.2f}", d);
     case sim::Format::PerThousand:
       return fmt::format("{:.1f}", 1000.0 * d);
+    case sim::Format::Percent:
+      return fmt::format("{:.3f}", d);
     case sim::Format::Whole:
       return grouped_real(d);
     case sim::Format::Size:
@@ -228,6 +230,44 @@ nlohmann::json page_data(const Document& doc) {
   return d;
 }
 
+// Which figures priced the kernel slowdown, and (with a costs file) the
+// model against the probe's sweep; the runs whose stream fell back.
+std::string costs_lines(const nlohmann::json& out, const std::vector<sim::RunResult>& runs) {
+  std::string s;
+  const nlohmann::json* c = find(out, "/costs");
+  if (c != nullptr && c->is_object()) {
+    std::string items = fmt::format("<b>kernel cost figures</b> <span>{}</span>",
+                                    escape(c->value("source", std::string("?"))));
+    if (const nlohmann::json* f = find(*c, "/figures"); f != nullptr && f->is_object()) {
+      for (const auto& [k, v] : f->items()) {
+        const std::string ns = v.contains("ns") && v["ns"].is_number() ? fmt::format("{:.1f} ns", v["ns"].get<double>())
+                                                                         : std::string("model");
+        items += fmt::format(" · <span title=\"{}\">{} {}</span>", escape(v.value("from", std::string())), escape(k),
+                             escape(ns));
+      }
+    }
+    s += fmt::format("<p class=\"meta\" id=\"costs\">{}</p>\n", items);
+    if (const nlohmann::json* m = find(*c, "/model_vs_probe"); m != nullptr && m->is_object()) {
+      std::string points;
+      for (const auto& p : (*m)["points"]) {
+        points += fmt::format("{}<span>{} pages: model {:.1f} ns, probe {:.1f} ns, ratio {}</span>",
+                              points.empty() ? "" : " · ", p["pages"].get<std::uint64_t>(),
+                              p["model_extra_ns"].get<double>(), p["probe_extra_ns"].get<double>(),
+                              p["ratio"].is_null() ? std::string("n/a") : fmt::format("{:.2f}", p["ratio"].get<double>()));
+      }
+      s += fmt::format("<p class=\"meta\" id=\"model-vs-probe\"><b>model vs probe</b> ({}, {}): {}</p>\n",
+                       escape(m->value("tlb", std::string())), escape(m->value("how", std::string())),
+                       points.empty() ? std::string("the costs file has no sweep") : points);
+    }
+  }
+  for (const sim::RunResult& r : runs) {
+    if (r.tlb_cost.stream_live || r.tlb_cost.stream_source.empty()) continue;
+    s += fmt::format("<p class=\"meta\"><b>{}</b> kernel access stream over {}</p>\n", escape(r.policy),
+                     escape(r.tlb_cost.stream_source));
+  }
+  return s;
+}
+
 }  // namespace
 
 std::string html_page(const Document& doc) {
@@ -248,6 +288,7 @@ std::string html_page(const Document& doc) {
   s += fmt::format("<header>\n<h1>{}</h1>\n", escape(title));
   s += meta_line(out, "machine");
   s += meta_line(out, "workload");
+  s += costs_lines(out, runs);
   s += "</header>\n<main>\n";
 
   s += "<section id=\"comparison\">\n<h2>Comparison</h2>\n";

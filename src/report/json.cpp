@@ -26,6 +26,10 @@ nlohmann::json to_json(const sim::RunResult& r, bool region_maps) {
   j["scenario"] = r.scenario;
   j["collapse"]["mode"] = std::string(model::collapse_mode_name(r.collapse_mode));
   j["tlb_cost"]["tlb"] = r.tlb_cost.tlb;
+  j["tlb_cost"]["stream"]["source"] = r.tlb_cost.stream_source;
+  j["tlb_cost"]["slowdown"]["figures_source"] = r.tlb_cost.figures_source;
+  j["tlb_cost"]["slowdown"]["walk_ns_from"] = r.tlb_cost.walk_from;
+  j["tlb_cost"]["slowdown"]["kernel_access_ns_from"] = r.tlb_cost.kernel_access_from;
   nlohmann::json frag = nlohmann::json::object();
   for (const sim::ZoneFragmentation& z : r.fragmentation) {
     frag[z.zone] = {{"unusable_free_index", z.unusable_free_index}, {"extfrag_index", z.extfrag_index}};

@@ -27,6 +27,7 @@ enum class Format : std::uint8_t {
   Whole,        // a real shown without decimals
   Seconds,      // a real shown with two decimals
   Size,         // bytes, shown as 12.5 MiB
+  Percent,      // a percentage, shown with three decimals
 };
 
 // Where a metric is shown, besides its JSON place.

@@ -54,7 +54,8 @@ class Sampler {
 };
 
 // What every run reports about the machine at its end.
-void describe(RunResult& r, md::Machine& machine, const md::tlb::TlbConfig& tlb, std::uint64_t seed) {
+void describe(RunResult& r, md::Machine& machine, const wl::Scenario& scenario, const RunOptions& o) {
+  const std::uint64_t seed = scenario.workload.seed;
   const md::phys::PhysMem& phys = machine.phys();
   r.policy = std::string(machine.policy().name());
   r.peak_rss_bytes = peak_rss_bytes();
@@ -62,10 +63,14 @@ void describe(RunResult& r, md::Machine& machine, const md::tlb::TlbConfig& tlb,
   r.total_ram_pages = phys.total_ram_pages();
   r.direct_map = machine.dmap().counters();
   r.flushes = machine.flushes().counters();
-  // What the run's direct map and flushes cost: the same kernel access stream
-  // (hot set, Zipf locality, speculation) on every policy's final direct map.
-  r.tlb_cost = md::tlb::estimate_cost(machine.dmap(), machine.phys(), machine.flushes().counters(), tlb,
-                                      md::tlb::AccessConfig{}, seed);
+  // What the run's direct map and flushes cost: the kernel access stream of
+  // the run's own live kernel pages ([kernel_access]: hot set, locality,
+  // weights by kind) on its final direct map and on the boot map of the same
+  // RAM, once, at the end.
+  const auto c0 = std::chrono::steady_clock::now();
+  r.tlb_cost = md::tlb::estimate_cost(machine.dmap(), machine.phys(), machine.flushes().counters(), o.tlb,
+                                      scenario.kernel_access, seed, o.costs, r.workload.events);
+  r.cost_seconds = seconds_since(c0);
   r.allocator.stats = phys.stats();
   r.allocator.free_pages = phys.free_pages();
   r.allocator.pcp_pages = phys.pcp_pages();
@@ -116,7 +121,7 @@ RunResult run_on(const wl::Scenario& scenario, const std::string& policy, const 
   r.boot_seconds = seconds_since(t0);
   drive(machine, r);
   if (o.observer != nullptr) o.observer->end();
-  describe(r, machine, o.tlb, scenario.workload.seed);
+  describe(r, machine, scenario, o);
   if (o.region_maps) {
     if (!r.map_start) r.map_start = md::region_map(machine);
     r.map_end = md::region_map(machine);

@@ -75,6 +75,7 @@ struct RunResult {
   model::directmap::DirectMapCounters direct_map;
   model::directmap::FlushCounters flushes;
   model::tlb::CostReport tlb_cost;  // the cost estimate on the final direct map
+  double cost_seconds = 0;          // the time the estimate took (once, at the end of the run)
   AllocatorState allocator;
   model::CollapseMode collapse_mode = model::CollapseMode{};
   model::Machine::CollapseStats collapse;
@@ -127,6 +128,8 @@ class RunObserver {
 
 struct RunOptions {
   model::tlb::TlbConfig tlb;
+  // The figures of the slowdown estimate: built-in constants, or a costs file's (costs.hpp).
+  model::tlb::KernelCostFigures costs;
   bool region_maps = false;
   RunObserver* observer = nullptr;
 };

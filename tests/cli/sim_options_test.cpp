@@ -142,3 +142,90 @@ TEST(SimOptions, HelpShowsEveryOptionWithItsRangeAndUnit) {
 }
 
 }  // namespace
+
+namespace {
+
+const std::string kCostsFixture = std::string(EXMEM_SOURCE_DIR) + "/tests/data/sample.costs.json";
+
+// --costs: a bad file is an error naming the option, the file, the key and what was expected.
+TEST(SimOptions, ABadCostsFileIsAnErrorNamingTheFileTheKeyAndWhatWasExpected) {
+  std::ifstream in(kCostsFixture);
+  nlohmann::json j = nlohmann::json::parse(in);
+  j["figures"]["walk_ns"]["ns"] = -3;
+  j["figures"]["walk_ns"]["low"] = nullptr;
+  TempFile negative("negative.costs", j.dump());
+  expect_contains(error_of("--ram 4GiB --policy upstream --events 100 --costs " + negative.path()),
+                  {"--costs: " + negative.path() + ": key \"figures.walk_ns.ns\": expected a number >= 0, got -3"});
+  j["figures"]["walk_ns"]["ns"] = 18.5;
+  j["figures"].erase("kernel_access_ns");
+  TempFile missing("missing.costs", j.dump());
+  expect_contains(error_of("--ram 4GiB --policy upstream --events 100 --costs " + missing.path()),
+                  {missing.path() + ": key \"figures.kernel_access_ns\": missing"});
+  TempFile format("format.costs", "{\"format\": \"exmem-costs/9\"}");
+  expect_contains(error_of("--ram 4GiB --policy upstream --events 100 --costs " + format.path()),
+                  {"key \"format\": expected \"exmem-costs/1\", got the string \"exmem-costs/9\""});
+  expect_contains(error_of("--ram 4GiB --policy upstream --events 100 --costs /nonexistent.costs"),
+                  {"--costs: /nonexistent.costs: cannot read"});
+}
+
+// The report says which figures priced the kernel slowdown and where from,
+// and with a costs file checks the model against the probe's sweep.
+TEST(SimOptions, TheReportSaysWhichCostFiguresItUsedAndTheSlowdownWithItsInputs) {
+  const CommandResult builtin = run("sim --ram 4GiB --policy upstream --events 20000 --json", false);
+  ASSERT_EQ(builtin.status, 0) << builtin.out;
+  const auto b = nlohmann::json::parse(builtin.out);
+  EXPECT_EQ(b["costs"]["source"], "built-in constants");
+  EXPECT_TRUE(b["costs"]["file"].is_null());
+  EXPECT_FALSE(b["costs"].contains("model_vs_probe"));
+  const auto& slow = b["runs"][0]["tlb_cost"]["slowdown"];
+  for (const char* k : {"percent", "walks_split", "walks_unsplit", "stream_accesses", "run_accesses", "walk_ns",
+                        "kernel_access_ns", "extra_walk_ns", "shootdown_ns", "kernel_ns", "figures_source"}) {
+    EXPECT_TRUE(slow.contains(k)) << k;
+  }
+  EXPECT_EQ(slow["figures_source"], "built-in constants");
+  EXPECT_DOUBLE_EQ(slow["kernel_access_ns"].get<double>(), 250.0);
+  EXPECT_GE(slow["percent"].get<double>(), 0.0);
+  EXPECT_TRUE(b["runs"][0]["tlb_cost"]["stream"].contains("source"));
+
+  const CommandResult file = run("sim --ram 4GiB --policy upstream --events 20000 --json --costs " + kCostsFixture, false);
+  ASSERT_EQ(file.status, 0) << file.out;
+  const auto f = nlohmann::json::parse(file.out);
+  EXPECT_EQ(f["costs"]["file"], kCostsFixture);
+  EXPECT_EQ(f["costs"]["kernel"], "6.18.0-test");
+  EXPECT_EQ(f["costs"]["hypervisor"], "KVM");
+  EXPECT_EQ(f["costs"]["model_vs_probe"]["points"].size(), 3u);
+  EXPECT_DOUBLE_EQ(f["runs"][0]["tlb_cost"]["slowdown"]["walk_ns"].get<double>(), 18.5);
+  EXPECT_DOUBLE_EQ(f["runs"][0]["tlb_cost"]["slowdown"]["kernel_access_ns"].get<double>(), 310.0);
+
+  const CommandResult table = run("sim --ram 4GiB --policy upstream --events 20000 --costs " + kCostsFixture, false);
+  ASSERT_EQ(table.status, 0) << table.out;
+  expect_contains(table.out, {"kernel cost figures: " + kCostsFixture + " (probe 2026-12-03T07:40:00Z, kernel 6.18.0-test",
+                              "model vs probe (haswell-like", "65536 pages", "kernel slowdown % (estimate)"});
+  const CommandResult plain = run("sim --ram 4GiB --policy upstream --events 20000", false);
+  expect_contains(plain.out, {"kernel cost figures: built-in constants", "kernel slowdown % (estimate)"});
+}
+
+// [kernel_access] settings reach the stream; a run with no live page of the
+// weighted kinds says its stream fell back to all of RAM.
+TEST(SimOptions, KernelAccessSettingsReachTheStreamAndAFallbackIsReported) {
+  TempFile f("kernel-access.toml",
+             "[workload]\nevents = 2000\n[kernel_access]\naccesses = 3000\naccesses_per_event = 10\n"
+             "weight_page_cache = 0\nweight_slab_reclaimable = 0\nweight_kernel = 0\nweight_page_tables = 0\n"
+             "weight_user = 0.001\n[run]\npolicies = [\"upstream\"]\n");
+  const CommandResult r = run("sim --ram 4GiB --scenario " + f.path() + " --json", false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& cost = j["runs"][0]["tlb_cost"];
+  EXPECT_EQ(cost["accesses"], 3000);
+  EXPECT_EQ(cost["slowdown"]["accesses_per_event"], 10);
+  EXPECT_EQ(j["costs"]["kernel_access"]["weights"]["user"], 0.001);
+  // A machine with no page cache and only page cache weighted falls back.
+  TempFile g("kernel-access-empty.toml",
+             "[workload]\nevents = 10\nfill = 0\npage_cache_share = 0\n[kernel_access]\nweight_page_cache = 1\n"
+             "weight_slab_reclaimable = 0\nweight_kernel = 0\nweight_page_tables = 0\n[run]\npolicies = [\"upstream\"]\n");
+  const CommandResult e = run("sim --ram 4GiB --scenario " + g.path(), false);
+  ASSERT_EQ(e.status, 0) << e.out;
+  expect_contains(e.out, {"upstream: kernel access stream over all of RAM: the run has no live kernel pages"});
+}
+
+}  // namespace

@@ -124,6 +124,18 @@ count = 2
 size = "1GiB"
 [page_tables]
 write_protected = true
+[kernel_access]
+accesses = 5000
+hot_set = "16MiB"
+hot_fraction = 0.8
+locality = "uniform"
+zipf_s = 1.2
+weight_page_cache = 2
+weight_slab_reclaimable = 0.5
+weight_kernel = 3
+weight_page_tables = 0
+weight_user = 0.25
+accesses_per_event = 100
 [run]
 policies = ["upstream", "secretmem-pool-reserve", "upstream"]
 )",
@@ -168,6 +180,18 @@ policies = ["upstream", "secretmem-pool-reserve", "upstream"]
   EXPECT_EQ(w.guests, 2u);
   EXPECT_EQ(w.guest_pages, GiB / kPageSize);
   EXPECT_TRUE(w.wp_page_tables);
+  const tlb::AccessConfig& k = s.kernel_access;
+  EXPECT_EQ(k.accesses, 5000u);
+  EXPECT_EQ(k.hot_set_bytes, 16 * MiB);
+  EXPECT_DOUBLE_EQ(k.hot_fraction, 0.8);
+  EXPECT_EQ(k.locality, tlb::Locality::Uniform);
+  EXPECT_DOUBLE_EQ(k.zipf_s, 1.2);
+  EXPECT_DOUBLE_EQ(k.weights.of(tlb::KernelPageKind::PageCache), 2.0);
+  EXPECT_DOUBLE_EQ(k.weights.of(tlb::KernelPageKind::SlabReclaimable), 0.5);
+  EXPECT_DOUBLE_EQ(k.weights.of(tlb::KernelPageKind::Kernel), 3.0);
+  EXPECT_DOUBLE_EQ(k.weights.of(tlb::KernelPageKind::PageTables), 0.0);
+  EXPECT_DOUBLE_EQ(k.weights.of(tlb::KernelPageKind::User), 0.25);
+  EXPECT_EQ(k.accesses_per_event, 100u);
   // A policy named twice runs once.
   EXPECT_EQ(s.policies, (std::vector<std::string>{"upstream", "secretmem-pool-reserve"}));
 }
@@ -181,6 +205,13 @@ TEST(Scenario, KeysLeftOutKeepTheDefaults) {
   EXPECT_EQ(s.policies, d.policies);
   EXPECT_EQ(s.tlb, d.tlb);
   EXPECT_TRUE(s.description.empty());
+  // [kernel_access] left out: the stream the cost estimate always had.
+  EXPECT_EQ(s.kernel_access.accesses, 200'000u);
+  EXPECT_EQ(s.kernel_access.hot_set_bytes, 64 * MiB);
+  EXPECT_DOUBLE_EQ(s.kernel_access.hot_fraction, 0.95);
+  EXPECT_EQ(s.kernel_access.locality, tlb::Locality::Zipf);
+  EXPECT_DOUBLE_EQ(s.kernel_access.zipf_s, 0.99);
+  EXPECT_EQ(s.kernel_access.accesses_per_event, tlb::kDefaultAccessesPerEvent);
 }
 
 TEST(Scenario, ADurationInSimulatedSecondsBecomesEvents) {
@@ -257,6 +288,19 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"size not aligned", "[machine]\nram = \"1025MiB\"\n", 2, 7, {"a multiple of 2 MiB"}},
         Bad{"size too large", "[machine]\nram = \"8TiB\"\n", 2, 7, {"from 1 GiB to 4 TiB"}},
         Bad{"boolean as string", "[machine]\ndirect_gbpages = \"yes\"\n", 2, 18, {"expected true or false"}},
+        Bad{"unknown kernel access locality",
+            "[kernel_access]\nlocality = \"zipfian\"\n",
+            2,
+            12,
+            {"[kernel_access] locality", "zipf, uniform"}},
+        Bad{"hot fraction above one", "[kernel_access]\nhot_fraction = 1.5\n", 2, 16, {"hot_fraction", "from 0 to 1"}},
+        Bad{"negative kernel access weight", "[kernel_access]\nweight_kernel = -1\n", 2, 17, {"weight_kernel"}},
+        Bad{"no kernel access weight",
+            "[kernel_access]\nweight_page_cache = 0\nweight_slab_reclaimable = 0\nweight_kernel = 0\n"
+            "weight_page_tables = 0\n",
+            5,
+            22,
+            {"[kernel_access] weight_page_tables", "at least one weight above 0"}},
         Bad{"unknown policy",
             "[run]\npolicies = [\"upstream\", \"upstrem\"]\n",
             2,

@@ -73,6 +73,7 @@ class ZeroedBytes {
   std::uint8_t& operator[](std::size_t i) { return p_[i]; }
   const std::uint8_t& operator[](std::size_t i) const { return p_[i]; }
   std::uint8_t* data() { return p_; }
+  [[nodiscard]] const std::uint8_t* data() const { return p_; }
   [[nodiscard]] std::size_t size() const { return n_; }
 
  private:

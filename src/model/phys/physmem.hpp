@@ -175,6 +175,8 @@ class PhysMem {
   // --- read-only views ---
   [[nodiscard]] const PhysConfig& config() const { return config_; }
   [[nodiscard]] std::uint8_t frame_byte(Pfn pfn) const { return frames_[pfn]; }
+  // Every frame's byte, nr_frames() of them (whole-machine scans, such as the TLB cost's stream).
+  [[nodiscard]] const std::uint8_t* frame_bytes() const { return frames_.data(); }
   [[nodiscard]] FrameKind kind(Pfn pfn) const {
     const std::uint8_t b = frames_[pfn];
     return is_free_head(b) ? FrameKind::FreeHead : static_cast<FrameKind>(b);

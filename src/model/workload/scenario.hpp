@@ -4,8 +4,10 @@
 // TLB preset, collapse mode, secretmem= area), the workload mix built from the
 // synthetic workload's blocks (secret churn, kernel and user allocations,
 // MAP_EXCLUSIVE, execmem ROX loads, guest_memfd guests, write-protected page
-// tables), its duration in events or simulated seconds, its seed, and the
-// policies to compare.
+// tables), its duration in events or simulated seconds, its seed, the
+// kernel access stream of the cost estimate ([kernel_access]: hot set,
+// locality, weights by kind of live kernel page, accesses per event; see
+// docs/tlb.md) and the policies to compare.
 //
 // Every key is checked (settings.hpp holds the schema): a typo, a wrong type,
 // a value out of range or an unknown policy, collapse mode or TLB preset is a
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "model/machine.hpp"
+#include "model/tlb/cost.hpp"
 #include "model/workload/settings.hpp"
 #include "model/workload/synthetic.hpp"
 
@@ -31,6 +34,7 @@ struct Scenario {
   MachineConfig machine;    // machine.policy is set per run
   WorkloadConfig workload;
   std::string tlb = "haswell";        // TLB preset of the cost estimate
+  tlb::AccessConfig kernel_access;    // [kernel_access]: the cost estimate's kernel access stream
   std::vector<std::string> policies;  // registry names, in registry order for "all"
   // The duration as written: `events`, or `seconds` x `events_per_second`
   // (seconds is 0 when the file gave events).

@@ -206,6 +206,25 @@ std::vector<Setting> make_settings() {
                       "Write-protected page tables: user memory's page-table pages come from the policy, "
                       "read-only in the direct map",
                       [](Scenario& s, bool v) { s.workload.wp_page_tables = v; }));
+  // [kernel_access]: the cost estimate's kernel access stream (model/tlb/cost.hpp)
+  t.push_back(count("kernel_access.accesses", "", 1000, 50'000'000, "",
+                    [](Scenario& s, U v) { s.kernel_access.accesses = v; }));
+  t.push_back(size("kernel_access.hot_set", "", kPageSize, 4 * TiB, kPageSize, "",
+                   [](Scenario& s, U v) { s.kernel_access.hot_set_bytes = v; }));
+  t.push_back(real("kernel_access.hot_fraction", 0, 1,
+                   [](Scenario& s, double v) { s.kernel_access.hot_fraction = v; }));
+  t.push_back(choice("kernel_access.locality", "", "locality", [] { return std::vector<std::string>{"zipf", "uniform"}; },
+                     "", "", [](Scenario& s, const std::string& v) {
+                       s.kernel_access.locality = v == "uniform" ? tlb::Locality::Uniform : tlb::Locality::Zipf;
+                     }));
+  t.push_back(real("kernel_access.zipf_s", 0, 10, [](Scenario& s, double v) { s.kernel_access.zipf_s = v; }));
+  for (std::size_t k = 0; k < tlb::kKernelPageKinds; ++k) {
+    const auto kind = static_cast<tlb::KernelPageKind>(k);
+    t.push_back(real(fmt::format("kernel_access.weight_{}", tlb::kernel_page_kind_name(kind)), 0, 1e6,
+                     [kind](Scenario& s, double v) { s.kernel_access.weights.of(kind) = v; }));
+  }
+  t.push_back(count("kernel_access.accesses_per_event", "", 1, 1'000'000, "",
+                    [](Scenario& s, U v) { s.kernel_access.accesses_per_event = v; }));
   // [run]
   Setting policies;
   policies.path = "run.policies";
@@ -389,7 +408,8 @@ const std::vector<Setting>& scenario_settings() {
 
 const std::vector<std::string>& scenario_tables() {
   static const std::vector<std::string> tables = {"machine", "workload", "secrets",     "map_exclusive",
-                                                  "execmem", "guests",   "page_tables", "run"};
+                                                  "execmem", "guests",   "page_tables", "kernel_access",
+                                                  "run"};
   return tables;
 }
 
@@ -534,6 +554,20 @@ void check_scenario(Scenario& s) {
     fail(latest({"guests.share", "guests.count", "guests.pages", "guests.size", "machine.ram"}), "guests",
          fmt::format("expected count x size to fit in the RAM ({}), got {} x {}", format_size(mc.ram_bytes),
                      wc.guests, format_size(wc.guest_pages * kPageSize)));
+  }
+  // The kernel stream draws from the kinds with a weight: at least one.
+  {
+    double weights = 0;
+    std::vector<std::string> paths;
+    for (std::size_t k = 0; k < tlb::kKernelPageKinds; ++k) {
+      weights += s.kernel_access.weights.w[k];
+      paths.push_back(fmt::format("kernel_access.weight_{}", tlb::kernel_page_kind_name(static_cast<tlb::KernelPageKind>(k))));
+    }
+    if (weights <= 0) {
+      const Origin* last = latest(paths);
+      fail(last, last != nullptr ? std::string_view(last->path) : "kernel_access",
+           "expected at least one weight above 0 (the stream's pages are drawn by these weights)");
+    }
   }
   struct Share {
     const char* path;
