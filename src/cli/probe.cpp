@@ -139,7 +139,8 @@ void add_probe(CLI::App& app) {
       "memfd_secret availability (or why not), RLIMIT_MEMLOCK and CAP_IPC_LOCK, whether hibernation\n"
       "is blocked by secret memory, the direct map (DirectMap4k/2M/1G, split counters), the first-touch\n"
       "fault cost of a secret page against an anonymous page, and the direct-map splits caused by\n"
-      "reserving exclusive memory (with, as root, the 2 MiB physical regions holding its pages).");
+      "reserving exclusive memory (with, as root, the 2 MiB physical regions holding its pages);\n"
+      "with --cost, what a split direct map costs this kernel, saved for `exmem sim --costs`.");
   sub->add_flag("--json", opt->json_out, "Print one JSON object instead of the human-readable report");
   CLI::Option* fault =
       sub->add_option("--fault-pages", opt->fault_pages,
@@ -205,10 +206,12 @@ void add_probe(CLI::App& app) {
       "and is charged to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.\n"
       "The 2 MiB regions are read from /proc/self/pagemap, which shows page frames only to root.");
   sub->footer(std::string(sub->get_footer()) +
-              "\n\n--cost places ramfs page-cache pages into 2 MiB direct-map regions it split itself with\n"
-              "memfd_secret pages, and times preads of them against pages in unsplit regions; it times\n"
-              "secret-page faults against anonymous ones with 0, 1 and all other CPUs spinning. Under a\n"
-              "hypervisor the guest's 2 MiB leaf may be backed by 4 KiB host pages: it says so.");
+              "\n\n--cost places ramfs page-cache pages in frames that memfd_secret pages gave back, in 2 MiB\n"
+              "direct-map regions still holding a live secret page (so mapped by 4 KiB leaves), and times\n"
+              "the kernel reading them (process_vm_readv) against anonymous pages in regions holding no\n"
+              "secret page; it times secret-page faults against anonymous ones with 0, 1 and all other\n"
+              "CPUs spinning. The file's format: docs/costs-format.md. Under a hypervisor the guest's\n"
+              "2 MiB leaf may be backed by 4 KiB host pages: it says so.");
   sub->callback([opt] { run(*opt); });
 }
 
