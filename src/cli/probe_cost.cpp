@@ -47,6 +47,7 @@
 
 #include "host/host.hpp"
 #include "probe_cost.hpp"
+#include "probe_timing.hpp"
 #include "probe_util.hpp"
 
 #ifndef EXMEM_VERSION
@@ -73,13 +74,9 @@ struct CostError : std::runtime_error {
 [[noreturn]] void fail(const std::string& what) { throw CostError(what); }
 [[noreturn]] void fail_errno(const std::string& what) { fail(what + ": " + host::errno_text(errno)); }
 
-std::int64_t now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + static_cast<std::int64_t>(ts.tv_nsec);
-}
-
-inline void compiler_barrier() { asm volatile("" ::: "memory"); }
+using probe_timing::compiler_barrier;
+using probe_timing::now_ns;
+using probe_timing::timed_touch;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -182,18 +179,6 @@ Map map_anon_dense(std::size_t pages) {
     }
   }
   return m;
-}
-
-std::int64_t timed_touch(char* page) {
-  volatile char* p = page;
-  compiler_barrier();
-  const std::int64_t t0 = now_ns();
-  compiler_barrier();
-  *p = 1;
-  compiler_barrier();
-  const std::int64_t t1 = now_ns();
-  compiler_barrier();
-  return t1 - t0;
 }
 
 // direct_map_level2_splits of /proc/vmstat, read through one open descriptor.

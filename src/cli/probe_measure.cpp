@@ -25,6 +25,7 @@
 #pragma GCC diagnostic pop
 
 #include "probe_report.hpp"
+#include "probe_timing.hpp"
 #include "probe_util.hpp"
 
 namespace exmem::cli::probe {
@@ -33,13 +34,9 @@ namespace {
 
 namespace pu = probe_util;
 
-std::int64_t now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + static_cast<std::int64_t>(ts.tv_nsec);
-}
-
-inline void compiler_barrier() { asm volatile("" ::: "memory"); }
+using probe_timing::compiler_barrier;
+using probe_timing::now_ns;
+using probe_timing::timed_touch;
 
 // A mapping released on scope exit.
 struct Mapping {
@@ -73,18 +70,6 @@ std::optional<std::string> map_secret(Mapping& m, std::size_t len) {
   m.addr = p;
   m.len = len;
   return std::nullopt;
-}
-
-std::int64_t timed_touch(char* page) {
-  volatile char* p = page;
-  compiler_barrier();
-  const std::int64_t t0 = now_ns();
-  compiler_barrier();
-  *p = 1;
-  compiler_barrier();
-  const std::int64_t t1 = now_ns();
-  compiler_barrier();
-  return t1 - t0;
 }
 
 // What the child that reserved through libexmem saw, sent back through a pipe.
