@@ -190,6 +190,17 @@ void add_probe(CLI::App& app) {
       ->check(bounded(probe::kCostMibMin, probe::kCostMibMax, "MiB"))
       ->capture_default_str()
       ->needs(cost);
+  sub->add_option("--split-mib", opt->cost_opt.split_mib,
+                  fmt::format("With --cost: after the measurements, fault up to N MiB more secret memory looking for\n"
+                              "faults that split a 2 MiB leaf, to time a split and its flush_tlb_all (full_flush_ns),\n"
+                              "stopping after {} such faults; 0..{}, 0 = no search. A kernel that ran secret memory\n"
+                              "before serves it from regions split earlier: it may take gigabytes, and each region\n"
+                              "split stays split until reboot",
+                              probe::kSplitFaultsWanted, probe::kSplitMibMax))
+      ->type_name("N")
+      ->check(bounded(0, probe::kSplitMibMax, "MiB"))
+      ->capture_default_str()
+      ->needs(cost);
   sub->footer(
       "Examples:\n"
       "  exmem probe                          report on this machine, measured\n"

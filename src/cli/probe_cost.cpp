@@ -530,6 +530,28 @@ CostRaw measure_in_child(const CostOptions& opt) {
       }
     }
   }
+  // The search for unsplit regions, last, so that it disturbs no other figure:
+  // secret files faulted (every other CPU spinning) until enough faults split a
+  // 2 MiB leaf or --split-mib is used up; all of it freed at the end.
+  if (opt.split_mib > 0) {
+    const Spinners busy(others);
+    const std::size_t max_pages = static_cast<std::size_t>(opt.split_mib) * (std::size_t{1} << 20) / kPage;
+    std::vector<Map> search;
+    std::optional<std::uint64_t> prev = splits.read();
+    while (raw.search_pages + kFilePages <= max_pages && raw.search_split_faults < kSplitFaultsWanted) {
+      search.push_back(map_secret(kFilePages));
+      for (std::size_t p = 0; p < kFilePages; ++p) {
+        const double t = static_cast<double>(timed_touch(search.back().bytes() + p * kPage));
+        const std::optional<std::uint64_t> now = splits.read();
+        if (prev && now && *now - *prev == 1) {
+          ++raw.search_split_faults;
+          raw.split_faults.push_back(t);
+        }
+        prev = now;
+      }
+      raw.search_pages += kFilePages;
+    }
+  }
   return raw;
 }
 
@@ -675,7 +697,13 @@ std::string consequences(const CostOptions& opt) {
       "  - mount a private ramfs temporarily (a detached mount, in no directory; it goes with the child);\n"
       "  - keep the other CPUs spinning for the fault timing; {} runs take about {} s.\n",
       opt.cost_mib, fault_mib, opt.cost_mib / 2, split_estimate(opt), std::max<std::uint64_t>(opt.runs, 1),
-      2 + opt.runs * 2 + opt.cost_mib / 16);
+      2 + opt.runs * 2 + opt.cost_mib / 16) +
+         (opt.split_mib == 0
+              ? std::string()
+              : fmt::format("  - then fault up to {} MiB more secret memory, until {} faults split a 2 MiB leaf (about\n"
+                            "    {} more regions stay split; at ~0.1 ms a page, {} MiB take up to {} s).\n",
+                            opt.split_mib, kSplitFaultsWanted, kSplitFaultsWanted, opt.split_mib,
+                            opt.split_mib * 256 / 10000 + 1));
 }
 
 [[noreturn]] void refuse(const std::string& msg) {
@@ -800,6 +828,8 @@ nlohmann::ordered_json outcome_json(const Outcome& o) {
   j["faults"] = {{"placement_faults", r.placement_faults},
                  {"placement_split_faults", r.placement_split_faults},
                  {"placement_multi_split_faults", r.placement_multi_split_faults},
+                 {"search_pages", r.search_pages},
+                 {"search_split_faults", r.search_split_faults},
                  {"pages_per_run", r.fault_pages_per_run},
                  {"busy_one", r.busy_one},
                  {"busy_all", r.busy_all},
@@ -865,6 +895,10 @@ std::string outcome_text(const Outcome& o) {
                                        "timed runs' faults split and were left out",
                                        r.placement_split_faults, r.placement_faults, r.placement_multi_split_faults,
                                        r.condition_faults_split));
+  if (r.search_pages > 0) {
+    line("search (--split-mib)", fmt::format("{} of {} secret pages faulted ({} MiB) split a 2 MiB leaf",
+                                            r.search_split_faults, r.search_pages, r.search_pages * kPage >> 20));
+  }
 
   s += "\nFigures (exmem-costs/1)\n";
   line("walk_ns", fig(c.walk));
@@ -917,11 +951,12 @@ void run_cost(const CostOptions& opt) {
   if (sf.err != 0) refuse("memfd_secret is not available: " + host::secret_reason(sf));
   if (const auto mi = host::read_text("/proc/meminfo")) {
     const auto avail = host::key_value(*mi, "MemAvailable");
-    const std::uint64_t need_kb = (opt.cost_mib * 2 + 16) * 1024;
+    const std::uint64_t need_kb = (opt.cost_mib * 2 + opt.split_mib + 16) * 1024;
     if (avail && need_kb > *avail / 4 * 3) {
-      refuse(fmt::format("needs about {} MiB ({} MiB secret, as much ramfs and anonymous), more than three quarters of "
-                         "MemAvailable ({} MiB). Ask for less with --cost-mib.",
-                         need_kb / 1024, opt.cost_mib, *avail / 1024));
+      refuse(fmt::format("needs about {} MiB ({} MiB secret, as much ramfs and anonymous, {} MiB for --split-mib), "
+                         "more than three quarters of MemAvailable ({} MiB). Ask for less with --cost-mib or "
+                         "--split-mib.",
+                         need_kb / 1024, opt.cost_mib, opt.split_mib, *avail / 1024));
     }
   }
   if (!opt.save.empty()) {

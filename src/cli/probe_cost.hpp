@@ -97,6 +97,10 @@ struct CostRaw {
   std::vector<double> split_faults;          // direct_map_level2_splits rose by 1
   std::vector<double> nonsplit_faults_runs;  // median of the non-splitting ones, per chunk of files
   std::uint64_t placement_faults = 0, placement_split_faults = 0, placement_multi_split_faults = 0;
+  // The search for unsplit regions (--split-mib): secret pages faulted after the
+  // measurements until enough faults split a 2 MiB leaf; their splitting faults
+  // join split_faults.
+  std::uint64_t search_pages = 0, search_split_faults = 0;
 };
 nlohmann::json raw_to_json(const CostRaw& r);
 CostRaw raw_from_json(const nlohmann::json& j);  // throws nlohmann::json::exception
@@ -149,6 +153,9 @@ namespace exmem::cli::probe {
 
 inline constexpr std::uint64_t kCostRunsMin = 3, kCostRunsMax = 101, kCostRunsDefault = 7;
 inline constexpr std::uint64_t kCostMibMin = 8, kCostMibMax = 1024, kCostMibDefault = 128;
+inline constexpr std::uint64_t kSplitMibMax = 16384;
+// The search stops once this many of its faults split a leaf.
+inline constexpr std::uint64_t kSplitFaultsWanted = 32;
 
 struct CostOptions {
   bool yes = false;
@@ -156,6 +163,11 @@ struct CostOptions {
   std::string save;  // empty: not saved
   std::uint64_t runs = kCostRunsDefault;
   std::uint64_t cost_mib = kCostMibDefault;
+  // MiB of secret memory the probe may fault, after the measurements, looking for
+  // faults that split a 2 MiB leaf (0: no search). The unmovable allocations a
+  // secret page comes from are served first from pageblocks split earlier, so a
+  // machine that ran secret memory before may need gigabytes before one splits.
+  std::uint64_t split_mib = 0;
 };
 
 // `exmem probe --cost` (probe_cost.cpp): checks, confirmation, the measurement in a

@@ -157,6 +157,8 @@ nlohmann::json raw_to_json(const CostRaw& r) {
   j["placement_faults"] = r.placement_faults;
   j["placement_split_faults"] = r.placement_split_faults;
   j["placement_multi_split_faults"] = r.placement_multi_split_faults;
+  j["search_pages"] = r.search_pages;
+  j["search_split_faults"] = r.search_split_faults;
   return j;
 }
 
@@ -198,6 +200,8 @@ CostRaw raw_from_json(const nlohmann::json& j) {
   j.at("placement_faults").get_to(r.placement_faults);
   j.at("placement_split_faults").get_to(r.placement_split_faults);
   j.at("placement_multi_split_faults").get_to(r.placement_multi_split_faults);
+  j.at("search_pages").get_to(r.search_pages);
+  j.at("search_split_faults").get_to(r.search_split_faults);
   return r;
 }
 

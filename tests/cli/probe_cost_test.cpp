@@ -375,7 +375,8 @@ TEST(ProbeCostCommand, OnATerminalItAsksAndAnythingButYesDoesNothing) {
 
 TEST(ProbeCostCommand, CostOptionsNeedCost) {
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {"probe", "--yes"}, {"probe", "--runs", "5"}, {"probe", "--save", "/tmp/x"}, {"probe", "--cost-mib", "32"}}) {
+           {"probe", "--yes"}, {"probe", "--runs", "5"}, {"probe", "--save", "/tmp/x"}, {"probe", "--cost-mib", "32"},
+           {"probe", "--split-mib", "8"}}) {
     const CostRun r = run_exmem(args);
     EXPECT_NE(r.exit_code, 0) << describe(r);
     EXPECT_NE(r.err.find("requires --cost"), std::string::npos) << describe(r);
@@ -387,6 +388,8 @@ TEST(ProbeCostCommand, BoundsOfRunsAndCostMib) {
                                                                  {"probe", "--cost", "--yes", "--runs", "102"},
                                                                  {"probe", "--cost", "--yes", "--cost-mib", "0"},
                                                                  {"probe", "--cost", "--yes", "--cost-mib", "1025"},
+                                                                 {"probe", "--cost", "--yes", "--split-mib", "16385"},
+                                                                 {"probe", "--cost", "--yes", "--split-mib", "-1"},
                                                                  {"probe", "--cost", "--no-measure"}}) {
     const CostRun r = run_exmem(args);
     EXPECT_NE(r.exit_code, 0) << describe(r);
@@ -397,7 +400,8 @@ TEST(ProbeCostCommand, BoundsOfRunsAndCostMib) {
 TEST(ProbeCostCommand, HelpExplainsCostWithExamples) {
   const CostRun r = run_exmem({"probe", "--help"});
   EXPECT_EQ(r.exit_code, 0) << describe(r);
-  for (const char* s : {"--cost", "--yes", "--save", "--runs", "--cost-mib", "exmem probe --cost --yes --save"}) {
+  for (const char* s :
+       {"--cost", "--yes", "--save", "--runs", "--cost-mib", "--split-mib", "exmem probe --cost --yes --save"}) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
   }
 }
@@ -419,7 +423,8 @@ TEST(ProbeCostCommand, ARealSmallRunWritesACompleteCostsFile) {
   if (::geteuid() != 0) FAIL() << "exmem probe --cost needs root; run the tests as root";
   const std::string file =
       std::filesystem::temp_directory_path().string() + "/exmem-costs-" + std::to_string(::getpid()) + ".json";
-  const CostRun r = run_exmem({"probe", "--cost", "--yes", "--runs", "3", "--cost-mib", "32", "--save", file, "--json"});
+  const CostRun r = run_exmem(
+      {"probe", "--cost", "--yes", "--runs", "3", "--cost-mib", "32", "--split-mib", "16", "--save", file, "--json"});
   ASSERT_EQ(r.exit_code, 0) << "memfd_secret missing or the probe failed:\n" << describe(r);
   EXPECT_LT(r.seconds, 60.0);
   EXPECT_FALSE(std::filesystem::exists(file + ".tmp"));
@@ -456,6 +461,13 @@ TEST(ProbeCostCommand, ARealSmallRunWritesACompleteCostsFile) {
   EXPECT_GT(report["placement"]["control_group_pages"].get<std::uint64_t>(), 0U) << report["placement"];
   EXPECT_GT(report["placement"]["reused_pages"].get<std::uint64_t>(), 0U) << report["placement"];
   EXPECT_EQ(report["saved"], file);
+  // The search for unsplit regions ran, and stopped at its budget (16 MiB = 4096
+  // pages) or after the split faults it wanted.
+  const auto searched = report["faults"]["search_pages"].get<std::uint64_t>();
+  const auto found = report["faults"]["search_split_faults"].get<std::uint64_t>();
+  EXPECT_GT(searched, 0U) << report["faults"];
+  EXPECT_LE(searched, 4096U) << report["faults"];
+  EXPECT_TRUE(searched + 16 > 4096 || found >= 32) << report["faults"];
 }
 
 }  // namespace
