@@ -538,9 +538,11 @@ CostRaw measure_in_child(const CostOptions& opt) {
     const std::size_t max_pages = static_cast<std::size_t>(opt.split_mib) * (std::size_t{1} << 20) / kPage;
     std::vector<Map> search;
     std::optional<std::uint64_t> prev = splits.read();
-    while (raw.search_pages + kFilePages <= max_pages && raw.search_split_faults < kSplitFaultsWanted) {
-      search.push_back(map_secret(kFilePages));
-      for (std::size_t p = 0; p < kFilePages; ++p) {
+    // Files of 2 MiB: gigabytes in 64 KiB files would pass vm.max_map_count.
+    constexpr std::size_t kSearchFilePages = kRegion / kPage;
+    while (raw.search_pages + kSearchFilePages <= max_pages && raw.search_split_faults < kSplitFaultsWanted) {
+      search.push_back(map_secret(kSearchFilePages));
+      for (std::size_t p = 0; p < kSearchFilePages; ++p) {
         const double t = static_cast<double>(timed_touch(search.back().bytes() + p * kPage));
         const std::optional<std::uint64_t> now = splits.read();
         if (prev && now && *now - *prev == 1) {
@@ -549,7 +551,7 @@ CostRaw measure_in_child(const CostOptions& opt) {
         }
         prev = now;
       }
-      raw.search_pages += kFilePages;
+      raw.search_pages += kSearchFilePages;
     }
   }
   return raw;
