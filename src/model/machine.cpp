@@ -45,6 +45,8 @@ phys::PhysConfig MachineConfig::phys_config() const {
   pc.reserve_memmap = reserve_memmap;
   pc.cma_bytes = cma_bytes;
   pc.thp = thp;
+  pc.llc_bytes_per_cpu = llc_bytes_per_cpu;
+  pc.pcp_ops_per_vmstat_tick = pcp_ops_per_vmstat_tick;
   return pc;
 }
 

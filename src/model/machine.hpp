@@ -69,6 +69,10 @@ struct MachineConfig {
   bool reserve_memmap = true;
   std::uint64_t cma_bytes = 0;
   bool thp = true;
+  // PhysConfig's: the last-level cache per CPU (PCPF_FREE_HIGH_BATCH) and the
+  // pcp operations that stand in for a second of vmstat_update() (decay_pcp_high()).
+  std::uint64_t llc_bytes_per_cpu = 2 * MiB;
+  std::uint64_t pcp_ops_per_vmstat_tick = 100000;
   bool secretmem_enable = true;  // secretmem.enable= (on by default since 6.5)
   std::uint64_t rlimit_memlock_bytes = 8 * MiB;  // default RLIMIT_MEMLOCK since 5.16
   std::string policy = "upstream";

@@ -91,6 +91,8 @@ pci_hole = { start = "2GiB", end = "3GiB" }
 kernel_image = "32MiB"
 cma = "64MiB"
 thp = false
+llc_per_cpu = "4MiB"
+pcp_ops_per_vmstat_tick = 5000
 secretmem_enable = true
 memlock = "16MiB"
 secretmem = "128MiB"
@@ -152,6 +154,11 @@ policies = ["upstream", "secretmem-pool-reserve", "upstream"]
   EXPECT_EQ(m.kernel_image_bytes, 32 * MiB);
   EXPECT_EQ(m.cma_bytes, 64 * MiB);
   EXPECT_FALSE(m.thp);
+  EXPECT_EQ(m.llc_bytes_per_cpu, 4 * MiB);
+  EXPECT_EQ(m.pcp_ops_per_vmstat_tick, 5000u);
+  // They reach the allocator's configuration.
+  EXPECT_EQ(m.phys_config().llc_bytes_per_cpu, 4 * MiB);
+  EXPECT_EQ(m.phys_config().pcp_ops_per_vmstat_tick, 5000u);
   EXPECT_TRUE(m.secretmem_enable);
   EXPECT_EQ(m.rlimit_memlock_bytes, 16 * MiB);
   EXPECT_EQ(m.policy_params.size("secretmem", 0), 128 * MiB);
@@ -205,6 +212,8 @@ TEST(Scenario, KeysLeftOutKeepTheDefaults) {
   EXPECT_EQ(s.policies, d.policies);
   EXPECT_EQ(s.tlb, d.tlb);
   EXPECT_TRUE(s.description.empty());
+  EXPECT_EQ(s.machine.llc_bytes_per_cpu, 2 * MiB);
+  EXPECT_EQ(s.machine.pcp_ops_per_vmstat_tick, 100000u);
   // [kernel_access] left out: the stream the cost estimate always had.
   EXPECT_EQ(s.kernel_access.accesses, 200'000u);
   EXPECT_EQ(s.kernel_access.hot_set_bytes, 64 * MiB);
@@ -343,6 +352,11 @@ INSTANTIATE_TEST_SUITE_P(
             3,
             13,
             {"at most half the RAM"}},
+        Bad{"llc_per_cpu not a multiple of the page",
+            "[machine]\nllc_per_cpu = \"1000\"\n",
+            2,
+            15,
+            {"llc_per_cpu"}},
         Bad{"a table where a value belongs", "machine = 3\n", 1, 11, {"[machine]: expected a table, got an integer 3"}},
         Bad{"description not a string", "description = 5\n", 1, 15, {"description: expected a string"}},
         Bad{"float events", "[workload]\nevents = 1e6\n", 2, 10, {"[workload] events: expected a whole number"}},

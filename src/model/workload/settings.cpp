@@ -140,6 +140,10 @@ std::vector<Setting> make_settings() {
   t.push_back(size("machine.cma", "", 0, 2 * TiB, 2 * MiB, "", [](Scenario& s, U v) { s.machine.cma_bytes = v; }));
   t.back().at_most_half_ram = true;
   t.push_back(boolean("machine.thp", "", true, "", [](Scenario& s, bool v) { s.machine.thp = v; }));
+  t.push_back(size("machine.llc_per_cpu", "", 0, GiB, kPageSize, "",
+                   [](Scenario& s, U v) { s.machine.llc_bytes_per_cpu = v; }));
+  t.push_back(count("machine.pcp_ops_per_vmstat_tick", "", 0, std::uint64_t{1} << 40, "",
+                    [](Scenario& s, U v) { s.machine.pcp_ops_per_vmstat_tick = v; }));
   t.push_back(boolean("machine.secretmem_enable", "", true, "",
                       [](Scenario& s, bool v) { s.machine.secretmem_enable = v; }));
   t.push_back(size("machine.memlock", "", 0, 4 * TiB, kPageSize, "",
