@@ -35,8 +35,7 @@ class Reader {
     throw CostsError(fmt::format("{}: key \"{}\": {}", path_, key, what));
   }
   const json& member(const json& obj, const std::string& parent, const char* key) const {
-    const std::string full = parent.empty() ? key : parent + "." + key;
-    if (!obj.contains(key)) fail(full, "missing (required by format exmem-costs/1)");
+    if (!obj.contains(key)) fail(join(parent, key), "missing (required by format exmem-costs/1)");
     return obj.at(key);
   }
   const json& object(const json& obj, const std::string& parent, const char* key) const {

@@ -128,7 +128,7 @@ TEST(KernelSlowdown, IsZeroOnTheBootMapAndCountsTheExtraWalksOfASplitOne) {
 TEST(KernelSlowdown, TheBootMapOfTheRamHasNoSplits) {
   Machine m(small_config(4 * GiB, true, 2));
   ASSERT_EQ(m.dmap().set_memory_4k(static_cast<Pfn>(2 * GiB / kPageSize), 1, 0), 0);
-  const tlb::BootDirectMap boot(m.phys(), true);
+  const tlb::BootDirectMap boot(m.dmap());
   EXPECT_EQ(boot.map.counters().level2_splits + boot.map.counters().level3_splits, 0u);
   EXPECT_EQ(boot.map.mapped_pages(), m.dmap().mapped_pages());
   EXPECT_GT(boot.map.counters().leaves_1g, 0u);

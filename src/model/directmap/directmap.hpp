@@ -271,6 +271,8 @@ class DirectMap {
   [[nodiscard]] const DirectMapCounters& counters() const { return counters_; }
   [[nodiscard]] std::uint64_t mapped_pages() const { return mapped_pages_; }
   [[nodiscard]] bool direct_gbpages() const { return gbpages_; }
+  // The RAM ranges it was built over (init_mem_mapping()'s input).
+  [[nodiscard]] const std::vector<MappedRange>& ram() const { return ram_; }
   // Pfns of the page-table pages that splits took from the buddy allocator.
   [[nodiscard]] std::vector<Pfn> table_pages() const;
   // The table that maps pfn one level above its leaf (level Pte4K: its PTE

@@ -273,6 +273,14 @@ KernelStream kernel_stream(const directmap::DirectMap& dmap, const phys::PhysMem
   return out;
 }
 
+namespace {
+// Cycles the page walks of a stretch of accesses cost: their memory references
+// at the preset's walk_ref_cycles, plus the lower-level TLB hits' cycles.
+double walk_cycles_of(std::uint64_t walk_refs, std::uint64_t lower_hit_cycles, const TlbConfig& tlb) {
+  return static_cast<double>(walk_refs) * tlb.walk_ref_cycles + static_cast<double>(lower_hit_cycles);
+}
+}  // namespace
+
 WalkCount run_stream(const directmap::DirectMap& dmap, const phys::PhysMem& phys, const TlbConfig& tlb,
                      std::span<const Pfn> stream, const SpecConfig& spec, std::uint64_t seed) {
   TlbSystem sys(dmap, phys, tlb, spec, seed);
@@ -287,7 +295,7 @@ WalkCount run_stream(const directmap::DirectMap& dmap, const phys::PhysMem& phys
   w.walks = s.walks;
   w.walk_refs = s.walk_refs;
   w.faults = s.faults;
-  w.walk_cycles = static_cast<double>(s.walk_refs) * tlb.walk_ref_cycles + static_cast<double>(s.lower_hit_cycles);
+  w.walk_cycles = walk_cycles_of(s.walk_refs, s.lower_hit_cycles, tlb);
   return w;
 }
 
@@ -299,8 +307,8 @@ std::vector<directmap::MappedRange> ram_of(const phys::PhysMem& phys) {
 }
 }  // namespace
 
-BootDirectMap::BootDirectMap(const phys::PhysMem& phys, bool direct_gbpages)
-    : map(ram_of(phys), direct_gbpages, tables, flushes) {}
+BootDirectMap::BootDirectMap(const directmap::DirectMap& dmap)
+    : map(dmap.ram(), dmap.direct_gbpages(), tables, flushes) {}
 
 double shootdown_cost_us(const directmap::FlushCounters& f, unsigned cpus,
                          const ShootdownCosts& c) {
@@ -318,7 +326,7 @@ CostReport estimate_cost(const directmap::DirectMap& dmap, const phys::PhysMem& 
                          const KernelCostFigures& figures, std::uint64_t events) {
   const KernelStream stream = kernel_stream(dmap, phys, access, seed ^ 0x9E3779B97F4A7C15ull);
   const WalkCount s = run_stream(dmap, phys, tlb, stream.pfns, access.spec, seed);
-  const BootDirectMap boot(phys, dmap.direct_gbpages());
+  const BootDirectMap boot(dmap);
   const WalkCount b = run_stream(boot.map, phys, tlb, stream.pfns, access.spec, seed);
   const unsigned cpus = std::max(1u, phys.cpus());
   CostReport r;
@@ -477,9 +485,8 @@ ProbeCheckResult check_against_probe(const TlbConfig& tlb, std::span<const Sweep
       const TlbStats& s = sys.stats();
       const double n = static_cast<double>(s.accesses - before.accesses);
       const double walks = static_cast<double>(s.walks - before.walks) / n;
-      const double cycles = (static_cast<double>(s.walk_refs - before.walk_refs) * tlb.walk_ref_cycles +
-                             static_cast<double>(s.lower_hit_cycles - before.lower_hit_cycles)) /
-                            n;
+      const double cycles =
+          walk_cycles_of(s.walk_refs - before.walk_refs, s.lower_hit_cycles - before.lower_hit_cycles, tlb) / n;
       return std::pair{walks, cycles};
     };
     const auto [ws, cs] = measure(true);

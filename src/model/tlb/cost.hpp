@@ -155,10 +155,10 @@ class NoTablePages final : public directmap::PageTableAllocator {
   Result<Pfn> alloc_table_page(CpuId) override { return Result<Pfn>::error(12); }  // -ENOMEM
   void free_table_page(Pfn, CpuId) override {}
 };
-// phys's RAM mapped as init_mem_mapping() maps it at boot, with no split:
-// what a run's direct map is compared with.
+// dmap's RAM mapped as init_mem_mapping() mapped it at boot (same ranges, same
+// direct_gbpages), with no split: what a run's direct map is compared with.
 struct BootDirectMap {
-  BootDirectMap(const phys::PhysMem& phys, bool direct_gbpages);
+  explicit BootDirectMap(const directmap::DirectMap& dmap);
   NoTablePages tables;
   directmap::FlushLog flushes;
   directmap::DirectMap map;
