@@ -59,6 +59,7 @@ namespace exmem::cli::probe {
 namespace {
 
 namespace pu = probe_util;
+using pu::median_of;
 
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kFilePages = 16;        // one memfd_secret file per 64 KiB
@@ -276,22 +277,16 @@ void write_pages(const Fd& f, std::size_t pages) {
 // Frames of `pages` pages mapped at addr; every page must be present with a pfn.
 std::vector<std::uint64_t> pfns_of(const host::Pagemap& pm, std::uintptr_t addr, std::size_t pages,
                                    const char* what) {
-  std::vector<std::uint64_t> e(pages);
-  if (pm.read(addr, pages, e.data()) != pages) fail_errno(std::string("reading /proc/self/pagemap for ") + what);
-  for (auto& v : e) {
-    if (!host::pagemap_present(v) || host::pagemap_pfn(v) == 0) {
-      fail(std::string("/proc/self/pagemap shows no frame for a page of ") + what +
-           " (pfns need CAP_SYS_ADMIN; this kernel may hide them)");
-    }
-    v = host::pagemap_pfn(v);
+  host::Frames f = host::frames_of(pm, addr, pages);
+  if (!f.complete) {
+    errno = f.error;
+    fail_errno(std::string("reading /proc/self/pagemap for ") + what);
   }
-  return e;
-}
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  return pu::percentile_sorted(v, 0.5);
+  if (f.pfns.size() != pages) {
+    fail(std::string("/proc/self/pagemap shows no frame for a page of ") + what +
+         " (pfns need CAP_SYS_ADMIN; this kernel may hide them)");
+  }
+  return std::move(f.pfns);
 }
 
 std::vector<unsigned> allowed_cpus() {

@@ -20,6 +20,7 @@ namespace exmem::cli::probe {
 namespace {
 
 namespace pu = probe_util;
+using pu::median_of;
 
 std::string printf_string(const char* format, ...) __attribute__((format(printf, 1, 2)));
 std::string printf_string(const char* format, ...) {
@@ -32,12 +33,6 @@ std::string printf_string(const char* format, ...) {
 }
 
 double round1(double v) { return std::round(v * 10.0) / 10.0; }
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  return pu::percentile_sorted(v, 0.5);
-}
 
 std::string spread_text(const Figure& f) {
   if (!f.low || !f.high) return printf_string("%.1f ns", f.ns);

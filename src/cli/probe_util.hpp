@@ -37,4 +37,11 @@ T percentile_sorted(const std::vector<T>& sorted, double p) {
   return sorted[idx];
 }
 
+// The median of an unsorted sample (nearest rank); 0 for an empty one.
+inline double median_of(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return percentile_sorted(v, 0.5);
+}
+
 }  // namespace exmem::cli::probe_util
