@@ -1,5 +1,5 @@
 // exmem: one command for both halves of the project: the library's view of this
-// machine (probe) and the kernel model (sim).
+// machine (probe) and the kernel model (sim, study, trace).
 #include <cstdio>
 #include <exception>
 
@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   exmem::cli::add_probe(app);
   exmem::cli::add_sim(app);
   exmem::cli::add_trace(app);
+  exmem::cli::add_study(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

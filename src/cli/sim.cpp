@@ -30,10 +30,6 @@
 #include "report/report.hpp"
 #include "sim/costs.hpp"
 
-#ifndef EXMEM_SCENARIO_DIRS
-#define EXMEM_SCENARIO_DIRS ""
-#endif
-
 namespace exmem::cli {
 
 namespace {
@@ -60,31 +56,6 @@ struct SimOptions {
   throw CLI::RuntimeError(2);
 }
 
-// Folders holding the shipped scenarios: the installed data folder, then the source tree's.
-std::vector<std::string> scenario_dirs() {
-  std::vector<std::string> dirs;
-  std::string all = EXMEM_SCENARIO_DIRS;
-  for (std::size_t start = 0; start <= all.size();) {
-    const std::size_t end = std::min(all.find(':', start), all.size());
-    if (end > start) dirs.push_back(all.substr(start, end - start));
-    start = end + 1;
-  }
-  return dirs;
-}
-
-std::vector<std::string> known_scenarios() {
-  std::vector<std::string> names{"default"};
-  for (const std::string& d : scenario_dirs()) {
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
-      if (e.path().extension() != ".toml") continue;
-      const std::string stem = e.path().stem().string();
-      if (std::find(names.begin(), names.end(), stem) == names.end()) names.push_back(stem);
-    }
-  }
-  return names;
-}
-
 // --scenario: a file, or the name of a shipped scenario ("key-server"); "default"
 // is built in. Read, each value checked; the rules between settings are
 // checked once the options have overridden it (apply_overrides()).
@@ -93,27 +64,12 @@ struct Loaded {
   std::string text;
 };
 Loaded load(const std::string& arg) {
-  auto read = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  std::error_code ec;
-  if (arg.empty() || arg == "default") {
-    return {wl::read_scenario(sim::default_scenario_text(), "<built-in>/default.toml"),
-            std::string(sim::default_scenario_text())};
+  const std::optional<sim::ScenarioFile> found = sim::find_scenario(arg.empty() ? "default" : arg);
+  if (!found) {
+    fail(fmt::format("--scenario \"{}\": expected a scenario file or the name of a shipped scenario ({})", arg,
+                     fmt::join(sim::known_scenarios(), ", ")));
   }
-  if (std::filesystem::is_regular_file(arg, ec)) return {wl::read_scenario_file(arg), read(arg)};
-  if (arg.find('/') == std::string::npos) {
-    const std::string file = arg.size() > 5 && arg.substr(arg.size() - 5) == ".toml" ? arg : arg + ".toml";
-    for (const std::string& d : scenario_dirs()) {
-      const std::string path = d + "/" + file;
-      if (std::filesystem::is_regular_file(path, ec)) return {wl::read_scenario_file(path), read(path)};
-    }
-  }
-  fail(fmt::format("--scenario \"{}\": expected a scenario file or the name of a shipped scenario ({})", arg,
-                   fmt::join(known_scenarios(), ", ")));
+  return {wl::read_scenario(found->text, found->source), found->text};
 }
 
 const wl::Setting& setting(std::string_view path) {

@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -23,6 +25,20 @@ namespace exmem::cli::sim {
 
 // The text of scenarios/default.toml, compiled into the command.
 std::string_view default_scenario_text();
+
+// A scenario's text and the name its messages give it (its path, or
+// "<built-in>/default.toml").
+struct ScenarioFile {
+  std::string text;
+  std::string source;
+};
+// The scenario a user named (scenario_files.cpp): "default" (built in), a
+// file (relative to `relative_to` when given and the path is relative), or
+// the name of a shipped scenario ("key-server"). nullopt when there is none
+// or it cannot be read.
+std::optional<ScenarioFile> find_scenario(const std::string& arg, const std::filesystem::path& relative_to = {});
+// The names of the shipped scenarios, "default" first.
+std::vector<std::string> known_scenarios();
 
 // A one-line progress bar on stderr: the policy's name, percent done and
 // events per second, drawn once the command has run for a second (at once

@@ -21,6 +21,8 @@
 #endif
 #include <toml++/toml.h>
 
+#include "model/workload/scenario_toml.hpp"
+
 namespace exmem::model::workload {
 
 namespace {
@@ -373,6 +375,80 @@ Scenario read_scenario(std::string_view text, std::string_view name) {
   }
   rd.walk(doc, "", top);
   return s;
+}
+
+namespace {
+
+// A value as the resolved configuration of a study states it: sizes in bytes,
+// reals in their shortest exact form, names as written.
+std::string canonical(const SettingValue& v) {
+  struct Visit {
+    std::string operator()(std::uint64_t x) const { return fmt::format("{}", x); }
+    std::string operator()(double x) const { return fmt::format("{}", x); }
+    std::string operator()(bool x) const { return x ? "true" : "false"; }
+    std::string operator()(const std::string& x) const { return fmt::format("\"{}\"", x); }
+    std::string operator()(const std::vector<std::string>& x) const {
+      return fmt::format("[\"{}\"]", fmt::join(x, "\", \""));
+    }
+  };
+  return std::visit(Visit{}, v);
+}
+
+std::vector<std::string> setting_paths() {
+  std::vector<std::string> paths;
+  for (const Setting& st : scenario_settings()) {
+    paths.push_back(st.path);
+    if (st.path == "machine.direct_gbpages") paths.emplace_back("machine.pci_hole");
+  }
+  return paths;
+}
+
+}  // namespace
+
+std::string apply_toml_setting(Scenario& s, std::string_view path, const toml::node& v, const std::string& file) {
+  const Reader rd{file};
+  if (path == "machine.pci_hole") {
+    read_pci_hole(rd, v, "[machine] pci_hole", s);
+    s.given[std::string(path)].order = kStudyOrder;
+    return fmt::format("{}-{}", s.machine.pci_hole_start, s.machine.pci_hole_end);
+  }
+  const std::vector<Setting>& all = scenario_settings();
+  const auto it = std::find_if(all.begin(), all.end(), [&](const Setting& st) { return st.path == path; });
+  if (it == all.end()) {
+    const std::vector<std::string> known = setting_paths();
+    rd.fail_at(v.source(), fmt::format("unknown scenario setting \"{}\"{}; expected one of: {}", path,
+                                       suggestion(path, known, "\"", "\""), fmt::join(known, ", ")));
+  }
+  const SettingValue value = rd.value(v, *it);
+  it->set(s, value);
+  Origin o = rd.origin(v);
+  o.path = it->path;
+  o.order = kStudyOrder + o.order;
+  s.given[it->path] = std::move(o);
+  return canonical(value);
+}
+
+std::map<std::string, std::string> resolved_settings(std::string_view text, std::string_view name) {
+  Scenario scratch = default_scenario_values();
+  const std::string file(name);
+  toml::table doc;
+  try {
+    doc = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw located(file, e.source(), fmt::format("TOML syntax error: {}", e.description()));
+  }
+  std::map<std::string, std::string> out;
+  for (auto&& [key, value] : doc) {
+    if (const toml::table* t = value.as_table(); t != nullptr) {
+      for (auto&& [k, v] : *t) {
+        const std::string path = fmt::format("{}.{}", key.str(), k.str());
+        out[path] = apply_toml_setting(scratch, path, v, file);
+      }
+    } else if (key.str() != "description") {
+      out[std::string(key.str())] = apply_toml_setting(scratch, key.str(), value, file);
+    }
+  }
+  return out;
 }
 
 Scenario parse_scenario(std::string_view text, std::string_view name) {
