@@ -103,7 +103,8 @@ std::string size_text(std::uint64_t bytes) {
 // An axis as read: its setting, its values (owned) and where it was written.
 struct AxisSpec {
   std::string name;
-  toml::array values;
+  toml::array made;                        // the values a range made
+  std::vector<const toml::node*> values;   // each value: in the study's document, or in `made`
   std::vector<toml::source_region> where;  // per value: where it (or its range) was written
 };
 
@@ -442,6 +443,15 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
       AxisSpec spec;
       spec.name = setting->as_string()->get();
       refuse_reserved(rd, spec.name, setting->source());
+      if (spec.name != "scenario") {
+        std::vector<std::string> known = wl::setting_paths();
+        if (std::find(known.begin(), known.end(), spec.name) == known.end()) {
+          known.insert(known.begin(), "scenario");
+          throw rd.at(*setting, fmt::format("[[axis]] setting: unknown scenario setting \"{}\"{}; expected \"scenario\" "
+                                            "or a setting as [table] key path: {}",
+                                            spec.name, wl::suggestion(spec.name, known, "\"", "\""), fmt::join(known, ", ")));
+        }
+      }
       for (const AxisSpec& o : specs) {
         if (o.name == spec.name) throw rd.at(*setting, fmt::format("[[axis]] \"{}\" is swept twice", spec.name));
       }
@@ -462,17 +472,20 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
           throw rd.at(*values, fmt::format("[[axis]] \"{}\" values: expected a list of 1 to {} values, got {}", spec.name,
                                            kMaxAxisValues, describe(*values)));
         }
-        spec.values = *va;
-        for (const toml::node& x : *va) spec.where.push_back(x.source());
+        for (const toml::node& x : *va) {
+          spec.values.push_back(&x);
+          spec.where.push_back(x.source());
+        }
       } else {
         if (!range->is_table()) throw rd.at(*range, fmt::format("[[axis]] \"{}\" range: expected a table", spec.name));
-        spec.values = expand_range(rd, *range->as_table(), spec.where);
+        spec.made = expand_range(rd, *range->as_table(), spec.where);
+        for (const toml::node& x : spec.made) spec.values.push_back(&x);
       }
       std::set<std::string> labels;
       for (std::size_t i = 0; i < spec.values.size(); ++i) {
-        if (!labels.insert(label_of(*spec.values.get(i))).second) {
+        if (!labels.insert(label_of(*spec.values[i])).second) {
           throw rd.at(spec.where[i], fmt::format("[[axis]] \"{}\": the value {} is given twice", spec.name,
-                                                 label_of(*spec.values.get(i))));
+                                                 label_of(*spec.values[i])));
         }
       }
       specs.push_back(std::move(spec));
@@ -481,7 +494,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
   for (const AxisSpec& s : specs) {
     Axis a;
     a.name = s.name;
-    for (const toml::node& v : s.values) a.labels.push_back(label_of(v));
+    for (const toml::node* v : s.values) a.labels.push_back(label_of(*v));
     st.axes.push_back(std::move(a));
   }
 
@@ -561,7 +574,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
     toml::source_region scenario_at = fixed_scenario_at;
     for (std::size_t i = 0; i < specs.size(); ++i) {
       if (specs[i].name != "scenario") continue;
-      const toml::node& v = *specs[i].values.get(at[i]);
+      const toml::node& v = *specs[i].values[at[i]];
       if (!v.is_string()) {
         throw rd.at(specs[i].where[at[i]], fmt::format("[[axis]] \"scenario\": expected scenario names or files, got {}", describe(v)));
       }
@@ -575,20 +588,11 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
     try {
       for (const auto& [p, v] : fixed) settings[p] = wl::apply_toml_setting(s, p, *v, path);
       for (std::size_t i = 0; i < specs.size(); ++i) {
-        const toml::node& v = *specs[i].values.get(at[i]);
+        const toml::node& v = *specs[i].values[at[i]];
         axis_labels.push_back(fmt::format("{} = {}", specs[i].name, label_of(v)));
         if (specs[i].name == "scenario") continue;
-        if (v.source().begin.line != 0) {
-          settings[specs[i].name] = wl::apply_toml_setting(s, specs[i].name, v, path);
-        } else {
-          // A value a range made: errors name the range.
-          try {
-            settings[specs[i].name] = wl::apply_toml_setting(s, specs[i].name, v, path);
-          } catch (const wl::ScenarioError& e) {
-            throw rd.at(specs[i].where[at[i]], fmt::format("[[axis]] \"{}\" range value {}: {}", specs[i].name,
-                                                           label_of(v), e.what()));
-          }
-        }
+        // A value a range made has no place of its own: its errors name the range.
+        settings[specs[i].name] = wl::apply_toml_setting(s, specs[i].name, v, path, &specs[i].where[at[i]]);
       }
       s.policies = st.policies;
       wl::check_scenario(s);

@@ -394,6 +394,8 @@ std::string canonical(const SettingValue& v) {
   return std::visit(Visit{}, v);
 }
 
+}  // namespace
+
 std::vector<std::string> setting_paths() {
   std::vector<std::string> paths;
   for (const Setting& st : scenario_settings()) {
@@ -403,10 +405,28 @@ std::vector<std::string> setting_paths() {
   return paths;
 }
 
-}  // namespace
-
-std::string apply_toml_setting(Scenario& s, std::string_view path, const toml::node& v, const std::string& file) {
+std::string apply_toml_setting(Scenario& s, std::string_view path, const toml::node& v, const std::string& file,
+                               const toml::source_region* at) {
   const Reader rd{file};
+  if (at != nullptr && v.source().begin.line == 0) {
+    // A value made elsewhere (a study's range): its errors and its origin are at `at`.
+    std::string text;
+    try {
+      Scenario copy = s;
+      text = apply_toml_setting(copy, path, v, file, nullptr);
+      s = std::move(copy);
+    } catch (const ScenarioError& e) {
+      const std::string what = e.what();
+      const std::string prefix = e.file() + ": ";
+      throw located(file, *at, what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what);
+    }
+    Origin& o = s.given[std::string(path)];
+    o.file = file;
+    o.line = at->begin.line;
+    o.column = at->begin.column;
+    o.order = kStudyOrder + ((std::uint64_t{at->begin.line} << 32) | at->begin.column);
+    return text;
+  }
   if (path == "machine.pci_hole") {
     read_pci_hole(rd, v, "[machine] pci_hole", s);
     s.given[std::string(path)].order = kStudyOrder;

@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #ifndef TOML_HEADER_ONLY
 #define TOML_HEADER_ONLY 1
@@ -30,7 +31,13 @@ inline constexpr std::uint64_t kStudyOrder = std::uint64_t{1} << 61;
 // given there. Returns the value's canonical text (sizes in bytes, reals in
 // shortest form, names quoted), which identifies the resolved configuration.
 // ScenarioError at v's place when the path is unknown or the value wrong.
-std::string apply_toml_setting(Scenario& s, std::string_view path, const toml::node& v, const std::string& file);
+// A value made by the caller rather than read from `file` has no place of
+// its own: `at` then stands for it, in errors and as where it was given.
+std::string apply_toml_setting(Scenario& s, std::string_view path, const toml::node& v, const std::string& file,
+                               const toml::source_region* at = nullptr);
+
+// The paths apply_toml_setting() takes, in the order of a scenario file.
+std::vector<std::string> setting_paths();
 
 // Every setting a scenario's text gives, path -> canonical text; `name` stands
 // for the file in messages. ScenarioError as the scenario reader's.
