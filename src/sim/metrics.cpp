@@ -42,6 +42,24 @@ std::optional<Number> normal_zone_order9(const RunResult& r, bool extfrag) {
   return number(extfrag ? z->extfrag_index[9] : z->unusable_free_index[9]);
 }
 
+// OOM kills of the processes whose names start with `prefix` ("secret-": the
+// holders of secret memory, their children and helpers); nullopt when more
+// were killed than the run kept a record of.
+std::optional<Number> kills_of(const RunResult& r, std::string_view prefix, bool matching) {
+  if (r.oom.kills > r.oom.victims.size()) return std::nullopt;
+  std::uint64_t n = 0;
+  for (const model::mm::OomVictim& v : r.oom.victims) n += (v.role.rfind(prefix, 0) == 0) == matching;
+  return number(n);
+}
+
+// Pages held for secret memory (mapped to its files, and pooled by the
+// policy) per page charged to the processes' RLIMIT_MEMLOCK (the pages
+// mapped); nullopt when no secret page is live.
+std::optional<Number> pinned_per_charged(const RunResult& r) {
+  if (r.secret_live_pages == 0) return std::nullopt;
+  return number(static_cast<double>(r.secret_live_pages + r.pooled_pages) / static_cast<double>(r.secret_live_pages));
+}
+
 constexpr std::array<std::string_view, 2> kClaimsSteals = {"/allocator/extfrag_claims", "/allocator/extfrag_steals"};
 constexpr std::array<std::string_view, 3> kSeconds = {"/boot_seconds", "/fill_seconds", "/run_seconds"};
 
@@ -234,6 +252,10 @@ const Metric kMetrics[] = {
     {"/oom/no_victim", "", "", "calls", Format::Integer, EXMEM_GET(r.oom.no_victim)},
     {"/oom/skipped_nofs", "", "", "calls", Format::Integer, EXMEM_GET(r.oom.skipped_nofs)},
     {"/oom/anon_reaped", "", "", "pages", Format::Integer, EXMEM_GET(r.owners.anon_reaped)},
+    {"/oom/kills_secret_holders", "oom_kills_secret_holders", "", "processes", Format::Integer,
+     +[](const RunResult& r) { return kills_of(r, "secret-", true); }, kColumn},
+    {"/oom/kills_others", "oom_kills_others", "", "processes", Format::Integer,
+     +[](const RunResult& r) { return kills_of(r, "secret-", false); }, kColumn},
     // The owners' pages.
     {"/owners/page_cache_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.page_cache_pages)},
     {"/owners/slab_pages", "", "", "pages", Format::Integer, EXMEM_GET(r.slab_pages)},
@@ -254,6 +276,8 @@ const Metric kMetrics[] = {
      +[](const RunResult& r) { return normal_zone_order9(r, false); }, kTable},
     {"", "", "extfrag index, order 9", "thousandths", Format::Integer,
      +[](const RunResult& r) { return normal_zone_order9(r, true); }, kTable},
+    {"/secretmem/pinned_per_charged", "pinned_per_charged_page", "", "pages", Format::Real,
+     +[](const RunResult& r) { return pinned_per_charged(r); }, kColumn},
     {"/pooled_pages", "pooled_pages", "pooled pages at the end", "pages", Format::Integer, EXMEM_GET(r.pooled_pages),
      kTable | kColumn},
     // The buddy allocator.

@@ -102,7 +102,9 @@ std::string size_text(std::uint64_t bytes) {
 
 // An axis as read: its setting, its values (owned) and where it was written.
 struct AxisSpec {
-  std::string name;
+  std::string name;                        // the setting, "scenario", or the axis' `name`
+  std::vector<std::string> settings;       // the settings it sets: one, or several together
+  std::vector<std::string> labels;         // as the report shows its values
   toml::array made;                        // the values a range made
   std::vector<const toml::node*> values;   // each value: in the study's document, or in `made`
   std::vector<toml::source_region> where;  // per value: where it (or its range) was written
@@ -264,6 +266,123 @@ void refuse_reserved(const Reader& rd, const std::string& path, const toml::sour
   if (const auto it = r.find(path); it != r.end()) {
     throw rd.at(where, fmt::format("\"{}\" is set by {}, not here", path, it->second));
   }
+}
+
+// One [[axis]]: `setting` and its `values` or `range`; or `settings`, several
+// set together, and `values`, a list of lists; `name` and `labels` optional.
+AxisSpec read_axis(const Reader& rd, const toml::node& n, const std::vector<AxisSpec>& before,
+                   const std::vector<std::pair<std::string, const toml::node*>>& fixed, bool top_level_scenario) {
+  const toml::table& t = *n.as_table();
+  AxisSpec spec;
+  const toml::node* setting = t.get("setting");
+  const toml::node* settings = t.get("settings");
+  if ((setting == nullptr) == (settings == nullptr)) {
+    throw rd.at(n, "[[axis]]: expected `setting` (a scenario setting such as \"machine.ram\", or \"scenario\") or "
+                   "`settings` (several set together, such as [\"guests.count\", \"guests.size\"])");
+  }
+  std::vector<const toml::node*> names;
+  if (setting != nullptr) {
+    names.push_back(setting);
+  } else if (const toml::array* sa = settings->as_array(); sa != nullptr && sa->size() >= 2) {
+    for (const toml::node& x : *sa) names.push_back(&x);
+  } else {
+    throw rd.at(*settings, fmt::format("[[axis]] settings: expected a list of two or more settings, got {}", describe(*settings)));
+  }
+  std::vector<std::string> known = wl::setting_paths();
+  known.insert(known.begin(), "scenario");
+  for (const toml::node* x : names) {
+    if (!x->is_string()) throw rd.at(*x, fmt::format("[[axis]] setting: expected a setting's name, got {}", describe(*x)));
+    const std::string name = x->as_string()->get();
+    refuse_reserved(rd, name, x->source());
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      throw rd.at(*x, fmt::format("[[axis]] setting: unknown scenario setting \"{}\"{}; expected \"scenario\" or a "
+                                  "setting as [table] key path: {}",
+                                  name, wl::suggestion(name, known, "\"", "\""), fmt::join(known, ", ")));
+    }
+    if (name == "scenario" && top_level_scenario) {
+      throw rd.at(*x, "[[axis]] \"scenario\" and the top-level `scenario` are both given; keep one");
+    }
+    for (const AxisSpec& o : before) {
+      if (std::find(o.settings.begin(), o.settings.end(), name) != o.settings.end()) {
+        throw rd.at(*x, fmt::format("[[axis]] \"{}\" is swept twice", name));
+      }
+    }
+    for (const auto& [p, v] : fixed) {
+      if (p == name) throw rd.at(*x, fmt::format("[[axis]] \"{}\" is also given in [set]", name));
+    }
+    if (std::find(spec.settings.begin(), spec.settings.end(), name) != spec.settings.end()) {
+      throw rd.at(*x, fmt::format("[[axis]] settings: \"{}\" is named twice", name));
+    }
+    spec.settings.push_back(name);
+  }
+  spec.name = fmt::format("{}", fmt::join(spec.settings, "+"));
+  if (const toml::node* nm = t.get("name"); nm != nullptr) {
+    if (!nm->is_string() || nm->as_string()->get().empty()) {
+      throw rd.at(*nm, fmt::format("[[axis]] name: expected a name for the axis, got {}", describe(*nm)));
+    }
+    spec.name = nm->as_string()->get();
+  }
+  for (const AxisSpec& o : before) {
+    if (o.name == spec.name) throw rd.at(n, fmt::format("[[axis]] \"{}\": another axis has that name", spec.name));
+  }
+  const toml::node* values = t.get("values");
+  const toml::node* range = t.get("range");
+  if ((values == nullptr) == (range == nullptr)) {
+    throw rd.at(n, fmt::format("[[axis]] \"{}\": expected either `values` (a list) or `range`", spec.name));
+  }
+  if (values != nullptr) {
+    const toml::array* va = values->as_array();
+    if (va == nullptr || va->empty() || va->size() > kMaxAxisValues) {
+      throw rd.at(*values, fmt::format("[[axis]] \"{}\" values: expected a list of 1 to {} values, got {}", spec.name,
+                                       kMaxAxisValues, describe(*values)));
+    }
+    for (const toml::node& x : *va) {
+      if (spec.settings.size() > 1) {
+        const toml::array* tuple = x.as_array();
+        if (tuple == nullptr || tuple->size() != spec.settings.size()) {
+          throw rd.at(x, fmt::format("[[axis]] \"{}\" values: expected lists of {} values, one for each of {}, got {}",
+                                     spec.name, spec.settings.size(), fmt::join(spec.settings, ", "), describe(x)));
+        }
+      }
+      spec.values.push_back(&x);
+      spec.where.push_back(x.source());
+    }
+  } else {
+    if (spec.settings.size() > 1) throw rd.at(*range, fmt::format("[[axis]] \"{}\": a range sets one setting; give `values`", spec.name));
+    if (!range->is_table()) throw rd.at(*range, fmt::format("[[axis]] \"{}\" range: expected a table", spec.name));
+    spec.made = expand_range(rd, *range->as_table(), spec.where);
+    for (const toml::node& x : spec.made) spec.values.push_back(&x);
+  }
+  for (const toml::node* v : spec.values) {
+    if (const toml::array* tuple = v->as_array(); tuple != nullptr) {
+      std::vector<std::string> parts;
+      for (const toml::node& x : *tuple) parts.push_back(label_of(x));
+      spec.labels.push_back(fmt::format("{}", fmt::join(parts, ", ")));
+    } else {
+      spec.labels.push_back(label_of(*v));
+    }
+  }
+  if (const toml::node* l = t.get("labels"); l != nullptr) {
+    const toml::array* la = l->as_array();
+    if (la == nullptr || la->size() != spec.values.size()) {
+      throw rd.at(*l, fmt::format("[[axis]] \"{}\" labels: expected a list of {} names, one for each value", spec.name,
+                                  spec.values.size()));
+    }
+    for (std::size_t i = 0; i < la->size(); ++i) {
+      const toml::node& x = *la->get(i);
+      if (!x.is_string() || x.as_string()->get().empty()) {
+        throw rd.at(x, fmt::format("[[axis]] \"{}\" labels: expected a name, got {}", spec.name, describe(x)));
+      }
+      spec.labels[i] = x.as_string()->get();
+    }
+  }
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < spec.labels.size(); ++i) {
+    if (!seen.insert(spec.labels[i]).second) {
+      throw rd.at(spec.where[i], fmt::format("[[axis]] \"{}\": the value {} is given twice", spec.name, spec.labels[i]));
+    }
+  }
+  return spec;
 }
 
 std::vector<MetricRef> metric_refs(const Reader& rd, const toml::node* v) {
@@ -434,69 +553,11 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
     }
     for (const toml::node& n : *a) {
       const toml::table& t = *n.as_table();
-      rd.only(t, "[[axis]]", {"setting", "values", "range"});
-      const toml::node* setting = t.get("setting");
-      if (setting == nullptr || !setting->is_string()) {
-        throw rd.at(setting != nullptr ? *setting : n,
-                    "[[axis]] setting: expected a scenario setting such as \"machine.ram\", or \"scenario\"");
-      }
-      AxisSpec spec;
-      spec.name = setting->as_string()->get();
-      refuse_reserved(rd, spec.name, setting->source());
-      if (spec.name != "scenario") {
-        std::vector<std::string> known = wl::setting_paths();
-        if (std::find(known.begin(), known.end(), spec.name) == known.end()) {
-          known.insert(known.begin(), "scenario");
-          throw rd.at(*setting, fmt::format("[[axis]] setting: unknown scenario setting \"{}\"{}; expected \"scenario\" "
-                                            "or a setting as [table] key path: {}",
-                                            spec.name, wl::suggestion(spec.name, known, "\"", "\""), fmt::join(known, ", ")));
-        }
-      }
-      for (const AxisSpec& o : specs) {
-        if (o.name == spec.name) throw rd.at(*setting, fmt::format("[[axis]] \"{}\" is swept twice", spec.name));
-      }
-      for (const auto& [p, v] : fixed) {
-        if (p == spec.name) throw rd.at(*setting, fmt::format("[[axis]] \"{}\" is also given in [set]", spec.name));
-      }
-      if (spec.name == "scenario" && scenario_node != nullptr) {
-        throw rd.at(*setting, "[[axis]] \"scenario\" and the top-level `scenario` are both given; keep one");
-      }
-      const toml::node* values = t.get("values");
-      const toml::node* range = t.get("range");
-      if ((values == nullptr) == (range == nullptr)) {
-        throw rd.at(n, fmt::format("[[axis]] \"{}\": expected either `values` (a list) or `range`", spec.name));
-      }
-      if (values != nullptr) {
-        const toml::array* va = values->as_array();
-        if (va == nullptr || va->empty() || va->size() > kMaxAxisValues) {
-          throw rd.at(*values, fmt::format("[[axis]] \"{}\" values: expected a list of 1 to {} values, got {}", spec.name,
-                                           kMaxAxisValues, describe(*values)));
-        }
-        for (const toml::node& x : *va) {
-          spec.values.push_back(&x);
-          spec.where.push_back(x.source());
-        }
-      } else {
-        if (!range->is_table()) throw rd.at(*range, fmt::format("[[axis]] \"{}\" range: expected a table", spec.name));
-        spec.made = expand_range(rd, *range->as_table(), spec.where);
-        for (const toml::node& x : spec.made) spec.values.push_back(&x);
-      }
-      std::set<std::string> labels;
-      for (std::size_t i = 0; i < spec.values.size(); ++i) {
-        if (!labels.insert(label_of(*spec.values[i])).second) {
-          throw rd.at(spec.where[i], fmt::format("[[axis]] \"{}\": the value {} is given twice", spec.name,
-                                                 label_of(*spec.values[i])));
-        }
-      }
-      specs.push_back(std::move(spec));
+      rd.only(t, "[[axis]]", {"setting", "settings", "name", "values", "range", "labels"});
+      specs.push_back(read_axis(rd, n, specs, fixed, scenario_node != nullptr));
     }
   }
-  for (const AxisSpec& s : specs) {
-    Axis a;
-    a.name = s.name;
-    for (const toml::node* v : s.values) a.labels.push_back(label_of(*v));
-    st.axes.push_back(std::move(a));
-  }
+  for (const AxisSpec& s : specs) st.axes.push_back(Axis{s.name, s.labels});
 
   // [report]
   const toml::node* metrics = nullptr;
@@ -573,8 +634,12 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
     std::string scenario_name = fixed_scenario;
     toml::source_region scenario_at = fixed_scenario_at;
     for (std::size_t i = 0; i < specs.size(); ++i) {
-      if (specs[i].name != "scenario") continue;
-      const toml::node& v = *specs[i].values[at[i]];
+      const auto k = std::find(specs[i].settings.begin(), specs[i].settings.end(), "scenario");
+      if (k == specs[i].settings.end()) continue;
+      const toml::node* tuple = specs[i].values[at[i]];
+      const toml::node& v = specs[i].settings.size() > 1
+                                ? *tuple->as_array()->get(static_cast<std::size_t>(k - specs[i].settings.begin()))
+                                : *tuple;
       if (!v.is_string()) {
         throw rd.at(specs[i].where[at[i]], fmt::format("[[axis]] \"scenario\": expected scenario names or files, got {}", describe(v)));
       }
@@ -588,11 +653,14 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
     try {
       for (const auto& [p, v] : fixed) settings[p] = wl::apply_toml_setting(s, p, *v, path);
       for (std::size_t i = 0; i < specs.size(); ++i) {
-        const toml::node& v = *specs[i].values[at[i]];
-        axis_labels.push_back(fmt::format("{} = {}", specs[i].name, label_of(v)));
-        if (specs[i].name == "scenario") continue;
-        // A value a range made has no place of its own: its errors name the range.
-        settings[specs[i].name] = wl::apply_toml_setting(s, specs[i].name, v, path, &specs[i].where[at[i]]);
+        const AxisSpec& ax = specs[i];
+        axis_labels.push_back(fmt::format("{} = {}", ax.name, ax.labels[at[i]]));
+        for (std::size_t k = 0; k < ax.settings.size(); ++k) {
+          if (ax.settings[k] == "scenario") continue;
+          const toml::node& v = ax.settings.size() > 1 ? *ax.values[at[i]]->as_array()->get(k) : *ax.values[at[i]];
+          // A value a range made has no place of its own: its errors name the range.
+          settings[ax.settings[k]] = wl::apply_toml_setting(s, ax.settings[k], v, path, &ax.where[at[i]]);
+        }
       }
       s.policies = st.policies;
       wl::check_scenario(s);

@@ -113,6 +113,33 @@ range = { from = 1, to = 100, times = 10 }
   EXPECT_EQ(st.points[3 * 3].scenario.machine.ram_bytes, std::uint64_t{8} << 30);
 }
 
+TEST_F(StudyFiles, AnAxisOfSeveralSettingsSetTogetherWithItsOwnNameAndLabels) {
+  const Study st = load(R"(scenario = "base.toml"
+policies = ["upstream"]
+[[axis]]
+name = "fleet"
+settings = ["guests.count", "guests.size"]
+values = [[1, "256MiB"], [4, "64MiB"]]
+labels = ["1 large", "4 small"]
+[[axis]]
+settings = ["secrets.share", "map_exclusive.share"]
+values = [[0.1, 0.0], [0.0, 0.1]]
+)");
+  ASSERT_EQ(st.axes.size(), 2u);
+  EXPECT_EQ(st.axes[0].name, "fleet");
+  EXPECT_EQ(st.axes[0].labels, (std::vector<std::string>{"1 large", "4 small"}));
+  EXPECT_EQ(st.axes[1].name, "secrets.share+map_exclusive.share");
+  EXPECT_EQ(st.axes[1].labels, (std::vector<std::string>{"0.1, 0", "0, 0.1"}));
+  const Point& p = st.points[1 * 2 + 1];
+  EXPECT_EQ(p.scenario.workload.guests, 4u);
+  EXPECT_EQ(p.scenario.workload.guest_pages, 64u * 256);
+  EXPECT_DOUBLE_EQ(p.scenario.workload.secret_share, 0.0);
+  EXPECT_DOUBLE_EQ(p.scenario.workload.map_exclusive_share, 0.1);
+  EXPECT_NE(error("scenario = \"base.toml\"\n[[axis]]\nsettings = [\"guests.count\", \"guests.size\"]\nvalues = [[1, \"256MiB\"], [4]]\n")
+                .find("s.toml:4:26: [[axis]] \"guests.count+guests.size\" values: expected lists of 2 values"),
+            std::string::npos);
+}
+
 TEST_F(StudyFiles, TheHashIsTheResolvedConfigurationNotHowItWasWritten) {
   const std::string a = R"(scenario = "base.toml"
 policies = ["upstream"]
