@@ -8,7 +8,9 @@
 //   auto r = cluster.run("sbatch --wait --array=0-3 job.sh");
 //
 // Not root is a reason to skip; a program missing as root is a failure whose
-// message names the Debian package to install (start() returns it).
+// message names the Debian package to install (start() returns it). Should the
+// test process die without stopping the cluster, the harness's watcher stops
+// it within a second or two (the folder is kept then, logs and all).
 #pragma once
 
 #include <sys/types.h>
@@ -97,7 +99,10 @@ class SlurmCluster {
   [[nodiscard]] std::string start() {
     if (dir_.empty()) return "could not make a temporary folder for the cluster";
     started_ = true;  // so that stop() ends whatever a failed start left
-    const CommandResult r = run_shell(shell_quote(harness()) + " start " + shell_quote(dir_.string()));
+    // The harness leaves a watcher that stops the cluster should this process
+    // end without doing so (a crash, or ctest's timeout killing it).
+    const CommandResult r = run_shell("EXMEM_SLURM_OWNER_PID=" + std::to_string(getpid()) + " " +
+                                      shell_quote(harness()) + " start " + shell_quote(dir_.string()));
     if (r.status != 0) return "tests/slurm/cluster start exited " + std::to_string(r.status) + ":\n" + r.out;
     pids_.clear();
     for (const char* name : {"munged", "slurmctld", "slurmd"}) {
@@ -137,7 +142,9 @@ class SlurmCluster {
 
   // Whether `pid` still runs (a zombie does not) with this cluster's folder on
   // its command line: one of the daemons start() began.
-  [[nodiscard]] bool runs_here(pid_t pid) const {
+  [[nodiscard]] bool runs_here(pid_t pid) const { return runs_in(pid, dir_); }
+  // The same for the cluster in folder `dir`.
+  [[nodiscard]] static bool runs_in(pid_t pid, const std::filesystem::path& dir) {
     const std::string proc = "/proc/" + std::to_string(pid);
     std::string stat;
     std::getline(std::ifstream(proc + "/stat"), stat);
@@ -145,7 +152,7 @@ class SlurmCluster {
     if (stat.empty() || (paren != std::string::npos && stat.compare(paren + 2, 1, "Z") == 0)) return false;
     std::string cmdline;
     std::getline(std::ifstream(proc + "/cmdline"), cmdline, '\x01');
-    return cmdline.find(dir_.string() + "/") != std::string::npos;
+    return cmdline.find(dir.string() + "/") != std::string::npos;
   }
 
  private:

@@ -6,9 +6,11 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cluster.hpp"
 
@@ -185,6 +188,58 @@ TEST(SlurmHarnessTest, PortInUseIsNamed) {
   close(fd);
   EXPECT_NE(why.find("port " + std::to_string(port) + " is in use"), std::string::npos) << why;
   EXPECT_FALSE(fs::exists(cluster.dir() / "munged.pid")) << "nothing is started when a port is in use";
+}
+
+// A test process that dies without stopping its cluster (a crash, ctest's
+// timeout) leaves nothing running: the harness's watcher sees the owner gone
+// and stops munged, slurmctld and slurmd.
+TEST(SlurmHarnessTest, ClusterOfAKilledOwnerIsStoppedByTheWatcher) {
+  if (const std::string why = SlurmCluster::skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  char tmpl[] = "/tmp/exmem-slurm-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const fs::path report = fs::path(tmpl) / "report";
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The owner: starts a cluster, says where, and is killed before it stops it.
+    auto* cluster = new SlurmCluster;  // never deleted: as in a crash
+    std::ofstream out(report);
+    out << cluster->start() << "\n" << cluster->dir().string() << "\n";
+    for (const pid_t pid : cluster->daemon_pids()) out << pid << "\n";
+    out.close();
+    pause();
+    _exit(0);
+  }
+  std::vector<pid_t> daemons;
+  fs::path dir;
+  for (int i = 0; i < 600; ++i) {  // 60 s
+    std::ifstream in(report);
+    std::string why, path;
+    if (std::getline(in, why) && std::getline(in, path)) {
+      ASSERT_EQ(why, "");
+      dir = path;
+      for (pid_t pid; in >> pid;) daemons.push_back(pid);
+      if (daemons.size() == 3) break;
+      daemons.clear();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(daemons.size(), 3U) << "the owner's cluster did not start";
+  for (const pid_t pid : daemons) EXPECT_TRUE(SlurmCluster::runs_in(pid, dir)) << pid;
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  bool any = true;
+  for (int i = 0; i < 200 && any; ++i) {  // 20 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    any = false;
+    for (const pid_t pid : daemons) any = any || SlurmCluster::runs_in(pid, dir);
+  }
+  for (const pid_t pid : daemons) EXPECT_FALSE(SlurmCluster::runs_in(pid, dir)) << "daemon " << pid << " outlived its owner";
+  EXPECT_NE(read_file(dir / "watch.log").find("stopping it"), std::string::npos);
+  run_shell(shell_quote(SlurmCluster::harness()) + " stop " + shell_quote(dir.string()));  // should anything be left
+  fs::remove_all(dir);
+  fs::remove_all(tmpl);
 }
 
 }  // namespace
