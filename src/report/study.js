@@ -311,11 +311,20 @@
       return byKey.get(keyOf(values, policy)) || null;
     };
 
-    const width = facets.length === 1 ? 640 : facets.length === 2 ? 600 : 410;
+    // With two or more axes besides x, a grid: one column per value of the
+    // last of them (when they fit), one row per combination of the others.
+    const last = others.length >= 2 ? others[others.length - 1] : null;
+    const columns = last && last.values.length <= 3 ? last.values.length : 0;
+    const across = columns || facets.length;
+    const width = across === 1 ? 640 : across === 2 ? 600 : 410;
     arr(study.metrics).forEach(function (metric, mi) {
       const section = document.querySelector('section.metric[data-metric-index="' + mi + '"]');
       if (!section || !metric) return;
       const container = section.querySelector('.facets');
+      if (columns) {
+        container.style.display = 'grid';
+        container.style.gridTemplateColumns = 'repeat(' + columns + ', ' + width + 'px)';
+      }
       metric = { key: str(metric.key), label: str(metric.label) || str(metric.key), unit: str(metric.unit) };
       // One y scale for all of the metric's charts.
       const values = [];
