@@ -214,12 +214,14 @@
       if (!pts.some(Boolean)) { missing.push(policy); return; }
       layers.push({ policy: policy, colour: colour, pts: pts, g: dodged(pi) });
     });
-    // Bands under every line, then the lines, then the dots on top.
+    // Bands under every line, then the lines, then the dots on top; the
+    // bands fainter when many overlap.
+    const faint = Math.sqrt(Math.min(1, 2 / Math.max(1, layers.length)));
     for (const l of layers) {
       bands(l.g, l.pts.map(function (p) { return p && hasRange(p.s) ? p : null; }),
-        function (s) { return s.min; }, function (s) { return s.max; }, 'band-range', l.colour, 0.16);
+        function (s) { return s.min; }, function (s) { return s.max; }, 'band-range', l.colour, (0.16 * faint).toFixed(3));
       bands(l.g, l.pts.map(function (p) { return p && hasIqr(p.group, p.s) ? p : null; }),
-        function (s) { return s.q1; }, function (s) { return s.q3; }, 'band-iqr', l.colour, 0.28);
+        function (s) { return s.q1; }, function (s) { return s.q3; }, 'band-iqr', l.colour, (0.3 * faint).toFixed(3));
     }
     for (const l of layers) {
       let d = '', prev = false;
