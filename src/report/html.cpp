@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "report/assets.hpp"
+#include "report/html_text.hpp"
 #include "report/metrics.hpp"
 #include "report/report.hpp"
 #include "model/types.hpp"
@@ -20,6 +21,11 @@
 namespace exmem::report {
 
 namespace {
+
+using detail::escape;
+using detail::grouped;
+using detail::kSeriesColours;
+using detail::script_json;
 
 // The value at a JSON pointer, or nullptr when the path is absent.
 const nlohmann::json* find(const nlohmann::json& j, std::string_view pointer) {
@@ -58,55 +64,6 @@ constexpr Swatch kSwatches[] = {
     {"page-table", "#8e44ad", "direct-map page-table pages"},
     {"hole", "#cfcfcf", "no RAM (hole)"},
 };
-
-// Policies' colours in the charts (categorical, distinguishable).
-constexpr std::string_view kSeriesColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
-                                               "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                                               "#bcbd22", "#17becf"};
-
-std::string escape(std::string_view s) {
-  std::string o;
-  o.reserve(s.size());
-  for (const char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&#39;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
-
-// JSON inside <script>: '<', '>' and '&' only occur inside strings, where
-// their \u escapes mean the same, so no "</script>" can end the block early.
-std::string script_json(const nlohmann::json& j) {
-  const std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  std::string o;
-  o.reserve(text.size());
-  for (const char c : text) {
-    switch (c) {
-      case '<': o += "\\u003c"; break;
-      case '>': o += "\\u003e"; break;
-      case '&': o += "\\u0026"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
-
-// 1234567 -> "1,234,567"
-std::string grouped(std::uint64_t v) {
-  std::string digits = fmt::format("{}", v);
-  std::string o;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i != 0 && (digits.size() - i) % 3 == 0) o += ',';
-    o += digits[i];
-  }
-  return o;
-}
 
 std::string grouped_real(double v) {
   if (!std::isfinite(v)) return fmt::format("{}", v);

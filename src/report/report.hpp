@@ -1,8 +1,10 @@
 // report/: what `exmem sim --out DIR` writes: the run's JSON, CSV tables and a
 // self-contained HTML page (inline CSS and script, no network) with maps of
-// physical memory and the direct map, and time series per policy.
-// Owns: the formats of those files, and the JSON form of a run (json.cpp)
-// that `exmem sim --json` prints. Must not touch: the model's state (it reads
+// physical memory and the direct map, and time series per policy; and the
+// self-contained HTML page of `exmem study` (study_report.hpp), drawn from the
+// study's JSON document, which the study runner writes.
+// Owns: the formats of those files, the JSON form of a run (json.cpp) that
+// `exmem sim --json` prints, and the study page (not the study's JSON format). Must not touch: the model's state (it reads
 // the typed results of sim/run.hpp, their figures through sim/metrics.hpp,
 // and region maps from model/snapshot.hpp).
 //
