@@ -11,7 +11,7 @@
 #include <map>
 #include <system_error>
 
-#include "study/page_tmp.hpp"
+#include "report/study_report.hpp"
 
 namespace exmem::study {
 
