@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "report/report.hpp"
+#include "sim/metrics.hpp"
 #include "sim/run.hpp"
 
 namespace exmem::study {
@@ -70,11 +71,27 @@ nlohmann::json run_point(const Study& study, const Point& p) {
   for (std::size_t i = 0; i < study.axes.size(); ++i) axes[study.axes[i].name] = study.axes[i].labels[p.at[i]];
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  // Every figure with a runs.csv column, some of which the run's JSON lacks.
+  nlohmann::json columns = nlohmann::json::object();
+  for (const sim::Metric& m : sim::metrics()) {
+    if (m.column.empty() || m.get == nullptr) continue;
+    const std::optional<sim::Number> v = m.get(run);
+    if (!v) {
+      columns[std::string(m.column)] = nullptr;
+    } else if (const auto* u = std::get_if<std::uint64_t>(&*v)) {
+      columns[std::string(m.column)] = *u;
+    } else if (const auto* i = std::get_if<std::int64_t>(&*v)) {
+      columns[std::string(m.column)] = *i;
+    } else {
+      columns[std::string(m.column)] = std::get<double>(*v);
+    }
+  }
   return {{"format", kPointFormat},
           {"hash", p.hash},
           {"config", p.config},
           {"point", {{"index", p.index}, {"axes", axes}, {"policy", p.policy}, {"seed", p.seed}}},
           {"run", report::to_json(run)},
+          {"columns", columns},
           {"seconds", seconds},
           {"host", host}};
 }

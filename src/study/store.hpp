@@ -27,7 +27,8 @@ Stored stored(const std::filesystem::path& out, const Point& p, std::string* why
 
 // Runs the point on the model (sim::run_synthetic) and returns its stored
 // form: format "exmem-study-point/1", hash, config, the point (axes' labels,
-// policy, seed), the run as `exmem sim --json` gives it, and how long it took.
+// policy, seed), the run as `exmem sim --json` gives it, every figure with a
+// runs.csv column (`columns`), and how long it took.
 nlohmann::json run_point(const Study& study, const Point& p);
 
 // Writes it to point_path() whole (a temporary file in the same folder, then

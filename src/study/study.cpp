@@ -405,14 +405,14 @@ std::vector<MetricRef> metric_refs(const Reader& rd, const toml::node* v) {
   }
   std::vector<std::string> columns;
   for (const sim::Metric& m : sim::metrics()) {
-    if (!m.column.empty()) columns.emplace_back(m.column);
+    if (!m.column.empty() && m.get != nullptr) columns.emplace_back(m.column);
   }
   std::vector<MetricRef> out;
   for (std::size_t i = 0; i < names.size(); ++i) {
     const std::string& n = names[i];
     const sim::Metric* found = nullptr;
     for (const sim::Metric& m : sim::metrics()) {
-      if (m.get != nullptr && !m.json.empty() && (m.column == n || m.json == n)) found = &m;
+      if (m.get != nullptr && ((!m.column.empty() && m.column == n) || (!m.json.empty() && m.json == n))) found = &m;
     }
     if (found == nullptr) {
       const std::string what = fmt::format("[report] metrics: unknown metric \"{}\"{}; expected a runs.csv column ({}) "

@@ -58,7 +58,7 @@ struct Axis {
 // A figure the report plots: a metric of sim/metrics.hpp.
 struct MetricRef {
   std::string key;    // its runs.csv column ("direct_map_level2_splits"), or its JSON pointer when it has none
-  std::string json;   // its JSON pointer in a run ("/direct_map/direct_map_level2_splits")
+  std::string json;   // its JSON pointer in a run ("/direct_map/direct_map_level2_splits"); empty when it has none
   std::string label;  // as the console table labels it
   std::string unit;
 };

@@ -95,10 +95,16 @@ nlohmann::json study_json(const Study& study, const std::vector<nlohmann::json>&
   for (std::size_t i = 0; i < study.points.size(); ++i) {
     const Point& p = study.points[i];
     const nlohmann::json& run = stored.at(i).at("run");
+    const nlohmann::json columns = stored.at(i).value("columns", nlohmann::json::object());
     nlohmann::json values = nlohmann::json::object();
     for (const MetricRef& m : study.metrics) {
-      const nlohmann::json::json_pointer ptr(m.json);
-      values[m.key] = run.contains(ptr) && run[ptr].is_number() ? run[ptr] : nlohmann::json(nullptr);
+      // A figure with a runs.csv column is stored under it; the others at their place in the run.
+      if (columns.contains(m.key)) {
+        values[m.key] = columns[m.key].is_number() ? columns[m.key] : nlohmann::json(nullptr);
+        continue;
+      }
+      const nlohmann::json::json_pointer ptr(m.json.empty() ? std::string("/-") : m.json);
+      values[m.key] = !m.json.empty() && run.contains(ptr) && run[ptr].is_number() ? run[ptr] : nlohmann::json(nullptr);
     }
     points.push_back({{"index", p.index},
                       {"hash", p.hash},
