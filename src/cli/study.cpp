@@ -350,7 +350,7 @@ void add_study(CLI::App& app) {
   cmd->add_option("file", opts->file, "The study file (TOML; docs/study-format.md)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--out", opts->out,
                   "Folder of the stored points (points/) and the report (index.html, study.json, results.csv, "
-                  "summary.csv); default: study-NAME beside the current folder's files, NAME the study file's stem")
+                  "summary.csv); default: study-NAME in the current folder, NAME the study file's stem")
       ->type_name("DIR");
   cmd->add_option("--jobs,-j", opts->jobs, "Points run at once (default: the CPUs this process may use)")
       ->check(CLI::Range(1u, 1024u));

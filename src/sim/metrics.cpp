@@ -276,7 +276,7 @@ const Metric kMetrics[] = {
      +[](const RunResult& r) { return normal_zone_order9(r, false); }, kTable},
     {"", "", "extfrag index, order 9", "thousandths", Format::Integer,
      +[](const RunResult& r) { return normal_zone_order9(r, true); }, kTable},
-    {"/secretmem/pinned_per_charged", "pinned_per_charged_page", "", "pages", Format::Real,
+    {"/secretmem/pinned_per_charged", "pinned_per_charged_page", "", "", Format::Real,
      +[](const RunResult& r) { return pinned_per_charged(r); }, kColumn},
     {"/pooled_pages", "pooled_pages", "pooled pages at the end", "pages", Format::Integer, EXMEM_GET(r.pooled_pages),
      kTable | kColumn},
