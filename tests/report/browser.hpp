@@ -32,7 +32,7 @@ namespace exmem::report::testing {
 
 inline constexpr int kBrowserTimeoutSeconds = 120;
 inline constexpr int kWidth = 1400;
-inline constexpr int kHeight = 3000;
+inline constexpr int kHeight = 3600;
 
 // EXMEM_CHROMIUM (when executable), else chromium or chromium-browser on
 // PATH; empty if none.
