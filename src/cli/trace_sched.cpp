@@ -78,6 +78,11 @@ void print_text(const wl::SchedReport& r, const std::string& path) {
   std::printf("scheduler events: %llu; events lost by tracefs: %llu%s\n",
               static_cast<unsigned long long>(r.sched_events), static_cast<unsigned long long>(r.lost_events),
               r.lost_events ? " (the figures miss some switches: raise --buffer-kb)" : "");
+  const std::uint64_t all = r.cpu_command_ns + r.cpu_idle_ns + r.cpu_kthread_ns + r.cpu_other_ns;
+  std::printf("the CPUs' time: the command %.1f%%, other programs %.1f%%, kernel threads %.1f%%, idle %.1f%%%s\n",
+              100 * share(r.cpu_command_ns, all), 100 * share(r.cpu_other_ns, all),
+              100 * share(r.cpu_kthread_ns, all), 100 * share(r.cpu_idle_ns, all),
+              share(r.cpu_other_ns, all) > 0.2 ? " (other programs competed for the CPUs)" : "");
   if (r.bad_sched_lines || r.out_of_order)
     std::printf("scheduler lines not understood: %llu; events out of time order: %llu\n",
                 static_cast<unsigned long long>(r.bad_sched_lines), static_cast<unsigned long long>(r.out_of_order));
@@ -161,6 +166,10 @@ void add_trace_sched(CLI::App& trace) {
     j["lost_events"] = r.lost_events;
     j["bad_sched_lines"] = r.bad_sched_lines;
     j["out_of_order_events"] = r.out_of_order;
+    j["cpu_seconds"] = {{"command", seconds(r.cpu_command_ns)},
+                        {"idle", seconds(r.cpu_idle_ns)},
+                        {"kernel_threads", seconds(r.cpu_kthread_ns)},
+                        {"other_tasks", seconds(r.cpu_other_ns)}};
     j["mms"] = nlohmann::json::array();
     for (const auto& m : r.mms) j["mms"].push_back(mm_json(m));
     j["total"] = mm_json(r.total);

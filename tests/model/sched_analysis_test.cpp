@@ -193,6 +193,12 @@ TEST(SchedAnalysis, TwoThreadsOfOneMmOverlappingOnTwoCpus) {
   EXPECT_EQ(m.safe.p90_ns, 4000 * kUs);
   EXPECT_EQ(r.total.running_ns, m.running_ns);
   EXPECT_EQ(r.total.one_cpu.count, 3u);
+  // What the CPUs did from their first switch on: cpu0 idle 5-10 and the
+  // command 10-14; cpu1 the command 2-9 and bash 9-14.
+  EXPECT_EQ(r.cpu_command_ns, 11000 * kUs);
+  EXPECT_EQ(r.cpu_idle_ns, 5000 * kUs);
+  EXPECT_EQ(r.cpu_other_ns, 5000 * kUs);
+  EXPECT_EQ(r.cpu_kthread_ns, 0u);
 }
 
 // sh (200) forks 201 (a new mm), which execs gzip (another); both exit.

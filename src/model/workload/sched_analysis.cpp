@@ -118,6 +118,12 @@ void SchedAnalysis::maybe_gone(int mm, std::uint64_t t) {
   }
 }
 
+void SchedAnalysis::account(Cpu& k, std::uint64_t t, Doing next) {
+  doing_ns_[static_cast<int>(k.doing)] += t - k.since;
+  k.doing = next;
+  k.since = t;
+}
+
 void SchedAnalysis::on_event(const SchedEvent& e) {
   ++events_;
   std::uint64_t t = e.ns;
@@ -145,6 +151,11 @@ void SchedAnalysis::on_event(const SchedEvent& e) {
     case SchedEventKind::Switch: {
       const int next = mm_of(e.next_pid);
       Cpu& k = cpu(e.cpu);
+      account(k, t,
+              next >= 0           ? Doing::Command
+              : e.next_pid == 0   ? Doing::Idle
+              : lazy_task(e.next_pid) ? Doing::Kthread
+                                      : Doing::Other);
       int loaded = -1;
       if (next >= 0) {
         loaded = next;
@@ -176,6 +187,8 @@ void SchedAnalysis::on_event(const SchedEvent& e) {
         const int mm = new_mm(e.child, fmt::format("exec {}", e.name));
         add_task(e.child, mm);
         set_cpu(e.cpu, t, mm, mm);
+        Cpu& k = cpu(e.cpu);
+        if (k.doing != Doing::Unknown) account(k, t, Doing::Command);
         break;
       }
       task_mm_.erase(e.old_pid);
@@ -205,7 +218,14 @@ void SchedAnalysis::on_event(const SchedEvent& e) {
 SchedReport SchedAnalysis::finish() {
   SchedReport r;
   const std::uint64_t t = now_;
-  for (unsigned c = 0; c < cpus_.size(); ++c) set_cpu(c, t, -1, -1);
+  for (unsigned c = 0; c < cpus_.size(); ++c) {
+    set_cpu(c, t, -1, -1);
+    account(cpus_[c], t, Doing::Unknown);
+  }
+  r.cpu_command_ns = doing_ns_[static_cast<int>(Doing::Command)];
+  r.cpu_idle_ns = doing_ns_[static_cast<int>(Doing::Idle)];
+  r.cpu_kthread_ns = doing_ns_[static_cast<int>(Doing::Kthread)];
+  r.cpu_other_ns = doing_ns_[static_cast<int>(Doing::Other)];
   r.command_pid = root_;
   r.sched_events = events_;
   r.out_of_order = out_of_order_;

@@ -92,6 +92,12 @@ struct SchedReport {
   std::uint64_t out_of_order = 0;     // events earlier than the one before (taken at that time)
   std::uint64_t first_ns = 0;         // first and last scheduler event
   std::uint64_t last_ns = 0;
+  // What the CPUs did, summed over them, from each CPU's first switch to the
+  // last event: how busy the machine was besides the command.
+  std::uint64_t cpu_command_ns = 0;  // the command's tasks
+  std::uint64_t cpu_idle_ns = 0;     // pid 0
+  std::uint64_t cpu_kthread_ns = 0;  // kernel threads
+  std::uint64_t cpu_other_ns = 0;    // every other task (other programs)
   std::vector<SchedMmStats> mms;  // in the order they appeared; only mms that ran
   SchedMmStats total;             // sums; intervals pooled over the mms
 };
@@ -116,10 +122,15 @@ class SchedAnalysis {
     std::uint64_t safe_since = 0;
     std::set<int> task_ids;
   };
+  enum class Doing : std::uint8_t { Unknown, Command, Idle, Kthread, Other };
   struct Cpu {
     int running = -1;  // index into mms_, -1: a task outside the tree (or nothing known)
     int loaded = -1;
+    Doing doing = Doing::Unknown;  // since `since`
+    std::uint64_t since = 0;
   };
+  void account(Cpu& k, std::uint64_t t, Doing next);
+  std::uint64_t doing_ns_[5]{};
   int new_mm(int pid, std::string label);
   void advance(Mm& m, std::uint64_t t);
   void set_cpu(unsigned cpu, std::uint64_t t, int running, int loaded);
