@@ -280,13 +280,20 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     int sig = WSTOPSIG(status);
     if (!started) {  // the stop at exec
       started = true;
-      ::ptrace(PTRACE_SETOPTIONS, child, nullptr, PTRACE_O_TRACEEXIT | PTRACE_O_EXITKILL);
+      // TRACEEXEC: a later exec (`nice CMD`, `sh -c 'exec CMD'`) stops with an
+      // event instead of the SIGTRAP a traced process otherwise gets, which
+      // passed on would kill it.
+      ::ptrace(PTRACE_SETOPTIONS, child, nullptr, PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL);
       ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
       continue;
     }
     if (sig == SIGTRAP && (status >> 16) == PTRACE_EVENT_EXIT) {
       sample_secret_pfns(child, &pfns);  // the mappings still exist here
       sample_threads(child, &tids);
+      ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
+      continue;
+    }
+    if (sig == SIGTRAP && (status >> 16) == PTRACE_EVENT_EXEC) {
       ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
       continue;
     }

@@ -118,6 +118,17 @@ TEST(TraceRecord, ExitsWithTheCommandsStatusAndRecordsIt) {
   std::remove(out.c_str());
 }
 
+// The traced command may exec again (nice, env, sh -c 'exec ...'): the
+// recorder must not pass the SIGTRAP of that exec on, which killed it.
+TEST(TraceRecord, ACommandThatExecsAgainRunsToItsEnd) {
+  require_root();
+  std::string out = temp_path("exec.trace");
+  CommandResult r = run("trace record -o " + out + " -- nice -n 1 sh -c 'exec sh -c \"exit 4\"'");
+  EXPECT_EQ(r.status, 4) << r.output;
+  EXPECT_NE(slurp(out).find("\n# exit_status: 4\n"), std::string::npos);
+  std::remove(out.c_str());
+}
+
 TEST(TraceRecord, LeavesNoTracefsInstanceBehind) {
   require_root();
   std::string out = temp_path("clean.trace");
