@@ -333,7 +333,8 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
 }  // namespace
 
 void add_trace(CLI::App& app) {
-  auto* trace = app.add_subcommand("trace", "Record the real kernel's page allocations (kmem tracepoints) while a command runs");
+  auto* trace = app.add_subcommand(
+      "trace", "Record the real kernel's page allocations (kmem tracepoints), and optionally its scheduler, while a command runs");
   trace->require_subcommand(1);
   trace->footer(
       "Subcommands:\n"
