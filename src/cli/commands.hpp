@@ -12,6 +12,8 @@ void add_probe(CLI::App& app);
 void add_sim(CLI::App& app);
 // `exmem trace record`: the real kernel's page allocations while a command runs.
 void add_trace(CLI::App& app);
+// `exmem trace sched` (trace_sched.cpp), a subcommand of `exmem trace`.
+void add_trace_sched(CLI::App& trace);
 // `exmem study`: the kernel model over a sweep of points, locally or on Slurm.
 void add_study(CLI::App& app);
 

@@ -11,6 +11,12 @@
 // mappings still exist at that stop). Pages that a command both faults in and
 // releases between two samples are not marked. Only the command's own process
 // is sampled, not children it forks.
+//
+// With --sched the same instance also records the scheduler's events
+// (trace_format::kSchedEvents) of every task, with the "mono" clock so that
+// timestamps of different CPUs compare, the command's pid and the kernel
+// threads (from /proc: PF_KTHREAD) at the start and the end, for
+// `exmem trace sched` (trace_sched.cpp).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mount.h>
@@ -114,6 +120,30 @@ void sample_secret_pfns(pid_t pid, std::set<uint64_t>* pfns) {
   }
 }
 
+// The kernel threads running now: PF_KTHREAD in the flags of /proc/PID/stat.
+void sample_kthreads(std::set<int>* pids) {
+  constexpr unsigned long kPfKthread = 0x00200000;  // include/linux/sched.h
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str(), &end, 10);
+    if (end == name.c_str() || *end != '\0') continue;
+    std::ifstream f(e.path() / "stat");
+    std::string stat;
+    std::getline(f, stat);
+    const std::size_t close = stat.rfind(')');  // the comm may hold anything
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 1));
+    std::string field;
+    unsigned long flags = 0;
+    // state ppid pgrp session tty_nr tpgid flags
+    for (int i = 0; i < 6 && rest >> field; ++i) {
+    }
+    if (rest >> flags && (flags & kPfKthread) != 0) pids->insert(static_cast<int>(pid));
+  }
+}
+
 struct Instance {
   std::string dir;
   ~Instance() {
@@ -128,7 +158,8 @@ struct Instance {
   }
 };
 
-int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, const std::vector<std::string>& cmd) {
+int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, bool sched,
+           const std::vector<std::string>& cmd) {
   if (cmd.empty()) fail(2, "no command given: expected `exmem trace record -o FILE -- COMMAND [ARGS...]`");
   if (::geteuid() != 0)
     fail(3, "needs root: it enables kmem tracepoints in tracefs and reads /proc/PID/pagemap (run it with sudo)");
@@ -148,6 +179,27 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     std::string p = fmt::format("{}/events/kmem/{}/enable", inst.dir, ev);
     if (exists(p)) write_file(p, "1");
   }
+  std::string clock;
+  std::set<int> kthreads;
+  if (sched) {
+    for (const char* ev : trace_format::kSchedEvents) {
+      const std::string p = fmt::format("{}/events/{}/enable", inst.dir, ev);
+      if (!exists(p)) fail(3, fmt::format("--sched: this kernel has no tracepoint {} ({} is missing)", ev, p));
+      write_file(p, "1");
+    }
+    // Timestamps that compare across CPUs; "local" (the default) may drift between them.
+    std::ifstream clocks(inst.dir + "/trace_clock");
+    std::string all((std::istreambuf_iterator<char>(clocks)), std::istreambuf_iterator<char>());
+    clock = "local";
+    for (const char* c : {"mono", "global"}) {
+      if (all.find(c) != std::string::npos) {
+        write_file(inst.dir + "/trace_clock", c);
+        clock = c;
+        break;
+      }
+    }
+    sample_kthreads(&kthreads);
+  }
 
   std::string joined;
   for (const auto& a : cmd) joined += (joined.empty() ? "" : " ") + a;
@@ -160,13 +212,18 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
   const std::string header = trace_format::trace_header(joined, ::sysconf(_SC_NPROCESSORS_ONLN),
                                                         static_cast<std::uint64_t>(mem_total), counters_line());
   std::fputs(header.c_str(), out);
+  if (sched) std::fputs(trace_format::trace_sched_lines(clock).c_str(), out);
 
   int pipe_fd = ::open((inst.dir + "/trace_pipe").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (pipe_fd < 0) fail(3, fmt::format("cannot open {}/trace_pipe: {}", inst.dir, std::strerror(errno)));
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> lines{0};
   std::thread reader([&] {
-    std::vector<char> buf(1 << 16);
+    // With --sched the reader is itself a task the recording sees: woken at
+    // every event, it would preempt the command thousands of times a second
+    // (measured: 4861 of a 2-thread program's 4893 switches away went to it).
+    // So it drains the buffer in large reads, then sleeps.
+    std::vector<char> buf(sched ? 1 << 20 : 1 << 16);
     for (;;) {
       pollfd p{pipe_fd, POLLIN, 0};
       ::poll(&p, 1, 50);
@@ -176,6 +233,8 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
         uint64_t c = 0;
         for (ssize_t i = 0; i < n; ++i) c += buf[static_cast<size_t>(i)] == '\n';
         lines += c;
+        if (sched && static_cast<size_t>(n) < buf.size() && !stop.load())
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
         continue;
       }
       if (stop.load()) break;  // drained after tracing stopped
@@ -221,13 +280,20 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
     int sig = WSTOPSIG(status);
     if (!started) {  // the stop at exec
       started = true;
-      ::ptrace(PTRACE_SETOPTIONS, child, nullptr, PTRACE_O_TRACEEXIT | PTRACE_O_EXITKILL);
+      // TRACEEXEC: a later exec (`nice CMD`, `sh -c 'exec CMD'`) stops with an
+      // event instead of the SIGTRAP a traced process otherwise gets, which
+      // passed on would kill it.
+      ::ptrace(PTRACE_SETOPTIONS, child, nullptr, PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL);
       ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
       continue;
     }
     if (sig == SIGTRAP && (status >> 16) == PTRACE_EVENT_EXIT) {
       sample_secret_pfns(child, &pfns);  // the mappings still exist here
       sample_threads(child, &tids);
+      ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
+      continue;
+    }
+    if (sig == SIGTRAP && (status >> 16) == PTRACE_EVENT_EXEC) {
       ::ptrace(PTRACE_CONT, child, nullptr, nullptr);
       continue;
     }
@@ -250,13 +316,16 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
         lost += v;
       }
   }
+  if (sched) sample_kthreads(&kthreads);
   std::fputs(trace_format::trace_end_line(counters_line()).c_str(), out);
   for (uint64_t pfn : pfns) std::fputs(trace_format::trace_secret_line(pfn, child).c_str(), out);
   for (int tid : tids) std::fputs(trace_format::trace_thread_line(tid, child).c_str(), out);
+  std::fputs(trace_format::trace_command_pid_line(child).c_str(), out);
+  for (int pid : kthreads) std::fputs(trace_format::trace_kthread_line(pid).c_str(), out);
   std::fputs(trace_format::trace_footer(exit_status, seconds, lines.load(), lost).c_str(), out);
   std::fclose(out);
-  std::printf("recorded %llu kmem events in %.3f s to %s; %zu secret pages marked; %llu events lost%s; command exit status %d\n",
-              static_cast<unsigned long long>(lines.load()), seconds, out_path.c_str(), pfns.size(),
+  std::printf("recorded %llu %s events in %.3f s to %s; %zu secret pages marked; %llu events lost%s; command exit status %d\n",
+              static_cast<unsigned long long>(lines.load()), sched ? "kmem and scheduler" : "kmem", seconds, out_path.c_str(), pfns.size(),
               static_cast<unsigned long long>(lost), lost ? " (raise --buffer-kb)" : "", exit_status);
   return exit_status;
 }
@@ -264,21 +333,28 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
 }  // namespace
 
 void add_trace(CLI::App& app) {
-  auto* trace = app.add_subcommand("trace", "Record the real kernel's page allocations (kmem tracepoints) while a command runs");
+  auto* trace = app.add_subcommand(
+      "trace", "Record the real kernel's page allocations (kmem tracepoints), and optionally its scheduler, while a command runs");
   trace->require_subcommand(1);
   trace->footer(
       "Subcommands:\n"
       "  record   run a command while recording kmem page events, the direct map's counters and the\n"
-      "           command's memfd_secret pages to a file (`exmem trace record --help`)\n\n"
+      "           command's memfd_secret pages to a file (`exmem trace record --help`); with --sched\n"
+      "           also the scheduler's switches, forks, execs and exits\n"
+      "  sched    how long each mm of the recorded command ran on one CPU only, with and without lazy\n"
+      "           TLB, i.e. when a local-only TLB flush would have been enough (`exmem trace sched --help`)\n\n"
       "Examples:\n"
       "  sudo exmem trace record -o app.trace -- ./app --serve\n"
       "  exmem sim --trace app.trace                      replay it on the model, every policy\n"
-      "  exmem sim --trace app.trace --policy upstream --json");
+      "  exmem sim --trace app.trace --policy upstream --json\n"
+      "  sudo exmem trace record --sched -o srv.trace -- ./server\n"
+      "  exmem trace sched srv.trace                      its mms on the CPUs");
   auto* rec = trace->add_subcommand("record", "Run COMMAND while recording kmem:mm_page_alloc/free events to FILE");
   struct Opts {
     std::string out;
     unsigned buffer_kb = 65536;
     unsigned sample_ms = 10;
+    bool sched = false;
     std::vector<std::string> cmd;
   };
   auto opts = std::make_shared<Opts>();
@@ -289,6 +365,11 @@ void add_trace(CLI::App& app) {
   rec->add_option("--sample-ms", opts->sample_ms, "How often to read the command's secret pages from pagemap")
       ->check(CLI::Range(1u, 10000u))
       ->capture_default_str();
+  rec->add_flag("--sched", opts->sched,
+                "Also record sched:sched_switch, task:task_newtask, sched:sched_process_exec and "
+                "sched:sched_process_exit (every task's), the kernel threads and the command's pid, for "
+                "`exmem trace sched`. The recorder then wakes less often (--sample-ms 500 unless given) so "
+                "that it preempts the command less");
   rec->add_option("command", opts->cmd, "The command to run, after --")->required();
   rec->footer(
       "Needs root (tracefs, /proc/PID/pagemap). Mounts tracefs if needed and records in a tracefs\n"
@@ -296,11 +377,16 @@ void add_trace(CLI::App& app) {
       "Examples:\n"
       "  exmem trace record -o secrets.trace -- build/release/bench/exmem_density_bench\n"
       "  exmem trace record -o make.trace --buffer-kb 262144 -- make -j2\n"
+      "  exmem trace record --sched -o srv.trace -- ./server   then: exmem trace sched srv.trace\n"
       "  exmem sim --trace secrets.trace          replay the recording on the model");
-  rec->callback([opts] {
-    int rc = record(opts->out, opts->buffer_kb, opts->sample_ms, opts->cmd);
+  rec->callback([opts, rec] {
+    // Each sample wakes the recorder, which the scheduler events then show
+    // preempting the command: with --sched, sample rarely unless told.
+    if (opts->sched && rec->count("--sample-ms") == 0) opts->sample_ms = 500;
+    int rc = record(opts->out, opts->buffer_kb, opts->sample_ms, opts->sched, opts->cmd);
     if (rc != 0) throw CLI::RuntimeError(rc);
   });
+  add_trace_sched(*trace);
 }
 
 }  // namespace exmem::cli

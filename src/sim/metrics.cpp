@@ -317,6 +317,7 @@ const Metric kMetrics[] = {
     {"/trace/unknown_lines", "", "lines not understood", "lines", Format::Integer, EXMEM_TRACE(unknown_lines),
      kTableIfAny | kSubRow},
     {"/trace/lines", "", "", "lines", Format::Integer, EXMEM_TRACE(lines)},
+    {"/trace/sched_lines", "", "", "lines", Format::Integer, EXMEM_TRACE(sched_lines)},
     {"/trace/bytes", "", "", "bytes", Format::Integer, EXMEM_TRACE(bytes)},
     {"/trace/allocs", "", "", "lines", Format::Integer, EXMEM_TRACE(allocs)},
     {"/trace/kernel_allocs", "", "", "blocks", Format::Integer, EXMEM_TRACE(kernel_allocs)},

@@ -371,6 +371,31 @@ TEST(TraceReplay, UnknownLinesAreReportedWithTheirLineNumbers) {
   EXPECT_EQ(st.lines, 8u);
 }
 
+// `exmem trace record --sched` puts the scheduler's events between the kmem
+// ones: the replay counts and skips them, as they are no allocator events.
+TEST(TraceReplay, SchedulerLinesOfASchedRecordingAreCountedAndSkippedNotUnknown) {
+  const std::string sched =
+      "         cc1plus-6853    [000] d..2. 100.000001: sched_switch: prev_comm=cc1plus prev_pid=6853 "
+      "prev_prio=120 prev_state=R ==> next_comm=rcu_preempt next_pid=15 next_prio=120\n"
+      "           exmem-7163    [001] ..... 100.000002: task_newtask: pid=7171 comm=exmem clone_flags=1200000 "
+      "oom_score_adj=0\n"
+      "           exmem-7171    [000] .N... 100.000003: sched_process_exec: filename=/tmp/x pid=7171 old_pid=7171\n"
+      "         cc1plus-7169    [001] ..... 100.000004: sched_process_exit: comm=cc1plus pid=7169 prio=120 "
+      "group_dead=true\n";
+  const TempTrace f(trace_header("x", 2, 1024, "") + trace_sched_lines("mono") + alloc(0xD000, 0) + sched +
+                    free_line(0xD000, 0) + sched + trace_command_pid_line(7171) + trace_kthread_line(2));
+  Machine m(small_config());
+  TraceReplay r(m, f.path());
+  EXPECT_TRUE(r.info().sched);
+  EXPECT_EQ(r.info().command_pid, 7171);
+  const ReplayStats st = r.run();
+  EXPECT_EQ(st.events, 2u);
+  EXPECT_EQ(st.frees_replayed, 1u);
+  EXPECT_EQ(st.sched_lines, 8u);
+  EXPECT_EQ(st.unknown_lines, 0u);
+  EXPECT_SOUND(m);
+}
+
 TEST(TraceReplay, OnlyTheFirstFewUnknownLinesAreKeptButAllAreCounted) {
   std::string t = alloc(0xC000, 0);
   for (int i = 0; i < 25; ++i) t += fmt::format("garbage {}\n", i);

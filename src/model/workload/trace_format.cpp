@@ -219,6 +219,16 @@ void parse_info_line(std::string_view line, TraceInfo& info) {
     if (parse_number(v, n)) info.recorded_events = n;
   } else if (value(trace_line::kLostEvents, v)) {
     if (parse_number(v, n)) info.lost_events = n;
+  } else if (value(trace_line::kSched, v)) {
+    info.sched = v == "on";
+  } else if (value(trace_line::kTraceClock, v)) {
+    info.trace_clock = std::string(v);
+  } else if (value(trace_line::kCommandPid, v)) {
+    if (parse_number(v, n) && n > 0 && n <= 0x7fffffff) info.command_pid = static_cast<int>(n);
+  } else if (value(trace_line::kKthread, v)) {
+    std::uint64_t pid = 0;
+    bool has_pid = false;
+    if (field_number(v, "pid=", pid, has_pid) && pid <= 0x7fffffff) info.kthreads.push_back(static_cast<int>(pid));
   } else if (value(trace_line::kThread, v)) {
     std::uint64_t tid = 0;
     std::uint64_t tgid = 0;
@@ -477,7 +487,150 @@ bool parse_general(std::string_view line, TraceEvent& ev, std::string* why) {
   return true;
 }
 
+// A decimal int at the start of s (a '-' allowed), up to a space or the end.
+bool parse_int(std::string_view s, int& out) {
+  const bool negative = !s.empty() && s[0] == '-';
+  if (negative) s.remove_prefix(1);
+  std::uint64_t v = 0;
+  if (s.empty() || !is_digit(s[0]) || !parse_number(s, v) || v > 0x7fffffff) return false;
+  out = negative ? -static_cast<int>(v) : static_cast<int>(v);
+  return true;
+}
+
+// The int after the last " key" (key with its '=') in s before `before`; false when absent.
+bool last_int(std::string_view s, std::string_view key, int& out, std::size_t before = std::string_view::npos) {
+  const std::size_t at = s.rfind(key, before);
+  if (at == std::string_view::npos) return false;
+  return parse_int(s.substr(at + key.size()), out);
+}
+
+// "<sec>.<usec>" (any number of fraction digits) as ns; false when not a timestamp.
+bool parse_timestamp(std::string_view t, std::uint64_t& ns) {
+  const std::size_t dot = t.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot > 12) return false;
+  std::uint64_t sec = 0;
+  for (std::size_t i = 0; i < dot; ++i) {
+    if (!is_digit(t[i])) return false;
+    sec = sec * 10 + static_cast<std::uint64_t>(t[i] - '0');
+  }
+  std::uint64_t frac = 0;
+  std::size_t digits = 0;
+  for (std::size_t i = dot + 1; i < t.size(); ++i) {
+    if (!is_digit(t[i])) return false;
+    if (digits < 9) {
+      frac = frac * 10 + static_cast<std::uint64_t>(t[i] - '0');
+      ++digits;
+    }
+  }
+  if (digits == 0) return false;
+  for (; digits < 9; ++digits) frac *= 10;
+  ns = sec * 1'000'000'000ULL + frac;
+  return true;
+}
+
+struct SchedName {
+  std::string_view name;
+  SchedEventKind kind;
+};
+constexpr std::array<SchedName, 4> kSchedNames{{
+    {"sched_switch", SchedEventKind::Switch},
+    {"task_newtask", SchedEventKind::NewTask},
+    {"sched_process_exec", SchedEventKind::Exec},
+    {"sched_process_exit", SchedEventKind::Exit},
+}};
+
+// Where the event's name starts ("<ts>: NAME: ") after the prefix's ']', and
+// which scheduler event it is; npos when the line is not one.
+std::size_t sched_name_at(std::string_view line, SchedEventKind& kind) {
+  const std::size_t close = line.find(']');
+  if (close == std::string_view::npos) return std::string_view::npos;
+  const std::size_t colon = line.find(": ", close);
+  if (colon == std::string_view::npos) return std::string_view::npos;
+  const std::string_view rest = line.substr(colon + 2);
+  for (const SchedName& n : kSchedNames) {
+    if (rest.size() > n.name.size() && rest.substr(0, n.name.size()) == n.name && rest[n.name.size()] == ':') {
+      kind = n.kind;
+      return colon + 2;
+    }
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
+
+bool is_sched_line(std::string_view line) {
+  SchedEventKind kind{};
+  return sched_name_at(line, kind) != std::string_view::npos;
+}
+
+std::optional<SchedEvent> parse_sched_line(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  SchedEvent e;
+  const std::size_t at = sched_name_at(line, e.kind);
+  if (at == std::string_view::npos) return std::nullopt;
+  // The prefix: "comm-PID [CPU] flags TIMESTAMP: ".
+  TraceEvent pre;
+  parse_prefix(line.substr(0, at - 2), pre);
+  e.pid = pre.pid;
+  e.cpu = pre.cpu;
+  const std::string_view head = trim(line.substr(0, at - 2));
+  const std::size_t sp = head.find_last_of(' ');
+  if (sp == std::string_view::npos || !parse_timestamp(head.substr(sp + 1), e.ns)) return std::nullopt;
+  const std::size_t fields_at = line.find(": ", at);
+  if (fields_at == std::string_view::npos) return std::nullopt;
+  const std::string_view f = line.substr(fields_at + 1);  // starts with ' ', so every key is " key="
+  // comms and file names may hold spaces: each number is the last of its key
+  // (before the next part), as the fields after a name are fixed.
+  switch (e.kind) {
+    case SchedEventKind::Switch: {
+      const std::size_t next_pid = f.rfind(" next_pid=");
+      if (next_pid == std::string_view::npos) return std::nullopt;
+      const std::size_t arrow = f.rfind(" ==> next_comm=", next_pid);
+      if (arrow == std::string_view::npos) return std::nullopt;
+      if (!parse_int(f.substr(next_pid + 10), e.next_pid)) return std::nullopt;
+      if (!last_int(f.substr(0, arrow), " prev_pid=", e.prev_pid)) return std::nullopt;
+      const std::size_t state = f.rfind(" prev_state=", arrow);
+      if (state == std::string_view::npos) return std::nullopt;
+      const std::string_view st = f.substr(state + 12, arrow - state - 12);
+      e.prev_dead = st.find_first_of("XZ") != std::string_view::npos;
+      e.name = f.substr(arrow + 15, next_pid - arrow - 15);
+      return e;
+    }
+    case SchedEventKind::NewTask: {
+      const std::size_t flags = f.rfind(" clone_flags=");
+      const std::size_t comm = f.find(" comm=");
+      if (flags == std::string_view::npos || comm == std::string_view::npos || comm > flags) return std::nullopt;
+      if (!last_int(f.substr(0, comm), " pid=", e.child)) return std::nullopt;
+      std::uint64_t v = 0;
+      std::size_t i = flags + 13;
+      const std::size_t start = i;
+      for (; i < f.size() && kHexDigit[static_cast<unsigned char>(f[i])] != 0xFF && i - start < 16; ++i)
+        v = v << 4 | kHexDigit[static_cast<unsigned char>(f[i])];
+      if (i == start || (i < f.size() && f[i] != ' ')) return std::nullopt;
+      e.clone_flags = v;
+      e.name = f.substr(comm + 6, flags - comm - 6);
+      return e;
+    }
+    case SchedEventKind::Exec: {
+      const std::size_t old = f.rfind(" old_pid=");
+      if (old == std::string_view::npos || !parse_int(f.substr(old + 9), e.old_pid)) return std::nullopt;
+      const std::size_t pid = f.rfind(" pid=", old);
+      if (pid == std::string_view::npos || !parse_int(f.substr(pid + 5), e.child)) return std::nullopt;
+      const std::size_t file = f.find(" filename=");
+      if (file != std::string_view::npos && file < pid) e.name = f.substr(file + 10, pid - file - 10);
+      return e;
+    }
+    case SchedEventKind::Exit: {
+      const std::size_t prio = f.rfind(" prio=");
+      if (prio == std::string_view::npos || !last_int(f.substr(0, prio), " pid=", e.child)) return std::nullopt;
+      const std::size_t comm = f.find(" comm=");
+      const std::size_t pid = f.rfind(" pid=", prio);
+      if (comm != std::string_view::npos && comm < pid) e.name = f.substr(comm + 6, pid - comm - 6);
+      return e;
+    }
+  }
+  return std::nullopt;
+}
 
 TraceError::TraceError(const std::string& file, std::uint64_t line, const std::string& what)
     : std::runtime_error(line == 0 ? fmt::format("{}: {}", file, what) : fmt::format("{}:{}: {}", file, line, what)) {}
@@ -535,6 +688,14 @@ std::string trace_secret_line(std::uint64_t pfn, int pid) {
 std::string trace_thread_line(int tid, int pid) {
   return fmt::format("{} tid={} pid={}\n", trace_line::kThread, tid, pid);
 }
+
+std::string trace_sched_lines(std::string_view trace_clock) {
+  return fmt::format("{} on\n{} {}\n", trace_line::kSched, trace_line::kTraceClock, trace_clock);
+}
+
+std::string trace_command_pid_line(int pid) { return fmt::format("{} {}\n", trace_line::kCommandPid, pid); }
+
+std::string trace_kthread_line(int pid) { return fmt::format("{} pid={}\n", trace_line::kKthread, pid); }
 
 std::string trace_footer(int exit_status, double duration_seconds, std::uint64_t events, std::uint64_t lost_events) {
   return fmt::format("{} {}\n{} {:.6f}\n{} {}\n{} {}\n", trace_line::kExitStatus, exit_status, trace_line::kDuration,

@@ -9,10 +9,14 @@
 //   # command: <argv joined by spaces>
 //   # cpus: N
 //   # MemTotal_kB: N
+//   # sched: on                      (recorded with --sched: the scheduler events below are in it)
+//   # trace_clock: mono              (with --sched: the tracefs clock of the timestamps)
 //   # start DirectMap4k_kB=.. DirectMap2M_kB=.. DirectMap1G_kB=.. level2_splits=.. level3_splits=..
 //     level2_collapses=.. level3_collapses=..          (one line; "absent" for a counter the kernel lacks)
 //   <event lines: kmem:mm_page_alloc, mm_page_free, mm_page_free_batched,
-//    mm_page_pcpu_drain, mm_page_alloc_extfrag>
+//    mm_page_pcpu_drain, mm_page_alloc_extfrag; with --sched also
+//    sched:sched_switch, task:task_newtask, sched:sched_process_exec and
+//    sched:sched_process_exit, of every task on the machine>
 //   # end DirectMap4k_kB=.. ... (same keys as start)
 //   # secret pfn=0x<hex> pid=<pid>   (a page of the command's memfd_secret
 //                                     mappings, read from /proc/PID/pagemap)
@@ -20,6 +24,10 @@
 //                                     first: event lines name the thread that
 //                                     allocated, so a replay can tell which
 //                                     allocations were the command's faults)
+//   # command_pid: N                 (the pid of the command's first process; its
+//                                     process tree starts there)
+//   # kthread pid=N                  (with --sched: a kernel thread (PF_KTHREAD),
+//                                     listed from /proc at the start and the end)
 //   # exit_status: N
 //   # duration_seconds: X
 //   # events: N
@@ -30,6 +38,18 @@
 //     [migratetype=<n> gfp_flags=<flags>]
 // with pfn in hex ("pfn=0x1a2b") or decimal ("pfn=6699"). A bare tracefs
 // capture (no '#' lines) reads too; a reader ignores '#' lines it does not know.
+//
+// The scheduler's lines, as this kernel's TP_printk formats print them:
+//   <comm>-<pid> [<cpu>] <flags> <sec>.<usec>: sched_switch: prev_comm=<s> prev_pid=<n> prev_prio=<n>
+//     prev_state=<S|D|R+|X|Z|...> ==> next_comm=<s> next_pid=<n> next_prio=<n>
+//   ... task_newtask: pid=<child> comm=<s> clone_flags=<hex, no 0x> oom_score_adj=<n>
+//       (printed by the parent, whose pid is the prefix's)
+//   ... sched_process_exec: filename=<s> pid=<n> old_pid=<n>
+//   ... sched_process_exit: comm=<s> pid=<n> prio=<n>[ group_dead=<true|false>]
+// `exmem sim --trace` counts them and skips them; `exmem trace sched`
+// (sched_analysis.hpp) reads them. Traces from before --sched (no such lines,
+// no "# sched"/"# command_pid"/"# kthread" lines) read as before, and the
+// format's version stays 1: every addition is a line old readers skip.
 //
 // The "# secret" lines come from samples of the command's mappings taken
 // while it ran and at its exit: a page it faulted in and released between two
@@ -66,6 +86,10 @@ inline constexpr std::string_view kExitStatus = "# exit_status:";
 inline constexpr std::string_view kDuration = "# duration_seconds:";
 inline constexpr std::string_view kEvents = "# events:";
 inline constexpr std::string_view kLostEvents = "# lost_events:";
+inline constexpr std::string_view kSched = "# sched:";
+inline constexpr std::string_view kTraceClock = "# trace_clock:";
+inline constexpr std::string_view kCommandPid = "# command_pid:";
+inline constexpr std::string_view kKthread = "# kthread";
 }  // namespace trace_line
 
 // The keys of "# start" and "# end": /proc/meminfo's DirectMap lines (with
@@ -87,6 +111,10 @@ inline constexpr std::string_view kAbsent = "absent";  // the value of a counter
 // The kmem tracepoints the recorder enables (those the running kernel has).
 inline constexpr std::array<const char*, 5> kRecordedEvents{"mm_page_alloc", "mm_page_free", "mm_page_free_batched",
                                                             "mm_page_pcpu_drain", "mm_page_alloc_extfrag"};
+
+// The scheduler tracepoints `exmem trace record --sched` enables, "system/event".
+inline constexpr std::array<const char*, 4> kSchedEvents{"sched/sched_switch", "task/task_newtask",
+                                                         "sched/sched_process_exec", "sched/sched_process_exit"};
 
 // Real pfns up to 2^36 (256 TiB of physical address space) can be replayed.
 inline constexpr std::uint64_t kMaxRealPfn = std::uint64_t{1} << 36;
@@ -116,6 +144,10 @@ struct TraceInfo {
   // Threads of the processes with secret pages ("# thread tid=.. pid=.."):
   // event lines name the task (thread) that allocated.
   std::map<int, int> threads;
+  bool sched = false;              // "# sched: on": recorded with --sched
+  std::string trace_clock;         // "# trace_clock: NAME"; empty: not recorded
+  std::optional<int> command_pid;  // "# command_pid: N"
+  std::vector<int> kthreads;       // "# kthread pid=N"
 };
 
 // Reads the header (leading '#' lines) and the footer (trailing '#' lines)
@@ -194,6 +226,36 @@ struct UnknownLine {
 // A reader keeps the first few with their text and counts the rest.
 inline constexpr std::size_t kMaxUnknownLinesKept = 10;
 
+enum class SchedEventKind : std::uint8_t {
+  Switch,   // sched:sched_switch: prev_pid leaves the cpu, next_pid runs
+  NewTask,  // task:task_newtask: `pid` (the prefix's task) created `child`
+  Exec,     // sched:sched_process_exec: old_pid exec'd and is now `child` (the same pid unless a thread exec'd)
+  Exit,     // sched:sched_process_exit: `child` exits
+};
+
+// CLONE_VM in task_newtask's clone_flags: the new task shares its parent's mm.
+inline constexpr std::uint64_t kCloneVm = 0x100;
+
+struct SchedEvent {
+  SchedEventKind kind = SchedEventKind::Switch;
+  std::uint64_t ns = 0;  // the timestamp, in ns (tracefs prints microseconds: "<sec>.<usec>")
+  unsigned cpu = 0;
+  int pid = -1;           // the prefix's task (the one running on cpu)
+  int prev_pid = -1;      // Switch
+  int next_pid = -1;      // Switch
+  bool prev_dead = false;  // Switch: prev_state has X or Z (the task exited)
+  int child = -1;          // NewTask: the new task; Exec: the pid after exec; Exit: the task exiting
+  int old_pid = -1;        // Exec
+  std::uint64_t clone_flags = 0;  // NewTask
+  std::string_view name;  // NewTask: comm; Exec: filename; Exit: comm; Switch: next_comm
+};
+
+// A scheduler line (the four events above); nullopt for any other line.
+std::optional<SchedEvent> parse_sched_line(std::string_view line);
+// Whether a line that is not a kmem event is one of the four scheduler events
+// (cheap: the event's name only), for the replay, which skips them.
+bool is_sched_line(std::string_view line);
+
 // The writer's side: exmem's own lines, each ending in a newline.
 // `counters` are " key=value" pairs (each after a space) with the keys of
 // trace_counter::kAll.
@@ -201,6 +263,9 @@ std::string trace_header(std::string_view command, long cpus, std::uint64_t mem_
 std::string trace_end_line(std::string_view counters);
 std::string trace_secret_line(std::uint64_t pfn, int pid);
 std::string trace_thread_line(int tid, int pid);
+std::string trace_sched_lines(std::string_view trace_clock);  // "# sched: on" and "# trace_clock: .."
+std::string trace_command_pid_line(int pid);
+std::string trace_kthread_line(int pid);
 std::string trace_footer(int exit_status, double duration_seconds, std::uint64_t events, std::uint64_t lost_events);
 
 // The trace opened for reading; closed when it goes (TraceError when it cannot be opened).

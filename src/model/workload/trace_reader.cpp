@@ -176,6 +176,10 @@ void TraceReader::on_other_line(std::string_view line) {
     return;
   }
   if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
+  if (is_sched_line(line)) {  // recorded with --sched: for `exmem trace sched`, not the allocator
+    ++sched_lines;
+    return;
+  }
   unknown_line(line, std::move(why_));
 }
 

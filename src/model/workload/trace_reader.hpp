@@ -91,6 +91,7 @@ class TraceReader {
   std::uint64_t bytes = 0;
   std::uint64_t unknown_lines = 0;
   std::uint64_t lost_events = 0;
+  std::uint64_t sched_lines = 0;  // scheduler events (--sched), skipped
   std::vector<UnknownLine> first_unknown;
   std::uint64_t unknown_gfp_allocs = 0;
   std::map<std::string, std::uint64_t> unknown_gfp_names;

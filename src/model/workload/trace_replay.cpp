@@ -389,6 +389,7 @@ ReplayStats TraceReplay::run(const std::function<void(const ReplayProgress&)>& p
   s.lines = reader.lines;
   s.bytes = reader.bytes;
   s.lost_events = reader.lost_events;
+  s.sched_lines = reader.sched_lines;
   s.unknown_lines += reader.unknown_lines;
   s.first_unknown.insert(s.first_unknown.end(), reader.first_unknown.begin(), reader.first_unknown.end());
   std::sort(s.first_unknown.begin(), s.first_unknown.end(),

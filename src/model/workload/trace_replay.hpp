@@ -20,6 +20,7 @@
 // frees of pages allocated before the recording started, allocations the real
 // kernel failed (page=(null), pfn 0), gfp flag names the model does not know,
 // lines that are not kmem page events (the first few with their line numbers).
+// The scheduler events of a `--sched` recording are counted and skipped.
 //
 // The file is read as a stream (header and trailing footer first, then the
 // events in one pass, by a reader thread of its own: trace_reader.hpp), so
@@ -76,6 +77,7 @@ struct ReplayStats {
   std::uint64_t zone_locked = 0;
   std::uint64_t extfrag = 0;
   std::uint64_t lost_events = 0;  // "CPU:N [LOST M EVENTS]" lines of trace_pipe
+  std::uint64_t sched_lines = 0;  // scheduler events of a --sched recording: skipped (not allocator events)
   // lines that are not events
   std::uint64_t unknown_lines = 0;
   std::vector<UnknownLine> first_unknown;  // the first kMaxUnknownReported
