@@ -347,13 +347,14 @@ void add_study(CLI::App& app) {
       "Run a study: the kernel model at every point of a sweep (axes of scenario settings x policies x seeds), each "
       "point its own process, its result stored as it finishes (an interrupted study resumes), and a report of every "
       "metric against an axis with the spread over seeds; locally or as a Slurm job array");
-  cmd->add_option("file", opts->file, "The study file (TOML; docs/study-format.md)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("file", opts->file, "The study file (TOML; docs/study-format.md)")->required()->type_name("FILE");
   cmd->add_option("--out", opts->out,
                   "Folder of the stored points (points/) and the report (index.html, study.json, results.csv, "
                   "summary.csv); default: study-NAME in the current folder, NAME the study file's stem")
       ->type_name("DIR");
-  cmd->add_option("--jobs,-j", opts->jobs, "Points run at once (default: the CPUs this process may use)")
-      ->check(CLI::Range(1u, 1024u));
+  cmd->add_option("--jobs,-j", opts->jobs, "Points run at once, 1 to 1024 (default: the CPUs this process may use)")
+      ->check(CLI::Range(1u, 1024u))
+      ->type_name("N");
   cmd->add_flag("--force", opts->force, "Run the points again even when their results are stored");
   cmd->add_flag("--list", opts->list, "List the points (index, hash, stored or not, policy, seed, axes) and exit");
   cmd->add_option("--point", opts->point,
@@ -368,7 +369,9 @@ void add_study(CLI::App& app) {
                   "Write DIR/study.sbatch, a Slurm job array whose tasks run --point over the study's points into "
                   "--out (default DIR/results, which every node must reach), and exit")
       ->type_name("DIR");
-  cmd->add_option("--batch", opts->batch, "With --slurm: points per array task")->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+  cmd->add_option("--batch", opts->batch, "With --slurm: points per array task (default 1)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->type_name("N");
   cmd->add_option("--sbatch-option", opts->sbatch_options,
                   "With --slurm: a line added as #SBATCH OPTION (repeat), e.g. --sbatch-option=--mem=4G "
                   "--sbatch-option=--partition=batch")
@@ -376,7 +379,8 @@ void add_study(CLI::App& app) {
   cmd->add_option("--progress", opts->progress,
                   "Progress line on stderr (points done, running, time left): auto (when stderr is a terminal), "
                   "always or never")
-      ->check(CLI::IsMember({"auto", "always", "never"}));
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->type_name("WHEN");
   cmd->footer(R"(Examples:
   exmem study studies/pooling.toml                      every point, 2 at a time on 2 CPUs, report in study-pooling/
   exmem study studies/pooling.toml --list               the points and which are stored

@@ -202,8 +202,10 @@ TEST_F(StudyCommand, BadInputIsRefusedNamingItAndNothingRuns) {
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.out.find("separate ways to run"), std::string::npos) << r.out;
   r = run("study " + out("missing.toml"), true);
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.out.find("missing.toml"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("exmem study: " + out("missing.toml") + ": cannot read the study file: No such file or directory"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace
