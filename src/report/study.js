@@ -8,7 +8,8 @@
 //   without          policies as categories: a dot at the median, a whisker
 //                    min-max (line.band-range), a box q1-q3 (rect.band-iqr)
 // The charts of one metric share their y scale; it is logarithmic when the
-// values span more than 3 decades and are all above 0 (the axis says so).
+// values above 0 span more than 3 decades and none is negative (the axis says
+// so); zeros then sit at a foot of their own, below a gap.
 // It records on <body>: data-plots (charts drawn), data-plot-rects (JSON:
 // [{metric, facet, x, y, w, h}] of each chart's <svg>, in page pixels),
 // data-drawn "ok" when done, or "error: <message>" (with data-study-error,
@@ -65,14 +66,22 @@
     let lo = Infinity, hi = -Infinity;
     for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
     if (!values.length) { lo = 0; hi = 1; }
-    if (lo > 0 && hi / lo > 1000) {
-      const a = Math.floor(Math.log10(lo));
+    // The smallest value above 0: with zeros and no negative value, a log
+    // scale over the positive values keeps a foot for 0, below a gap.
+    let pos = Infinity;
+    for (const v of values) if (v > 0 && v < pos) pos = v;
+    const withZero = lo === 0 && pos < Infinity;
+    if ((lo > 0 || withZero) && hi / (withZero ? pos : lo) > 1000) {
+      const a = Math.floor(Math.log10(withZero ? pos : lo));
       let b = Math.ceil(Math.log10(hi));
       if (b <= a) b = a + 1;
       const every = Math.max(1, Math.ceil((b - a) / 6));
-      const ticks = [];
+      const ticks = withZero ? [0] : [];
       for (let e = a; e <= b; e += every) ticks.push(Math.pow(10, e));
-      return { log: true, ticks: ticks, frac: function (v) { return (Math.log10(v) - a) / (b - a); } };
+      const gap = withZero ? 0.1 : 0;
+      return { log: true, zero: withZero, ticks: ticks, frac: function (v) {
+        return v <= 0 ? 0 : gap + (1 - gap) * (Math.log10(v) - a) / (b - a);
+      } };
     }
     if (lo >= 0 && lo <= hi / 2) lo = 0;
     if (hi <= 0 && hi >= lo / 2) hi = 0;
@@ -150,7 +159,8 @@
     });
     root.appendChild(svg('text', { x: (L + W - R) / 2, y: H - 5, 'text-anchor': 'middle', class: 'axis-title' },
       axisTitle));
-    const yTitle = [ctx.metric.unit, ctx.scale.log ? 'log scale' : ''].filter(Boolean).join(', ');
+    const yTitle = [ctx.metric.unit, ctx.scale.log ? (ctx.scale.zero ? 'log scale, 0 at the foot' : 'log scale') : '']
+      .filter(Boolean).join(', ');
     if (yTitle) {
       root.appendChild(svg('text', { x: 12, y: (T + H0) / 2, 'text-anchor': 'middle', class: 'axis-title y-title',
         transform: 'rotate(-90 12 ' + ((T + H0) / 2) + ')' }, yTitle));

@@ -104,6 +104,23 @@ Browsed browse_study(const std::string& chromium, const nlohmann::json& study, c
   return b;
 }
 
+TEST(StudyInBrowser, ZerosBesideValuesSpanningDecadesSitAtTheFootOfALogScale) {
+  const std::string chromium = chromium_or_fail();
+  ASSERT_FALSE(chromium.empty());
+  TempDir dir;
+  const Browsed b = browse_study(chromium, zero_and_large_study(), dir, false, "zeros");
+  ASSERT_EQ(b.attrs.count("data-drawn"), 1u);
+  ASSERT_EQ(b.attrs.at("data-drawn"), "ok") << (b.attrs.count("data-study-error") ? b.attrs.at("data-study-error") : "");
+  const std::vector<Plot> plots = plots_in(b.dom);
+  ASSERT_EQ(plots.size(), 1u);
+  const Plot& p = plots.front();
+  EXPECT_TRUE(p.log) << "3 to 92,160 beside zeros: a log scale";
+  EXPECT_NE(p.text.find("log scale, 0 at the foot"), std::string::npos);
+  EXPECT_NE(p.text.find(">0</text>"), std::string::npos) << "a tick for 0";
+  EXPECT_NE(p.text.find(">1</text>"), std::string::npos) << "then the decades from 10^0";
+  EXPECT_EQ(p.line_policies, (std::vector<std::string>{"upstream", "unmapped-alloc"}));
+}
+
 TEST(StudyInBrowser, DrawsAChartPerMetricAndFacetWithALineAndBandPerPolicy) {
   const std::string chromium = chromium_or_fail();
   ASSERT_FALSE(chromium.empty());

@@ -162,4 +162,18 @@ inline nlohmann::json no_axis_study() {
                     {splits, slowdown}, std::nullopt);
 }
 
+// One axis, 2 policies, 3 seeds: one policy's splits are 0 and the other's
+// span 3 to 30,000, so the chart is on a log scale with a foot for 0.
+inline nlohmann::json zero_and_large_study() {
+  const std::vector<StudyAxis> axes = {{"machine.ram", {"16GiB", "64GiB", "256GiB"}}};
+  StudyMetric splits{"direct_map_level2_splits", "direct_map_level2_splits", "", {}};
+  splits.value = [](const std::vector<std::string>& c, const std::string& policy, int seed) -> std::optional<double> {
+    if (policy == "unmapped-alloc") return 0.0;
+    const double ram = ram_gib(c[0]);
+    return ram == 16 ? 3.0 * seed : 120.0 * ram * seed;
+  };
+  return make_study("zeros", "Zeros beside large values.", axes, {"upstream", "unmapped-alloc"}, {1, 2, 3}, {splits},
+                    "machine.ram");
+}
+
 }  // namespace exmem::report::testing
