@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <system_error>
 
 #include "model/policy/policy.hpp"
 #include "model/types.hpp"
@@ -64,16 +65,6 @@ class Reader {
   std::string file_;
 };
 
-std::string describe(const toml::node& v) {
-  if (v.is_string()) return fmt::format("a string \"{}\"", v.as_string()->get());
-  if (v.is_integer()) return fmt::format("an integer {}", v.as_integer()->get());
-  if (v.is_floating_point()) return fmt::format("a number {}", v.as_floating_point()->get());
-  if (v.is_boolean()) return fmt::format("a boolean {}", v.as_boolean()->get());
-  if (v.is_table()) return "a table";
-  if (v.is_array()) return "an array";
-  return "a date or time";
-}
-
 // The text a value is shown as on the report: strings as written, numbers in shortest form.
 std::string label_of(const toml::node& v) {
   if (v.is_string()) return v.as_string()->get();
@@ -85,7 +76,7 @@ std::string label_of(const toml::node& v) {
     for (auto&& [k, x] : *t) parts.push_back(fmt::format("{}={}", k.str(), label_of(x)));
     return fmt::format("{{{}}}", fmt::join(parts, ", "));
   }
-  return describe(v);
+  return wl::describe_toml(v);
 }
 
 // A size as the scenario files write it, in its largest exact unit ("48GiB").
@@ -137,10 +128,10 @@ toml::array expand_range(const Reader& rd, const toml::table& r, std::vector<tom
     std::uint64_t a = 0;
     std::uint64_t b = 0;
     if (!from->is_string() || !model::parse_size(from->as_string()->get(), a) || a == 0) {
-      throw rd.at(*from, fmt::format("range from: expected a size such as \"16GiB\", got {}", describe(*from)));
+      throw rd.at(*from, fmt::format("range from: expected a size such as \"16GiB\", got {}", wl::describe_toml(*from)));
     }
     if (!to->is_string() || !model::parse_size(to->as_string()->get(), b)) {
-      throw rd.at(*to, fmt::format("range to: expected a size such as \"1TiB\", got {}", describe(*to)));
+      throw rd.at(*to, fmt::format("range to: expected a size such as \"1TiB\", got {}", wl::describe_toml(*to)));
     }
     if (times == nullptr || !times->is_integer() || times->as_integer()->get() < 2) {
       throw rd.at(step != nullptr ? *step : *times,
@@ -158,7 +149,7 @@ toml::array expand_range(const Reader& rd, const toml::table& r, std::vector<tom
   auto number = [&](const toml::node* n, const char* what) {
     if (n->is_integer()) return static_cast<double>(n->as_integer()->get());
     if (n->is_floating_point() && std::isfinite(n->as_floating_point()->get())) return n->as_floating_point()->get();
-    throw rd.at(*n, fmt::format("range {}: expected a number, got {}", what, describe(*n)));
+    throw rd.at(*n, fmt::format("range {}: expected a number, got {}", what, wl::describe_toml(*n)));
   };
   const double a = number(from, "from");
   const double b = number(to, "to");
@@ -204,11 +195,11 @@ std::vector<std::string> policy_names(const Reader& rd, const toml::node& v) {
   } else if (const toml::array* a = v.as_array(); a != nullptr && !a->empty()) {
     for (const toml::node& x : *a) items.push_back(&x);
   } else {
-    throw rd.at(v, fmt::format("policies: expected {}, got {}", expected, describe(v)));
+    throw rd.at(v, fmt::format("policies: expected {}, got {}", expected, wl::describe_toml(v)));
   }
   std::vector<std::string> out;
   for (const toml::node* x : items) {
-    if (!x->is_string()) throw rd.at(*x, fmt::format("policies: expected a policy name, got {}", describe(*x)));
+    if (!x->is_string()) throw rd.at(*x, fmt::format("policies: expected a policy name, got {}", wl::describe_toml(*x)));
     const std::string name = x->as_string()->get();
     if (std::find(choices.begin(), choices.end(), name) == choices.end()) {
       throw rd.at(*x, fmt::format("policies: unknown policy \"{}\"{}; expected one of {}", name,
@@ -227,17 +218,17 @@ std::vector<std::uint64_t> seed_list(const Reader& rd, const toml::node& v) {
   std::vector<std::uint64_t> out;
   if (v.is_integer()) {
     const std::int64_t n = v.as_integer()->get();
-    if (n < 1 || static_cast<std::uint64_t>(n) > kMaxSeeds) throw rd.at(v, fmt::format("seeds: expected {}, got {}", expected, describe(v)));
+    if (n < 1 || static_cast<std::uint64_t>(n) > kMaxSeeds) throw rd.at(v, fmt::format("seeds: expected {}, got {}", expected, wl::describe_toml(v)));
     for (std::int64_t i = 1; i <= n; ++i) out.push_back(static_cast<std::uint64_t>(i));
     return out;
   }
   const toml::array* a = v.as_array();
   if (a == nullptr || a->empty() || a->size() > kMaxSeeds) {
-    throw rd.at(v, fmt::format("seeds: expected {}, got {}", expected, describe(v)));
+    throw rd.at(v, fmt::format("seeds: expected {}, got {}", expected, wl::describe_toml(v)));
   }
   for (const toml::node& x : *a) {
     if (!x.is_integer() || x.as_integer()->get() < 0) {
-      throw rd.at(x, fmt::format("seeds: expected a seed (a whole number from 0), got {}", describe(x)));
+      throw rd.at(x, fmt::format("seeds: expected a seed (a whole number from 0), got {}", wl::describe_toml(x)));
     }
     const auto s = static_cast<std::uint64_t>(x.as_integer()->get());
     if (std::find(out.begin(), out.end(), s) != out.end()) throw rd.at(x, fmt::format("seeds: seed {} is named twice", s));
@@ -254,7 +245,7 @@ std::vector<std::pair<std::string, const toml::node*>> settings_of(const Reader&
     if (t == nullptr) {
       throw rd.at(table.source(), fmt::format("[set] {}: expected a table of settings as in a scenario file "
                                               "(such as [set.machine] or machine.ram = \"64GiB\"), got {}",
-                                              table.str(), describe(inner)));
+                                              table.str(), wl::describe_toml(inner)));
     }
     for (auto&& [key, value] : *t) out.emplace_back(fmt::format("{}.{}", table.str(), key.str()), &value);
   }
@@ -286,12 +277,12 @@ AxisSpec read_axis(const Reader& rd, const toml::node& n, const std::vector<Axis
   } else if (const toml::array* sa = settings->as_array(); sa != nullptr && sa->size() >= 2) {
     for (const toml::node& x : *sa) names.push_back(&x);
   } else {
-    throw rd.at(*settings, fmt::format("[[axis]] settings: expected a list of two or more settings, got {}", describe(*settings)));
+    throw rd.at(*settings, fmt::format("[[axis]] settings: expected a list of two or more settings, got {}", wl::describe_toml(*settings)));
   }
   std::vector<std::string> known = wl::setting_paths();
   known.insert(known.begin(), "scenario");
   for (const toml::node* x : names) {
-    if (!x->is_string()) throw rd.at(*x, fmt::format("[[axis]] setting: expected a setting's name, got {}", describe(*x)));
+    if (!x->is_string()) throw rd.at(*x, fmt::format("[[axis]] setting: expected a setting's name, got {}", wl::describe_toml(*x)));
     const std::string name = x->as_string()->get();
     refuse_reserved(rd, name, x->source());
     if (std::find(known.begin(), known.end(), name) == known.end()) {
@@ -318,7 +309,7 @@ AxisSpec read_axis(const Reader& rd, const toml::node& n, const std::vector<Axis
   spec.name = fmt::format("{}", fmt::join(spec.settings, "+"));
   if (const toml::node* nm = t.get("name"); nm != nullptr) {
     if (!nm->is_string() || nm->as_string()->get().empty()) {
-      throw rd.at(*nm, fmt::format("[[axis]] name: expected a name for the axis, got {}", describe(*nm)));
+      throw rd.at(*nm, fmt::format("[[axis]] name: expected a name for the axis, got {}", wl::describe_toml(*nm)));
     }
     spec.name = nm->as_string()->get();
   }
@@ -334,14 +325,14 @@ AxisSpec read_axis(const Reader& rd, const toml::node& n, const std::vector<Axis
     const toml::array* va = values->as_array();
     if (va == nullptr || va->empty() || va->size() > kMaxAxisValues) {
       throw rd.at(*values, fmt::format("[[axis]] \"{}\" values: expected a list of 1 to {} values, got {}", spec.name,
-                                       kMaxAxisValues, describe(*values)));
+                                       kMaxAxisValues, wl::describe_toml(*values)));
     }
     for (const toml::node& x : *va) {
       if (spec.settings.size() > 1) {
         const toml::array* tuple = x.as_array();
         if (tuple == nullptr || tuple->size() != spec.settings.size()) {
           throw rd.at(x, fmt::format("[[axis]] \"{}\" values: expected lists of {} values, one for each of {}, got {}",
-                                     spec.name, spec.settings.size(), fmt::join(spec.settings, ", "), describe(x)));
+                                     spec.name, spec.settings.size(), fmt::join(spec.settings, ", "), wl::describe_toml(x)));
         }
       }
       spec.values.push_back(&x);
@@ -371,7 +362,7 @@ AxisSpec read_axis(const Reader& rd, const toml::node& n, const std::vector<Axis
     for (std::size_t i = 0; i < la->size(); ++i) {
       const toml::node& x = *la->get(i);
       if (!x.is_string() || x.as_string()->get().empty()) {
-        throw rd.at(x, fmt::format("[[axis]] \"{}\" labels: expected a name, got {}", spec.name, describe(x)));
+        throw rd.at(x, fmt::format("[[axis]] \"{}\" labels: expected a name, got {}", spec.name, wl::describe_toml(x)));
       }
       spec.labels[i] = x.as_string()->get();
     }
@@ -393,12 +384,12 @@ std::vector<MetricRef> metric_refs(const Reader& rd, const toml::node* v) {
     if (a == nullptr || a->empty()) {
       throw rd.at(*v, fmt::format("[report] metrics: expected a list of metrics (runs.csv columns such as "
                                   "\"direct_map_level2_splits\", or JSON pointers such as \"/oom/kills\"), got {}",
-                                  describe(*v)));
+                                  wl::describe_toml(*v)));
     }
     names.clear();
     nodes.clear();
     for (const toml::node& x : *a) {
-      if (!x.is_string()) throw rd.at(x, fmt::format("[report] metrics: expected a metric's name, got {}", describe(x)));
+      if (!x.is_string()) throw rd.at(x, fmt::format("[report] metrics: expected a metric's name, got {}", wl::describe_toml(x)));
       names.push_back(x.as_string()->get());
       nodes.push_back(&x);
     }
@@ -431,16 +422,22 @@ std::vector<MetricRef> metric_refs(const Reader& rd, const toml::node* v) {
   return out;
 }
 
-std::string read_file(const std::string& path) {
+}  // namespace
+
+std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw StudyError(fmt::format("{}: cannot read the study file: {}", path, std::strerror(errno)));
+  if (!in) throw std::system_error(errno, std::generic_category(), path.string());
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw StudyError(fmt::format("{}: cannot read the study file", path));
+  if (in.bad()) throw std::system_error(errno != 0 ? errno : EIO, std::generic_category(), path.string());
   return text.str();
 }
 
-}  // namespace
+nlohmann::json axes_json(const Study& study, const Point& p) {
+  nlohmann::json a = nlohmann::json::object();
+  for (std::size_t i = 0; i < study.axes.size(); ++i) a[study.axes[i].name] = study.axes[i].labels[p.at[i]];
+  return a;
+}
 
 std::vector<std::string> default_metrics() {
   return {"direct_map_level2_splits", "DirectMap4k_kB", "full_flushes", "oom_kills", "kernel_slowdown_percent"};
@@ -491,7 +488,12 @@ std::vector<std::size_t> parse_point_list(std::string_view text, std::size_t poi
 }
 
 Study load_study(const std::string& path, const ScenarioResolver& resolver, std::string_view model_version) {
-  const std::string text = read_file(path);
+  std::string text;
+  try {
+    text = read_text(path);
+  } catch (const std::system_error& e) {
+    throw StudyError(fmt::format("{}: cannot read the study file: {}", path, e.code().message()));
+  }
   const Reader rd{path};
   toml::table doc;
   try {
@@ -508,7 +510,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
 
   if (const toml::node* d = doc.get("description"); d != nullptr) {
-    if (!d->is_string()) throw rd.at(*d, fmt::format("description: expected a string, got {}", describe(*d)));
+    if (!d->is_string()) throw rd.at(*d, fmt::format("description: expected a string, got {}", wl::describe_toml(*d)));
     st.description = d->as_string()->get();
   }
   st.policies = doc.get("policies") != nullptr ? policy_names(rd, *doc.get("policies"))
@@ -518,7 +520,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
   // The costs file prices the slowdown of every point.
   nlohmann::json costs_config = "built-in";
   if (const toml::node* c = doc.get("costs"); c != nullptr) {
-    if (!c->is_string()) throw rd.at(*c, fmt::format("costs: expected a costs file's path, got {}", describe(*c)));
+    if (!c->is_string()) throw rd.at(*c, fmt::format("costs: expected a costs file's path, got {}", wl::describe_toml(*c)));
     std::filesystem::path p = c->as_string()->get();
     if (p.is_relative()) p = dir / p;
     try {
@@ -538,7 +540,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
   // [set]: settings of every point.
   std::vector<std::pair<std::string, const toml::node*>> fixed;
   if (const toml::node* s = doc.get("set"); s != nullptr) {
-    if (!s->is_table()) throw rd.at(*s, fmt::format("set: expected a table of settings ([set.machine] ...), got {}", describe(*s)));
+    if (!s->is_table()) throw rd.at(*s, fmt::format("set: expected a table of settings ([set.machine] ...), got {}", wl::describe_toml(*s)));
     fixed = settings_of(rd, *s->as_table());
     for (const auto& [p, v] : fixed) refuse_reserved(rd, p, v->source());
   }
@@ -562,7 +564,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
   // [report]
   const toml::node* metrics = nullptr;
   if (const toml::node* r = doc.get("report"); r != nullptr) {
-    if (!r->is_table()) throw rd.at(*r, fmt::format("report: expected a table, got {}", describe(*r)));
+    if (!r->is_table()) throw rd.at(*r, fmt::format("report: expected a table, got {}", wl::describe_toml(*r)));
     rd.only(*r->as_table(), "[report]", {"x", "metrics"});
     if (const toml::node* x = r->as_table()->get("x"); x != nullptr) {
       std::vector<std::string> names;
@@ -570,7 +572,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
       if (!x->is_string() || std::find(names.begin(), names.end(), x->as_string()->get()) == names.end()) {
         throw rd.at(*x, fmt::format("[report] x: expected one of the study's axes ({}), got {}",
                                     names.empty() ? std::string("it has none") : fmt::format("{}", fmt::join(names, ", ")),
-                                    describe(*x)));
+                                    wl::describe_toml(*x)));
       }
       st.x = x->as_string()->get();
     }
@@ -608,7 +610,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
   if (scenario_node != nullptr) {
     if (!scenario_node->is_string()) {
       throw rd.at(*scenario_node, fmt::format("scenario: expected a scenario file or a shipped scenario's name, got {}",
-                                              describe(*scenario_node)));
+                                              wl::describe_toml(*scenario_node)));
     }
     fixed_scenario = scenario_node->as_string()->get();
     fixed_scenario_at = scenario_node->source();
@@ -641,7 +643,7 @@ Study load_study(const std::string& path, const ScenarioResolver& resolver, std:
                                 ? *tuple->as_array()->get(static_cast<std::size_t>(k - specs[i].settings.begin()))
                                 : *tuple;
       if (!v.is_string()) {
-        throw rd.at(specs[i].where[at[i]], fmt::format("[[axis]] \"scenario\": expected scenario names or files, got {}", describe(v)));
+        throw rd.at(specs[i].where[at[i]], fmt::format("[[axis]] \"scenario\": expected scenario names or files, got {}", wl::describe_toml(v)));
       }
       scenario_name = v.as_string()->get();
       scenario_at = specs[i].where[at[i]];

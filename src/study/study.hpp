@@ -94,12 +94,20 @@ struct Study {
 // wrong study fails before anything runs. StudyError naming the file's line.
 Study load_study(const std::string& path, const ScenarioResolver& resolver, std::string_view model_version);
 
+// The point's value of each axis, by the axis' name, as the report shows it:
+// {"machine.ram": "64GiB", "scenario": "key-server"}.
+nlohmann::json axes_json(const Study& study, const Point& p);
+
 // The metrics a study reports when its [report] names none.
 std::vector<std::string> default_metrics();
 
 // "3", "0-9", "0-9,12": point indices of --point, each < `points`, in order,
 // without repeats. std::invalid_argument saying what was expected.
 std::vector<std::size_t> parse_point_list(std::string_view text, std::size_t points);
+
+// A file's whole text (study files, stored points). std::system_error with
+// errno, naming the path, when it cannot be read.
+std::string read_text(const std::filesystem::path& path);
 
 // Lowercase hex SHA-256 of `bytes`.
 std::string sha256_hex(std::string_view bytes);

@@ -31,8 +31,10 @@ ScenarioError located(const std::string& file, const toml::source_region& at, co
   return ScenarioError(file, at.begin.line, at.begin.column, what);
 }
 
+}  // namespace
+
 // "a string \"64GB\"", "an integer -3", ... for "expected X, got Y".
-std::string describe(const toml::node& v) {
+std::string describe_toml(const toml::node& v) {
   switch (v.type()) {
     case toml::node_type::string:
       return fmt::format("a string \"{}\"", v.as_string()->get());
@@ -56,12 +58,14 @@ std::string describe(const toml::node& v) {
   return "nothing";
 }
 
+namespace {
+
 class Reader {
  public:
   explicit Reader(std::string file) : file_(std::move(file)) {}
 
   [[noreturn]] void fail(const toml::node& v, std::string_view where, std::string_view expected) const {
-    throw located(file_, v.source(), fmt::format("{}: expected {}, got {}", where, expected, describe(v)));
+    throw located(file_, v.source(), fmt::format("{}: expected {}, got {}", where, expected, describe_toml(v)));
   }
   [[noreturn]] void fail_at(const toml::source_region& at, const std::string& what) const {
     throw located(file_, at, what);
@@ -412,9 +416,7 @@ std::string apply_toml_setting(Scenario& s, std::string_view path, const toml::n
     // A value made elsewhere (a study's range): its errors and its origin are at `at`.
     std::string text;
     try {
-      Scenario copy = s;
-      text = apply_toml_setting(copy, path, v, file, nullptr);
-      s = std::move(copy);
+      text = apply_toml_setting(s, path, v, file, nullptr);
     } catch (const ScenarioError& e) {
       const std::string what = e.what();
       const std::string prefix = e.file() + ": ";

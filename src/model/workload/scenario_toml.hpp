@@ -36,6 +36,10 @@ inline constexpr std::uint64_t kStudyOrder = std::uint64_t{1} << 61;
 std::string apply_toml_setting(Scenario& s, std::string_view path, const toml::node& v, const std::string& file,
                                const toml::source_region* at = nullptr);
 
+// A TOML value as messages name it, for "expected X, got Y": "a string
+// \"64GB\"", "an integer -3", "a floating-point number 1.5", "a table"...
+std::string describe_toml(const toml::node& v);
+
 // The paths apply_toml_setting() takes, in the order of a scenario file.
 std::vector<std::string> setting_paths();
 
