@@ -122,25 +122,6 @@ class StudyProgress {
   bool drawn_ = false;
 };
 
-// Removes the temporary files of this host's writers that died mid-write.
-void remove_dead_temporaries(const fs::path& out) {
-  char host[64] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) return;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(out / "points", ec)) {
-    const std::string n = e.path().filename().string();
-    // .HASH.HOST.PID.tmp
-    if (n.size() < 6 || n.front() != '.' || n.substr(n.size() - 4) != ".tmp") continue;
-    const std::string body = n.substr(1, n.size() - 5);
-    const std::size_t first = body.find('.');
-    const std::size_t last = body.rfind('.');
-    if (first == std::string::npos || last <= first) continue;
-    if (body.substr(first + 1, last - first - 1) != host) continue;
-    const pid_t pid = static_cast<pid_t>(std::strtol(body.c_str() + last + 1, nullptr, 10));
-    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) fs::remove(e.path(), ec);
-  }
-}
-
 struct RunOutcome {
   std::size_t ran = 0;
   std::size_t before = 0;
@@ -170,7 +151,7 @@ RunOutcome run_points(const study::Study& st, const std::vector<std::size_t>& wh
   std::error_code ec;
   fs::create_directories(out / "points", ec);
   if (ec) fail(fmt::format("--out \"{}\": cannot create {}: {}", out.string(), (out / "points").string(), ec.message()));
-  remove_dead_temporaries(out);
+  study::remove_dead_temporaries(out);
 
   const auto start = Clock::now();
   StudyProgress progress(progress_on, st.name, r.before + pending.size(), r.before);
@@ -286,6 +267,13 @@ void write_slurm(const study::Study& st, const StudyOptions& o) {
     fail(fmt::format("--slurm: {} points in batches of {} make {} array tasks, more than Slurm's default limit of {}; "
                      "give --batch {} or more",
                      n, o.batch, tasks, kMaxArray, (n + kMaxArray - 1) / kMaxArray));
+  }
+  for (const std::string& opt : o.sbatch_options) {
+    if (opt.empty() || opt.find_first_of("\r\n") != std::string::npos) {
+      fail(fmt::format("--sbatch-option \"{}\": expected one sbatch option for one #SBATCH line, such as --mem=4G "
+                       "(no line break)",
+                       opt));
+    }
   }
   const fs::path dir = fs::absolute(o.slurm);
   const fs::path shared = o.out.empty() ? dir / "results" : fs::absolute(o.out);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "report/files.hpp"
 #include "report/metrics.hpp"
 #include "report/report.hpp"
 
@@ -28,9 +29,6 @@ std::string csv_number(const sim::Number& v) {
 
 }  // namespace detail
 
-namespace {
-
-// RFC 4180: fields with a comma, quote or line break are quoted, quotes doubled.
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
   std::string q = "\"";
@@ -41,8 +39,6 @@ std::string csv_field(const std::string& s) {
   q += '"';
   return q;
 }
-
-}  // namespace
 
 std::vector<std::string> runs_csv_columns() {
   std::vector<std::string> cols;

@@ -16,6 +16,16 @@ nlohmann::json value_of(const sim::Number& n) {
 
 }  // namespace
 
+nlohmann::json columns_json(const sim::RunResult& r) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const sim::Metric& m : sim::metrics()) {
+    if (m.column.empty() || m.get == nullptr) continue;
+    const auto v = m.get(r);
+    j[std::string(m.column)] = v ? value_of(*v) : nlohmann::json(nullptr);
+  }
+  return j;
+}
+
 nlohmann::json to_json(const sim::RunResult& r, bool region_maps) {
   nlohmann::json j = nlohmann::json::object();
   for (const sim::Metric& m : sim::metrics()) {

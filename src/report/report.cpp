@@ -1,6 +1,8 @@
 // report.cpp: write_report(): the report's files on disk.
 #include "report/report.hpp"
 
+#include "report/files.hpp"
+
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -17,7 +19,8 @@ namespace {
   throw std::system_error(err, std::generic_category(), what + " " + path.string());
 }
 
-// mkdir -p: each missing component in turn, so the error names the one that failed.
+}  // namespace
+
 void make_directories(const std::filesystem::path& dir) {
   std::filesystem::path at;
   for (const auto& part : dir) {
@@ -46,8 +49,6 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   std::FILE* raw = f.release();
   if (std::fclose(raw) != 0) fail(errno, "cannot write", path);
 }
-
-}  // namespace
 
 void write_report(const std::filesystem::path& dir, const Document& doc) {
   if (dir.empty()) fail(ENOENT, "cannot create report directory", "\"\"");

@@ -65,6 +65,10 @@ struct Document {
 // the policy's counters, the samples and (for a trace) the lines not
 // understood; with `region_maps`, region_map {start, end} too (to_json above).
 nlohmann::json to_json(const sim::RunResult& run, bool region_maps = false);
+// Every figure of the run that has a runs.csv column name, under that name
+// (null when the run has no such figure): some, such as split_regions_end,
+// are not in the run's JSON.
+nlohmann::json columns_json(const sim::RunResult& run);
 // The header with a `runs` array.
 nlohmann::json to_json(const Document& doc, bool region_maps = false);
 

@@ -35,6 +35,11 @@ nlohmann::json run_point(const Study& study, const Point& p);
 // rename). std::system_error naming the path when it cannot.
 void store_point(const std::filesystem::path& out, const Point& p, const nlohmann::json& result);
 
+// Removes the temporary files that writers on this host left when they died
+// mid-write (their process is gone); others' are left alone, since several
+// processes may share `out`.
+void remove_dead_temporaries(const std::filesystem::path& out);
+
 // The stored result (std::runtime_error naming the file when it is missing or
 // not this point's).
 nlohmann::json load_point(const std::filesystem::path& out, const Point& p);

@@ -6,27 +6,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <system_error>
 
+#include "report/files.hpp"
 #include "report/study_report.hpp"
 
 namespace exmem::study {
 
 namespace {
-
-// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
-std::string field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
 
 std::string number_text(const nlohmann::json& v) {
   if (v.is_number_unsigned()) return fmt::format("{}", v.get<std::uint64_t>());
@@ -41,18 +30,10 @@ std::string csv_line(const std::vector<std::string>& fields) {
   std::string out;
   for (std::size_t i = 0; i < fields.size(); ++i) {
     if (i != 0) out.push_back(',');
-    out.append(field(fields[i]));
+    out.append(report::csv_field(fields[i]));
   }
   out.push_back('\n');
   return out;
-}
-
-void write_file(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::system_error(errno, std::generic_category(), fmt::format("cannot write {}", path.string()));
-  out << text;
-  out.flush();
-  if (!out) throw std::system_error(errno, std::generic_category(), fmt::format("cannot write {}", path.string()));
 }
 
 }  // namespace
@@ -86,11 +67,6 @@ nlohmann::json study_json(const Study& study, const std::vector<nlohmann::json>&
   }
   doc["metrics"] = metrics;
 
-  auto axes_of = [&](const Point& p) {
-    nlohmann::json a = nlohmann::json::object();
-    for (std::size_t i = 0; i < study.axes.size(); ++i) a[study.axes[i].name] = study.axes[i].labels[p.at[i]];
-    return a;
-  };
   nlohmann::json points = nlohmann::json::array();
   for (std::size_t i = 0; i < study.points.size(); ++i) {
     const Point& p = study.points[i];
@@ -108,7 +84,7 @@ nlohmann::json study_json(const Study& study, const std::vector<nlohmann::json>&
     }
     points.push_back({{"index", p.index},
                       {"hash", p.hash},
-                      {"axes", axes_of(p)},
+                      {"axes", axes_json(study, p)},
                       {"policy", p.policy},
                       {"seed", p.seed},
                       {"run_seconds", stored.at(i).value("seconds", 0.0)},
@@ -146,7 +122,7 @@ nlohmann::json study_json(const Study& study, const std::vector<nlohmann::json>&
                       {"q3", quantile(v, 0.75)},
                       {"n", v.size()}};
     }
-    summary.push_back({{"axes", axes_of(study.points[members.front()])},
+    summary.push_back({{"axes", axes_json(study, study.points[members.front()])},
                        {"policy", key.second},
                        {"n", members.size()},
                        {"stats", stats}});
@@ -198,13 +174,12 @@ std::string summary_csv(const nlohmann::json& doc) {
 }
 
 void write_study_report(const std::filesystem::path& dir, const nlohmann::json& doc) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::system_error(ec, fmt::format("cannot create {}", dir.string()));
-  write_file(dir / "study.json", doc.dump(1) + "\n");
-  write_file(dir / "results.csv", results_csv(doc));
-  write_file(dir / "summary.csv", summary_csv(doc));
-  write_file(dir / "index.html", report::study_html_page(doc));
+  report::make_directories(dir);
+  // Strings that are not UTF-8 are written with U+FFFD rather than refused, as exmem sim's report does.
+  report::write_file(dir / "study.json", doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  report::write_file(dir / "results.csv", results_csv(doc));
+  report::write_file(dir / "summary.csv", summary_csv(doc));
+  report::write_file(dir / "index.html", report::study_html_page(doc));
 }
 
 }  // namespace exmem::study
