@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cluster.hpp"
+#include "study_files.hpp"
 
 namespace {
 
@@ -19,20 +20,8 @@ using exmem::slurm_test::shell_quote;
 using exmem::slurm_test::SlurmCluster;
 namespace fs = std::filesystem;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// results.csv without its last column (run_seconds: how long each run took).
-std::string without_timing(const std::string& csv) {
-  std::string out;
-  std::istringstream in(csv);
-  for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
-  return out;
-}
+using exmem::study_test::slurp;
+using exmem::study_test::without_timing;
 
 TEST(StudyOnSlurm, TheJobArraysMergedReportEqualsTheLocalRuns) {
   if (const std::string why = SlurmCluster::skip_reason(); !why.empty()) GTEST_SKIP() << why;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "study_files.hpp"
 
 namespace exmem::cli_test {
 namespace {
@@ -41,20 +42,8 @@ values = [2, 4]
 metrics = ["direct_map_level2_splits", "secret_faults"]
 )";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// results.csv without its last column (run_seconds: how long each run took).
-std::string without_timing(const std::string& csv) {
-  std::string out;
-  std::istringstream in(csv);
-  for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
-  return out;
-}
+using exmem::study_test::slurp;
+using exmem::study_test::without_timing;
 
 class StudyCommand : public ::testing::Test {
  protected:
@@ -201,6 +190,11 @@ TEST_F(StudyCommand, BadInputIsRefusedNamingItAndNothingRuns) {
   r = study("--merge " + out("o") + " --point 1");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.out.find("separate ways to run"), std::string::npos) << r.out;
+  // An option with a line break would add a line of its own to the script.
+  r = study("--slurm " + out("job") + " --sbatch-option=\"$(printf '%s\\n%s' --mem=1G 'echo hi')\"");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("--sbatch-option \"--mem=1G\necho hi\": expected one sbatch option"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "job" / "study.sbatch"));
   r = run("study " + out("missing.toml"), true);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.out.find("exmem study: " + out("missing.toml") + ": cannot read the study file: No such file or directory"),
