@@ -5,6 +5,10 @@
 #include <exmem/exmem.h>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <string>
@@ -106,6 +110,80 @@ int out_of_range_values() {
 }
 
 TEST(Init, OutOfRangeValuesAreRejectedWithEXMEM_E_INVALID) { EXPECT_IN_FRESH_PROCESS(out_of_range_values); }
+
+// EXMEM_POLICY and EXMEM_FORK configure a program that never calls exmem_init
+// (the preload's users); an explicit config wins over them.
+int environment_policy_locked_only() {
+  setenv("EXMEM_POLICY", "locked-only", 1);
+  void* p = exmem_alloc(64);
+  CHILD_CHECK(p != nullptr, "exmem_alloc under EXMEM_POLICY=locked-only: %s", last_error_text().c_str());
+  CHILD_CHECK(exmem_protection() == EXMEM_PROT_LOCKED, "EXMEM_POLICY=locked-only gave protection %d",
+              exmem_protection());
+  exmem_free(p);
+  return 0;
+}
+
+TEST(Environment, ExmemPolicyLockedOnlyChoosesTheLockedBackendWithoutExmemInit) {
+  EXPECT_IN_FRESH_PROCESS(environment_policy_locked_only);
+}
+
+int environment_bad_value() {
+  setenv("EXMEM_POLICY", "secretish", 1);
+  void* p = exmem_alloc(64);
+  CHILD_CHECK(p == nullptr, "an allocation succeeded under EXMEM_POLICY=secretish");
+  CHILD_CHECK(exmem_last_error() == EXMEM_E_INVALID, "error %d, expected EXMEM_E_INVALID", exmem_last_error());
+  std::string m = last_error_text();
+  CHILD_CHECK(m.find("EXMEM_POLICY") != std::string::npos && m.find("secretish") != std::string::npos &&
+                  m.find("require-secret") != std::string::npos,
+              "the message does not name the variable, its value and the values expected: %s", m.c_str());
+  // Mended, the next allocation sets the heap up.
+  setenv("EXMEM_POLICY", "prefer-secret", 1);
+  p = exmem_alloc(64);
+  CHILD_CHECK(p != nullptr, "after the variable was mended: %s", last_error_text().c_str());
+  exmem_free(p);
+  setenv("EXMEM_FORK", "sometimes", 1);
+  // The heap is set up already: the variable is not read again.
+  CHILD_CHECK(exmem_alloc(8) != nullptr, "a bad EXMEM_FORK is read after set-up");
+  return 0;
+}
+
+TEST(Environment, ABadValueRefusesSetUpNamingTheVariableTheValueAndTheChoices) {
+  EXPECT_IN_FRESH_PROCESS(environment_bad_value);
+}
+
+int environment_explicit_config_wins() {
+  setenv("EXMEM_POLICY", "locked-only", 1);
+  setenv("EXMEM_FORK", "nonsense", 1);
+  exmem_config c{};
+  c.policy = EXMEM_PREFER_SECRET;
+  CHILD_CHECK(exmem_init(&c) == EXMEM_OK, "exmem_init with a config: %s", last_error_text().c_str());
+  CHILD_CHECK(exmem_protection() == EXMEM_PROT_SECRET, "the explicit config lost to EXMEM_POLICY: protection %d",
+              exmem_protection());
+  return 0;
+}
+
+TEST(Environment, AnExplicitConfigIsNotOverriddenByTheEnvironment) {
+  REQUIRE_MEMFD_SECRET();
+  EXPECT_IN_FRESH_PROCESS(environment_explicit_config_wins);
+}
+
+int environment_fork_share() {
+  setenv("EXMEM_FORK", "share", 1);
+  char* p = static_cast<char*>(exmem_alloc(64));
+  CHILD_CHECK(p != nullptr, "exmem_alloc: %s", last_error_text().c_str());
+  std::strcpy(p, "inherited");
+  pid_t pid = fork();
+  if (pid == 0) _exit(std::strcmp(p, "inherited") == 0 ? 0 : 1);  // faults under EXMEM_FORK_PRIVATE
+  int status = 0;
+  CHILD_CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
+  CHILD_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child of EXMEM_FORK=share could not read the inherited object (status %d)", status);
+  return 0;
+}
+
+TEST(Environment, ExmemForkShareLetsTheChildReadInheritedObjects) {
+  EXPECT_IN_FRESH_PROCESS(environment_fork_share);
+}
 
 int reserve_up_front() {
   long before = status_kb("VmLck");

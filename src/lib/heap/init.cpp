@@ -126,7 +126,9 @@ void release_reservation(Arena& a) {
 
 int ensure_initialized(Arena& a) {
   if (!a.configured) {
-    resolve_settings(nullptr, &a.settings);  // the defaults are valid
+    // The defaults, with EXMEM_POLICY and EXMEM_FORK applied; a bad value
+    // refuses set-up (and every allocation) with the variable named.
+    if (int rc = resolve_settings(nullptr, &a.settings); rc != EXMEM_OK) return rc;
     a.configured = true;
   }
   pthread_once(&g_fork_handlers_once, [] { g_fork_handlers_error = register_fork_handlers(); });

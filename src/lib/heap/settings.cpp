@@ -1,6 +1,8 @@
 #include "heap/settings.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include <exmem/exmem.h>
 
@@ -35,10 +37,47 @@ int validate(const exmem_config& c) {
   return EXMEM_OK;
 }
 
+struct Named {
+  const char* name;
+  int value;
+};
+
+// The value of the variable among the names, or -1 (and the error set).
+int from_environment(const char* var, const Named (&names)[3], int count, int* out) {
+  const char* v = secure_getenv(var);
+  if (!v) return EXMEM_OK;
+  for (int i = 0; i < count; ++i)
+    if (std::strcmp(v, names[i].name) == 0) {
+      *out = names[i].value;
+      return EXMEM_OK;
+    }
+  char expected[96] = "";
+  for (int i = 0; i < count; ++i) {
+    std::strncat(expected, i ? (i + 1 == count ? " or " : ", ") : "", sizeof expected - std::strlen(expected) - 1);
+    std::strncat(expected, names[i].name, sizeof expected - std::strlen(expected) - 1);
+  }
+  return detail::set_error(EXMEM_E_INVALID, "the environment variable %s = '%.64s': expected %s", var, v, expected);
+}
+
 }  // namespace
+
+int apply_environment(exmem_config* cfg) {
+  static constexpr Named kPolicies[3] = {{"prefer-secret", EXMEM_PREFER_SECRET},
+                                         {"require-secret", EXMEM_REQUIRE_SECRET},
+                                         {"locked-only", EXMEM_LOCKED_ONLY}};
+  static constexpr Named kForks[3] = {{"private", EXMEM_FORK_PRIVATE}, {"share", EXMEM_FORK_SHARE}, {"", 0}};
+  int policy = cfg->policy, fork_mode = cfg->fork_mode;
+  if (int rc = from_environment("EXMEM_POLICY", kPolicies, 3, &policy); rc != EXMEM_OK) return rc;
+  if (int rc = from_environment("EXMEM_FORK", kForks, 2, &fork_mode); rc != EXMEM_OK) return rc;
+  cfg->policy = policy;
+  cfg->fork_mode = fork_mode;
+  return EXMEM_OK;
+}
 
 int resolve_settings(const exmem_config* cfg, Settings* out) {
   exmem_config c = cfg ? *cfg : exmem_config{};
+  if (!cfg)
+    if (int rc = apply_environment(&c); rc != EXMEM_OK) return rc;
   if (int rc = validate(c); rc != EXMEM_OK) return rc;
   Settings s;
   s.reserve = c.reserve;

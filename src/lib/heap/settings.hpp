@@ -32,8 +32,18 @@ struct Settings {
   }
 };
 
-// Checks cfg (nullptr: the defaults) and resolves it. Returns EXMEM_OK, or
-// EXMEM_E_INVALID with the last error naming the field and what was expected.
+// Checks cfg and resolves it. cfg == nullptr means the program gave no
+// configuration: the defaults, with the environment applied (apply_environment).
+// Returns EXMEM_OK, or EXMEM_E_INVALID with the last error naming the field (or
+// the variable) and what was expected.
 int resolve_settings(const exmem_config* cfg, Settings* out);
+
+// Overrides cfg's policy and fork mode with EXMEM_POLICY (prefer-secret,
+// require-secret, locked-only) and EXMEM_FORK (private, share) where they are
+// set, for programs that do not configure the heap themselves (the preload's
+// users). Read with secure_getenv: a set-user-ID program ignores them.
+// Returns EXMEM_OK, or EXMEM_E_INVALID naming the variable, its value and the
+// values expected (cfg is then unchanged).
+int apply_environment(exmem_config* cfg);
 
 }  // namespace exmem::heap
