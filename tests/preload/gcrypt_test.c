@@ -58,6 +58,24 @@ static void ecc_sign_verify(int preloaded, int first) {
                        "%zu live, %zu before", exmem_live(), live0);
 }
 
+/* Daemonizing as gpg-agent does: the child forks a grandchild and exits at
+ * once; the grandchild, whose parent is gone, goes on with the object its
+ * grandparent allocated before the forks and answers through a pipe. */
+static int g_pipe[2];
+static int daemonize(void* arg) {
+  (void)arg;
+  pid_t pid = fork();
+  if (pid != 0) _exit(pid > 0 ? 0 : 1);
+  usleep(20000); /* the intermediate parent has exited */
+  char ok = filled(g_obj, 200, 9) ? 'y' : 'n';
+  gcry_free(g_obj);
+  void* fresh = gcry_malloc_secure(64); /* and allocates secure memory of its own */
+  if (!fresh || !gcry_is_secure(fresh)) ok = 'a';
+  gcry_free(fresh);
+  if (write(g_pipe[1], &ok, 1) != 1) _exit(1);
+  _exit(0);
+}
+
 int main(int argc, char** argv) {
   int preloaded = preloaded_mode(argc, argv, "native|preload");
   CHECK(gcry_check_version(GCRYPT_VERSION) != NULL, "gcry_check_version");
@@ -98,6 +116,12 @@ int main(int argc, char** argv) {
   int st = in_child(child_uses, NULL);
   CHECK(exited_ok(st), "a forked child uses and frees its parent's secure object (status %d)", st);
   CHECK(filled(g_obj, 200, 9), "the child's free left the parent's object intact");
+  CHECK(pipe(g_pipe) == 0, "pipe");
+  CHECK(exited_ok(in_child(daemonize, NULL)), "the daemonizing child exits");
+  close(g_pipe[1]);
+  char answer = 0;
+  CHECK(read(g_pipe[0], &answer, 1) == 1 && answer == 'y', "the daemon uses its grandparent's object: '%c'", answer);
+  CHECK(filled(g_obj, 200, 9), "the daemon's free left the object intact");
   gcry_free(g_obj);
   printf("gcrypt %s: ok\n", argv[1]);
   return 0;

@@ -38,4 +38,8 @@ echo "$out"
 echo "$out" | grep -Eq "$line_re" || fail "EXMEM_DROPIN_REPORT=stderr: no report line on stderr"
 out=$(env -u EXMEM_DROPIN_REPORT LD_PRELOAD=$PRELOAD_RUNTIME$preload "$sodium" report 2>&1)
 echo "$out" | grep -q exmem-dropin && fail "a report without EXMEM_DROPIN_REPORT"
+# EXMEM_POLICY applies to the drop-in's heap.
+out=$(EXMEM_POLICY=locked-only EXMEM_DROPIN_REPORT=stderr LD_PRELOAD=$PRELOAD_RUNTIME$preload "$sodium" report 2>&1 >/dev/null)
+echo "$out"
+echo "$out" | grep -q '^exmem-dropin .* protection=locked sodium_allocs=3 ' || fail "EXMEM_POLICY=locked-only: not locked"
 echo "report: ok"

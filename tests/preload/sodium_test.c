@@ -7,6 +7,8 @@
  *   sodium_test pages    EXMEM_SODIUM=pages: own pages, mprotect honoured
  *   sodium_test bad      EXMEM_SODIUM is invalid: a message, allocations fail
  *   sodium_test report   3 allocations, 2 freed (for the exit report's test)
+ *   sodium_test private  EXMEM_FORK=private overrides the drop-in's default:
+ *                        a forked child cannot reach its parent's object
  *   sodium_test require  fails loudly when memfd_secret is unavailable */
 #include "check.h"  /* first: it defines _GNU_SOURCE */
 #include <sodium.h>
@@ -113,7 +115,7 @@ int main(int argc, char** argv) {
     require_memfd_secret();
     return 0;
   }
-  int preloaded = preloaded_mode(argc, argv, "native|packed|pages|bad|report|require");
+  int preloaded = preloaded_mode(argc, argv, "native|packed|pages|bad|report|private|require");
   CHECK(sodium_init() >= 0, "sodium_init");
   const char* mode = argv[1];
   const char* env = getenv("EXMEM_SODIUM");
@@ -137,6 +139,20 @@ int main(int argc, char** argv) {
     sodium_free(a);
     sodium_free(c);
     (void)b; /* live at exit */
+    return 0;
+  }
+  if (strcmp(mode, "private") == 0) {
+    const char* fork_env = getenv("EXMEM_FORK");
+    CHECK(fork_env && strcmp(fork_env, "private") == 0, "run with EXMEM_FORK=private");
+    g_len = 64;
+    g_obj = sodium_malloc(g_len);
+    CHECK(g_obj && in_secretmem(g_obj), "sodium_malloc");
+    fill(g_obj, g_len, 1);
+    int st = in_child(child_reads, NULL);
+    CHECK(killed_by(st, SIGSEGV), "EXMEM_FORK=private: the child must not reach the object (status %d)", st);
+    CHECK(filled(g_obj, g_len, 1), "the parent's object is intact");
+    sodium_free(g_obj);
+    printf("sodium private (EXMEM_SODIUM=%s): ok\n", env ? env : "(unset)");
     return 0;
   }
   if (preloaded) {
