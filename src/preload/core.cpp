@@ -132,11 +132,6 @@ bool owns(const void* p) {
   return heap::arena_usable_size(p) != 0 || heap::arena_inherited(p);
 }
 
-bool heap_fork_share() {
-  heap::ArenaLock l;
-  return heap::arena().settings.fork_share;
-}
-
 void* next_symbol(const char* name) { return dlsym(RTLD_NEXT, name); }
 
 }  // namespace exmem::dropin

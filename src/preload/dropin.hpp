@@ -19,10 +19,6 @@ bool ready();
 // parent left it). Cheap for foreign pointers.
 bool owns(const void* p);
 
-// Whether the heap in use keeps its objects in forked children
-// (EXMEM_FORK_SHARE). pre: ready().
-bool heap_fork_share();
-
 // The next definition of name after this library (dlsym RTLD_NEXT), cached by
 // the caller; nullptr when no later object defines it.
 void* next_symbol(const char* name);

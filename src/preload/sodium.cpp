@@ -1,8 +1,9 @@
 // libsodium's guarded heap (sodium_malloc & co., libsodium 1.0.18's
 // signatures) served by exmem. EXMEM_SODIUM=packed: objects in exmem's heap;
-// =pages: one exclusive mapping per object (exmem_share_create gives a
-// page-granular region between guard pages), the object at its end, so that
-// sodium_mprotect_* work as natively.
+// =pages: one exclusive mapping per object (the heap's page objects: a
+// page-granular mapping between guard pages, inherited in EXMEM_FORK_SHARE
+// mode as libsodium's objects survive fork natively), the object at its end,
+// so that sodium_mprotect_* work as natively.
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -15,7 +16,9 @@
 
 #include <exmem/exmem.h>
 
+#include "backend/backend.hpp"
 #include "dropin.hpp"
+#include "heap/arena.hpp"
 
 namespace exmem::dropin {
 
@@ -52,7 +55,7 @@ Mode mode() {
 // Pages mode: the objects' regions, by start address. The lock is never held
 // while calling the heap (whose own lock the fork handlers also take).
 struct PagesObject {
-  exmem_shared region;
+  backend::Region region;
   pid_t owner;  // the process that created it; a forked child only drops its view
 };
 pthread_mutex_t g_pages_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -83,20 +86,15 @@ bool pages_find(const void* p, PagesObject* out, bool erase) {
 
 void* pages_alloc(size_t size) {
   size_t len = (size + page_size() - 1) & ~(page_size() - 1);
-  exmem_shared r{};
-  if (exmem_share_create(len, &r) != EXMEM_OK) {
+  backend::Region r;
+  backend::Kind kind;
+  // No descriptor is kept (one per object would exhaust RLIMIT_NOFILE): the
+  // mapping keeps the file alive.
+  if (heap::arena_map_apart(heap::Use::pages, len, -1, backend::Kind::none, nullptr, &r, &kind) != EXMEM_OK) {
     errno = ENOMEM;
     return nullptr;
   }
-  // The descriptor is not needed: the mapping keeps the file alive, and a
-  // descriptor per object would exhaust RLIMIT_NOFILE.
-  close(r.fd);
-  r.fd = -1;
-  // exmem_share_create keeps shared regions out of children (MADV_DONTFORK);
-  // libsodium's objects survive fork natively, so in EXMEM_FORK_SHARE mode
-  // (the drop-in's default) the child keeps the mapping too.
-  if (heap_fork_share()) madvise(r.addr, r.size, MADV_DOFORK);
-  unsigned char* user = static_cast<unsigned char*>(r.addr) + r.size - size;
+  unsigned char* user = static_cast<unsigned char*>(r.addr) + r.len - size;
   pthread_mutex_lock(&g_pages_lock);
   bool ok = true;
   try {
@@ -107,7 +105,7 @@ void* pages_alloc(size_t size) {
   }
   pthread_mutex_unlock(&g_pages_lock);
   if (!ok) {
-    exmem_share_release(&r);
+    heap::arena_unmap_apart(heap::Use::pages, r, "sodium_malloc");
     errno = ENOMEM;
     return nullptr;
   }
@@ -120,14 +118,14 @@ void pages_free(const PagesObject& o) {
     // The parent's object, inherited: the parent still uses the pages (they
     // are shared), so this process only drops its view, as exmem_free leaves
     // an inherited object alone.
-    mmap(o.region.addr, o.region.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    mmap(o.region.addr, o.region.len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return;
   }
   // sodium_free wipes whatever the protection was.
-  mprotect(o.region.addr, o.region.size, PROT_READ | PROT_WRITE);
-  explicit_bzero(o.region.addr, o.region.size);
-  exmem_shared r = o.region;
-  if (exmem_share_release(&r) != EXMEM_OK) say("sodium_free: %s", exmem_last_error_message());
+  mprotect(o.region.addr, o.region.len, PROT_READ | PROT_WRITE);
+  explicit_bzero(o.region.addr, o.region.len);
+  if (heap::arena_unmap_apart(heap::Use::pages, o.region, "sodium_free") != EXMEM_OK)
+    say("sodium_free: %s", exmem_last_error_message());
 }
 
 template <typename F>
@@ -140,7 +138,7 @@ std::atomic<bool> g_said_mprotect{false};
 int mprotect_object(void* ptr, int prot, const char* which) {
   using Fn = int (*)(void*);
   PagesObject o;
-  if (ptr && pages_find(ptr, &o, false)) return mprotect(o.region.addr, o.region.size, prot);
+  if (ptr && pages_find(ptr, &o, false)) return mprotect(o.region.addr, o.region.len, prot);
   if (ptr && owns(ptr)) {
     EXMEM_DROPIN_SAY_ONCE(g_said_mprotect,
                           "%s(%p): the object is packed with others in exmem's heap, where page protections cannot "

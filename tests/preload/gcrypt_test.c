@@ -4,6 +4,7 @@
  *
  *   gcrypt_test native | preload */
 #include "check.h"  /* first: it defines _GNU_SOURCE */
+#include <exmem/exmem.h>
 #include <gcrypt.h>
 
 
@@ -16,13 +17,11 @@ static int child_uses(void* arg) {
   return 0;
 }
 
-/* Objects live in exmem's heap (0 natively: no exmem there). */
+/* Objects live in exmem's heap (0 natively: no exmem there). The program does
+ * not link exmem: exmem_stats is looked up, with exmem.h's own struct. */
 static size_t exmem_live(void) {
-  struct exmem_stats_view {
-    size_t live_objects, live_bytes, reserved_bytes, exclusive_pages, memlock_bytes, mappings, regions;
-    int protection;
-  } s;
-  int (*stats)(void*) = NULL;
+  struct exmem_stats s;
+  int (*stats)(struct exmem_stats*) = NULL;
   void* sym = dlsym(RTLD_DEFAULT, "exmem_stats");
   memcpy(&stats, &sym, sizeof sym);
   if (!stats || stats(&s) != 0) return 0;

@@ -2,7 +2,8 @@
 // (exmem_vault_*). Each is an exclusive mapping of its own inside the heap's
 // reservation, between guard units, counted towards exmem_config.maximum like
 // regions and large objects, and kept out of children (MADV_DONTFORK) in both
-// fork modes.
+// fork modes. The drop-in's page-granular objects (Use::pages) are mapped the
+// same way but follow the fork mode, as the slab regions do.
 #include <exmem/exmem.h>
 
 #include "diagnostics.hpp"
@@ -33,11 +34,13 @@ int arena_map_apart(Use use, size_t len, int fd, backend::Kind kind, const std::
   } else {
     backend::MapOptions o;
     o.kind = a.kind;
-    o.dontfork = true;
+    // A page object is inherited, shared, in EXMEM_FORK_SHARE mode.
+    const bool inherited = use == Use::pages && a.settings.fork_share;
+    o.dontfork = !inherited;
     // A shared region is a file passed to other processes; a vault stays in
     // this one (under the locked backend: private, wiped on fork).
     o.keep_fd = use == Use::shared;
-    o.shared = use == Use::shared;
+    o.shared = use == Use::shared || inherited;
     f = backend::map(addr, len, o, &r);
     kind = a.kind;
     // A vault is born closed: no one can touch it before its first open.
@@ -65,7 +68,7 @@ int arena_unmap_apart(Use use, const backend::Region& r, const char* who) {
             (it->second.use == use || (use == Use::shared && it->second.use == Use::received));
   if (!ok)
     return detail::set_error(EXMEM_E_INVALID, "%s: %p (+%zu bytes) is not a %s of this heap", who, r.addr, r.len,
-                             use == Use::vault ? "vault" : "shared region");
+                             use == Use::vault ? "vault" : use == Use::pages ? "page object" : "shared region");
   if (it->second.use == Use::vault) --a.vaults;
   unmap_extent(a, r, r.len / kSlabSize + 1);
   return EXMEM_OK;

@@ -22,7 +22,9 @@ enum class Use : uint8_t {
   large,     // one large object
   shared,    // a shared region made here (exmem_share_create)
   received,  // a shared region received from another process (exmem_share_recv)
-  vault      // a vault (exmem_vault_*)
+  vault,     // a vault (exmem_vault_*)
+  pages      // a page-granular object of libexmem-preload (EXMEM_SODIUM=pages):
+             // apart like a vault, but inherited as the heap's regions are
 };
 
 // Sets the heap up with s if it is not set up yet. Once it is, a request for
@@ -66,12 +68,15 @@ Stats arena_stats();
 
 // Maps a region apart from the slabs, inside the reservation between guard
 // units, counted towards the maximum and never inherited by a child
-// (MADV_DONTFORK, whatever the fork mode):
+// (MADV_DONTFORK, whatever the fork mode), except Use::pages:
 //   Use::shared    a new shared region of the heap's kind, its fd kept open;
 //   Use::received  the received file fd, of kind `kind`;
 //   Use::vault     a new vault of the heap's kind, PROT_NONE when this returns;
 //                  access points at the vault's open access, which arena_find()
-//                  reports (it must outlive the mapping).
+//                  reports (it must outlive the mapping);
+//   Use::pages     a new page-granular object of the heap's kind, no fd kept,
+//                  which a child inherits (shared) in EXMEM_FORK_SHARE mode, as
+//                  natively a libsodium object survives fork.
 // On success *out holds the mapping and *kind_out its kind.
 int arena_map_apart(Use use, size_t len, int fd, backend::Kind kind, const std::atomic<int>* access,
                     backend::Region* out, backend::Kind* kind_out);

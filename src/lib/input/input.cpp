@@ -29,6 +29,8 @@ const char* what_holds(heap::Use use) {
     case heap::Use::shared:
     case heap::Use::received:
       return "shared region";
+    case heap::Use::pages:
+      return "page object";
     default:
       return "object";
   }
