@@ -8,7 +8,7 @@
 //   exmem_dropin_bench live LIB      live 32-byte secrets under RLIMIT_MEMLOCK =
 //                                    8 MiB without CAP_IPC_LOCK (needs root):
 //                                    "live LIB COUNT ..." (see below)
-//   LIB: sodium | openssl | gcrypt
+//   LIB: sodium | openssl | gcrypt | gcrypt64k (libgcrypt with a 64 KiB pool)
 //
 // live forks; the child drops CAP_IPC_LOCK from its bounding, effective,
 // permitted, inheritable and ambient sets, sets RLIMIT_MEMLOCK (soft and hard)
@@ -26,7 +26,11 @@
 //     i.e. 8 MiB itself (the arena is mlock'ed alone, its guard pages are not
 //     locked), minsize 32 so that one secret takes one 32-byte block;
 //   - libgcrypt: GCRYCTL_INIT_SECMEM of kGcryptPool = 8 MiB, the whole limit
-//     (libgcrypt mlocks its pool; its block headers live inside it).
+//     (libgcrypt mlocks its pool; its block headers live inside it);
+//     gcrypt64k: the same with a 64 KiB pool, an application-sized one.
+//     libgcrypt mlocks the pool it is asked for even when allocation handlers
+//     (the preload's) serve every secure allocation, so under the preload the
+//     pool's size is taken from the memlock budget the handlers need.
 // The child prints whether the native pool got locked (VmLck after set-up).
 #include <gcrypt.h>
 #include <openssl/crypto.h>
@@ -55,15 +59,17 @@ constexpr std::size_t kMemlockLimit = 8u << 20;         // RLIMIT_MEMLOCK of the
 constexpr std::size_t kOpensslArena = 8u << 20;         // CRYPTO_secure_malloc_init size
 constexpr std::size_t kOpensslMinsize = 32;             // ... and minsize
 constexpr unsigned kGcryptPool = 8u << 20;              // GCRYCTL_INIT_SECMEM size
+constexpr unsigned kGcryptSmallPool = 64u << 10;        // ... of gcrypt64k
 constexpr std::uint64_t kLiveBound = 2000000;           // live secrets: stop here
 constexpr double kMinSeconds = 0.2;                     // cost: time per library at least
 
-enum class Lib { sodium, openssl, gcrypt };
+enum class Lib { sodium, openssl, gcrypt, gcrypt64k };
 
 bool parse_lib(const char* s, Lib& lib) {
   if (std::strcmp(s, "sodium") == 0) lib = Lib::sodium;
   else if (std::strcmp(s, "openssl") == 0) lib = Lib::openssl;
   else if (std::strcmp(s, "gcrypt") == 0) lib = Lib::gcrypt;
+  else if (std::strcmp(s, "gcrypt64k") == 0) lib = Lib::gcrypt64k;
   else return false;
   return true;
 }
@@ -87,16 +93,18 @@ void init_lib(Lib lib) {
       break;
     }
     case Lib::gcrypt:
+    case Lib::gcrypt64k: {
       if (!gcry_check_version(GCRYPT_VERSION)) {
         std::fprintf(stderr, "gcry_check_version failed\n");
         std::exit(2);
       }
+      const unsigned pool = lib == Lib::gcrypt ? kGcryptPool : kGcryptSmallPool;
       gcry_control(GCRYCTL_DISABLE_SECMEM_WARN);
-      gcry_control(GCRYCTL_INIT_SECMEM, kGcryptPool, 0);
+      gcry_control(GCRYCTL_INIT_SECMEM, pool, 0);
       gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
-      init_note = std::string("libgcrypt ") + gcry_check_version(nullptr) +
-                  ", GCRYCTL_INIT_SECMEM " + std::to_string(kGcryptPool);
+      init_note = std::string("libgcrypt ") + gcry_check_version(nullptr) + ", GCRYCTL_INIT_SECMEM " + std::to_string(pool);
       break;
+    }
   }
 }
 
@@ -105,7 +113,8 @@ inline void* lib_alloc(Lib lib) {
   switch (lib) {
     case Lib::sodium: return sodium_malloc(kSize);
     case Lib::openssl: return CRYPTO_secure_malloc(kSize, __FILE__, __LINE__);
-    case Lib::gcrypt: return gcry_malloc_secure(kSize);
+    case Lib::gcrypt:
+    case Lib::gcrypt64k: return gcry_malloc_secure(kSize);
   }
   return nullptr;
 }
@@ -113,7 +122,8 @@ inline void lib_free(Lib lib, void* p) {
   switch (lib) {
     case Lib::sodium: sodium_free(p); break;
     case Lib::openssl: CRYPTO_secure_free(p, __FILE__, __LINE__); break;
-    case Lib::gcrypt: gcry_free(p); break;
+    case Lib::gcrypt:
+    case Lib::gcrypt64k: gcry_free(p); break;
   }
 }
 
@@ -122,6 +132,7 @@ const char* name_of(Lib lib) {
     case Lib::sodium: return "sodium";
     case Lib::openssl: return "openssl";
     case Lib::gcrypt: return "gcrypt";
+    case Lib::gcrypt64k: return "gcrypt64k";
   }
   return "?";
 }
@@ -293,7 +304,7 @@ int live(Lib lib) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: exmem_dropin_bench cost LIB... | live LIB   (LIB: sodium openssl gcrypt)\n");
+  std::fprintf(stderr, "usage: exmem_dropin_bench cost LIB... | live LIB   (LIB: sodium openssl gcrypt gcrypt64k)\n");
   return 2;
 }
 
@@ -308,7 +319,12 @@ int main(int argc, char** argv) {
     if (!parse_lib(argv[i], lib)) return usage();
     libs.push_back(lib);
   }
-  if (mode == "cost") return cost(libs);
+  if (mode == "cost") {
+    // One libgcrypt initialisation per process.
+    if (std::count(libs.begin(), libs.end(), Lib::gcrypt) + std::count(libs.begin(), libs.end(), Lib::gcrypt64k) > 1)
+      return usage();
+    return cost(libs);
+  }
   if (libs.size() != 1) return usage();
   if (mode == "live") return live(libs[0]);
   if (mode == "live-child") return live_child(libs[0]);
