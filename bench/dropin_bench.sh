@@ -97,7 +97,7 @@ for lib in "${libs[@]}"; do
   read -r nm nlo nhi < <(stats "$tmp/cost.native" "$lib")
   read -r pm plo phi < <(stats "$tmp/cost.preload" "$lib")
   ratio=-
-  [[ $nm != error && $pm != error ]] && ratio=$(awk -v a="$pm" -v b="$nm" 'BEGIN { printf "%.3f", a / b }')
+  [[ $nm != error && $pm != error ]] && ratio=$(awk -v a="$pm" -v b="$nm" 'BEGIN { printf "%.3g", a / b }')
   printf '| %-9s | %-26s | %-26s | %-9s | %-12s | %-15s |\n' "$lib" "$(fmt_cost "$nm" "$nlo" "$nhi")" \
     "$(fmt_cost "$pm" "$plo" "$phi")" "$ratio" "$(live_count "$tmp/live.native" "$lib")" \
     "$(live_count "$tmp/live.preload" "$lib")"
