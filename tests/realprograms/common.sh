@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the real-program tests (sourced, not run). Each test runs a program
 # nobody in this project wrote natively and with LD_PRELOAD=libexmem-preload.so,
 # and compares what matters.

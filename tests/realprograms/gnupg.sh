@@ -6,8 +6,8 @@
 # (a) In an empty GNUPGHOME, with LD_PRELOAD for gpg and so for the gpg-agent
 #     it starts: generate an Ed25519 key, sign a file, verify it. While the
 #     agent lives, its /proc/PID/maps holds the preload and "/secretmem"
-#     mappings; at its exit its report line says protection=secret and
-#     gcrypt_allocs > 0.
+#     mappings, which /proc/PID/mem cannot read (its [heap] it can); at its
+#     exit its report line says protection=secret and gcrypt_allocs > 0.
 # (b) The fixed test key (FIXED_KEY_ASC, made once natively) imported into a
 #     native and a preloaded GNUPGHOME: the detached signature and the
 #     clear-signed text made with a pinned time are byte-identical (Ed25519 is
@@ -15,7 +15,7 @@
 #     the preloaded signature verifies natively.
 # Every gpg-agent started here is killed and the directory removed on any exit.
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source=tests/realprograms/common.sh
 source "$here/common.sh"
 
 [[ $# -eq 3 ]] || rp_die "usage: $0 PRELOAD_SO SECRETMEM_PROBE FIXED_KEY_ASC"
@@ -65,6 +65,22 @@ check_agent() {
   else
     rp_fail "$what: gpg-agent pid $pid has no /secretmem mapping in /proc/$pid/maps (its secure memory is not memfd_secret)"
   fi
+  # Even root cannot read it through /proc/PID/mem (the kernel's GUP refuses
+  # secretmem VMAs), while the agent's ordinary heap reads fine.
+  local sec_range heap_range got_sec got_heap
+  sec_range=$(awk '$2 ~ /^rw/ && $6 == "/secretmem" {print $1; exit}' <<<"$maps")
+  heap_range=$(awk '$2 ~ /^rw/ && $6 == "[heap]" {print $1; exit}' <<<"$maps")
+  if [[ -n "$sec_range" && -n "$heap_range" ]]; then
+    got_sec=$(dd if="/proc/$pid/mem" bs=4096 iflag=skip_bytes skip=$((16#${sec_range%-*})) count=1 status=none 2>/dev/null | wc -c)
+    got_heap=$(dd if="/proc/$pid/mem" bs=4096 iflag=skip_bytes skip=$((16#${heap_range%-*})) count=1 status=none 2>/dev/null | wc -c)
+    if [[ $got_heap -ne 4096 ]]; then
+      rp_log "note: $what: could not read the agent's [heap] through /proc/$pid/mem either ($got_heap bytes); the /secretmem read check says nothing here"
+    elif [[ $got_sec -eq 0 ]]; then
+      rp_pass "$what: /proc/$pid/mem reads 4096 bytes of the agent's [heap] and 0 of its /secretmem page at ${sec_range%-*}"
+    else
+      rp_fail "$what: /proc/$pid/mem gave $got_sec bytes of the agent's /secretmem page at ${sec_range%-*}; memfd_secret memory should be unreadable"
+    fi
+  fi
   GNUPGHOME=$home gpgconf --kill gpg-agent
   for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then rp_fail "$what: gpg-agent pid $pid still alive 10 s after gpgconf --kill"; return; fi
@@ -104,8 +120,11 @@ run_gpg preload "$rp_tmp/gen-sign" --yes -u "$fpr" --detach-sign -o "$rp_tmp/gen
 expect_rc0 "(a) gpg --detach-sign (preloaded)" $RC "$rp_tmp/gen-sign"
 run_gpg preload "$rp_tmp/gen-verify" --verify "$rp_tmp/gen.sig" "$rp_tmp/msg"
 if expect_rc0 "(a) gpg --verify (preloaded)" $RC "$rp_tmp/gen-verify"; then
-  grep -q "^\[GNUPG:\] GOODSIG" "$rp_tmp/gen-verify.status" && rp_pass "(a) the signature verifies under the preload (GOODSIG)" ||
+  if grep -q "^\[GNUPG:\] GOODSIG" "$rp_tmp/gen-verify.status"; then
+    rp_pass "(a) the signature verifies under the preload (GOODSIG)"
+  else
     rp_fail "(a) gpg --verify exited 0 without GOODSIG: $(tr '\n' '|' <"$rp_tmp/gen-verify.status")"
+  fi
 fi
 run_gpg native "$rp_tmp/gen-verify-native" --verify "$rp_tmp/gen.sig" "$rp_tmp/msg"
 expect_rc0 "(a) native gpg --verify of the preloaded signature" $RC "$rp_tmp/gen-verify-native" &&
@@ -119,7 +138,7 @@ fixed_fpr=15AA6C256222CC9A5451C11A847812D7AB21858F
 sign_opts=(--yes --faked-system-time "$sign_time" --digest-algo SHA256 -u "$fixed_fpr")
 
 for mode in native preload; do
-  [[ $mode == native ]] && export GNUPGHOME=$nat || export GNUPGHOME=$pre
+  if [[ $mode == native ]]; then export GNUPGHOME=$nat; else export GNUPGHOME=$pre; fi
   run_gpg $mode "$rp_tmp/$mode-import" --import "$fixed_key"; declare "rc_import_$mode=$RC"
   run_gpg $mode "$rp_tmp/$mode-sign" "${sign_opts[@]}" --detach-sign -o "$rp_tmp/$mode.sig" "$rp_tmp/msg"
   declare "rc_sign_$mode=$RC"

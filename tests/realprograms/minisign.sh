@@ -12,7 +12,7 @@
 #     are byte-identical (Ed25519 is deterministic), and the exit codes and
 #     outputs of signing and verifying are the same.
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source=tests/realprograms/common.sh
 source "$here/common.sh"
 
 [[ $# -eq 2 ]] || rp_die "usage: $0 PRELOAD_SO SECRETMEM_PROBE"

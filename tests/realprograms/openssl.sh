@@ -13,7 +13,7 @@
 #     signature by `dgst -sha256 -sign`, its verification, and the unencrypted
 #     PKCS#8 form by `pkcs8 -topk8 -nocrypt`.
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source=tests/realprograms/common.sh
 source "$here/common.sh"
 
 [[ $# -eq 2 ]] || rp_die "usage: $0 PRELOAD_SO SECRETMEM_PROBE"
@@ -69,10 +69,10 @@ for step in "${steps[@]}"; do
     declare "rc_${step}_$mode=$RC"
   done
   n=rc_${step}_native p=rc_${step}_preload
-  expect_rc0 "(b) native openssl $step" "${!n}" native-$step
+  expect_rc0 "(b) native openssl $step" "${!n}" "native-$step"
   rp_same_rc "(b) openssl $step" "${!n}" "${!p}"
-  rp_same_file "(b) openssl $step stdout" native-$step.out preload-$step.out
-  [[ ${!p} -eq 0 ]] && rp_expect_report preload-$step.report any "(b) openssl $step" openssl
+  rp_same_file "(b) openssl $step stdout" "native-$step".out "preload-$step".out
+  [[ ${!p} -eq 0 ]] && rp_expect_report "preload-$step".report any "(b) openssl $step" openssl
 done
 rp_same_file "(b) RSASSA-PKCS1-v1_5 signature" native.sig preload.sig
 rp_same_file "(b) PKCS#8 private key" native.p8 preload.p8
