@@ -42,6 +42,9 @@ rp_cleanup() {
 rp_init() {
   RP_PRELOAD=$1
   local probe=$2
+  if [[ -n "${EXMEM_REALPROGRAMS_SANITIZE:-}" ]]; then
+    rp_skip "this build's preload is instrumented (EXMEM_SANITIZE=$EXMEM_REALPROGRAMS_SANITIZE): it cannot be preloaded into uninstrumented programs without the sanitizer runtime first; run these tests in a release or debug build"
+  fi
   [[ -f "$RP_PRELOAD" ]] || rp_die "the preload library '$RP_PRELOAD' does not exist (build the exmem_preload target)"
   [[ -x "$probe" ]] || rp_die "the memfd_secret probe '$probe' does not exist"
   local why
