@@ -4,14 +4,17 @@
 #
 #   openssl.sh PRELOAD_SO SECRETMEM_PROBE
 #
-# (a) `openssl genrsa 2048` under the preload makes a key that
-#     `openssl rsa -check` accepts natively; it reports protection=secret and
-#     openssl_allocs > 0.
+# (a) `openssl genrsa 2048` and `openssl genrsa -primes 3 2048` under the
+#     preload make keys that `openssl rsa -check` accepts natively; each run
+#     reports protection=secret and openssl_allocs > 0.
 # (b) With one RSA key generated natively, the deterministic operations give
 #     byte-identical output and the same exit code natively and preloaded (each
 #     preloaded run reporting openssl_allocs > 0): `rsa -check`, an RSASSA-PKCS1-v1_5
-#     signature by `dgst -sha256 -sign`, its verification, and the unencrypted
-#     PKCS#8 form by `pkcs8 -topk8 -nocrypt`.
+#     signature by `dgst -sha256 -sign`, its verification, the unencrypted
+#     PKCS#8 form by `pkcs8 -topk8 -nocrypt`, and the key decrypted by `rsa
+#     -passin` from a PEM encrypted (natively, once) with AES-256.
+# The preload's own test (tests/preload/openssl_command_test.sh) covers
+# genpkey, pkey -check and pkeyutl; these are the older commands' paths.
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/realprograms/common.sh
 source "$here/common.sh"
@@ -48,22 +51,32 @@ expect_rc0 "(a) openssl genrsa 2048 (preloaded)" $RC genrsa && rp_expect_report 
 run native gen-check rsa -check -noout -in gen.pem
 expect_rc0 "(a) native openssl rsa -check of the preloaded key" $RC gen-check &&
   rp_pass "(a) the preloaded key passes a native rsa -check: $(tr '\n' ' ' <gen-check.out)"
+run preload genrsa3 genrsa -primes 3 -out gen3.pem 2048
+expect_rc0 "(a) openssl genrsa -primes 3 2048 (preloaded)" $RC genrsa3 &&
+  rp_expect_report genrsa3.report any "(a) openssl genrsa -primes 3" openssl
+run native gen3-check rsa -check -noout -in gen3.pem
+expect_rc0 "(a) native openssl rsa -check of the preloaded 3-prime key" $RC gen3-check &&
+  rp_pass "(a) the preloaded 3-prime key passes a native rsa -check: $(tr '\n' ' ' <gen3-check.out)"
 
 # ---- (b) one native key: the same bytes both ways -----------------------------------------
 run native key genrsa -out fixed.pem 2048
 expect_rc0 "(b) native openssl genrsa" $RC key || rp_die "no native RSA key to work with"
-steps=(check sign verify pkcs8)
+run native enc rsa -in fixed.pem -aes256 -passout pass:exmem-test -out fixed-enc.pem
+expect_rc0 "(b) native openssl rsa -aes256" $RC enc || rp_die "no encrypted copy of the native key"
+steps=(check sign verify pkcs8 decrypt)
 declare -A argv=(
   [check]="rsa -check -noout -in fixed.pem"
   [sign]="dgst -sha256 -sign fixed.pem -out SIG msg"
   [verify]="dgst -sha256 -prverify fixed.pem -signature native.sig msg"
   [pkcs8]="pkcs8 -topk8 -nocrypt -in fixed.pem -out PK8"
+  [decrypt]="rsa -in fixed-enc.pem -passin pass:exmem-test -out DEC"
 )
 for step in "${steps[@]}"; do
   for mode in native preload; do
     a=${argv[$step]}
     a=${a//SIG/$mode.sig}
     a=${a//PK8/$mode.p8}
+    a=${a//DEC/$mode.dec}
     # shellcheck disable=SC2086 # the words of the command line
     run $mode $mode-$step $a
     declare "rc_${step}_$mode=$RC"
@@ -76,6 +89,7 @@ for step in "${steps[@]}"; do
 done
 rp_same_file "(b) RSASSA-PKCS1-v1_5 signature" native.sig preload.sig
 rp_same_file "(b) PKCS#8 private key" native.p8 preload.p8
+rp_same_file "(b) decrypted private key" native.dec preload.dec
 run native cross-verify dgst -sha256 -verify <(openssl pkey -in fixed.pem -pubout) -signature preload.sig msg
 expect_rc0 "(b) native verification of the preloaded signature" $RC cross-verify &&
   rp_pass "(b) the preloaded signature verifies natively: $(tr '\n' ' ' <cross-verify.out)"
