@@ -11,8 +11,8 @@
 #         ns per allocate(32) + write + free pair: median [min-max] over the runs;
 #   live: one run of `exmem_dropin_bench live LIB` per library and mode (root
 #         needed: the child drops CAP_IPC_LOCK and sets RLIMIT_MEMLOCK = 8 MiB);
-#         the count is deterministic, and libgcrypt's native run takes about a
-#         minute and a half (its secure pool is searched linearly).
+#         the count is deterministic, and libgcrypt's native run takes 1.5 to 3
+#         minutes (its secure pool is searched linearly).
 # The preloaded runs write their exmem-dropin report lines, printed below the
 # table (protection=secret is what the preloaded figures are about).
 set -uo pipefail
@@ -90,15 +90,15 @@ fmt_cost() {
 }
 
 echo
-printf '| %-9s | %-26s | %-26s | %-9s | %-12s | %-15s |\n' library "native ns/op median [min-max]" \
-  "preloaded ns/op" "ratio p/n" "native live" "preloaded live"
-printf '|%s|%s|%s|%s|%s|%s|\n' ----------- ---------------------------- ---------------------------- ----------- -------------- -----------------
+printf '| %-9s | %-32s | %-32s | %-9s | %-12s | %-15s |\n' library "native ns/op median [min-max]" \
+  "preloaded ns/op median [min-max]" "ratio p/n" "native live" "preloaded live"
+printf '|%s|%s|%s|%s|%s|%s|\n' ----------- ---------------------------------- ---------------------------------- ----------- -------------- -----------------
 for lib in "${libs[@]}"; do
   read -r nm nlo nhi < <(stats "$tmp/cost.native" "$lib")
   read -r pm plo phi < <(stats "$tmp/cost.preload" "$lib")
   ratio=-
   [[ $nm != error && $pm != error ]] && ratio=$(awk -v a="$pm" -v b="$nm" 'BEGIN { printf "%.3g", a / b }')
-  printf '| %-9s | %-26s | %-26s | %-9s | %-12s | %-15s |\n' "$lib" "$(fmt_cost "$nm" "$nlo" "$nhi")" \
+  printf '| %-9s | %-32s | %-32s | %-9s | %-12s | %-15s |\n' "$lib" "$(fmt_cost "$nm" "$nlo" "$nhi")" \
     "$(fmt_cost "$pm" "$plo" "$phi")" "$ratio" "$(live_count "$tmp/live.native" "$lib")" \
     "$(live_count "$tmp/live.preload" "$lib")"
 done
