@@ -9,7 +9,11 @@
  *                  (ahead of the crypto libraries, and ahead of -lexmem if the
  *                  program links that too), and call exmem_dropin() once: it
  *                  reports what is served, and the reference keeps the
- *                  library in the link under --as-needed.
+ *                  library in the link under --as-needed. (Under
+ *                  --as-needed a crypto library the program referenced only
+ *                  for its secure heap would itself be dropped, the drop-in
+ *                  defining those functions: then it is not loaded and
+ *                  exmem_dropin does not report it served.)
  *
  * The library does not link libsodium, libcrypto or libgcrypt; it finds them
  * at run time (dlsym), so one build serves any program.
@@ -26,7 +30,9 @@
  *                exclusive mapping between guard pages, placed at its end as
  *                libsodium places it (so the address is not aligned unless the
  *                size is a multiple of the alignment), and sodium_mprotect_*
- *                change its pages' protection as libsodium does. Any other
+ *                change its pages' protection as libsodium does; in
+ *                EXMEM_FORK_SHARE mode a forked child keeps these pages too
+ *                (its sodium_free drops only its own view). Any other
  *                value: a message naming the variable, and every sodium_malloc
  *                fails (NULL, errno ENOMEM).
  *                The bytes of a new object are 0xdb, as libsodium fills them.

@@ -42,4 +42,8 @@ echo "$out" | grep -q exmem-dropin && fail "a report without EXMEM_DROPIN_REPORT
 out=$(EXMEM_POLICY=locked-only EXMEM_DROPIN_REPORT=stderr LD_PRELOAD=$PRELOAD_RUNTIME$preload "$sodium" report 2>&1 >/dev/null)
 echo "$out"
 echo "$out" | grep -q '^exmem-dropin .* protection=locked sodium_allocs=3 ' || fail "EXMEM_POLICY=locked-only: not locked"
+# A bad EXMEM_POLICY: a message naming it, and served allocations fail.
+out=$(EXMEM_POLICY=bogus LD_PRELOAD=$PRELOAD_RUNTIME$preload "$sodium" report 2>&1) && fail "EXMEM_POLICY=bogus: sodium_malloc succeeded"
+echo "$out"
+echo "$out" | grep -q "libexmem-preload: .*EXMEM_POLICY.*bogus" || fail "EXMEM_POLICY=bogus: no message naming it"
 echo "report: ok"

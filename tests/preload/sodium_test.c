@@ -67,11 +67,19 @@ static void basics(int preloaded, const char* mode) {
   sodium_free(NULL);
 
   if (strcmp(mode, "packed") == 0) {
+    capture_stderr();
     errno = 0;
-    CHECK(sodium_mprotect_noaccess(p) == -1 && errno == ENOTSUP,
-          "packed: sodium_mprotect_noaccess must refuse (-1, ENOTSUP), not pretend: got errno %d", errno);
-    CHECK(sodium_mprotect_readonly(p) == -1 && errno == ENOTSUP, "packed: sodium_mprotect_readonly");
-    CHECK(sodium_mprotect_readwrite(p) == -1 && errno == ENOTSUP, "packed: sodium_mprotect_readwrite");
+    int rc1 = sodium_mprotect_noaccess(p), e1 = errno;
+    int rc2 = sodium_mprotect_readonly(p), e2 = errno;
+    int rc3 = sodium_mprotect_readwrite(p), e3 = errno;
+    const char* said = captured_stderr();
+    CHECK(rc1 == -1 && e1 == ENOTSUP, "packed: sodium_mprotect_noaccess must refuse (-1, ENOTSUP), not pretend: "
+          "got %d, errno %d", rc1, e1);
+    CHECK(rc2 == -1 && e2 == ENOTSUP, "packed: sodium_mprotect_readonly");
+    CHECK(rc3 == -1 && e3 == ENOTSUP, "packed: sodium_mprotect_readwrite");
+    const char* hint = strstr(said, "EXMEM_SODIUM=pages");
+    CHECK(hint && !strstr(hint + 1, "EXMEM_SODIUM=pages"), "said once on stderr, naming EXMEM_SODIUM=pages: '%s'",
+          said);
     CHECK(filled(p, len, 7), "still readable and intact");
     sodium_free(p);
     /* The object stays mapped in exmem's heap: its bytes must be zero now. */
