@@ -18,6 +18,7 @@
 #define EXMEM_EXMEM_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -90,6 +91,10 @@ struct exmem_stats {
   size_t mappings;        /* VMAs the heap uses (regions, large objects, guards) */
   size_t regions;         /* memfd_secret files (or locked mappings) in use */
   int protection;         /* enum exmem_protection_level */
+  size_t fallback_bytes;  /* bytes held in locked memory because memfd_secret was unavailable
+                             and EXMEM_PREFER_SECRET fell back (0 under memfd_secret, and
+                             under EXMEM_LOCKED_ONLY, which asked for locked memory) */
+  size_t vaults;          /* vaults in existence */
 };
 
 /* Optional explicit set-up; the first allocation otherwise sets up the defaults.
@@ -144,6 +149,79 @@ EXMEM_API int exmem_share_send(int sock, const struct exmem_shared *s);
 EXMEM_API int exmem_share_recv(int sock, struct exmem_shared *out);
 /* Unmaps the region and closes its descriptor (the last holder's close frees it). */
 EXMEM_API int exmem_share_release(struct exmem_shared *s);
+
+/* Vaults: memory that is inaccessible (PROT_NONE) while no one uses it.
+ * A vault is a page-granular exclusive mapping of its own, flanked by guard
+ * pages, zeroed at creation and wiped at destruction; it counts towards
+ * exmem_config.maximum. Opens are counted per access: the mapping is
+ * read-write while any EXMEM_VAULT_READ_WRITE open is outstanding, read-only
+ * while only EXMEM_VAULT_READ opens are, and PROT_NONE when the last one
+ * closes. So nested and concurrent users of one vault are safe; each close
+ * must match an open of the same access. Every function is thread-safe; the
+ * protection changes under the vault's own lock (one mprotect when the access
+ * changes, none for a nested open or close).
+ * fork(): a child never gets a vault's pages, whatever the fork mode (like a
+ * shared region, it is MADV_DONTFORK): in the child exmem_vault_open and
+ * exmem_vault_close of an inherited handle fail with EXMEM_E_INVALID, and
+ * exmem_vault_destroy releases only the child's copy of the handle (EXMEM_OK);
+ * the parent's vault is untouched. */
+struct exmem_vault;
+enum exmem_vault_access {
+  EXMEM_VAULT_READ = 1,      /* readable while open */
+  EXMEM_VAULT_READ_WRITE = 3 /* readable and writable while open */
+};
+/* A new closed vault of at least size bytes (rounded up to whole pages), in
+ * memory of the heap's backend (memfd_secret, or locked memory).
+ * NULL with errno (ENOMEM, EINVAL for size 0) and exmem_last_error() on failure. */
+EXMEM_API struct exmem_vault *exmem_vault_create(size_t size);
+/* Opens the vault for access; returns its address, or NULL (EXMEM_E_INVALID
+ * for a bad access value or a NULL vault). */
+EXMEM_API void *exmem_vault_open(struct exmem_vault *v, int access);
+/* Ends one open of that access. EXMEM_OK, or EXMEM_E_INVALID if none is outstanding. */
+EXMEM_API int exmem_vault_close(struct exmem_vault *v, int access);
+/* Bytes usable in the vault (a whole number of pages). */
+EXMEM_API size_t exmem_vault_size(const struct exmem_vault *v);
+/* Wipes and unmaps the vault. EXMEM_OK; EXMEM_E_INVALID (and nothing is
+ * released) while opens are outstanding. NULL is ignored. */
+EXMEM_API int exmem_vault_destroy(struct exmem_vault *v);
+
+/* Secrets in without a plaintext copy elsewhere. dst must be exmem memory
+ * (a live heap object, a vault open with EXMEM_VAULT_READ_WRITE, a shared
+ * region of this process) with room for size bytes from dst on, as
+ * exmem_is_exclusive() finds it: anything else is refused with EINVAL and
+ * EXMEM_E_INVALID, before anything is read. */
+/* Reads from fd into dst until size bytes or end of file (retrying EINTR and
+ * short reads). Returns the bytes read, or -1 with errno; on error the bytes
+ * read so far are wiped. */
+EXMEM_API ssize_t exmem_read(int fd, void *dst, size_t size);
+/* Writes prompt to the terminal, turns echo off, reads one line into dst
+ * (byte by byte: no stdio buffer), NUL-terminates it without the newline and
+ * restores the terminal. tty_fd is the terminal to use, or -1 for /dev/tty.
+ * Returns the length, or -1 with errno (ENOTTY: not a terminal; ENOBUFS: the
+ * line does not fit in size - 1 bytes, and what was read is wiped). End of
+ * file ends the line (a line without a newline; 0 bytes at once). The
+ * terminal is restored on every return; a signal that ends the process while
+ * it waits leaves echo off, as with getpass(3). */
+EXMEM_API ssize_t exmem_read_password(int tty_fd, const char *prompt, void *dst, size_t size);
+/* Fills dst with size random bytes from the kernel (getrandom). EXMEM_OK or
+ * an enum exmem_error. */
+EXMEM_API int exmem_random(void *dst, size_t size);
+/* Copies size bytes from src into a new exmem object and wipes src (which the
+ * compiler cannot elide). Returns the object, or NULL with errno, src untouched. */
+EXMEM_API void *exmem_adopt(void *src, size_t size);
+/* 1 if the size bytes at a and b are equal, else 0, in time that depends on
+ * size only (every byte is read; no branch depends on the data). 0 for a NULL
+ * buffer with size > 0. */
+EXMEM_API int exmem_equal(const void *a, const void *b, size_t size);
+/* The protection of the exmem memory containing p (enum
+ * exmem_protection_level): a live heap object (any byte of its usable size),
+ * a vault (any byte of its pages, open or closed) or a shared region of this
+ * process; EXMEM_PROT_NONE for anything else, including a freed object (a
+ * small one still in another thread's cache of recently freed objects, at
+ * most 8 per size class and thread, is the exception: it still counts) and
+ * objects a child inherited in EXMEM_FORK_SHARE mode (the parent's). Never
+ * touches the memory at p: any pointer may be asked about. */
+EXMEM_API int exmem_is_exclusive(const void *p);
 
 #ifdef __cplusplus
 }

@@ -97,12 +97,19 @@ int exmem_stats(struct exmem_stats* out) {
   out->live_objects = s.live_objects;
   out->live_bytes = s.live_bytes;
   out->reserved_bytes = s.mapped_bytes;
-  out->exclusive_pages = s.kind == backend::Kind::secret ? s.mapped_bytes / heap::kPage : 0;
+  out->exclusive_pages = s.secret_bytes / heap::kPage;
   out->memlock_bytes = s.mapped_bytes;
   out->mappings = s.mappings;
   out->regions = s.regions;
   out->protection = protection_of(s.kind);
+  out->fallback_bytes = s.fallback_bytes;
+  out->vaults = s.vaults;
   return EXMEM_OK;
+}
+
+int exmem_is_exclusive(const void* p) {
+  heap::Found f = heap::arena_find(p);
+  return f.found ? protection_of(f.kind) : EXMEM_PROT_NONE;
 }
 
 }  // extern "C"

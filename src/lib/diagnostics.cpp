@@ -79,6 +79,8 @@ int mapping_failed(const backend::Failure& f, size_t len, size_t charged) {
       return system_failed("madvise(MADV_WIPEONFORK)", len, e);
     case Step::dontfork:
       return system_failed("madvise(MADV_DONTFORK)", len, e);
+    case Step::protect:
+      return system_failed("mprotect of a vault", len, e);
     case Step::open_zero:
       return detail::set_error(EXMEM_E_SYSTEM,
                                "cannot open /dev/zero to fault in a %zu-byte region: %s (exmem needs /dev/zero)", len,
@@ -108,10 +110,12 @@ int secret_required(int e) {
 }
 
 void announce_fallback(int e) {
-  char line[512];
+  // why_unavailable() words up to 767 bytes: room for it and the sentence.
+  char line[1280];
   int n = std::snprintf(line, sizeof line,
                         "exmem: memfd_secret is unavailable (%s: %s); falling back to locked memory (mlock + "
-                        "MADV_DONTDUMP + guard pages), which the kernel can still read\n",
+                        "MADV_DONTDUMP + guard pages), which the kernel can still read; exmem_stats() counts it "
+                        "in fallback_bytes\n",
                         std::strerror(e), why_unavailable(e));
   if (n > 0) pal::write_stderr(line, std::min(static_cast<size_t>(n), sizeof line - 1));
 }

@@ -158,6 +158,12 @@ Failure map_fd(void* addr, size_t len, int fd, Kind kind, Region* out) {
   return {};
 }
 
+Failure protect(void* addr, size_t len, Access access) {
+  int prot = access == Access::read_write ? PROT_READ | PROT_WRITE : access == Access::read ? PROT_READ : PROT_NONE;
+  if (pal::mprotect(addr, len, prot) != 0) return failed(Step::protect, errno);
+  return {};
+}
+
 void unmap(const Region& r) {
   restore_reservation(r.addr, r.len);
   if (r.fd >= 0) pal::close(r.fd);

@@ -37,6 +37,7 @@ enum class Step {
   dontdump,          // madvise(MADV_DONTDUMP)
   wipeonfork,        // madvise(MADV_WIPEONFORK)
   dontfork,          // madvise(MADV_DONTFORK)
+  protect,           // mprotect of a vault
   open_zero,         // opening /dev/zero to fault a region in
   fault_in           // the kernel could not provide a page (read from /dev/zero ended short)
 };
@@ -75,5 +76,11 @@ Failure map(void* addr, size_t len, const MapOptions& opt, Region* out);
 Failure map_fd(void* addr, size_t len, int fd, Kind kind, Region* out);
 // Returns [addr, addr+len) to the reservation (PROT_NONE) and closes fd if open.
 void unmap(const Region& r);
+
+// What a mapped region may be used for: nothing, reading, or reading and writing.
+enum class Access { none, read, read_write };
+// Changes the protection of a whole mapping made by map() (a vault's). A whole
+// VMA changes, so it never splits one, and its pages stay faulted in and locked.
+Failure protect(void* addr, size_t len, Access access);
 
 }  // namespace exmem::backend

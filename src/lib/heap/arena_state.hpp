@@ -5,8 +5,9 @@
 //                 large objects
 //   registry.cpp  the thread heaps: creation, retirement at thread exit
 //   fork.cpp      the fork handlers
-//   stats.cpp     statistics, VMA accounting, usable size, inherited ranges
-//   shared.cpp    shared regions (exmem_share_*)
+//   stats.cpp     statistics, VMA accounting, usable size, inherited ranges,
+//                 what a pointer points into
+//   apart.cpp     mappings apart from the slabs: shared regions and vaults
 // Every field of Arena is guarded by the arena lock (ArenaLock).
 #pragma once
 
@@ -18,10 +19,20 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "heap/arena.hpp"
 #include "heap/heap.hpp"
 #include "heap/settings.hpp"
 
 namespace exmem::heap {
+
+// One mapping of the reservation (a region of slabs, a large object, a shared
+// region or a vault), recorded for VMA accounting, statistics and arena_find().
+struct Mapping {
+  size_t len = 0;  // bytes mapped (page multiple)
+  Use use = Use::region;
+  backend::Kind kind = backend::Kind::none;
+  const std::atomic<int>* access = nullptr;  // a vault's open access (0: closed); nullptr otherwise
+};
 
 struct Arena {
   bool configured = false;  // settings hold the configuration to use
@@ -34,14 +45,15 @@ struct Arena {
   std::map<size_t, size_t> free_extents;  // first unit -> units, for reuse
   std::vector<Slab*> free_slabs;          // mapped units not assigned to a class
   List orphans[kClasses];
-  std::map<uintptr_t, size_t> mapped;  // our mappings, for VMA accounting
-  size_t mapped_bytes = 0;             // bytes mapped (regions + large + shared)
+  std::map<uintptr_t, Mapping> mapped;  // our mappings, by address
+  size_t mapped_bytes = 0;              // bytes mapped (regions + large + shared + vaults)
   size_t region_bytes = 0;             // bytes of slab regions
   size_t regions = 0;
   ThreadHeap* heaps = nullptr;  // live thread heaps
   ThreadHeap* idle = nullptr;   // heaps of exited threads, for reuse
   size_t large_objects = 0;  // live large objects and their bytes
   size_t large_bytes = 0;
+  size_t vaults = 0;         // live vaults
   bool announced = false;  // the fallback to locked memory was said on stderr
   struct Inherited {
     uint8_t* base;
@@ -82,9 +94,13 @@ bool take_extent(Arena& a, size_t units, size_t* first);
 void give_extent(Arena& a, size_t first, size_t units);
 // EXMEM_OK when len more bytes stay within the configured maximum.
 int check_maximum(const Arena& a, size_t len);
-// Maps len bytes at a fresh extent followed by at least one guard unit.
-int map_extent(Arena& a, size_t len, const backend::MapOptions& opt, backend::Region* r, size_t* first,
+// Maps len bytes at a fresh extent followed by at least one guard unit, and
+// records the mapping as used for `use`.
+int map_extent(Arena& a, size_t len, Use use, const backend::MapOptions& opt, backend::Region* r, size_t* first,
                size_t* units);
+// Records r, made at a fresh extent, as a mapping used for `use`, of kind `kind`.
+void record_mapping(Arena& a, const backend::Region& r, Use use, backend::Kind kind,
+                    const std::atomic<int>* access = nullptr);
 // Unmaps a mapping made by map_extent (or a shared region) and frees its extent.
 void unmap_extent(Arena& a, const backend::Region& r, size_t units);
 backend::MapOptions map_options(const Arena& a);

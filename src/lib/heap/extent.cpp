@@ -60,7 +60,13 @@ int check_maximum(const Arena& a, size_t len) {
   return EXMEM_OK;
 }
 
-int map_extent(Arena& a, size_t len, const backend::MapOptions& opt, backend::Region* r, size_t* first,
+void record_mapping(Arena& a, const backend::Region& r, Use use, backend::Kind kind,
+                    const std::atomic<int>* access) {
+  a.mapped.emplace(reinterpret_cast<uintptr_t>(r.addr), Mapping{r.len, use, kind, access});
+  a.mapped_bytes += r.len;
+}
+
+int map_extent(Arena& a, size_t len, Use use, const backend::MapOptions& opt, backend::Region* r, size_t* first,
                size_t* units) {
   *units = len / kSlabSize + 1;
   if (!take_extent(a, *units, first))
@@ -71,8 +77,7 @@ int map_extent(Arena& a, size_t len, const backend::MapOptions& opt, backend::Re
     give_extent(a, *first, *units);
     return diagnostics::mapping_failed(f, len, a.mapped_bytes);
   }
-  a.mapped.emplace(reinterpret_cast<uintptr_t>(r->addr), len);
-  a.mapped_bytes += len;
+  record_mapping(a, *r, use, opt.kind);
   return EXMEM_OK;
 }
 

@@ -119,6 +119,7 @@ void release_reservation(Arena& a) {
   a.mapped.clear();
   a.mapped_bytes = a.region_bytes = a.regions = 0;
   a.large_objects = a.large_bytes = 0;
+  a.vaults = 0;
   a.nunits = a.table_bytes = 0;
   a.bump = 1;
   a.ready = false;

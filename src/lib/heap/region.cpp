@@ -51,7 +51,7 @@ int grow(Arena& a, size_t at_least) {
   for (;;) {
     backend::Region r;
     size_t first = 0, units = 0;
-    int rc = map_extent(a, len, map_options(a), &r, &first, &units);
+    int rc = map_extent(a, len, Use::region, map_options(a), &r, &first, &units);
     if (rc == EXMEM_OK) {
       size_t n = len / kSlabSize;
       for (size_t i = n; i-- > 0;) {
@@ -130,7 +130,7 @@ void* arena_alloc_large(size_t size) {
   if (check_maximum(a, len) != EXMEM_OK) return nullptr;
   backend::Region r;
   size_t first = 0, units = 0;
-  if (map_extent(a, len, map_options(a), &r, &first, &units) != EXMEM_OK) return nullptr;
+  if (map_extent(a, len, Use::large, map_options(a), &r, &first, &units) != EXMEM_OK) return nullptr;
   Slab* s = &g_layout.table[first];
   s->start = static_cast<uint8_t*>(r.addr);
   s->large_len = len;

@@ -1,6 +1,8 @@
 // What the heap can say about itself: statistics with VMA accounting, the
-// usable size of an object, and whether a pointer is the fork parent's.
+// usable size of an object, whether a pointer is the fork parent's, and what a
+// pointer points into.
 #include <algorithm>
+#include <iterator>
 
 #include "heap/arena.hpp"
 #include "heap/arena_state.hpp"
@@ -78,21 +80,73 @@ Stats arena_stats() {
   out.live_objects = objects;
   out.live_bytes = bytes;
   out.mapped_bytes = a.mapped_bytes;
-  out.regions = a.mapped.size();  // slab regions, large objects, shared regions
+  out.regions = a.mapped.size();  // slab regions, large objects, shared regions, vaults
+  out.vaults = a.vaults;
+  // The heap's own locked memory is the fallback's when memfd_secret was
+  // preferred (EXMEM_LOCKED_ONLY asked for it; a received region is the sender's).
+  bool fell_back = a.kind == backend::Kind::locked && a.settings.source == Source::prefer_secret;
+  for (const auto& [addr, m] : a.mapped) {
+    if (m.kind == backend::Kind::secret) out.secret_bytes += m.len;
+    else if (fell_back && m.use != Use::received) out.fallback_bytes += m.len;
+  }
   // VMAs: each mapping, each PROT_NONE piece of the reservation between and
   // around them, and the slab table.
   if (a.ready) {
     size_t vmas = a.mapped.size() + 1;  // the table
     uintptr_t cursor = reinterpret_cast<uintptr_t>(g_layout.base);
-    for (const auto& [addr, len] : a.mapped) {
+    for (const auto& [addr, m] : a.mapped) {
       if (addr > cursor) ++vmas;
-      cursor = addr + len;
+      cursor = addr + m.len;
     }
     if (cursor < reinterpret_cast<uintptr_t>(g_layout.base) + g_layout.span) ++vmas;
     out.mappings = vmas;
     out.kind = a.kind;
   }
   return out;
+}
+
+Found arena_find(const void* p) {
+  Found f;
+  if (!p || !arena_exists()) return f;
+  ArenaLock l;
+  Arena& a = arena();
+  if (!a.ready || !within(p, g_layout.base, g_layout.span)) return f;
+  const auto* q = static_cast<const uint8_t*>(p);
+  const Slab* s = slab_of(p);
+  UnitKind k = s->kind.load(std::memory_order_acquire);
+  if (k == UnitKind::slab_free) return f;
+  if (k == UnitKind::slab) {
+    // A small object: live when its bit is set, no other thread freed it
+    // (remote), and it is not in this thread's cache of freed objects.
+    uint32_t idx = index_of(s, p);
+    if (idx >= s->nobj || (idx >> 6) >= std::size(s->bits)) return f;
+    const uint8_t* obj = s->start + size_t{idx} * s->obj_size;
+    size_t usable = s->obj_size - (g_layout.canaries ? 8 : 0);
+    if (q >= obj + usable) return f;  // the canary
+    uint64_t bit = uint64_t{1} << (idx & 63);
+    if (!(s->bits[idx >> 6].load(std::memory_order_acquire) & bit) ||
+        (s->remote[idx >> 6].load(std::memory_order_acquire) & bit))
+      return f;
+    if (const ThreadHeap* h = t_heap) {
+      for (uint32_t i = 0; i < h->mag_n[s->cls]; ++i)
+        if (h->mag[s->cls][i] == obj) return f;
+    }
+    f = Found{true, Use::region, obj, usable, a.kind, 0};
+    return f;
+  }
+  // A large object, a shared region or a vault: the mapping holding p.
+  auto it = a.mapped.upper_bound(reinterpret_cast<uintptr_t>(p));
+  if (it == a.mapped.begin()) return f;
+  --it;
+  const Mapping& m = it->second;
+  if (reinterpret_cast<uintptr_t>(p) - it->first >= m.len || m.use == Use::region) return f;
+  f.found = true;
+  f.use = m.use;
+  f.start = reinterpret_cast<const uint8_t*>(it->first);
+  f.len = m.len;
+  f.kind = m.kind;
+  f.access = m.access ? m.access->load(std::memory_order_acquire) : 0;
+  return f;
 }
 
 }  // namespace exmem::heap

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "host/secret.hpp"
@@ -55,6 +56,10 @@ int mlock(const void* addr, size_t len) {
   if (EXMEM_INJECTED(mlock)) return -1;
   return ::mlock(addr, len);
 }
+int mprotect(void* addr, size_t len, int prot) {
+  if (EXMEM_INJECTED(mprotect)) return -1;
+  return ::mprotect(addr, len, prot);
+}
 int close(int fd) {
   if (EXMEM_INJECTED(close)) {
     ::close(fd);  // a failed close still releases the descriptor on Linux
@@ -70,6 +75,10 @@ ssize_t read(int fd, void* buf, size_t len) {
   if (EXMEM_INJECTED(read)) return -1;
   return ::read(fd, buf, len);
 }
+
+ssize_t write(int fd, const void* buf, size_t len) { return ::write(fd, buf, len); }
+int tcgetattr(int fd, struct termios* out) { return ::tcgetattr(fd, out); }
+int tcsetattr(int fd, int when, const struct termios* t) { return ::tcsetattr(fd, when, t); }
 
 ssize_t sendmsg(int sock, const msghdr* msg, int flags) {
   if (EXMEM_INJECTED(sendmsg)) return -1;
@@ -94,6 +103,8 @@ int fstat(int fd, struct stat* out) { return ::fstat(fd, out); }
 bool random_bytes(void* buf, size_t n) {
   return ::getrandom(buf, n, 0) == static_cast<ssize_t>(n);
 }
+
+ssize_t getrandom(void* buf, size_t n) { return ::getrandom(buf, n, 0); }
 
 int at_fork(void (*prepare)(), void (*parent)(), void (*child)()) { return ::pthread_atfork(prepare, parent, child); }
 

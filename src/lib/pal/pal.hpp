@@ -17,6 +17,7 @@
 struct msghdr;
 struct stat;
 struct statfs;
+struct termios;
 
 namespace exmem::pal {
 
@@ -34,11 +35,18 @@ void* mmap_restore(void* addr, size_t len);
 int munmap(void* addr, size_t len);
 int madvise(void* addr, size_t len, int advice);
 int mlock(const void* addr, size_t len);
+// mprotect(2), for vaults.
+int mprotect(void* addr, size_t len, int prot);
 int close(int fd);
 int open(const char* path, int flags);
 // read(2); used to fault pages in from the kernel side, where a failed fault
 // becomes a short read instead of SIGBUS or the OOM killer.
 ssize_t read(int fd, void* buf, size_t len);
+// write(2) (a password prompt). Does not retry.
+ssize_t write(int fd, const void* buf, size_t len);
+// tcgetattr(3) / tcsetattr(3): turning a terminal's echo off and back on.
+int tcgetattr(int fd, struct termios* out);
+int tcsetattr(int fd, int when, const struct termios* t);
 
 // Sharing: one message with a descriptor over an AF_UNIX socket. Both retry EINTR.
 ssize_t sendmsg(int sock, const msghdr* msg, int flags);
@@ -48,6 +56,8 @@ int fstat(int fd, struct stat* out);
 
 // Fills buf with n random bytes from the kernel; false when it cannot.
 bool random_bytes(void* buf, size_t n);
+// getrandom(2) with flags 0: may return fewer bytes than asked (large n, a signal).
+ssize_t getrandom(void* buf, size_t n);
 
 // pthread_atfork(3). Returns 0 or an errno value. pre: called once per process
 // (handlers registered twice run twice).

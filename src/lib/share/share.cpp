@@ -35,7 +35,8 @@ constexpr size_t kMaxShare = size_t{1} << 40;
 int map_shared(size_t size, int fd, int protection, exmem_shared* out) {
   backend::Region r;
   backend::Kind kind = backend::Kind::none;
-  int rc = heap::arena_map_shared(size, fd, kind_of(protection), &r, &kind);
+  heap::Use use = fd < 0 ? heap::Use::shared : heap::Use::received;
+  int rc = heap::arena_map_apart(use, size, fd, kind_of(protection), nullptr, &r, &kind);
   if (rc == EXMEM_OK) *out = exmem_shared{r.addr, r.len, r.fd, protection_of(kind)};
   return rc;
 }
@@ -137,7 +138,10 @@ int exmem_share_recv(int sock, struct exmem_shared* out) {
 
 int exmem_share_release(struct exmem_shared* s) {
   if (!s || !s->addr) return detail::set_error(EXMEM_E_INVALID, "exmem_share_release: no region given");
-  if (int rc = heap::arena_unmap_shared(backend::Region{s->addr, s->size, s->fd}); rc != EXMEM_OK) return rc;
+  if (int rc = heap::arena_unmap_apart(heap::Use::shared, backend::Region{s->addr, s->size, s->fd},
+                                       "exmem_share_release");
+      rc != EXMEM_OK)
+    return rc;
   *s = exmem_shared{nullptr, 0, -1, EXMEM_PROT_NONE};
   return EXMEM_OK;
 }

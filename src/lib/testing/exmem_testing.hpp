@@ -24,6 +24,7 @@ enum class Call : int {
   sendmsg,
   recvmsg,
   fstatfs,
+  mprotect,
   count_
 };
 

@@ -56,7 +56,7 @@ uint64_t calls(Call c) { return g_faults[static_cast<int>(c)].calls.load(std::me
 const char* call_name(Call c) {
   static const char* const names[kCalls] = {"memfd_secret", "memfd_create", "ftruncate", "mmap",    "munmap",
                                             "madvise",      "mlock",        "close",     "open",    "read",
-                                            "sendmsg",      "recvmsg",      "fstatfs"};
+                                            "sendmsg",      "recvmsg",      "fstatfs",   "mprotect"};
   return names[static_cast<int>(c)];
 }
 
