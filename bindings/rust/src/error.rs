@@ -95,16 +95,11 @@ impl Error {
         Error { code, message: strerror(code), errno: None }
     }
 
-    /// An error of a call that reports through errno only (the input helpers):
-    /// exmem's own message when it refused the call (EINVAL with
-    /// EXMEM_E_INVALID set), else the system's.
-    pub(crate) fn from_errno(what: &str, err: io::Error) -> Error {
-        let errno = err.raw_os_error().unwrap_or(0);
-        // SAFETY: plain query of thread-local state.
-        if errno == libc_einval() && unsafe { sys::exmem_last_error() } == sys::EXMEM_E_INVALID {
-            return Error::last_with_errno(errno);
-        }
-        Error { code: sys::EXMEM_E_SYSTEM, message: format!("{}: {}", what, err), errno: Some(errno) }
+    /// An error of a call that returns -1 with errno (the input helpers):
+    /// they set the last error on every failure path, so its message is
+    /// this failure's; errno is kept beside it.
+    pub(crate) fn from_errno(err: io::Error) -> Error {
+        Error::last_with_errno(err.raw_os_error().unwrap_or(0))
     }
 
     /// An error made on the Rust side (an argument the crate refuses itself).
@@ -131,10 +126,6 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         self.errno
     }
-}
-
-const fn libc_einval() -> i32 {
-    22 // EINVAL on every Linux architecture
 }
 
 /// exmem_strerror(code): the short description of an error code.

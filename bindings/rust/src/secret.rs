@@ -26,7 +26,7 @@ impl<T> AlignCheck<T> {
 /// caller's).
 ///
 /// A `T` aligned beyond 16 bytes does not compile:
-/// ```compile_fail
+/// ```compile_fail,E0080
 /// #[derive(Clone, Copy)]
 /// #[repr(align(64))]
 /// struct Wide([u8; 64]);

@@ -64,7 +64,7 @@ impl SecretString {
         // SAFETY: dst has room for size bytes of exmem memory; prompt is NUL-terminated.
         let n = unsafe { sys::exmem_read_password(fd, prompt.as_ptr(), dst, size) };
         if n < 0 {
-            return Err(Error::from_errno("exmem_read_password", crate::last_os_error()));
+            return Err(Error::from_errno(crate::last_os_error()));
         }
         v.set_len(n as usize);
         // The NUL terminator past the line is zero, as the spare bytes are.

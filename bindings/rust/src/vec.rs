@@ -90,7 +90,7 @@ impl SecretVec {
         // SAFETY: v has room for max bytes of exmem memory.
         let n = unsafe { sys::exmem_read(fd.as_raw_fd(), v.ptr.as_ptr() as *mut c_void, max) };
         if n < 0 {
-            return Err(Error::from_errno("exmem_read", crate::last_os_error()));
+            return Err(Error::from_errno(crate::last_os_error()));
         }
         v.len = n as usize;
         Ok(v)

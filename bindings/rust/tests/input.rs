@@ -40,6 +40,7 @@ fn read_password_needs_a_terminal() {
     let (_w, r) = UnixStream::pair().unwrap();
     let e = SecretString::read_password_from(&r, "Password: ", 64).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(25), "{:?}", e); // ENOTTY
+    assert!(e.message().contains("not a usable terminal"), "{:?}", e);
 }
 
 extern "C" {
@@ -63,17 +64,37 @@ fn pty() -> (std::fs::File, std::fs::File) {
     }
 }
 
+/// Plays the user at the terminal's master side: waits for the prompt (written
+/// after echo is off and pending input flushed), then types `line`.
+fn type_after_prompt(mut master: std::fs::File, prompt: &'static str, line: &'static [u8]) -> std::thread::JoinHandle<std::fs::File> {
+    use std::io::Read;
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains(prompt) {
+            let n = master.read(&mut buf).expect("read the terminal's master");
+            assert!(n > 0, "the terminal closed before the prompt");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        master.write_all(line).unwrap();
+        master
+    })
+}
+
 #[test]
 fn read_password_reads_a_line_from_a_terminal() {
-    let (mut master, slave) = pty();
-    master.write_all("pässword\n".as_bytes()).unwrap();
+    let (master, slave) = pty();
+    let user = type_after_prompt(master, "Password: ", "pässword\n".as_bytes());
     let p = SecretString::read_password_from(&slave, "Password: ", 64).unwrap();
+    let master = user.join().unwrap();
     assert_eq!(p.as_str(), "pässword");
     common::assert_exclusive_mapping(p.as_ptr() as usize);
 
-    master.write_all(b"far too long a line\n").unwrap();
-    let e = SecretString::read_password_from(&slave, "Password: ", 4).unwrap_err();
+    let user = type_after_prompt(master, "Again: ", b"far too long a line\n");
+    let e = SecretString::read_password_from(&slave, "Again: ", 4).unwrap_err();
+    user.join().unwrap();
     assert_eq!(e.raw_os_error(), Some(105), "{:?}", e); // ENOBUFS
+    assert!(e.message().contains("does not fit"), "{:?}", e);
 }
 
 #[test]

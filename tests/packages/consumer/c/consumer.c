@@ -13,7 +13,8 @@ int main(void) {
   }
   strcpy(s, "an installed secret");
   int p = exmem_protection();
-  printf("c consumer: protection %d, secret of %zu bytes\n", p, exmem_usable_size(s));
+  int here = exmem_is_exclusive(s);
+  printf("c consumer: protection %d, secret of %zu bytes with protection %d\n", p, exmem_usable_size(s), here);
   exmem_free(s);
-  return p == EXMEM_PROT_SECRET || p == EXMEM_PROT_LOCKED ? 0 : 1;
+  return (p == EXMEM_PROT_SECRET || p == EXMEM_PROT_LOCKED) && here == p ? 0 : 1;
 }
