@@ -81,7 +81,7 @@ done
 [[ $(field libexmem-dev Depends) == *"libexmem0 (= $rel)"* ]] || fail "libexmem-dev: Depends is $(field libexmem-dev Depends)"
 [[ $(field libexmem0 Depends) == *libc6* ]] || fail "libexmem0: Depends (shlibdeps) is $(field libexmem0 Depends)"
 [[ $(field exmem Depends) == *libc6* ]] || fail "exmem: Depends (shlibdeps) is $(field exmem Depends)"
-dpkg-deb --ctrl-tarfile "$(deb libexmem0)" | tar -xO ./shlibs 2>/dev/null | grep -q "^libexmem 0 libexmem0" ||
+[[ $(dpkg-deb --ctrl-tarfile "$(deb libexmem0)" | tar -xO ./shlibs 2>/dev/null) == "libexmem 0 libexmem0"* ]] ||
   fail "libexmem0 has no shlibs entry for libexmem.so.0"
 
 if ((failures)); then

@@ -6,6 +6,7 @@
 # against the installed files only, runs them, runs the exmem command, then
 # purges the packages and checks that their files are gone. The packages are
 # purged however the test ends. Not root: exit 77 (skipped), saying why.
+# (No `cmd | grep -q` under pipefail: grep exiting early fails the pipeline.)
 set -uo pipefail
 dir=$1 version=$2 consumers=$3 preload=${4:-0}
 consumers=$(cd "$consumers" && pwd) || exit 1
@@ -23,7 +24,7 @@ for p in "${packages[@]}"; do
   debs+=("$f")
 done
 for p in "${packages[@]}"; do
-  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"install ok installed"* ]]; then
     echo "FAIL: $p is installed already; this test installs and purges it, so remove it first"
     exit 1
   fi
@@ -83,7 +84,7 @@ for prog in cxx/build/consumer_shared cxx/build/consumer_static; do
   linked_to_system "$prog"
   "$prog" || die "$prog failed"
 done
-ldd cxx/build/consumer_shared | grep -q libexmem.so.0 || die "consumer_shared does not use libexmem.so.0"
+[[ $(ldd cxx/build/consumer_shared) == *libexmem.so.0* ]] || die "consumer_shared does not use libexmem.so.0"
 
 step "Rust program with a path dependency on /usr/share/exmem/rust/exmem"
 [[ -x /usr/bin/cargo && -x /usr/bin/rustc ]] || die "/usr/bin/cargo or /usr/bin/rustc is missing: install Debian's cargo and rustc (scripts/deps test)"
@@ -113,7 +114,7 @@ done
 purge || die "purge failed"
 installed=0
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "installed" && die "$p is still installed"
+  [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *" installed"* ]] && die "$p is still installed"
 done
 left=()
 for f in "${files[@]}"; do [[ -e $f || -L $f ]] && left+=("$f"); done
