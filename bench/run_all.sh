@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the benchmarks (Release) and runs both, writing everything they print
+# Builds the benchmarks (Release) and runs the three, writing everything they print
 # to the file given as argument (default: bench-results.txt).
 #
 #   bench/run_all.sh [results-file] [build-dir]
@@ -18,7 +18,7 @@ build=${2:-$src/build/bench}
 
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DEXMEM_BUILD_BENCH=ON -DEXMEM_BUILD_TESTS=OFF -DEXMEM_BUILD_CLI=OFF -DEXMEM_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target exmem_alloc_bench exmem_density_bench
+cmake --build "$build" --target exmem_alloc_bench exmem_density_bench exmem_vault_bench
 
 # Percentage of all CPUs busy over the next 5 seconds.
 busy_percent() {
@@ -57,6 +57,9 @@ fi
   echo
   echo "## exmem_density_bench"
   "$build/bench/exmem_density_bench"
+  echo
+  echo "## exmem_vault_bench"
+  "$build/bench/exmem_vault_bench"
   echo
   echo "# load average after: $(cat /proc/loadavg)"
 } 2>&1 | tee "$out"

@@ -222,6 +222,55 @@ TEST(FailingCallShare, ShareCreateFailsCleanlyAndRecovers) {
   }
 }
 
+// A vault whose mprotect fails: creation leaves nothing behind, a failed open
+// leaves the count (and the protection) as it was, a failed close leaves the
+// open standing so that it can be retried, and all works once the fault stops.
+TEST(FailingCallVault, MprotectFailureLeavesCountsAndProtectionConsistent) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (Call c : {Call::memfd_secret, Call::mmap, Call::read, Call::madvise, Call::mprotect}) {
+    in_child([c] {
+      CHECK_OR_DIE(exmem_protection() == EXMEM_PROT_SECRET, "needs memfd_secret");
+      Snapshot before = snap();
+      exmem::testing::inject(c, ENOMEM, 1, true);
+      CHECK_OR_DIE(exmem_vault_create(8192) == nullptr, "created with %s failing", exmem::testing::call_name(c));
+      exmem::testing::clear_faults();
+      Snapshot after = snap();
+      CHECK_OR_DIE(after.fds == before.fds && after.maps == before.maps && after.reserved == before.reserved,
+                   "a failed vault creation (%s) leaked: fds %zu -> %zu, VMAs %zu -> %zu, reserved %zu -> %zu",
+                   exmem::testing::call_name(c), before.fds, after.fds, before.maps, after.maps, before.reserved,
+                   after.reserved);
+      struct exmem_stats s{};
+      exmem_stats(&s);
+      CHECK_OR_DIE(s.vaults == 0, "vaults %zu after a failed creation", s.vaults);
+    });
+  }
+  in_child([] {
+    exmem_vault* v = exmem_vault_create(8192);
+    CHECK_OR_DIE(v != nullptr, "%s", exmem_last_error_message());
+    exmem::testing::inject(Call::mprotect, ENOMEM, 1, false);
+    errno = 0;
+    CHECK_OR_DIE(exmem_vault_open(v, EXMEM_VAULT_READ_WRITE) == nullptr, "opened with mprotect failing");
+    CHECK_OR_DIE(errno == ENOMEM && exmem_last_error() == EXMEM_E_NO_MEMORY, "errno %d: %s", errno,
+                 exmem_last_error_message());
+    CHECK_OR_DIE(exmem_vault_close(v, EXMEM_VAULT_READ_WRITE) == EXMEM_E_INVALID,
+                 "the failed open was counted: a close matched it");
+    CHECK_OR_DIE(exmem_vault_destroy(v) == EXMEM_OK, "a failed open left the vault open: %s",
+                 exmem_last_error_message());
+    v = exmem_vault_create(8192);
+    auto* p = static_cast<volatile char*>(exmem_vault_open(v, EXMEM_VAULT_READ_WRITE));
+    CHECK_OR_DIE(p != nullptr, "%s", exmem_last_error_message());
+    exmem::testing::inject(Call::mprotect, ENOMEM, 1, false);
+    CHECK_OR_DIE(exmem_vault_close(v, EXMEM_VAULT_READ_WRITE) == EXMEM_E_NO_MEMORY, "close with mprotect failing");
+    p[0] = 1;  // still open for writing
+    CHECK_OR_DIE(exmem_vault_destroy(v) == EXMEM_E_INVALID, "the open stands after the failed close");
+    CHECK_OR_DIE(exmem_vault_close(v, EXMEM_VAULT_READ_WRITE) == EXMEM_OK, "retried close: %s",
+                 exmem_last_error_message());
+    exmem::testing::inject(Call::mprotect, ENOMEM, 1, false);
+    CHECK_OR_DIE(exmem_vault_destroy(v) == EXMEM_E_NO_MEMORY, "destroyed with mprotect failing");
+    CHECK_OR_DIE(exmem_vault_destroy(v) == EXMEM_OK, "%s", exmem_last_error_message());
+  });
+}
+
 // A first use of the heap that fails (its set-up refused by the kernel),
 // then an exmem_init that succeeds, then fork(): the fork handlers must be
 // registered once, or the second prepare handler waits forever for the lock

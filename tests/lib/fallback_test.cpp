@@ -49,6 +49,8 @@ int locked_allocations_work() {
   CHILD_CHECK(s.live_objects == v.size(), "live_objects %zu, expected %zu", s.live_objects, v.size());
   CHILD_CHECK(s.memlock_bytes > 0 && s.reserved_bytes > 0, "memlock %zu reserved %zu", s.memlock_bytes,
               s.reserved_bytes);
+  CHILD_CHECK(s.fallback_bytes == 0, "EXMEM_LOCKED_ONLY asked for locked memory: no fallback, yet fallback_bytes = %zu",
+              s.fallback_bytes);
   for (auto& [p, n] : v) exmem_free(p);
   CHILD_CHECK(exmem_stats(&s) == 0 && s.live_objects == 0, "live objects after freeing all: %zu", s.live_objects);
   return 0;
@@ -205,7 +207,21 @@ int prefer_secret_falls_back_and_says_so() {
   size_t lines = 0;
   for (char c : said) lines += c == '\n';
   CHILD_CHECK(lines <= 2, "the fallback was announced more than once: %s", said.c_str());
+  CHILD_CHECK(contains(said, "fallback_bytes"), "the announcement does not name the statistic: %s", said.c_str());
   std::fprintf(stderr, "announcement: %s", said.c_str());
+  // exmem_stats counts the fallback: every byte the heap holds, vaults included.
+  exmem_vault* v = exmem_vault_create(8192);
+  CHILD_CHECK(v != nullptr, "a vault under the fallback: %s", last_error_text().c_str());
+  struct exmem_stats s{};
+  CHILD_CHECK(exmem_stats(&s) == 0, "stats");
+  CHILD_CHECK(s.fallback_bytes > 0, "the heap fell back, yet fallback_bytes is 0");
+  CHILD_CHECK(s.fallback_bytes == s.reserved_bytes, "fallback_bytes %zu, but the heap holds %zu bytes of locked memory",
+              s.fallback_bytes, s.reserved_bytes);
+  CHILD_CHECK(s.exclusive_pages == 0, "exclusive_pages %zu under the fallback", s.exclusive_pages);
+  size_t with_vault = s.fallback_bytes;
+  CHILD_CHECK(exmem_vault_destroy(v) == EXMEM_OK, "destroy");
+  CHILD_CHECK(exmem_stats(&s) == 0 && s.fallback_bytes == with_vault - 8192, "fallback_bytes %zu after the vault went",
+              s.fallback_bytes);
   exmem_free(p);
   return 0;
 }

@@ -61,6 +61,21 @@ TEST_F(Stats, CountLiveObjectsAndTheirUsableBytes) {
   EXPECT_EQ(s2.live_bytes - s3.live_bytes, freed_bytes);
 }
 
+TEST_F(Stats, NoFallbackBytesOnMemfdSecretAndVaultsCounted) {
+  void* p = exmem_alloc(100);
+  ASSERT_NE(p, nullptr);
+  exmem_vault* v = exmem_vault_create(4096);
+  ASSERT_NE(v, nullptr) << last_error_text();
+  struct exmem_stats s = get_stats();
+  EXPECT_EQ(s.fallback_bytes, 0u) << "memfd_secret is in use: nothing fell back";
+  EXPECT_GE(s.vaults, 1u);
+  EXPECT_EQ(s.exclusive_pages * page_size(), s.reserved_bytes) << "every byte held is memfd_secret memory";
+  size_t vaults = s.vaults;
+  ASSERT_EQ(exmem_vault_destroy(v), EXMEM_OK);
+  EXPECT_EQ(get_stats().vaults, vaults - 1);
+  exmem_free(p);
+}
+
 TEST_F(Stats, DescribeTheExclusiveMemoryHeld) {
   std::vector<void*> v;
   for (int i = 0; i < 5000; ++i) v.push_back(exmem_alloc(64));
