@@ -75,8 +75,11 @@
  * EXMEM_FORK_SHARE (the secure memory of all three libraries survives fork
  * natively, and daemons such as gpg-agent allocate, then fork: a child keeps
  * its parent's objects; note that parent and child then share their pages,
- * where native memory would be copied on write) and canaries on; EXMEM_POLICY
- * and EXMEM_FORK override the policy and the fork mode (exmem.h). A program
+ * where native memory would be copied on write) and canaries on (a
+ * canary after each small object, checked at free: what remains of libsodium's
+ * overflow checks in packed mode; it costs density: a 32-byte secret then
+ * takes 48 bytes); EXMEM_POLICY, EXMEM_FORK and EXMEM_CANARIES override the
+ * policy, the fork mode and the canaries (exmem.h). A program
  * that calls exmem_init itself before its first secure allocation keeps its
  * configuration (the drop-in uses that heap). The library also exports the
  * whole exmem.h API, so a program that links libexmem.so and runs under the

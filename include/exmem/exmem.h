@@ -99,8 +99,9 @@ struct exmem_stats {
 
 /* Optional explicit set-up; the first allocation otherwise sets up the defaults.
  * cfg may be NULL (defaults). Without a config (no exmem_init, or cfg NULL) the
- * environment may set two fields: EXMEM_POLICY (prefer-secret, require-secret,
- * locked-only) and EXMEM_FORK (private, share); a value not among those refuses
+ * environment may set three fields: EXMEM_POLICY (prefer-secret, require-secret,
+ * locked-only), EXMEM_FORK (private, share) and EXMEM_CANARIES (0, 1); a value
+ * not among those refuses
  * set-up with EXMEM_E_INVALID naming the variable. A set-user-ID program
  * ignores both (secure_getenv). Returns EXMEM_OK or an enum exmem_error; a second
  * call with an identical config returns EXMEM_OK, with another EXMEM_E_ALREADY. */

@@ -195,10 +195,8 @@ TEST_F(Misuses, UsableSizeOfMemoryTheHeapDoesNotOwnIsZero) {
 
 // ---- Canaries (a configuration: each test runs in a fresh process) ----------
 
-int canary_damage_is_caught() {
-  exmem_config cfg{};
-  cfg.canaries = 1;
-  CHILD_CHECK(exmem_init(&cfg) == EXMEM_OK, "exmem_init(canaries): %s", last_error_text().c_str());
+// Each size's one-byte overrun aborts at free, naming the pointer.
+int check_canary_damage_is_caught() {
   for (size_t size : {size_t{1}, size_t{24}, size_t{100}, size_t{1000}, size_t{4000}}) {
     Misuse m = run_misuse([size] {
       void* keep = exmem_alloc(size);
@@ -224,9 +222,27 @@ int canary_damage_is_caught() {
   return 0;
 }
 
+int canary_damage_is_caught() {
+  exmem_config cfg{};
+  cfg.canaries = 1;
+  CHILD_CHECK(exmem_init(&cfg) == EXMEM_OK, "exmem_init(canaries): %s", last_error_text().c_str());
+  return check_canary_damage_is_caught();
+}
+
 TEST(Canaries, WritingOneBytePastTheUsableSizeAbortsAtFreeNamingThePointer) {
   REQUIRE_MEMFD_SECRET();
   EXPECT_IN_FRESH_PROCESS(canary_damage_is_caught);
+}
+
+// EXMEM_CANARIES=1 turns them on for a program that never calls exmem_init.
+int canary_damage_is_caught_with_the_environment() {
+  setenv("EXMEM_CANARIES", "1", 1);
+  return check_canary_damage_is_caught();
+}
+
+TEST(Canaries, ExmemCanariesTurnsThemOnWithoutExmemInit) {
+  REQUIRE_MEMFD_SECRET();
+  EXPECT_IN_FRESH_PROCESS(canary_damage_is_caught_with_the_environment);
 }
 
 int canaries_allow_in_bounds_use() {

@@ -66,11 +66,14 @@ int apply_environment(exmem_config* cfg) {
                                          {"require-secret", EXMEM_REQUIRE_SECRET},
                                          {"locked-only", EXMEM_LOCKED_ONLY}};
   static constexpr Named kForks[3] = {{"private", EXMEM_FORK_PRIVATE}, {"share", EXMEM_FORK_SHARE}, {"", 0}};
-  int policy = cfg->policy, fork_mode = cfg->fork_mode;
+  static constexpr Named kSwitch[3] = {{"0", 0}, {"1", 1}, {"", 0}};
+  int policy = cfg->policy, fork_mode = cfg->fork_mode, canaries = cfg->canaries;
   if (int rc = from_environment("EXMEM_POLICY", kPolicies, 3, &policy); rc != EXMEM_OK) return rc;
   if (int rc = from_environment("EXMEM_FORK", kForks, 2, &fork_mode); rc != EXMEM_OK) return rc;
+  if (int rc = from_environment("EXMEM_CANARIES", kSwitch, 2, &canaries); rc != EXMEM_OK) return rc;
   cfg->policy = policy;
   cfg->fork_mode = fork_mode;
+  cfg->canaries = canaries;
   return EXMEM_OK;
 }
 

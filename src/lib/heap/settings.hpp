@@ -38,9 +38,9 @@ struct Settings {
 // the variable) and what was expected.
 int resolve_settings(const exmem_config* cfg, Settings* out);
 
-// Overrides cfg's policy and fork mode with EXMEM_POLICY (prefer-secret,
-// require-secret, locked-only) and EXMEM_FORK (private, share) where they are
-// set, for programs that do not configure the heap themselves (the preload's
+// Overrides cfg's policy, fork mode and canaries with EXMEM_POLICY
+// (prefer-secret, require-secret, locked-only), EXMEM_FORK (private, share) and
+// EXMEM_CANARIES (0, 1) where they are set, for programs that do not configure the heap themselves (the preload's
 // users). Read with secure_getenv: a set-user-ID program ignores them.
 // Returns EXMEM_OK, or EXMEM_E_INVALID naming the variable, its value and the
 // values expected (cfg is then unchanged).
