@@ -37,7 +37,10 @@ if ((do_build)); then
   cmake --build "$build" -j1 --target exmem_dropin_bench exmem_preload >/dev/null || { echo "build failed" >&2; exit 1; }
 fi
 bench=$build/bench/exmem_dropin_bench
-preload=$(find "$build" -name 'libexmem-preload.so' -type f 2>/dev/null | head -n 1)
+# The tree's own library (src/preload), not one of a nested tree such as the
+# packages' (<build>/deb).
+preload=$build/src/preload/libexmem-preload.so
+[[ -f $preload ]] || preload=$(find "$build" -path "$build/deb" -prune -o -name 'libexmem-preload.so' -type f -print 2>/dev/null | head -n 1)
 [[ -x $bench ]] || { echo "no $bench" >&2; exit 1; }
 [[ -n $preload ]] || { echo "no libexmem-preload.so under $build (target exmem_preload)" >&2; exit 1; }
 grep -q 'CMAKE_BUILD_TYPE:STRING=Release' "$build/CMakeCache.txt" 2>/dev/null ||
