@@ -184,6 +184,7 @@ std::vector<PolicyRun> run_concurrently(std::size_t count, unsigned jobs, bool p
     }
   }
   GroupProgress progress(progress_enabled, immediate, static_cast<unsigned>(threads.size()), slots);
+  progress.draw();
   {
     std::unique_lock<std::mutex> lock(mu);
     while (finished_workers < threads.size()) {
