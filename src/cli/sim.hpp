@@ -1,8 +1,9 @@
 // `exmem sim`, the parts its files share: the JSON of what the command was
-// asked (sim_run.cpp; the runs themselves are sim/run.hpp's), the progress bar
-// (sim_progress.cpp), the comparison table (sim_table.cpp), the trace's
-// calibration block (sim_calibration.cpp) and the built-in default scenario
-// (generated from scenarios/default.toml at build time).
+// asked (sim_run.cpp; the runs themselves are sim/run.hpp's), the policies run
+// at once with --jobs (sim_parallel.cpp), the progress bar (sim_progress.cpp),
+// the comparison table (sim_table.cpp), the trace's calibration block
+// (sim_calibration.cpp) and the built-in default scenario (generated from
+// scenarios/default.toml at build time).
 #pragma once
 
 #include <chrono>
