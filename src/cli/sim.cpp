@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,6 +17,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -45,15 +47,46 @@ struct SimOptions {
   std::string out_dir;
   std::string progress = "auto";
   std::string costs;  // --costs FILE (sim/costs.hpp)
+  std::string jobs;   // --jobs N, checked by jobs_of()
   // The options of the scenario's settings (workload/settings.hpp), by flag:
   // their texts as given (a repeated option, such as --policy, has several).
   std::map<std::string, std::vector<std::string>> settings;
   std::map<std::string, bool> flags;  // the settings' flags (--no-gbpages)
 };
 
-[[noreturn]] void fail(const std::string& message) {
+[[noreturn]] void fail(const std::string& message, int code = 2) {
+  std::fflush(stdout);
   std::fprintf(stderr, "exmem sim: %s\n", message.c_str());
-  throw CLI::RuntimeError(2);
+  throw CLI::RuntimeError(code);
+}
+
+// --jobs: how many policies run at once; without it, one per CPU this process may use.
+constexpr unsigned kMaxJobs = 1024;
+unsigned jobs_of(const std::string& text, bool given) {
+  if (!given) return sim::online_cpus();
+  unsigned long n = 0;
+  bool ok = !text.empty() && text.size() <= 5 && text.find_first_not_of("0123456789") == std::string::npos;
+  if (ok) n = std::stoul(text);
+  if (!ok || n < 1 || n > kMaxJobs) {
+    fail(fmt::format("--jobs \"{}\": expected the number of policies to run at once, a whole number from 1 to {}",
+                     text, kMaxJobs));
+  }
+  return static_cast<unsigned>(n);
+}
+
+// A policy's run ended with `error`: the command's error, naming the policy
+// (status 2 for the errors of its input, 1 for any other).
+[[noreturn]] void failed_run(const std::string& policy, const std::exception_ptr& error) {
+  const std::string which = fmt::format("the run of policy \"{}\" failed: ", policy);
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::invalid_argument& e) {
+    fail(which + e.what());
+  } catch (const wl::TraceError& e) {
+    fail(which + fmt::format("--trace: {}", e.what()));
+  } catch (const std::exception& e) {
+    fail(which + e.what(), 1);
+  }
 }
 
 // --scenario: a file, or the name of a shipped scenario ("key-server"); "default"
@@ -160,6 +193,11 @@ void add_sim(CLI::App& app) {
                   "Price the kernel slowdown with the figures `exmem probe --cost --save FILE` measured (format "
                   "exmem-costs/1) instead of the built-in constants, and check the model against the probe's sweep")
       ->type_name("FILE");
+  sim->add_option("--jobs,-j", opts->jobs,
+                  "Policies run at once, each on its own thread with its own machine, 1 to 1024 (default: the "
+                  "CPUs this process may use; 1: one after another). The results and their order are those of a "
+                  "run one after another; the memory is up to N times one run's")
+      ->type_name("N");
   sim->add_flag("--json", opts->json, "Print one JSON object with a `runs` array");
   sim->add_option("--out", opts->out_dir,
                   "Also write DIR/report.json, runs.csv, over_time.csv and index.html (a self-contained "
@@ -180,6 +218,7 @@ void add_sim(CLI::App& app) {
       "  exmem sim --ram 64GiB --policy upstream --events 1000000 --seed 1 --json\n"
       "  exmem sim --ram 4TiB --cpus 64 --no-gbpages --events 200000 --policy upstream\n"
       "  exmem sim --policy all --collapse on-restore\n"
+      "  exmem sim --policy all --jobs 1                every policy, one after another\n"
       "  exmem probe --cost --save host.costs && exmem sim --costs host.costs\n"
       "Known policies: " +
       [] {
@@ -215,6 +254,7 @@ void add_sim(CLI::App& app) {
       s.source = opts->trace;
       s.description = trace->command.empty() ? "a kmem trace" : fmt::format("a kmem trace of `{}`", trace->command);
     }
+    const unsigned jobs = jobs_of(opts->jobs, sim->get_option("--jobs")->count() > 0);
     const md::tlb::TlbConfig tlb = md::tlb::TlbConfig::preset(s.tlb);
     std::optional<exmem::sim::CostsFile> costs;
     if (!opts->costs.empty()) {
@@ -229,26 +269,41 @@ void add_sim(CLI::App& app) {
     doc.header = sim::header_json(s, trace.get(), opts->trace);
     const md::tlb::KernelCostFigures figures = costs ? exmem::sim::figures_of(*costs) : md::tlb::KernelCostFigures{};
     doc.header["costs"] = sim::costs_json(figures, costs ? &*costs : nullptr, s.kernel_access, tlb);
-    sim::Progress progress(progress_enabled(opts->progress), opts->progress == "always");
+    const bool progress_on = progress_enabled(opts->progress);
     exmem::sim::RunOptions ro;
     ro.tlb = tlb;
     ro.costs = figures;
     ro.region_maps = !opts->out_dir.empty();
-    ro.observer = &progress;
-    for (const std::string& name : s.policies) {
-      try {
-        if (trace) {
-          doc.runs.push_back(exmem::sim::run_trace(s, name, opts->trace, ro));
-          if (doc.runs.size() == 1) warn_unknown_lines(doc.runs.back(), opts->trace);
-        } else {
-          doc.runs.push_back(exmem::sim::run_synthetic(s, name, ro));
+    auto run_one = [&](std::size_t i, exmem::sim::RunObserver& observer) {
+      exmem::sim::RunOptions o = ro;
+      o.observer = &observer;
+      return trace ? exmem::sim::run_trace(s, s.policies[i], opts->trace, o)
+                   : exmem::sim::run_synthetic(s, s.policies[i], o);
+    };
+    // Each result in the policies' order, as it would come serially.
+    auto take = [&](std::size_t i, exmem::sim::RunResult&& r) {
+      doc.runs.push_back(std::move(r));
+      if (trace && i == 0) warn_unknown_lines(doc.runs.back(), opts->trace);
+    };
+    if (jobs == 1 || s.policies.size() == 1) {
+      sim::Progress progress(progress_on, opts->progress == "always");
+      for (std::size_t i = 0; i < s.policies.size(); ++i) {
+        std::optional<exmem::sim::RunResult> r;
+        try {
+          r.emplace(run_one(i, progress));
+        } catch (const std::exception&) {
+          progress.end();
+          failed_run(s.policies[i], std::current_exception());
         }
-      } catch (const std::invalid_argument& e) {
-        progress.end();
-        fail(e.what());
-      } catch (const wl::TraceError& e) {
-        progress.end();
-        fail(fmt::format("--trace: {}", e.what()));
+        take(i, std::move(*r));
+      }
+    } else {
+      std::vector<sim::PolicyRun> runs =
+          sim::run_concurrently(s.policies.size(), jobs, progress_on, opts->progress == "always", run_one);
+      for (std::size_t i = 0; i < runs.size(); ++i) {
+        if (runs[i].error) failed_run(s.policies[i], runs[i].error);
+        if (!runs[i].result) throw std::logic_error("exmem sim: a run neither finished nor failed");
+        take(i, std::move(*runs[i].result));
       }
     }
     if (trace && (!trace->secret_pages.empty() || !trace->start_counters.empty())) {

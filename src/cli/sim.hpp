@@ -1,13 +1,16 @@
 // `exmem sim`, the parts its files share: the JSON of what the command was
-// asked (sim_run.cpp; the runs themselves are sim/run.hpp's), the progress bar
-// (sim_progress.cpp), the comparison table (sim_table.cpp), the trace's
-// calibration block (sim_calibration.cpp) and the built-in default scenario
-// (generated from scenarios/default.toml at build time).
+// asked (sim_run.cpp; the runs themselves are sim/run.hpp's), the policies run
+// at once with --jobs (sim_parallel.cpp), the progress bar (sim_progress.cpp),
+// the comparison table (sim_table.cpp), the trace's calibration block
+// (sim_calibration.cpp) and the built-in default scenario (generated from
+// scenarios/default.toml at build time).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -74,6 +77,24 @@ class Progress final : public exmem::sim::RunObserver {
   std::chrono::steady_clock::time_point run_start_;
   std::chrono::steady_clock::time_point last_draw_;
 };
+
+// The CPUs this process may run on (its affinity mask), at least 1.
+unsigned online_cpus();
+
+// One policy's run of `exmem sim --jobs N`: its result, or the exception it
+// ended with; neither when it was not started because one before it failed.
+struct PolicyRun {
+  std::optional<exmem::sim::RunResult> result;
+  std::exception_ptr error;
+};
+// run(0) .. run(count - 1), at most `jobs` at once, each on a thread of its own
+// (sim_parallel.cpp says why threads are safe here), their results in order.
+// The progress line, when enabled, is over all of them (policies done and
+// running, the share of the work done, events per second) and is cleared
+// before this returns.
+std::vector<PolicyRun> run_concurrently(
+    std::size_t count, unsigned jobs, bool progress_enabled, bool immediate,
+    const std::function<exmem::sim::RunResult(std::size_t, exmem::sim::RunObserver&)>& run);
 
 // What the command was asked, as the JSON objects scenario, machine and
 // workload of its report (`trace` when it replays one from `trace_path`).

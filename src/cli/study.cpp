@@ -4,7 +4,6 @@
 // task runs), a Slurm job array written (--slurm) and the report built from
 // the points others stored (--merge).
 #include <fmt/format.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,13 +52,6 @@ struct StudyOptions {
   std::fflush(stdout);
   std::fprintf(stderr, "exmem study: %s\n", message.c_str());
   throw CLI::RuntimeError(code);
-}
-
-unsigned online_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return static_cast<unsigned>(CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 std::string duration_text(double seconds) {
@@ -406,7 +398,7 @@ void add_study(CLI::App& app) {
     } else {
       for (std::size_t i = 0; i < st.points.size(); ++i) which.push_back(i);
     }
-    const unsigned jobs = o.jobs != 0 ? o.jobs : online_cpus();
+    const unsigned jobs = o.jobs != 0 ? o.jobs : cli::sim::online_cpus();
     const bool progress_on = o.progress == "always" || (o.progress == "auto" && ::isatty(STDERR_FILENO) == 1);
     const RunOutcome r = run_points(st, which, out, jobs, o.force, progress_on);
     fmt::print(stderr, "exmem study {}: {} points: {} run in {} ({} at a time), {} stored before{}\n", st.name,
