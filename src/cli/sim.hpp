@@ -78,6 +78,13 @@ class Progress final : public exmem::sim::RunObserver {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
+// The one progress line on stderr, drawn over the last one:
+// "exmem sim: <what> [#####.....]  NN%  R events/s". Progress and the line of
+// policies run at once (sim_parallel.cpp) both draw it.
+void draw_progress_line(std::string_view what, double fraction, double events_per_second);
+// Clears the line drawn last.
+void clear_progress_line();
+
 // The CPUs this process may run on (its affinity mask), at least 1.
 unsigned online_cpus();
 

@@ -35,12 +35,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string rate_text(double per_second) {
-  if (per_second >= 1e6) return fmt::format("{:.1f}M", per_second / 1e6);
-  if (per_second >= 1e3) return fmt::format("{:.1f}k", per_second / 1e3);
-  return fmt::format("{:.0f}", per_second);
-}
-
 // Where one run stands, written by its thread, read by the progress line.
 struct Slot {
   enum State : int { Waiting, Running, Done };
@@ -102,23 +96,16 @@ class GroupProgress {
       }
     }
     fraction /= static_cast<double>(std::max<std::size_t>(1, slots_.size()));
-    constexpr int kWidth = 30;
-    const int filled = static_cast<int>(std::clamp(fraction, 0.0, 1.0) * kWidth);
     const double seconds = std::chrono::duration<double>(now - start_).count();
     const double rate = seconds > 0 ? static_cast<double>(events) / seconds : 0.0;
-    const std::string bar = std::string(static_cast<std::size_t>(filled), '#') +
-                            std::string(static_cast<std::size_t>(kWidth - filled), '.');
-    const std::string line =
-        fmt::format("\r\033[Kexmem sim: {}/{} policies done, {} running ({} at once) [{}] {:3.0f}%  {} events/s", done,
-                    slots_.size(), running, jobs_, bar, 100.0 * fraction, rate_text(rate));
-    std::fwrite(line.data(), 1, line.size(), stderr);
-    std::fflush(stderr);
+    draw_progress_line(
+        fmt::format("{}/{} policies done, {} running ({} at once)", done, slots_.size(), running, jobs_), fraction,
+        rate);
     drawn_ = true;
   }
   void clear() {
     if (!drawn_) return;
-    std::fputs("\r\033[K", stderr);
-    std::fflush(stderr);
+    clear_progress_line();
     drawn_ = false;
   }
 

@@ -42,24 +42,32 @@ void Progress::draw(std::uint64_t events, double fraction) {
   if (drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
   last_draw_ = now;
   drawn_ = true;
-  fraction = std::clamp(fraction, 0.0, 1.0);
-  constexpr int kWidth = 30;
-  const int filled = static_cast<int>(fraction * kWidth);
   const double seconds = std::chrono::duration<double>(now - run_start_).count();
   const double rate = seconds > 0 ? static_cast<double>(events) / seconds : 0.0;
-  const std::string bar =
-      std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(kWidth - filled), '.');
-  const std::string line = fmt::format("\r\033[Kexmem sim: {:<24} [{}] {:3.0f}%  {} events/s", label_, bar,
-                                       100.0 * fraction, rate_text(rate));
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  draw_progress_line(fmt::format("{:<24}", label_), fraction, rate);
 }
 
 void Progress::end() {
   if (!drawn_) return;
+  clear_progress_line();
+  drawn_ = false;
+}
+
+void draw_progress_line(std::string_view what, double fraction, double events_per_second) {
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(fraction * kWidth);
+  const std::string bar =
+      std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(kWidth - filled), '.');
+  const std::string line = fmt::format("\r\033[Kexmem sim: {} [{}] {:3.0f}%  {} events/s", what, bar, 100.0 * fraction,
+                                       rate_text(events_per_second));
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+void clear_progress_line() {
   std::fputs("\r\033[K", stderr);
   std::fflush(stderr);
-  drawn_ = false;
 }
 
 }  // namespace exmem::cli::sim

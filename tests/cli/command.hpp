@@ -1,5 +1,6 @@
 // What the tests of `exmem sim` share: the built command run as a real
-// process, and a file in the temporary folder that goes when the test ends.
+// process, a file and a folder in the temporary folder that go when the test
+// ends, and reading a file whole.
 #pragma once
 
 #include <sys/wait.h>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 namespace exmem::cli_test {
@@ -46,5 +48,25 @@ class TempFile {
  private:
   std::string path_;
 };
+
+// A folder in the temporary folder, empty at the start and removed at the end.
+struct TempDir {
+  explicit TempDir(const std::string& name)
+      : path(std::filesystem::temp_directory_path() / ("exmem-sim-" + std::to_string(getpid()) + "-" + name)) {
+    std::filesystem::remove_all(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::filesystem::path path;
+};
+
+// The whole content of a file ("" when it cannot be read).
+inline std::string read_all(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 }  // namespace exmem::cli_test

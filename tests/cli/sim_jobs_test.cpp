@@ -19,7 +19,9 @@
 namespace {
 
 using exmem::cli_test::CommandResult;
+using exmem::cli_test::read_all;
 using exmem::cli_test::run;
+using exmem::cli_test::TempDir;
 using exmem::cli_test::TempFile;
 
 const std::string kSmall = "sim --policy all --ram 1GiB --events 20000 --seed 1";
@@ -62,13 +64,6 @@ std::string without_host_lines(const std::string& table) {
   return out;
 }
 
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // runs.csv less its events_per_second column (the one host figure it has).
 std::string without_rate_column(const std::string& csv) {
   std::istringstream in(csv);
@@ -91,16 +86,6 @@ std::string without_rate_column(const std::string& csv) {
   return out;
 }
 
-struct TempDir {
-  explicit TempDir(const std::string& name)
-      : path(std::filesystem::temp_directory_path() / ("exmem-sim-jobs-" + std::to_string(getpid()) + "-" + name)) {
-    std::filesystem::remove_all(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::filesystem::path path;
-};
 
 TEST(SimJobs, ManyAtOnceGiveTheJsonOfOneAfterAnotherInTheSameOrder) {
   const CommandResult serial = run(kSmall + " --jobs 1 --json", false);

@@ -19,6 +19,7 @@
 namespace {
 
 using exmem::cli_test::CommandResult;
+using exmem::cli_test::read_all;
 using exmem::cli_test::run;
 using exmem::cli_test::TempFile;
 
@@ -382,16 +383,6 @@ TEST(SimCommand, HelpShowsExamplesForSimAndTrace) {
 
 }  // namespace
 
-namespace {
-
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
 
 TEST(SimCommand, OutWritesTheReportWithMapsOfEveryRunAndLeavesThePrintedJsonAlone) {
   const std::filesystem::path dir =
