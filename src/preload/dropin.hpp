@@ -22,6 +22,12 @@ bool owns(const void* p);
 // The next definition of name after this library (dlsym RTLD_NEXT), cached by
 // the caller; nullptr when no later object defines it.
 void* next_symbol(const char* name);
+// The same, as the function type F (the library's own definition of a
+// function this one interposes).
+template <typename F>
+F real(const char* name) {
+  return reinterpret_cast<F>(next_symbol(name));
+}
 
 // Writes "libexmem-preload: <message>\n" on stderr.
 void say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -17,11 +17,6 @@ namespace {
 
 std::atomic<size_t> g_used{0};  // usable bytes of live objects (CRYPTO_secure_used)
 
-template <typename F>
-F real(const char* name) {
-  return reinterpret_cast<F>(next_symbol(name));
-}
-
 void* served_alloc(size_t num) {
   if (!ready()) {
     errno = ENOMEM;

@@ -128,11 +128,6 @@ void pages_free(const PagesObject& o) {
     say("sodium_free: %s", exmem_last_error_message());
 }
 
-template <typename F>
-F real(const char* name) {
-  return reinterpret_cast<F>(next_symbol(name));
-}
-
 std::atomic<bool> g_said_mprotect{false};
 
 int mprotect_object(void* ptr, int prot, const char* which) {
