@@ -25,7 +25,7 @@ void* alloc_slow(size_t size) {
     return nullptr;
   }
   // Not size + 8 <= kMaxSmall: that wraps around for sizes near SIZE_MAX.
-  if (size <= kMaxSmall - (g_layout.canaries ? 8 : 0)) return alloc(size);
+  if (size <= kMaxSmall - g_layout.canary_bytes()) return alloc(size);
   void* p = arena_alloc_large(size);
   if (!p) errno = ENOMEM;
   return p;

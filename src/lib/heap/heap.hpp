@@ -119,6 +119,8 @@ struct Layout {
   Slab* table = nullptr;
   bool canaries = false;
   uint64_t canary_key = 0;
+  // Bytes a small object's slot keeps after its usable bytes for the canary.
+  size_t canary_bytes() const { return canaries ? sizeof(uint64_t) : 0; }
 };
 extern Layout g_layout;
 
@@ -197,7 +199,7 @@ inline void* slab_take(Slab* s) {
 inline void* alloc(size_t size) {
   // size > kMaxSmall first: with canaries, size + 8 wraps around for sizes
   // near SIZE_MAX and would pick a small class.
-  size_t need = size + (g_layout.canaries ? 8 : 0);
+  size_t need = size + g_layout.canary_bytes();
   ThreadHeap* h = t_heap;
   if (__builtin_expect(size > kMaxSmall || need > kMaxSmall || size == 0 || h == nullptr, 0)) return alloc_slow(size);
   size_t cls = class_of(need);

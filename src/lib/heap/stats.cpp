@@ -27,7 +27,7 @@ bool arena_inherited(const void* p) {
 }
 
 size_t arena_usable_size(const void* p) {
-  size_t canary = g_layout.canaries ? 8 : 0;
+  size_t canary = g_layout.canary_bytes();
   auto usable = [canary](const Slab* table, const uint8_t* base, const void* q) -> size_t {
     size_t off = static_cast<size_t>(static_cast<const uint8_t*>(q) - base);
     const Slab* s = &table[off >> kSlabShift];
@@ -51,7 +51,7 @@ Stats arena_stats() {
   ArenaLock l;
   Arena& a = arena();
   Stats out;
-  size_t canary = g_layout.canaries ? 8 : 0;
+  size_t canary = g_layout.canary_bytes();
   // Live small objects are counted from the slabs (no counter on the fast
   // paths): set bits, less those freed by other threads and not yet collected.
   size_t objects = a.large_objects, bytes = a.large_bytes;
@@ -121,7 +121,7 @@ Found arena_find(const void* p) {
     uint32_t idx = index_of(s, p);
     if (idx >= s->nobj || (idx >> 6) >= std::size(s->bits)) return f;
     const uint8_t* obj = s->start + size_t{idx} * s->obj_size;
-    size_t usable = s->obj_size - (g_layout.canaries ? 8 : 0);
+    size_t usable = s->obj_size - g_layout.canary_bytes();
     if (q >= obj + usable) return f;  // the canary
     uint64_t bit = uint64_t{1} << (idx & 63);
     if (!(s->bits[idx >> 6].load(std::memory_order_acquire) & bit) ||
