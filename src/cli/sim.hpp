@@ -54,13 +54,7 @@ class Progress final : public exmem::sim::RunObserver {
   Progress& operator=(const Progress&) = delete;
   ~Progress() override;
   void begin(std::string_view label) override;
-  // Cheap enough to call after every workload step: looks at the clock every
-  // 1024 calls only.
-  void step(std::uint64_t events, double fraction) override {
-    if (!enabled_ || (++calls_ & 1023u) != 0) return;
-    draw(events, fraction);
-  }
-  // Always redraws when due (for callers that call rarely).
+  // Redraws when due.
   void checkpoint(std::uint64_t events, double fraction) override {
     if (enabled_) draw(events, fraction);
   }
@@ -71,7 +65,6 @@ class Progress final : public exmem::sim::RunObserver {
   bool enabled_;
   bool immediate_;
   bool drawn_ = false;
-  std::uint64_t calls_ = 0;
   std::string label_;
   std::chrono::steady_clock::time_point command_start_;
   std::chrono::steady_clock::time_point run_start_;

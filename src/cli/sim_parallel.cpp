@@ -43,15 +43,11 @@ struct Slot {
   std::atomic<std::uint32_t> millionths{0};  // of the run done
 };
 
-// The observer of one run: as cheap per step as Progress (a counter, and two
-// relaxed stores every 1024 steps).
+// The observer of one run: two relaxed stores now and then.
 class SlotObserver final : public exmem::sim::RunObserver {
  public:
   explicit SlotObserver(Slot& slot) : slot_(slot) {}
   void begin(std::string_view) override { slot_.state.store(Slot::Running, std::memory_order_relaxed); }
-  void step(std::uint64_t events, double fraction) override {
-    if ((++calls_ & 1023u) == 0) checkpoint(events, fraction);
-  }
   void checkpoint(std::uint64_t events, double fraction) override {
     slot_.events.store(events, std::memory_order_relaxed);
     slot_.millionths.store(static_cast<std::uint32_t>(std::clamp(fraction, 0.0, 1.0) * 1e6),
@@ -61,7 +57,6 @@ class SlotObserver final : public exmem::sim::RunObserver {
 
  private:
   Slot& slot_;
-  std::uint64_t calls_ = 0;
 };
 
 // The one progress line of concurrent runs: policies done and running, the

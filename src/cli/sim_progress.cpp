@@ -32,7 +32,6 @@ Progress::~Progress() { end(); }
 void Progress::begin(std::string_view label) {
   label_ = std::string(label);
   run_start_ = Clock::now();
-  calls_ = 0;
 }
 
 void Progress::draw(std::uint64_t events, double fraction) {

@@ -31,6 +31,8 @@ class Sampler {
         next_(every_),
         out_(out) {}
   [[nodiscard]] std::uint64_t every() const { return every_; }
+  // The event count of the next sample.
+  [[nodiscard]] std::uint64_t next() const { return next_; }
   void at(std::uint64_t events) {
     if (events < next_) return;
     next_ = events + every_;
@@ -163,10 +165,16 @@ RunResult run_synthetic(const wl::Scenario& scenario, const std::string& policy,
     wl::SyntheticWorkload workload(machine, wc);
     Sampler sampler(machine, o.tlb, wc.seed, wc.events, r.over_time);
     const double total = static_cast<double>(std::max<std::uint64_t>(1, wc.events));
-    r.workload = workload.run([&](std::uint64_t events) {
+    // Woken after the first step (the start map), then at each sample and
+    // every kObserverEvents for the progress bar: the steps between cost
+    // nothing here.
+    constexpr std::uint64_t kObserverEvents = 65536;
+    r.workload = workload.run_waking([&](std::uint64_t events) {
       if (o.region_maps && !r.map_start) r.map_start = md::region_map(machine);  // after the fill
-      if (o.observer != nullptr) o.observer->step(events, static_cast<double>(events) / total);
       sampler.at(events);
+      if (o.observer == nullptr) return sampler.next();
+      o.observer->checkpoint(events, static_cast<double>(events) / total);
+      return std::min(sampler.next(), events + kObserverEvents);
     });
     if (o.observer != nullptr) o.observer->end();
     sampler.finish(r.workload.events);

@@ -119,9 +119,8 @@ class RunObserver {
  public:
   virtual ~RunObserver() = default;
   virtual void begin(std::string_view policy) = 0;
-  // After every workload step (the synthetic workload): may be called very often.
-  virtual void step(std::uint64_t events, double fraction) = 0;
-  // Now and then (a trace's replay): a good moment to redraw.
+  // Now and then (every few thousand events of a synthetic run, every few
+  // thousand lines of a trace's replay): a good moment to redraw.
   virtual void checkpoint(std::uint64_t events, double fraction) = 0;
   virtual void end() = 0;
 };

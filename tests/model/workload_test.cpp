@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "helpers.hpp"
 #include "model/machine.hpp"
@@ -61,6 +62,48 @@ TEST(SyntheticWorkload, IsReproducibleForASeed) {
   };
   EXPECT_EQ(run(7), run(7));
   EXPECT_NE(run(7), run(8));
+}
+
+// run_waking() is how `exmem sim` follows a run (its samples and progress):
+// it must call back at the first step that reaches each count asked for, and
+// change nothing in the run itself.
+TEST(SyntheticWorkload, RunWakingCallsBackAtTheCountsAskedForAndChangesNothing) {
+  workload::WorkloadConfig wc;
+  wc.events = 20000;
+  wc.seed = 3;
+  wc.secret_hold_turns = 5;  // steps that count no event
+  Machine a(small_config(1 * GiB, true, 4));
+  Machine b(small_config(1 * GiB, true, 4));
+  workload::SyntheticWorkload wa(a, wc);
+  workload::SyntheticWorkload wb(b, wc);
+  std::vector<std::uint64_t> every_step;
+  const auto ra = wa.run([&](std::uint64_t events) { every_step.push_back(events); });
+  std::vector<std::uint64_t> woken;
+  std::uint64_t asked = 0;
+  const auto rb = wb.run_waking([&](std::uint64_t events) {
+    EXPECT_GE(events, asked);
+    woken.push_back(events);
+    asked = events + 1000;
+    return asked;
+  });
+  // The same run, step for step.
+  EXPECT_EQ(ra.events, rb.events);
+  EXPECT_EQ(ra.secret_faults, rb.secret_faults);
+  EXPECT_EQ(ra.hold_turns, rb.hold_turns);
+  EXPECT_EQ(a.dmap().counters().level2_splits, b.dmap().counters().level2_splits);
+  EXPECT_EQ(a.phys().free_pages(), b.phys().free_pages());
+  // Woken exactly at the first step that reached each count asked for.
+  ASSERT_GE(woken.size(), 2u);
+  std::vector<std::uint64_t> expected;
+  std::uint64_t want = 0;
+  for (std::uint64_t e : every_step) {
+    if (e >= want) {
+      expected.push_back(e);
+      want = e + 1000;
+    }
+  }
+  EXPECT_EQ(woken, expected);
+  EXPECT_GT(every_step.size(), woken.size() * 500);  // the steps between cost no call
 }
 
 TEST(SyntheticWorkload, KeepsEveryInvariantThroughoutARun) {

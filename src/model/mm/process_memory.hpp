@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "model/pfn_map.hpp"
 #include "model/phys/page_source.hpp"
 #include "model/phys/physmem.hpp"
 #include "model/types.hpp"
@@ -35,7 +36,7 @@ namespace exmem::model::mm {
 
 using Pid = int;
 using PageHandle = std::uint32_t;
-inline constexpr PageHandle kNoHandle = 0xFFFFFFFFu;
+inline constexpr PageHandle kNoHandle = PfnMap::kAbsent;
 
 // The oom_score_adj range (include/uapi/linux/oom.h).
 inline constexpr int kOomScoreAdjMin = -1000;
@@ -70,31 +71,6 @@ struct OwnedPage {
   Pid pid = 0;
   std::uint8_t order = 0;
   PageUse use = PageUse::Anon;
-};
-
-// An open-addressing hash map Pfn -> slot, linear probing, backward-shift
-// deletion: 8 bytes an entry (key and value side by side: one cache line
-// touched per lookup), no allocation per insert.
-class PfnMap {
- public:
-  [[nodiscard]] std::uint32_t find(Pfn pfn) const;  // kNoHandle when absent
-  void insert(Pfn pfn, std::uint32_t slot);          // pfn must be absent
-  void erase(Pfn pfn);                                // pfn must be present
-  [[nodiscard]] std::size_t size() const { return size_; }
-  [[nodiscard]] std::size_t model_bytes() const { return cells_.capacity() * sizeof(Cell); }
-
- private:
-  struct Cell {
-    Pfn key;  // kNoPfn: empty
-    std::uint32_t val;
-  };
-  [[nodiscard]] std::size_t home(Pfn pfn) const {
-    return static_cast<std::size_t>((pfn * 0x9E3779B97F4A7C15ull) >> shift_);
-  }
-  void grow();
-  std::vector<Cell> cells_;
-  std::size_t size_ = 0;
-  unsigned shift_ = 64;
 };
 
 class ProcessMemory {

@@ -208,8 +208,8 @@ void PhysMem::account_block(Pfn pfn, unsigned order, std::uint8_t kind, bool add
   }
   if (order == 0 || !is_movable_kind(k)) return;
   if (add) {
-    compound_[pfn] = static_cast<std::uint8_t>(order);
-  } else if (compound_.erase(pfn) == 0) {
+    compound_.insert(pfn, order);
+  } else if (!compound_.erase(pfn)) {
     return;
   }
   const std::size_t first = pfn >> kPageblockOrder;
@@ -221,8 +221,8 @@ void PhysMem::account_block(Pfn pfn, unsigned order, std::uint8_t kind, bool add
 
 unsigned PhysMem::movable_block_order(Pfn pfn) const {
   if (pb_compound_[pfn >> kPageblockOrder] == 0) return 0;
-  const auto it = compound_.find(pfn);
-  return it == compound_.end() ? 0 : it->second;
+  const std::uint32_t order = compound_.find(pfn);
+  return order == PfnMap::kAbsent ? 0 : order;
 }
 
 std::uint64_t PhysMem::zone_reclaimable_pages(unsigned z) const {
@@ -824,7 +824,8 @@ std::uint64_t PhysMem::pcp_pages() const {
 }
 
 std::size_t PhysMem::model_bytes() const {
-  std::size_t n = frames_.size() + pageblocks_.capacity() + lists_.bytes() + sizeof(*this) +
+  std::size_t n = frames_.size() + pageblocks_.capacity() + lists_.bytes() + compound_.model_bytes() +
+                  pb_compound_.capacity() * sizeof(std::uint16_t) + sizeof(*this) +
                   (cma_bitmap_.capacity() + cma_busy_.capacity()) * sizeof(std::uint64_t) +
                   cma_memo_.open.capacity() * sizeof(PfnRange);
   for (const Zone& z : zones_) {
@@ -1046,7 +1047,7 @@ std::vector<std::string> PhysMem::check() const {
     }
   }
   std::vector<std::uint16_t> pb_count(pb_compound_.size(), 0);
-  for (const auto& [head, order] : compound_) {
+  compound_.for_each([&](Pfn head, std::uint32_t order) {
     const Pfn nr = Pfn{1} << order;
     const std::uint8_t b = frames_[head];
     bool ok = order > 0 && (head & (nr - 1)) == 0 && std::uint64_t{head} + nr <= frames_.size() &&
@@ -1056,7 +1057,7 @@ std::vector<std::string> PhysMem::check() const {
     for (std::size_t pb = head >> kPageblockOrder; pb <= (head + nr - 1) >> kPageblockOrder && pb < pb_count.size(); ++pb) {
       ++pb_count[pb];
     }
-  }
+  });
   if (pb_count != pb_compound_) bad("movable compound blocks: per-pageblock counts do not match the map");
 
   // Pageblocks: valid migratetypes; CMA exactly on the CMA area.

@@ -13,9 +13,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "model/pfn_map.hpp"
 #include "model/phys/frame.hpp"
 #include "model/phys/free_list.hpp"
 #include "model/phys/gfp.hpp"
@@ -410,7 +410,7 @@ class PhysMem {
   // compound_order() of the allocated movable blocks of order > 0 (THPs),
   // by head pfn, and how many such blocks overlap each pageblock, so that
   // compaction looks the map up only in pageblocks that have one.
-  std::unordered_map<Pfn, std::uint8_t> compound_;
+  PfnMap compound_;
   std::vector<std::uint16_t> pb_compound_;
   int kswapd_failures_ = 0;  // pgdat->kswapd_failures
   PhysStats stats_;

@@ -19,7 +19,6 @@ std::uint64_t splitmix64(std::uint64_t& x) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 void WorkloadConfig::validate() const {
@@ -64,18 +63,6 @@ void WorkloadConfig::validate() const {
 
 Rng::Rng(std::uint64_t seed) {
   for (std::uint64_t& s : s_) s = splitmix64(seed);
-}
-
-std::uint64_t Rng::next() {
-  const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const std::uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
 }
 
 struct SyntheticWorkload::State {
@@ -521,6 +508,15 @@ void SyntheticWorkload::guest_step() {
 }
 
 WorkloadResult SyntheticWorkload::run(const std::function<void(std::uint64_t)>& after_step) {
+  if (!after_step) return run_waking({}, ~std::uint64_t{0});
+  return run_waking([&](std::uint64_t events) {
+    after_step(events);
+    return 0;  // after every step, whether or not it counted an event
+  });
+}
+
+WorkloadResult SyntheticWorkload::run_waking(const std::function<std::uint64_t(std::uint64_t)>& wake,
+                                             std::uint64_t next) {
   if (!st_->filled) fill();
   const auto t0 = std::chrono::steady_clock::now();
   // Thresholds on one uniform draw per step; a share of 0 adds none.
@@ -529,6 +525,7 @@ WorkloadResult SyntheticWorkload::run(const std::function<void(std::uint64_t)>& 
   const double x = k + config_.map_exclusive_share;
   const double rx = x + config_.rox_share;
   const double g = rx + config_.guest_share;
+  const unsigned cpus = machine_.phys().cpus();
   while (result_.events < config_.events) {
     const double r = rng_.uniform();
     if (r < s) {
@@ -544,8 +541,8 @@ WorkloadResult SyntheticWorkload::run(const std::function<void(std::uint64_t)>& 
     } else {
       user_step();
     }
-    machine_.scan_tick(static_cast<CpuId>(result_.events % machine_.phys().cpus()));
-    if (after_step) after_step(result_.events);
+    machine_.scan_tick(static_cast<CpuId>(result_.events % cpus));
+    if (result_.events >= next && wake) next = wake(result_.events);
   }
   result_.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result_;

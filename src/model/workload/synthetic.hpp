@@ -121,11 +121,23 @@ struct WorkloadResult {
 class Rng {
  public:
   explicit Rng(std::uint64_t seed);
-  std::uint64_t next();
+  // xoshiro256**, inline: the workload draws a few per event.
+  std::uint64_t next() {
+    const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+    const std::uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return result;
+  }
   std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
  private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   std::uint64_t s_[4];
 };
 
@@ -139,6 +151,11 @@ class SyntheticWorkload {
   // Fills memory (once), then runs until config.events events have happened.
   // `after_step`, when given, is called after every step with the event count.
   WorkloadResult run(const std::function<void(std::uint64_t)>& after_step = {});
+  // The same, for a caller that wants to hear only now and then: after the
+  // first step whose event count reaches `next` (0: the first step), calls
+  // wake(events), which returns the next count it wants to hear of. The steps
+  // in between cost one comparison, not a call.
+  WorkloadResult run_waking(const std::function<std::uint64_t(std::uint64_t)>& wake, std::uint64_t next = 0);
 
  private:
   struct State;
