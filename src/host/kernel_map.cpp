@@ -144,6 +144,36 @@ std::optional<KernelDirectMap> walk_direct_map(const PageTable& top, unsigned le
   return m;
 }
 
+std::optional<std::uint64_t> count_split_pmds(const PageTable& top, unsigned levels, std::uint64_t va,
+                                              std::uint64_t bytes, const ReadTable& read_table) {
+  std::uint64_t split = 0;
+  PageTable t{}, pmd{};
+  bool have_pmd = false;
+  for (std::uint64_t i = 0; i < bytes / k2M; ++i) {
+    const std::uint64_t a = va + i * k2M;
+    if (i == 0 || a % k1G == 0) {  // the PMD table of this GiB
+      have_pmd = false;
+      std::uint64_t e = top[index_at(a, levels == 5 ? 48 : 39)];
+      if (present(e) && levels == 5) {
+        if (!read_table(e & kPteAddrMask, t)) return std::nullopt;
+        e = t[index_at(a, 39)];
+      }
+      if (present(e)) {
+        if (!read_table(e & kPteAddrMask, t)) return std::nullopt;
+        e = t[index_at(a, 30)];
+        if (present(e) && !huge(e)) {
+          if (!read_table(e & kPteAddrMask, pmd)) return std::nullopt;
+          have_pmd = true;
+        }
+      }
+    }
+    if (!have_pmd) continue;
+    const std::uint64_t pe = pmd[index_at(a, 21)];
+    if (present(pe) && !huge(pe)) ++split;
+  }
+  return split;
+}
+
 // ---- Refusals ------------------------------------------------------------------------
 
 std::string_view refusal_name(KernelMapRefusal r) {
@@ -192,10 +222,14 @@ KernelMapResult refusal_for_access(const KernelMapAccess& a) {
                   "an x86-64 machine");
   }
   if (a.kcore_errno == 0) return {};
+  if (a.kcore_errno == ENOENT && !a.proc_mounted) {
+    return refuse(KernelMapRefusal::NoKcore, "/proc is not mounted here, so /proc/kcore cannot be read",
+                  "mounting proc on /proc (mount -t proc proc /proc)");
+  }
   if (a.kcore_errno == ENOENT) {
     return refuse(KernelMapRefusal::NoKcore,
-                  "/proc/kcore does not exist: this kernel is built without CONFIG_PROC_KCORE (or /proc is "
-                  "not mounted here)",
+                  "/proc/kcore does not exist although /proc is mounted: this kernel is built without "
+                  "CONFIG_PROC_KCORE",
                   "a kernel built with CONFIG_PROC_KCORE=y (Debian's stock kernels have it)");
   }
   if (a.kcore_errno == EACCES || a.kcore_errno == EPERM) {
@@ -344,6 +378,7 @@ KernelMapResult read_kernel_map() {
   if (::uname(&u) == 0) a.machine = u.machine;
   const int fd = ::open("/proc/kcore", O_RDONLY | O_CLOEXEC);
   a.kcore_errno = fd < 0 ? errno : 0;
+  a.proc_mounted = ::access("/proc/self/stat", F_OK) == 0;
   a.root = ::geteuid() == 0;
   if (auto st = read_text("/proc/self/status")) {
     if (auto cap = status_hex(*st, "CapEff")) a.cap_sys_rawio = has_cap(*cap, kCapSysRawio);
@@ -430,6 +465,7 @@ KernelMapResult read_kernel_map() {
     return refuse(KernelMapRefusal::ReadFailed, "walking the page tables: " + err,
                   "page tables that lie in RAM /proc/kcore shows");
   }
+  m->high_map_split_2m = count_split_pmds(top, levels, kStartKernelMap, kKernelImageSize, read);
   m->ram = std::move(ram);
   res.map = std::move(m);
   return res;

@@ -61,6 +61,14 @@ struct KernelDirectMap {
   // (DirectMap4k/2M/1G): a PTE counts when it is not empty, present or not.
   std::uint64_t bytes_4k = 0, bytes_2m = 0, bytes_1g = 0;
   std::uint64_t tables_read = 0;        // PUD/PMD/PTE tables read by the walk
+  // The kernel image's own mapping at __START_KERNEL_map (the "high map"): its
+  // 2 MiB leaves that were split to PTE tables. __split_large_page() counts a
+  // split there in DirectMap4k/2M as well (virt_addr_valid() holds for a
+  // kernel-image address), so /proc/meminfo should show
+  //   DirectMap2M = bytes_2m - 2 MiB x high_map_split_2m
+  //   DirectMap4k = bytes_4k + 2 MiB x high_map_split_2m
+  // nullopt when not walked (tests, or the high map unreadable).
+  std::optional<std::uint64_t> high_map_split_2m;
   // Ranges [start, end) of physical addresses with no mapping at all, merged.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> not_mapped;
   // Physical RAM as /proc/kcore lists it (its KCORE_RAM segments), merged; empty in tests.
@@ -76,6 +84,16 @@ struct KernelDirectMap {
 std::optional<KernelDirectMap> walk_direct_map(const PageTable& top, unsigned levels,
                                                std::uint64_t page_offset_base, std::uint64_t phys_end,
                                                const ReadTable& read_table, std::string* error);
+
+// __START_KERNEL_map and the span the kernel image may take (KERNEL_IMAGE_SIZE with KASLR).
+inline constexpr std::uint64_t kStartKernelMap = 0xffffffff80000000ULL;
+inline constexpr std::uint64_t kKernelImageSize = std::uint64_t{1} << 30;
+
+// PMD entries that point to a PTE table (a split 2 MiB leaf) in the virtual
+// range [va, va + bytes) (2 MiB aligned, within one PUD entry's GiB per step);
+// PUD or PMD entries not present count nothing. nullopt when a table cannot be read.
+std::optional<std::uint64_t> count_split_pmds(const PageTable& top, unsigned levels, std::uint64_t va,
+                                              std::uint64_t bytes, const ReadTable& read_table);
 
 // ---- This machine ------------------------------------------------------------------
 
@@ -106,6 +124,7 @@ struct KernelMapResult {
 struct KernelMapAccess {
   std::string machine;                  // uname -m
   int kcore_errno = 0;                  // of open("/proc/kcore"); 0 when it opened
+  bool proc_mounted = true;             // /proc/self/stat exists
   bool root = false;                    // euid 0
   bool cap_sys_rawio = false;           // CAP_SYS_RAWIO (17) in CapEff
   std::optional<std::string> lockdown;  // /sys/kernel/security/lockdown, when readable

@@ -126,6 +126,25 @@ TEST(KernelMapWalk, FiveLevelsGoThroughTheP4d) {
   EXPECT_EQ(m4->regions_of(MapCoverage::Leaf1G), 0u);
 }
 
+// __split_large_page() counts splits of the kernel image's mapping in DirectMap4k/2M too:
+// the walk counts the split 2 MiB leaves there, so the totals can be reconciled.
+TEST(KernelMapWalk, CountsSplitLeavesOfTheKernelImageMapping) {
+  Fixture4 f;
+  const std::uint64_t pud = f.t.add(), pmd = f.t.add(), pte = f.t.add();
+  f.top[511] = pud | kPresentRw;
+  f.t.pages[pud][510] = pmd | kPresentRw;  // __START_KERNEL_map: PGD 511, PUD 510
+  for (unsigned i = 0; i < 40; ++i) f.t.pages[pmd][i] = (std::uint64_t{i} << 21) | kLeaf;
+  f.t.pages[pmd][3] = pte | kPresentRw;
+  f.t.pages[pmd][17] = pte | kPresentRw;
+  const auto n = host::count_split_pmds(f.top, 4, host::kStartKernelMap, host::kKernelImageSize, f.t.reader());
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 2u);
+  // Only the range asked: the first 4 MiB hold none of them.
+  EXPECT_EQ(host::count_split_pmds(f.top, 4, host::kStartKernelMap, 4ULL << 20, f.t.reader()), 0u);
+  f.t.pages.erase(pmd);
+  EXPECT_FALSE(host::count_split_pmds(f.top, 4, host::kStartKernelMap, host::kKernelImageSize, f.t.reader()));
+}
+
 TEST(KernelMapWalk, AnUnreadableTableIsAnErrorNotAHole) {
   Fixture4 f;
   f.t.pages.erase(f.t.pages.rbegin()->first);  // the PTE table
@@ -171,6 +190,9 @@ TEST(KernelMapRefusal, EachCauseNamesWhatWouldAllowIt) {
   EXPECT_EQ(r.refusal, host::KernelMapRefusal::NoKcore);
   EXPECT_NE(r.why.find("CONFIG_PROC_KCORE"), std::string::npos);
   EXPECT_NE(r.would_allow.find("CONFIG_PROC_KCORE=y"), std::string::npos);
+  auto unmounted = access(ENOENT);
+  unmounted.proc_mounted = false;
+  EXPECT_NE(host::refusal_for_access(unmounted).would_allow.find("mount -t proc"), std::string::npos);
 
   auto a = access(EACCES);
   a.root = false;
@@ -206,8 +228,13 @@ TEST(KernelMapHere, ReadsTheMapOrSaysWhyNot) {
   }
   ASSERT_TRUE(r.map);
   const host::DirectMapCounters dm = host::read_direct_map();
+  // __split_large_page() also counts the kernel image's split leaves (high_map_split_2m).
+  const std::uint64_t moved = r.map->high_map_split_2m.value_or(0) * host::k2M;
   if (dm.dm2m_kb) {
-    EXPECT_EQ(r.map->bytes_2m / 1024, *dm.dm2m_kb);
+    EXPECT_EQ((r.map->bytes_2m - moved) / 1024, *dm.dm2m_kb);
+  }
+  if (dm.dm4k_kb) {
+    EXPECT_EQ((r.map->bytes_4k + moved) / 1024, *dm.dm4k_kb);
   }
   if (dm.dm1g_kb) {
     EXPECT_EQ(r.map->bytes_1g / 1024, *dm.dm1g_kb);
