@@ -80,6 +80,8 @@ echo "===HIDDEN"; /bin/exmem probe --map --json; echo "===END rc=$?"
 echo 0 >/proc/sys/kernel/kptr_restrict
 echo "===BEFORE"; /bin/exmem probe --map --json; echo "===END rc=$?"
 echo "===BEFORE_TEXT"; /bin/exmem probe --map; echo "===END rc=$?"
+/bin/exmem probe --map --out /tmp/map >/dev/null
+echo "===OUT rc=$? index.html $(wc -c </tmp/map/index.html) map.json $(wc -c </tmp/map/map.json)"
 /bin/exmem_qemu_guest 256 -- /bin/exmem probe --map --json; echo "===GUEST rc=$?"
 echo "===AFTER_TEXT"; /bin/exmem probe --map; echo "===END rc=$?"
 echo "===DONE"
@@ -116,6 +118,12 @@ run_guest() {  # NAME QEMU-ARGS...
   grep -E '^(FRAME|FRAMES|ERROR)' "$out/serial.log" >"$out/frames.txt" || true
   grep -E '^(FRAMES|ERROR)' "$out/frames.txt" || true
   grep -E '^===(END|GUEST)' "$out/serial.log" | tr '\n' ' '; echo
+  # --out: the page and map.json, written (index.html is the report's page, well over 10 kB).
+  if grep -qE '^===OUT rc=0 index.html [0-9]{5,} map.json [0-9]{3,}' "$out/serial.log"; then
+    grep '^===OUT' "$out/serial.log" | sed 's/^===OUT/exmem probe --map --out:/'
+  else
+    echo "FAIL $name: exmem probe --map --out did not write its files: $(grep '^===OUT' "$out/serial.log")"; failed=1
+  fi
   # The refusals: not root, then kallsyms hidden.
   for want in "notroot needs_root" "hidden addresses_hidden"; do
     set -- $want
