@@ -226,21 +226,32 @@ int run_map(const MapOptions& opt) {
     try {
       report::make_directories(opt.out_dir);
       report::write_file(std::filesystem::path(opt.out_dir) / "map.json", j.dump(2) + "\n");
-      // The page of `exmem sim --out`, with this machine as its one "run" (start and end alike).
+      // The page of `exmem sim --out`, its maps alone: this machine's direct map.
       report::Document doc;
       const host::KernelDirectMap& m = *res.map;
-      doc.header["machine"] = {{"name", "this machine (exmem probe --map)"},
-                               {"ram", host::bytes_text(m.ram.empty() ? 0 : m.ram.back().second)},
+      const Expected ex = expected_kb(m);
+      doc.maps_only = true;
+      doc.title = fmt::format("exmem probe --map: this machine's direct map, {} of physical addresses",
+                              host::bytes_text(m.phys_end));
+      doc.footer = "Written by exmem probe --map --out from the page tables read through /proc/kcore, with "
+                   "map.json next to it.";
+      doc.header["machine"] = {{"name", "this machine"},
+                               {"ram", host::bytes_text(ram_pages_in(m, 0, m.phys_end) * host::k4K)},
+                               {"physical addresses", host::bytes_text(m.phys_end)},
                                {"paging_levels", m.levels},
                                {"page_offset_base", fmt::format("{:#x}", m.page_offset_base)}};
-      doc.header["workload"] = {{"name", "none: the page tables read through /proc/kcore"},
-                                {"DirectMap4k_kB", m.bytes_4k / 1024},
-                                {"DirectMap2M_kB", m.bytes_2m / 1024},
-                                {"DirectMap1G_kB", m.bytes_1g / 1024}};
+      doc.header["direct_map"] = {{"DirectMap4k walked", kb_text(m.bytes_4k / 1024)},
+                                  {"DirectMap2M walked", kb_text(m.bytes_2m / 1024)},
+                                  {"DirectMap1G walked", kb_text(m.bytes_1g / 1024)},
+                                  {"kernel image split 2M leaves", j["kernel_map"]["high_map_split_2m"]},
+                                  {"meminfo DirectMap4k", dm.dm4k_kb ? kb_text(*dm.dm4k_kb) : "not shown"},
+                                  {"meminfo DirectMap2M", dm.dm2m_kb ? kb_text(*dm.dm2m_kb) : "not shown"},
+                                  {"meminfo DirectMap1G", dm.dm1g_kb ? kb_text(*dm.dm1g_kb) : "not shown"},
+                                  {"counted like meminfo", fmt::format("4k {}, 2M {}, 1G {}", kb_text(ex.kb4k),
+                                                                       kb_text(ex.kb2m), kb_text(ex.kb1g))}};
       sim::RunResult run;
       run.policy = "this machine";
       run.map_start = *rmap;
-      run.map_end = *rmap;
       doc.runs.push_back(std::move(run));
       report::write_file(std::filesystem::path(opt.out_dir) / "index.html", report::html_page(doc));
     } catch (const std::exception& e) {

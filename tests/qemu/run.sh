@@ -82,12 +82,21 @@ echo "===BEFORE"; /bin/exmem probe --map --json; echo "===END rc=$?"
 echo "===BEFORE_TEXT"; /bin/exmem probe --map; echo "===END rc=$?"
 /bin/exmem probe --map --out /tmp/map >/dev/null
 echo "===OUT rc=$? index.html $(wc -c </tmp/map/index.html) map.json $(wc -c </tmp/map/map.json)"
-/bin/exmem_qemu_guest 256 -- /bin/exmem probe --map --json; echo "===GUEST rc=$?"
+/bin/exmem_qemu_guest 256 -- /bin/sh /after.sh; echo "===GUEST rc=$?"
+echo "===HTML"; base64 /tmp/after/index.html; echo "===END"
 echo "===AFTER_TEXT"; /bin/exmem probe --map; echo "===END rc=$?"
 echo "===DONE"
 poweroff -f
 EOF
 chmod +x "$root/init"
+# What the guest program runs while it holds its secret pages: the map as JSON (the check's
+# input), and the page of --out (copied out base64 over the serial console, for a human).
+cat >"$root/after.sh" <<'EOF'
+/bin/exmem probe --map --json
+rc=$?
+/bin/exmem probe --map --out /tmp/after >/dev/null
+exit $rc
+EOF
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1 >"$work/initramfs.cpio.gz")
 
 # ---- Boot, extract, check ------------------------------------------------------------
@@ -113,6 +122,7 @@ run_guest() {  # NAME QEMU-ARGS...
   section "$out/serial.log" HIDDEN >"$out/hidden.json"
   section "$out/serial.log" BEFORE >"$out/before.json"
   section "$out/serial.log" AFTER >"$out/after.json"
+  section "$out/serial.log" HTML | base64 -d >"$out/index.html" 2>/dev/null || true
   section "$out/serial.log" BEFORE_TEXT
   section "$out/serial.log" AFTER_TEXT
   grep -E '^(FRAME|FRAMES|ERROR)' "$out/serial.log" >"$out/frames.txt" || true
@@ -136,6 +146,7 @@ run_guest() {  # NAME QEMU-ARGS...
   if grep -q '^ERROR' "$out/frames.txt" || ! grep -q '^===GUEST rc=0' "$out/serial.log"; then
     echo "FAIL $name: the guest program failed"; failed=1
   fi
+  echo "$name: the guest's direct map while it held the pages, drawn by the report's renderer: $out/index.html ($(wc -c <"$out/index.html") bytes)"
   if ! "$check" "$out/before.json" "$out/after.json" "$out/frames.txt" | tee "$out/check.txt"; then
     echo "FAIL $name: the model and the real map disagree (or the input was bad)"; failed=1
   fi
