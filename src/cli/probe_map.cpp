@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "host/host.hpp"
+#include "model/directmap/directmap.hpp"
+#include "model/directmap/flush.hpp"
 #include "model/snapshot.hpp"
 #include "report/files.hpp"
 #include "report/report.hpp"
@@ -65,6 +67,57 @@ model::RegionMap to_region_map(const host::KernelDirectMap& m) {
     r.pages[static_cast<unsigned>(Content::Secret)] += cleared;
     r.pages[static_cast<unsigned>(Content::Other)] += ram - std::min<std::uint64_t>(ram, cleared);
     r.pages[static_cast<unsigned>(Content::NoRam)] += host::k2M / host::k4K - ram;
+    ++r.regions_by_coverage[static_cast<unsigned>(c)];
+  }
+  return r;
+}
+
+// The model's direct map at boot, laid out like this machine: its RAM as /proc/kcore
+// lists it, 1 GiB leaves when the CPU has pdpe1gb (as the kernel's direct_gbpages
+// defaults). Drawn beside the real map, the difference is what the running kernel
+// split since boot, and where its boot mapping differs from the model's.
+class FakeTables final : public model::directmap::PageTableAllocator {
+ public:
+  model::Result<model::Pfn> alloc_table_page(model::CpuId) override { return {next_++, 0}; }
+  void free_table_page(model::Pfn, model::CpuId) override {}
+
+ private:
+  model::Pfn next_ = 0;
+};
+
+model::RegionMap modelled_boot_map(const host::KernelDirectMap& m, bool gbpages) {
+  namespace dm = model::directmap;
+  std::vector<dm::MappedRange> ram;
+  for (const auto& [s, e] : m.ram) {
+    ram.push_back({static_cast<model::Pfn>(s / host::k4K), static_cast<model::Pfn>(e / host::k4K)});
+  }
+  FakeTables tables;
+  dm::FlushLog flushes;
+  const dm::DirectMap d(ram, gbpages, tables, flushes);
+  model::RegionMap r;
+  r.nr_frames = static_cast<model::Pfn>(m.phys_end / host::k4K);
+  r.regions.resize(m.regions.size());
+  r.not_present.assign(m.regions.size(), 0);
+  for (std::size_t i = 0; i < m.regions.size(); ++i) {
+    const auto first = static_cast<model::Pfn>(i * 512);
+    Coverage c = Coverage::Hole;
+    const dm::Level l0 = d.lookup(first).level;
+    if (l0 == dm::Level::Pud1G) {
+      c = Coverage::Leaf1G;
+    } else if (l0 == dm::Level::Pmd2M) {
+      c = Coverage::Leaf2M;
+    } else {
+      for (model::Pfn p = first; p < first + 512; ++p) {
+        if (d.lookup(p).level == dm::Level::Pte4K) {
+          c = Coverage::Split4K;
+          break;
+        }
+      }
+    }
+    const std::uint64_t ram_pages = ram_pages_in(m, i * host::k2M, (i + 1) * host::k2M);
+    r.regions[i] = model::region_code(c, ram_pages > 0 ? Content::Other : Content::NoRam, false);
+    r.pages[static_cast<unsigned>(Content::Other)] += ram_pages;
+    r.pages[static_cast<unsigned>(Content::NoRam)] += host::k2M / host::k4K - ram_pages;
     ++r.regions_by_coverage[static_cast<unsigned>(c)];
   }
   return r;
@@ -249,8 +302,15 @@ int run_map(const MapOptions& opt) {
                                   {"meminfo DirectMap1G", dm.dm1g_kb ? kb_text(*dm.dm1g_kb) : "not shown"},
                                   {"counted like meminfo", fmt::format("4k {}, 2M {}, 1G {}", kb_text(ex.kb4k),
                                                                        kb_text(ex.kb2m), kb_text(ex.kb1g))}};
+      const std::optional<std::string> cpuinfo = host::read_text("/proc/cpuinfo");
+      const bool gbpages = cpuinfo && host::lists_word(*cpuinfo, "pdpe1gb");
+      sim::RunResult model_run;
+      model_run.policy = fmt::format("the model at boot, with this machine's RAM ({} 1 GiB leaves: pdpe1gb {})",
+                                     gbpages ? "with" : "without", gbpages ? "in /proc/cpuinfo" : "absent");
+      model_run.map_start = modelled_boot_map(m, gbpages);
+      doc.runs.push_back(std::move(model_run));
       sim::RunResult run;
-      run.policy = "this machine";
+      run.policy = "this machine, now";
       run.map_start = *rmap;
       doc.runs.push_back(std::move(run));
       report::write_file(std::filesystem::path(opt.out_dir) / "index.html", report::html_page(doc));

@@ -2,8 +2,10 @@
 // read through /proc/kcore (host/kernel_map.hpp), each 2 MiB region a 1 GiB
 // leaf, a 2 MiB leaf, split to 4 KiB or not mapped; its totals against
 // /proc/meminfo's DirectMap4k/2M/1G; drawn as a model::RegionMap by the same
-// renderer as `exmem sim`'s report. Where the kernel does not allow it, why and
-// what would allow it.
+// renderer as `exmem sim`'s report (--out DIR: index.html, a maps-only page with
+// the model's boot-time direct map for this machine's RAM layout above this
+// machine's map, and map.json, the --json object). Where the kernel does not
+// allow it, why and what would allow it.
 //
 // --json prints one object (keys in this order):
 // {"kernel_map": {
