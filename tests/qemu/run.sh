@@ -6,7 +6,7 @@
 #
 # WORKDIR  cache and results (the kernel package is fetched once, into WORKDIR/kernel)
 # EXMEM    the exmem command (its shared libraries are copied into the initramfs)
-# GUEST    exmem_qemu_guest (static): faults secret pages, prints their frames, runs a command
+# GUEST    exmem_qemu_guest: faults secret pages, prints their frames, runs a command
 # CHECK    exmem_qemu_check: the model against the guest's maps (check.cpp)
 #
 # Boots linux-image-amd64's kernel (the version `apt-cache depends linux-image-amd64`
@@ -57,8 +57,8 @@ rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,etc,tmp}
 cp "$busybox" "$root/bin/busybox"
 cp "$exmem" "$root/bin/exmem"
 cp "$guest" "$root/bin/exmem_qemu_guest"
-# exmem's shared libraries (and the loader) at the paths ldd names.
-ldd "$exmem" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i}' | sort -u | while read -r lib; do
+# The shared libraries of exmem and the guest program (and the loader) at the paths ldd names.
+ldd "$exmem" "$guest" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^\// && $i !~ /:$/) print $i}' | sort -u | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
