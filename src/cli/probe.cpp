@@ -5,6 +5,7 @@
 // route an application takes. This file holds the options; probe_report.hpp the
 // Report, probe_facts.cpp, probe_measure.cpp and probe_render.cpp the rest.
 //
+// With --map, the direct map read through /proc/kcore instead (probe_map.hpp: its own JSON).
 // Output: human-readable by default; with --json one JSON object. Its keys are stable:
 //
 // {                                    (keys in this order)
@@ -72,6 +73,7 @@
 
 #include "commands.hpp"
 #include "probe_cost.hpp"
+#include "probe_map.hpp"
 #include "probe_report.hpp"
 #include "probe_util.hpp"
 
@@ -91,6 +93,8 @@ struct Options {
   std::uint64_t reserve_mib = 64;
   bool cost = false;
   probe::CostOptions cost_opt;
+  bool map = false;
+  std::string out_dir;
 };
 
 CLI::Validator bounded(std::uint64_t lo, std::uint64_t hi, std::string what) {
@@ -103,6 +107,11 @@ CLI::Validator bounded(std::uint64_t lo, std::uint64_t hi, std::string what) {
 }
 
 void run(Options opt) {
+  if (opt.map) {
+    const int rc = probe::run_map({opt.json_out, opt.out_dir});
+    if (rc != 0) throw CLI::RuntimeError(rc);
+    return;
+  }
   if (opt.cost) {
     opt.cost_opt.json_out = opt.json_out;
     probe::run_cost(opt.cost_opt);
@@ -169,6 +178,20 @@ void add_probe(CLI::App& app) {
           ->excludes(fault)
           ->excludes(reserve)
           ->excludes("--no-measure");
+  CLI::Option* map =
+      sub->add_flag("--map", opt->map,
+                    "Read this kernel's direct-map page tables through /proc/kcore (root) and show every 2 MiB\n"
+                    "region as a 1 GiB leaf, a 2 MiB leaf, split to 4 KiB or not mapped, with the totals against\n"
+                    "DirectMap4k/2M/1G; or say why the kernel does not allow it (exit status 3)")
+          ->excludes(fault)
+          ->excludes(reserve)
+          ->excludes("--no-measure")
+          ->excludes(cost);
+  sub->add_option("--out", opt->out_dir,
+                  "With --map: write DIR/index.html (the map, drawn as exmem sim's report draws its maps) and\n"
+                  "DIR/map.json")
+      ->type_name("DIR")
+      ->needs(map);
   sub->add_flag("--yes", opt->cost_opt.yes, "With --cost: do not ask (needed when stdin is not a terminal)")->needs(cost);
   sub->add_option("--save", opt->cost_opt.save,
                   "With --cost: write the costs file (format exmem-costs/1) to FILE, for `exmem sim --costs FILE`;\n"
@@ -207,6 +230,7 @@ void add_probe(CLI::App& app) {
       "  exmem probe --json                   the same report as one JSON object\n"
       "  exmem probe --no-measure             the kernel's state only, nothing allocated\n"
       "  exmem probe --fault-pages 1024 --reserve-mib 256\n"
+      "  sudo exmem probe --map --out map     this kernel's direct map, page table by page table\n"
       "  sudo exmem probe --cost              measure the costs of a split direct map (asks first)\n"
       "  sudo exmem probe --cost --yes --save costs.json\n"
       "                                       the same without asking, written for exmem sim --costs\n"

@@ -9,6 +9,9 @@
 //     message for a refused mapping (memlock.hpp);
 //   - the direct map's counters: DirectMap4k/2M/1G of /proc/meminfo and
 //     direct_map_level2/3_splits and _collapses of /proc/vmstat (direct_map.hpp);
+//   - the direct map's page tables themselves, read through /proc/kcore and
+//     decoded into 1G/2M/4K coverage per 2 MiB region, or why the kernel
+//     does not allow it (kernel_map.hpp);
 //   - /proc/PID/pagemap: the frames behind a virtual range, and the
 //     memfd_secret mappings of a process (pagemap.hpp);
 //   - reading /proc and /sys text (proc_text.hpp).
@@ -24,6 +27,7 @@
 #pragma once
 
 #include "host/direct_map.hpp"
+#include "host/kernel_map.hpp"
 #include "host/memlock.hpp"
 #include "host/pagemap.hpp"
 #include "host/proc_text.hpp"

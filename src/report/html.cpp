@@ -175,8 +175,17 @@ nlohmann::json page_data(const Document& doc) {
     d["charts"].push_back({{"key", f.key}, {"title", f.label},
                            {"scale", f.format == sim::Format::PerThousand ? 1000 : 1}});
   }
+  d["maps_only"] = doc.maps_only;
   d["runs"] = nlohmann::json::array();
   for (const sim::RunResult& run : doc.runs) {
+    if (doc.maps_only) {
+      nlohmann::json r;
+      r["policy"] = run.policy;
+      r["region_map"] = nlohmann::json::object();
+      if (run.map_start) r["region_map"]["now"] = to_json(*run.map_start);
+      d["runs"].push_back(r);
+      continue;
+    }
     const nlohmann::json j = to_json(run, true);
     nlohmann::json r;
     r["policy"] = run.policy;
@@ -235,6 +244,8 @@ std::string html_page(const Document& doc) {
   std::string title = "exmem sim report";
   if (ram != nullptr && ram->is_string()) title += fmt::format(": {}", ram->get<std::string>());
   title += fmt::format(", {} {}", runs.size(), runs.size() == 1 ? "policy" : "policies");
+  const bool maps_only = doc.maps_only;
+  if (maps_only) title = doc.title;
 
   std::string s;
   s += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
@@ -244,15 +255,18 @@ std::string html_page(const Document& doc) {
   s += fmt::format("<body data-runs=\"{}\" data-maps-drawn=\"0\" data-charts-drawn=\"0\">\n", runs.size());
   s += fmt::format("<header>\n<h1>{}</h1>\n", escape(title));
   s += meta_line(out, "machine");
-  s += meta_line(out, "workload");
-  s += costs_lines(out, runs);
+  s += meta_line(out, maps_only ? "direct_map" : "workload");
+  if (!maps_only) s += costs_lines(out, runs);
   s += "</header>\n<main>\n";
 
-  s += "<section id=\"comparison\">\n<h2>Comparison</h2>\n";
-  s += comparison_table(runs);
-  s += "</section>\n";
+  if (!maps_only) {
+    s += "<section id=\"comparison\">\n<h2>Comparison</h2>\n";
+    s += comparison_table(runs);
+    s += "</section>\n";
+  }
 
-  s += "<section id=\"maps\">\n<h2>Physical memory and the direct map, start and end of each run</h2>\n";
+  s += maps_only ? "<section id=\"maps\">\n<h2>Physical memory and the direct map</h2>\n"
+                 : "<section id=\"maps\">\n<h2>Physical memory and the direct map, start and end of each run</h2>\n";
   s += "<p class=\"explain\">Each cell is a 2 MiB region of the physical address space, from "
        "address 0 at the top left, row after row. Its colour says how the direct map covers it "
        "and, lighter, when most of it is free; secret or unmapped pages and the direct map's own "
@@ -270,12 +284,16 @@ std::string html_page(const Document& doc) {
        "allow scripts for this file to see them.</p></noscript>\n";
   s += "</section>\n";
 
-  s += "<section id=\"charts\">\n<h2>Over the run</h2>\n";
-  s += "<p class=\"explain\">Samples taken along each run (<code>direct_map_over_time</code>); "
-       "one line per policy.</p>\n";
-  s += "<div id=\"chart-grid\"></div>\n</section>\n";
-  s += "</main>\n<footer>Written by <code>exmem sim --out</code> with report.json, runs.csv and "
-       "over_time.csv next to it. The page needs no network.</footer>\n";
+  if (maps_only) {
+    s += fmt::format("</main>\n<footer>{} The page needs no network.</footer>\n", escape(doc.footer));
+  } else {
+    s += "<section id=\"charts\">\n<h2>Over the run</h2>\n";
+    s += "<p class=\"explain\">Samples taken along each run (<code>direct_map_over_time</code>); "
+         "one line per policy.</p>\n";
+    s += "<div id=\"chart-grid\"></div>\n</section>\n";
+    s += "</main>\n<footer>Written by <code>exmem sim --out</code> with report.json, runs.csv and "
+         "over_time.csv next to it. The page needs no network.</footer>\n";
+  }
 
   s += fmt::format("<script type=\"application/json\" id=\"exmem-data\">{}</script>\n",
                    script_json(page_data(doc)));

@@ -296,12 +296,14 @@
       grid.appendChild(section);
       const maps = run.region_map || {};
       const drawn = {};
-      for (const when of ['start', 'end']) {
+      // A page of maps alone (data.maps_only: a real machine's map) has one map per run, `now`.
+      for (const when of data.maps_only ? ['now'] : ['start', 'end']) {
         const fig = el('figure', { class: 'map', 'data-when': when });
         pair.appendChild(fig);
         drawn[when] = drawMap(fig, run, i, when, maps[when], colours, when === 'end' ? maps.start : null);
         if (drawn[when] && !scale) scale = drawn[when];
       }
+      if (data.maps_only) return;
       const diff = el('figure', { class: 'map diff', 'data-when': 'changed' });
       pair.appendChild(diff);
       drawDiff(diff, run, i, drawn.start, drawn.end, colours);
@@ -396,7 +398,7 @@
     const data = JSON.parse(document.getElementById('exmem-data').textContent);
     data.runs = Array.isArray(data.runs) ? data.runs : [];
     drawMaps(data);
-    drawCharts(data);
+    if (!data.maps_only) drawCharts(data);
   } catch (e) {
     body.setAttribute('data-report-error', String(e && e.stack || e));
   }

@@ -58,6 +58,13 @@ std::vector<std::uint8_t> base64_decode(std::string_view text);
 struct Document {
   nlohmann::json header = nlohmann::json::object();
   std::vector<sim::RunResult> runs;
+  // A page of maps alone (`exmem probe --map --out`: a real machine's direct
+  // map): each run's map_start drawn under its `policy` as its label, no
+  // comparison table, no charts, no difference view; the header's `machine`
+  // and `direct_map` objects as its meta lines; `title` and `footer` its own
+  // (plain text). write_report() ignores it: only html_page() reads it.
+  bool maps_only = false;
+  std::string title, footer;
 };
 
 // A run as `exmem sim --json` prints it: every metric of sim/metrics.hpp at

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "browser.hpp"
+#include "report/files.hpp"
 #include "fixture.hpp"
 
 namespace exmem::report::testing {
@@ -210,6 +211,50 @@ TEST(ReportInBrowser, APageWithMissingPartsStillFinishesAndSaysWhat) {
   EXPECT_NE(dom.find("no start snapshot in this run"), std::string::npos);
   EXPECT_NE(dom.find("no end snapshot in this run"), std::string::npos);
   EXPECT_NE(dom.find("<b>machine</b> not recorded"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace exmem::report::testing
+
+namespace exmem::report::testing {
+namespace {
+
+// Document::maps_only (`exmem probe --map --out`: a real machine's direct map):
+// one map per run, labelled `now`, no comparison table, no charts, no difference
+// view, the page's own title and footer, and the script still finishes.
+TEST(ReportInBrowser, AMapsOnlyPageDrawsOneMapPerRunAndNothingElse) {
+  const std::string chromium = chromium_or_fail();
+  ASSERT_FALSE(chromium.empty());
+  Document doc;
+  doc.maps_only = true;
+  doc.title = "a real direct map";
+  doc.footer = "written by the test";
+  doc.header["machine"] = {{"name", "this machine"}};
+  doc.header["direct_map"] = {{"DirectMap2M walked", "4 GiB"}};
+  sim::RunResult run = shared_report().doc.runs[0];
+  run.policy = "this machine";
+  run.map_end.reset();
+  doc.runs.push_back(std::move(run));
+  TempDir dir;
+  write_file(dir.path() / "index.html", html_page(doc));
+  const auto dom_file = dir.path() / "dom.html";
+  const std::string error = browse(chromium, dir.path() / "index.html", dir.path(), "--dump-dom", dom_file);
+  ASSERT_TRUE(error.empty()) << error;
+  const std::string dom = read_file(dom_file);
+  const auto attrs = body_attributes(dom);
+  ASSERT_EQ(attrs.count("data-report-error"), 0u) << attrs.at("data-report-error");
+  ASSERT_EQ(attrs.count("data-report-ready"), 1u);
+  EXPECT_EQ(attrs.at("data-maps-drawn"), "1");
+  EXPECT_EQ(attrs.at("data-charts-drawn"), "0");
+  EXPECT_EQ(attrs.at("data-diff-rects"), "[]");
+  const auto rects = nlohmann::json::parse(attrs.at("data-map-rects"));
+  ASSERT_EQ(rects.size(), 1u);
+  EXPECT_EQ(rects[0]["when"], "now");
+  EXPECT_NE(dom.find("<title>a real direct map</title>"), std::string::npos);
+  EXPECT_NE(dom.find("written by the test"), std::string::npos);
+  EXPECT_NE(dom.find("<b>direct_map</b>"), std::string::npos);
+  EXPECT_EQ(dom.find("id=\"comparison\""), std::string::npos);
+  EXPECT_EQ(dom.find("id=\"chart-grid\""), std::string::npos);
 }
 
 }  // namespace
