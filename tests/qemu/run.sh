@@ -109,7 +109,7 @@ run_guest() {  # NAME QEMU-ARGS...
   local out=$work/$name
   rm -rf "$out" && mkdir -p "$out"
   local t0=$SECONDS
-  timeout 300 qemu-system-x86_64 "$@" -smp 2 -nographic -no-reboot -kernel "$kdir/vmlinuz" \
+  timeout 300 qemu-system-x86_64 "$@" -smp 2 -nographic -no-reboot -nic none -kernel "$kdir/vmlinuz" \
     -initrd "$work/initramfs.cpio.gz" \
     -append "console=ttyS0 secretmem.enable=1 panic=-1 quiet loglevel=1" </dev/null 2>&1 |
     tr -d '\r' >"$out/serial.log" || true
