@@ -139,6 +139,31 @@ TEST_F(Misuses, RemoteFreeOfAnObjectTheOwnerAlreadyFreedAbortsBeforeReuse) {
   expect_abort_naming(m, "double free");
 }
 
+// The remote free sets the owner's remote_check flag; the next reuse from the
+// magazine checks every object waiting there, not only the one it takes (here
+// p2, taken first, is innocent), so that p1 cannot be handed out later with
+// the flag already consumed.
+TEST_F(Misuses, RemoteFreeOfAnObjectDeeperInTheMagazineAbortsAtTheNextReuse) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(48);
+    void* p1 = exmem_alloc(48);
+    void* p2 = exmem_alloc(48);
+    CHILD_CHECK(keep && p1 && p2, "alloc: %s", last_error_text().c_str());
+    exmem_free(p1);
+    exmem_free(p2);  // the magazine holds p1, then p2 (taken first)
+    announce(p1);
+    std::thread([p1] { exmem_free(p1); }).join();  // another thread frees p1 again
+    void* again = exmem_alloc(48);                 // takes p2: must still catch p1
+    std::printf("not caught at the first reuse (got %p)\n", again);
+    std::fflush(stdout);
+    void* later = exmem_alloc(48);
+    (void)later;
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+  EXPECT_FALSE(contains(m.message, "not caught at the first reuse")) << m.message;
+}
+
 TEST_F(Misuses, FreeOfMallocMemoryAbortsAsNotOwned) {
   Misuse m = run_misuse([] {
     exmem_free(exmem_alloc(16));  // the heap is set up

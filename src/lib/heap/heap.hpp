@@ -14,6 +14,13 @@
 // the owner folds remote bits back in when it needs room. A thread that exits
 // leaves its slabs as orphans, which other threads adopt.
 //
+// Fast paths. alloc() and free() are inlined into exmem_alloc/exmem_free; their
+// common case (a 32-byte object back and forth through the thread's magazine)
+// calls nothing and touches no stack. Everything else leaves through a tail call
+// to heap.cpp: canaries on (one branch on g_layout.canaries, then a copy of the
+// fast path compiled with the canary code), an empty or full magazine, objects
+// over kWipeInline bytes (memset), a thread heap that other threads freed into.
+//
 // Invariants (per slab, per object index i < nobj):
 //   allocated  <=> bits[i] == 1 && remote[i] == 0
 //   free       <=> bits[i] == 0 (then remote[i] == 0 and the bytes are zero)
@@ -105,8 +112,11 @@ struct alignas(64) ThreadHeap {
   Slab* current[kClasses] = {};
   List partial[kClasses];
   List full[kClasses];
-  // Set by other threads when they free into one of this heap's slabs.
+  // Set by other threads when they free into one of this heap's slabs:
+  // remote_pending until alloc_refill folds full slabs back, remote_check until
+  // the next magazine pop has checked every magazine against remote bits.
   std::atomic<bool> remote_pending{false};
+  std::atomic<bool> remote_check{false};
   ThreadHeap* next_heap = nullptr;
 };
 
@@ -131,6 +141,15 @@ extern constinit thread_local ThreadHeap* t_heap __attribute__((tls_model("initi
 void* alloc_slow(size_t size);
 void free_slow(void* p);
 void* alloc_refill(ThreadHeap* h, size_t cls);
+// The magazine of cls is empty: an object from the current slab, or a refill;
+// the canary written when canaries are on.
+void* alloc_from_slab(ThreadHeap* h, size_t cls);
+// alloc() and free() with canaries on.
+void* alloc_canary(size_t size);
+void free_canary(void* p);
+// The rest of a free whose checks passed, when the object is over kWipeInline
+// bytes or the magazine is full: wipe, then magazine or slab.
+void free_rest(ThreadHeap* h, Slab* s, void* p);
 void free_list_change(ThreadHeap* h, Slab* s);
 // Returns the magazines' objects to their slabs (owner or arena lock held).
 void flush_magazines(ThreadHeap* h);
@@ -140,6 +159,10 @@ void check_magazine_against_remote(ThreadHeap* h, Slab* s);
 [[noreturn]] void report_canary(const void* p);
 // Aborts if p, taken from a magazine, was freed by another thread meanwhile.
 void check_reused(void* p);
+// h->remote_check was set: clears it, then aborts if p (just taken from a
+// magazine) or any object still in h's magazines was freed by another thread.
+// Returns p.
+void* check_magazines_remote(ThreadHeap* h, void* p);
 
 // The slab record of the unit holding p. pre: p lies in [base, base + span).
 inline Slab* slab_of(const void* p) {
@@ -173,6 +196,38 @@ inline void wipe(void* p, size_t n) {
   asm volatile("" : : "r"(p) : "memory");
 }
 
+// Objects up to this size are wiped inline by free (vector stores); larger
+// ones by memset, out of line.
+inline constexpr uint32_t kWipeInline = 256;
+
+// wipe() for the fast path. pre: 16 <= n <= kWipeInline, n a multiple of 16, p
+// 16-byte aligned (every small object: class sizes are multiples of 16 and
+// slabs start on a page).
+// Stores from both ends, overlapping in the middle: two stores and no loop for
+// 16 and 32 bytes, four up to 64, eight up to 128.
+inline void wipe_small(void* p, uint32_t n) {
+  auto* q = static_cast<uint8_t*>(p);
+  const __m128i z = _mm_setzero_si128();
+  auto zero16 = [&](uint32_t at) { _mm_store_si128(reinterpret_cast<__m128i*>(q + at), z); };
+  zero16(0);
+  zero16(n - 16);
+  if (n > 32) {
+    zero16(16);
+    zero16(n - 32);
+    if (n > 64) {
+      zero16(32);
+      zero16(48);
+      zero16(n - 64);
+      zero16(n - 48);
+      for (uint32_t i = 64; i + 64 < n; i += 16) {
+        zero16(i);
+        asm volatile("" : : : "memory");  // keep it a loop of stores, not a memset call
+      }
+    }
+  }
+  asm volatile("" : : "r"(p) : "memory");
+}
+
 // The owner's store of a slab's count; exmem_stats reads it from another
 // thread, so it is a relaxed atomic store (a plain mov, no lock prefix).
 inline void set_used(Slab* s, uint32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
@@ -196,76 +251,80 @@ inline void* slab_take(Slab* s) {
 }
 
 
-inline void* alloc(size_t size) {
-  // size > kMaxSmall first: with canaries, size + 8 wraps around for sizes
-  // near SIZE_MAX and would pick a small class.
-  size_t need = size + g_layout.canary_bytes();
+inline void write_canary(void* p, size_t cls) {
+  uint64_t c = canary_for(p);
+  std::memcpy(static_cast<uint8_t*>(p) + kClassSize[cls] - 8, &c, 8);
+}
+
+// alloc() with canaries off (kCanaries false: inlined in exmem_alloc) or on
+// (alloc_canary()).
+template <bool kCanaries>
+[[gnu::always_inline]] inline void* alloc_impl(size_t size) {
+  constexpr size_t kCanary = kCanaries ? sizeof(uint64_t) : 0;
   ThreadHeap* h = t_heap;
-  if (__builtin_expect(size > kMaxSmall || need > kMaxSmall || size == 0 || h == nullptr, 0)) return alloc_slow(size);
-  size_t cls = class_of(need);
-  void* p;
-  if (uint32_t n = h->mag_n[cls]) {
-    p = h->mag[cls][n - 1];
-    set_mag_n(h, cls, n - 1);
-    // Another thread may have freed this (already free) object again: its
-    // remote bit would then be set. Catch that double free before reuse.
-    const Slab* s = slab_of(p);
-    if (__builtin_expect(s->remote_count.load(std::memory_order_relaxed) != 0, 0)) check_reused(p);
-  } else {
-    Slab* s = h->current[cls];
-    p = s ? slab_take(s) : nullptr;
-    if (__builtin_expect(p == nullptr, 0)) {
-      p = alloc_refill(h, cls);
-      if (!p) return nullptr;
-    }
-  }
-  if (g_layout.canaries) {
-    uint64_t c = canary_for(p);
-    std::memcpy(static_cast<uint8_t*>(p) + kClassSize[cls] - 8, &c, 8);
-  }
+  // One comparison for size == 0 and sizes over the small classes; size - 1
+  // never wraps into the small range, size + kCanary never overflows.
+  if (__builtin_expect(size - 1 >= kMaxSmall - kCanary || h == nullptr, 0)) return alloc_slow(size);
+  size_t cls = class_of(size + kCanary);
+  uint32_t n = h->mag_n[cls];
+  if (__builtin_expect(n == 0, 0)) return alloc_from_slab(h, cls);
+  void* p = h->mag[cls][n - 1];
+  set_mag_n(h, cls, n - 1);
+  if constexpr (kCanaries) write_canary(p, cls);
+  // Another thread may have freed this (already free) object again: its remote
+  // bit would then be set, and it set h->remote_check after. Catch that double
+  // free before reuse.
+  if (__builtin_expect(h->remote_check.load(std::memory_order_relaxed), 0)) return check_magazines_remote(h, p);
   return p;
 }
 
-inline void free(void* p) {
+inline void* alloc(size_t size) {
+  if (__builtin_expect(g_layout.canaries, 0)) return alloc_canary(size);
+  return alloc_impl<false>(size);
+}
+
+// free() with canaries off (inlined in exmem_free) or on (free_canary()).
+template <bool kCanaries>
+[[gnu::always_inline]] inline void free_impl(void* p) {
+  // p == nullptr lands here too: base + span never wraps around, and a heap not
+  // set up (or forgotten in a forked child) has span 0.
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_layout.base);
   ThreadHeap* h = t_heap;
-  if (__builtin_expect(p == nullptr || off >= g_layout.span || h == nullptr, 0)) return free_slow(p);
+  if (__builtin_expect(off >= g_layout.span || h == nullptr, 0)) return free_slow(p);
   Slab* s = &g_layout.table[off >> kSlabShift];
-  if (__builtin_expect(s->kind.load(std::memory_order_relaxed) != UnitKind::slab ||
-                           s->owner.load(std::memory_order_relaxed) != h,
-                       0))
-    return free_slow(p);
+  // A unit has an owner only while it is a slab (init_slab sets the owner
+  // before the kind, arena_give_slab_locked clears it before the kind), and h is
+  // not null: owner == h says kind == slab. Units of other threads, orphans,
+  // free slabs, large objects and unmapped units all go to free_slow.
+  if (__builtin_expect(s->owner.load(std::memory_order_relaxed) != h, 0)) return free_slow(p);
   uint32_t rel = static_cast<uint32_t>(static_cast<uint8_t*>(p) - s->start);
   uint32_t idx = static_cast<uint32_t>((uint64_t{rel} * s->inv) >> 32);
-  if (__builtin_expect(idx * s->obj_size != rel || idx >= s->nobj, 0)) return free_slow(p);
+  uint32_t size = s->obj_size;
+  if (__builtin_expect(idx * size != rel || idx >= s->nobj, 0)) return free_slow(p);
   uint32_t w = idx >> 6;
   uint64_t bit = uint64_t{1} << (idx & 63);
-  uint64_t b = s->bits[w].load(std::memory_order_relaxed);
-  if (__builtin_expect(!(b & bit) || (s->remote[w].load(std::memory_order_relaxed) & bit), 0))
+  if (__builtin_expect(!(s->bits[w].load(std::memory_order_relaxed) & bit) ||
+                           (s->remote[w].load(std::memory_order_relaxed) & bit),
+                       0))
     report_double_free(p);
-  if (g_layout.canaries) {
+  if constexpr (kCanaries) {
     uint64_t c;
-    std::memcpy(&c, static_cast<uint8_t*>(p) + s->obj_size - 8, 8);
+    std::memcpy(&c, static_cast<uint8_t*>(p) + size - 8, 8);
     if (c != canary_for(p)) report_canary(p);
   }
   size_t cls = s->cls;
   uint32_t n = h->mag_n[cls];
   for (uint32_t i = 0; i < n; ++i)
     if (__builtin_expect(h->mag[cls][i] == p, 0)) report_double_free(p);
-  wipe(p, s->obj_size);
-  if (__builtin_expect(n < kMagazine, 1)) {
-    h->mag[cls][n] = p;
-    set_mag_n(h, cls, n + 1);
-    return;
-  }
-  s->bits[w].store(b & ~bit, std::memory_order_relaxed);
-  if (w < s->hint) s->hint = static_cast<uint16_t>(w);
-  uint32_t used = s->used - 1;
-  set_used(s, used);
-  // The current slab stays put; others move between lists when they stop
-  // being full or become empty.
-  if (__builtin_expect(s->list != SlabList::current, 0) && (used == 0 || used + 1 == s->nobj))
-    free_list_change(h, s);
+  if (__builtin_expect(size > kWipeInline || n == kMagazine, 0)) return free_rest(h, s, p);
+  wipe_small(p, size);
+  h->mag[cls][n] = p;
+  set_mag_n(h, cls, n + 1);
+}
+
+inline void free(void* p) {
+  if (__builtin_expect(g_layout.canaries, 0)) return free_canary(p);
+  free_impl<false>(p);
 }
 
 }  // namespace exmem::heap

@@ -42,15 +42,16 @@ void retire(ThreadHeap* h) {
     }
   }
   // Kept for reuse, never freed: another thread may still be setting its
-  // remote_pending flag through a slab's stale owner pointer.
-  // Reset field by field (not destroy + construct): remote_pending may be
-  // written concurrently, and must stay a live atomic object.
+  // remote_pending and remote_check flags through a slab's stale owner pointer.
+  // Reset field by field (not destroy + construct): the two flags may be
+  // written concurrently, and must stay live atomic objects.
   for (size_t c = 0; c < kClasses; ++c) {
     h->current[c] = nullptr;
     h->partial[c].head = nullptr;
     h->full[c].head = nullptr;
   }
   h->remote_pending.store(false, std::memory_order_relaxed);
+  h->remote_check.store(false, std::memory_order_relaxed);
   h->next_heap = a.idle;
   a.idle = h;
 }
