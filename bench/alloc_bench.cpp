@@ -872,6 +872,7 @@ int main(int argc, char** argv) {
   double pair_vs_mimalloc = -1;
   for (const auto& c : std::vector<std::tuple<const char*, const char*, const char*, double>>{
            {"32 B pair, one thread", "BM_exmem", "BM_mimalloc", 1.0},
+           {"32 B pair, one resident object", "BM_mt_exmem", "BM_mt_mimalloc", 1.0},
            {"32 B batch of 256", "BM_batch_exmem", "BM_batch_mimalloc", static_cast<double>(kBatch)},
            {"mixed 16..1024 B", "BM_mixed_exmem", "BM_mixed_mimalloc", 1.0},
            {"cross-thread 32 B", "BM_cross_exmem", "BM_cross_mimalloc", static_cast<double>(kCrossBatch)}}) {
@@ -884,7 +885,9 @@ int main(int argc, char** argv) {
     }
     const double en = e->second.median_ns / std::get<3>(c);
     const double mn = m->second.median_ns / std::get<3>(c);
-    if (std::strcmp(std::get<1>(c), "BM_exmem") == 0) pair_vs_mimalloc = en / mn;
+    // The target holds for both pair loops: mimalloc alone in its page (each
+    // free empties it) and with a resident object (its fast path).
+    if (std::strncmp(std::get<0>(c), "32 B pair", 9) == 0) pair_vs_mimalloc = std::max(pair_vs_mimalloc, en / mn);
     std::printf("  %-34s %10.2f %10.2f %14.2fx\n", std::get<0>(c), en, mn, en / mn);
   }
 
@@ -950,7 +953,7 @@ int main(int argc, char** argv) {
   if (pair_vs_mimalloc < 0)
     std::printf("  FAIL  32 B pair within %.2fx of mimalloc's: no result\n", kTargetMimalloc);
   else
-    std::printf("  %s  32 B pair within %.2fx of mimalloc's (wipe included): %.2fx\n",
+    std::printf("  %s  32 B pair within %.2fx of mimalloc's (wipe included; the worse of the two pair loops): %.2fx\n",
                 pair_vs_mimalloc <= kTargetMimalloc ? "PASS" : "FAIL", kTargetMimalloc, pair_vs_mimalloc);
 
   struct exmem_stats st {};
