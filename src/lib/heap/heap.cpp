@@ -31,7 +31,8 @@ void* alloc_slow(size_t size) {
   return p;
 }
 
-void* alloc_from_slab(ThreadHeap* h, size_t cls) {
+void* alloc_from_slab(ThreadHeap* h, size_t cls, size_t size) {
+  if (h == &g_no_heap) return alloc_slow(size);
   Slab* s = h->current[cls];
   void* p = s ? slab_take(s) : nullptr;
   if (!p) {

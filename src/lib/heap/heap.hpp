@@ -108,6 +108,13 @@ inline constexpr uint32_t kMagazine = 8;
 
 struct alignas(64) ThreadHeap {
   uint32_t mag_n[kClasses] = {};  // written by the owner with set_mag_n(), read by exmem_stats
+  // The object the magazine path of alloc handed out last, and its class, as
+  // long as it is live: every local free of it clears `last`. A free of exactly
+  // this pointer needs none of free's checks (it is an object start this heap
+  // owns and has not freed) unless another thread freed it meanwhile, which
+  // sets remote_check; see free_impl. Canaries off only.
+  void* last = nullptr;
+  uint32_t last_cls = 0;
   void* mag[kClasses][kMagazine] = {};
   Slab* current[kClasses] = {};
   List partial[kClasses];
@@ -134,6 +141,12 @@ struct Layout {
 };
 extern Layout g_layout;
 
+// The heap of a thread that has none (not yet, or no longer): its magazines
+// stay empty and no slab has it as owner, so the fast paths find nothing there
+// and leave for the slow paths, which give the thread its heap. t_heap is never
+// null, and the fast paths need no null test. Nothing ever writes to it.
+extern ThreadHeap g_no_heap;
+
 // constinit: no TLS wrapper call on the fast paths.
 extern constinit thread_local ThreadHeap* t_heap __attribute__((tls_model("initial-exec")));
 
@@ -142,8 +155,8 @@ void* alloc_slow(size_t size);
 void free_slow(void* p);
 void* alloc_refill(ThreadHeap* h, size_t cls);
 // The magazine of cls is empty: an object from the current slab, or a refill;
-// the canary written when canaries are on.
-void* alloc_from_slab(ThreadHeap* h, size_t cls);
+// the canary written when canaries are on. h == &g_no_heap: alloc_slow(size).
+void* alloc_from_slab(ThreadHeap* h, size_t cls, size_t size);
 // alloc() and free() with canaries on.
 void* alloc_canary(size_t size);
 void free_canary(void* p);
@@ -264,13 +277,18 @@ template <bool kCanaries>
   ThreadHeap* h = t_heap;
   // One comparison for size == 0 and sizes over the small classes; size - 1
   // never wraps into the small range, size + kCanary never overflows.
-  if (__builtin_expect(size - 1 >= kMaxSmall - kCanary || h == nullptr, 0)) return alloc_slow(size);
+  if (__builtin_expect(size - 1 >= kMaxSmall - kCanary, 0)) return alloc_slow(size);
   size_t cls = class_of(size + kCanary);
-  uint32_t n = h->mag_n[cls];
-  if (__builtin_expect(n == 0, 0)) return alloc_from_slab(h, cls);
+  uint32_t n = h->mag_n[cls];  // always 0 in g_no_heap
+  if (__builtin_expect(n == 0, 0)) return alloc_from_slab(h, cls, size);
   void* p = h->mag[cls][n - 1];
   set_mag_n(h, cls, n - 1);
-  if constexpr (kCanaries) write_canary(p, cls);
+  if constexpr (kCanaries) {
+    write_canary(p, cls);
+  } else {
+    h->last = p;
+    h->last_cls = static_cast<uint32_t>(cls);
+  }
   // Another thread may have freed this (already free) object again: its remote
   // bit would then be set, and it set h->remote_check after. Catch that double
   // free before reuse.
@@ -289,24 +307,50 @@ template <bool kCanaries>
   // p == nullptr lands here too: base + span never wraps around, and a heap not
   // set up (or forgotten in a forked child) has span 0.
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_layout.base);
+  if (__builtin_expect(off >= g_layout.span, 0)) return free_slow(p);
   ThreadHeap* h = t_heap;
-  if (__builtin_expect(off >= g_layout.span || h == nullptr, 0)) return free_slow(p);
+  if constexpr (!kCanaries) {
+    if (p == h->last) {  // never true in g_no_heap: its `last` stays null
+      // The object alloc handed out last: live, an object start, in a slab h
+      // owns (a slab with live objects keeps its owner while the thread
+      // lives; retire() clears `last`), and not in a magazine. Only another
+      // thread can have freed it already, and that set remote_check, which
+      // only a magazine pop clears, after checking the object it pops and
+      // setting `last` to it. Either way `last` is cleared here, so that a
+      // second free of p takes the full checks.
+      h->last = nullptr;
+      if (__builtin_expect(!h->remote_check.load(std::memory_order_relaxed), 1)) {
+        size_t cls = h->last_cls;
+        uint32_t n = h->mag_n[cls];
+        if (__builtin_expect(kClassSize[cls] > kWipeInline || n == kMagazine, 0))
+          return free_rest(h, &g_layout.table[off >> kSlabShift], p);
+        wipe_small(p, kClassSize[cls]);
+        h->mag[cls][n] = p;
+        set_mag_n(h, cls, n + 1);
+        return;
+      }
+    }
+  }
   Slab* s = &g_layout.table[off >> kSlabShift];
   // A unit has an owner only while it is a slab (init_slab sets the owner
-  // before the kind, arena_give_slab_locked clears it before the kind), and h is
-  // not null: owner == h says kind == slab. Units of other threads, orphans,
-  // free slabs, large objects and unmapped units all go to free_slow.
+  // before the kind, arena_give_slab_locked clears it before the kind), and no
+  // slab has g_no_heap as owner: owner == h says kind == slab and h is a real
+  // heap. Units of other threads, orphans, free slabs, large objects and
+  // unmapped units all go to free_slow.
   if (__builtin_expect(s->owner.load(std::memory_order_relaxed) != h, 0)) return free_slow(p);
+  // rel * inv: the index in the high half; the low half is below inv exactly
+  // when rel is a multiple of the object size (ceil(2^32 / size) = inv, and
+  // rel < 64 KiB: checked for every class and offset), so a pointer inside an
+  // object goes to free_slow, which names it.
   uint32_t rel = static_cast<uint32_t>(static_cast<uint8_t*>(p) - s->start);
-  uint32_t idx = static_cast<uint32_t>((uint64_t{rel} * s->inv) >> 32);
+  uint64_t prod = uint64_t{rel} * s->inv;
+  uint32_t idx = static_cast<uint32_t>(prod >> 32);
+  if (__builtin_expect(static_cast<uint32_t>(prod) >= s->inv || idx >= s->nobj, 0)) return free_slow(p);
   uint32_t size = s->obj_size;
-  if (__builtin_expect(idx * size != rel || idx >= s->nobj, 0)) return free_slow(p);
   uint32_t w = idx >> 6;
-  uint64_t bit = uint64_t{1} << (idx & 63);
-  if (__builtin_expect(!(s->bits[w].load(std::memory_order_relaxed) & bit) ||
-                           (s->remote[w].load(std::memory_order_relaxed) & bit),
-                       0))
-    report_double_free(p);
+  // Allocated: bit set in bits and clear in remote (else a double free).
+  uint64_t live = s->bits[w].load(std::memory_order_relaxed) & ~s->remote[w].load(std::memory_order_relaxed);
+  if (__builtin_expect(!((live >> (idx & 63)) & 1), 0)) report_double_free(p);
   if constexpr (kCanaries) {
     uint64_t c;
     std::memcpy(&c, static_cast<uint8_t*>(p) + size - 8, 8);

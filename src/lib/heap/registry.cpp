@@ -52,6 +52,7 @@ void retire(ThreadHeap* h) {
   }
   h->remote_pending.store(false, std::memory_order_relaxed);
   h->remote_check.store(false, std::memory_order_relaxed);
+  h->last = nullptr;  // the next thread's frees must not take this thread's object for its own
   h->next_heap = a.idle;
   a.idle = h;
 }
@@ -61,7 +62,7 @@ struct ThreadExitHook {
   ThreadHeap* heap = nullptr;
   ~ThreadExitHook() {
     if (heap && heap == t_heap) retire(heap);
-    t_heap = nullptr;
+    t_heap = &g_no_heap;
     heap = nullptr;
   }
 };
@@ -70,7 +71,7 @@ thread_local ThreadExitHook t_exit_hook;
 }  // namespace
 
 ThreadHeap* thread_heap() {
-  if (t_heap) return t_heap;
+  if (t_heap != &g_no_heap) return t_heap;
   ThreadHeap* h = nullptr;
   {
     ArenaLock l;
@@ -104,7 +105,7 @@ void forget_thread_heaps(Arena& a) {
     }
   }
   a.heaps = a.idle = nullptr;
-  t_heap = nullptr;
+  t_heap = &g_no_heap;
   t_exit_hook.heap = nullptr;
 }
 
