@@ -20,6 +20,12 @@
 // to heap.cpp: canaries on (one branch on g_layout.canaries, then a copy of the
 // fast path compiled with the canary code), an empty or full magazine, objects
 // over kWipeInline bytes (memset), a thread heap that other threads freed into.
+// Every free checks that the pointer is an object start in a slab of this
+// thread, allocated (bits, remote) and not already in a magazine, except a free
+// of ThreadHeap::last, the object the magazine path of alloc handed out last,
+// which is known to be all of these unless another thread freed it (then
+// remote_check is set and the full checks run). No thread heap is null: a
+// thread without one points to g_no_heap, where both fast paths find nothing.
 //
 // Invariants (per slab, per object index i < nobj):
 //   allocated  <=> bits[i] == 1 && remote[i] == 0
