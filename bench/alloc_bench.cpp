@@ -802,8 +802,8 @@ int main(int argc, char** argv) {
   std::printf("  exmem protection : %s\n", status.exmem.c_str());
   if (status.exmem_protection != EXMEM_PROT_SECRET)
     std::printf("  WARNING: exmem is not on memfd_secret memory; the single-thread target cannot be met here\n");
-  std::printf("  mimalloc         : %d.%d (mi_malloc/mi_free; glibc stays the process allocator)\n",
-              mi_version() / 100, mi_version() % 100);
+  std::printf("  mimalloc         : %d.%d.%d (mi_malloc/mi_free; glibc stays the process allocator)\n",
+              mi_version() / 100, mi_version() / 10 % 10, mi_version() % 10);  // 209 is 2.0.9
   std::printf("  jemalloc         : %s (mallocx/dallocx)\n", JEMALLOC_VERSION);
   std::printf("  libgcrypt        : %s\n", status.gcrypt.c_str());
   std::printf("  Botan            : %s\n", status.botan.c_str());
