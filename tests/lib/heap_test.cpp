@@ -319,8 +319,14 @@ TEST_F(Heap, FreedMemoryReadsAsZeroWhenItIsReused) {
 TEST_F(Heap, FreeWipesASmallObjectInPlace) {
   // Read the bytes of a freed object where it was (its slab stays in use thanks
   // to a live neighbour). In a child, so that a fault cannot end the test program.
+  // Every class size: free's inline wipe takes a different store sequence for
+  // 16, 32, up to 64, up to 128 and up to 256 bytes, memset beyond.
   ChildResult r = run_child([] {
-    for (size_t size : {size_t{1}, size_t{32}, size_t{100}, size_t{1000}, size_t{4096}}) {
+    std::vector<size_t> sizes{1, 100, 1000};
+    for (size_t size : {16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896,
+                        1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096})
+      sizes.push_back(size);
+    for (size_t size : sizes) {
       void* keep = exmem_alloc(size);
       auto* p = static_cast<unsigned char*>(exmem_alloc(size));
       CHILD_CHECK(keep && p, "alloc: %s", last_error_text().c_str());

@@ -72,6 +72,64 @@ TEST_F(Misuses, DoubleFreeOfASmallObjectAbortsNamingThePointer) {
   expect_abort_naming(m, "double free");
 }
 
+// free's shortcut for the object the magazine path of alloc handed out last
+// (heap.hpp, free_impl) must not let a second free of it through: the first
+// free clears the shortcut.
+TEST_F(Misuses, DoubleFreeOfTheObjectJustReusedFromTheMagazineAbortsNamingThePointer) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(32);
+    void* q = exmem_alloc(32);
+    CHILD_CHECK(keep && q, "alloc: %s", last_error_text().c_str());
+    exmem_free(q);                 // into the magazine
+    void* p = exmem_alloc(32);     // back out of it: the shortcut's object
+    CHILD_CHECK(p == q, "the magazine did not hand q back (%p, %p)", p, q);
+    exmem_free(p);                 // the shortcut
+    announce(p);
+    exmem_free(p);
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+}
+
+// ... nor a free by the owner after another thread freed it: the remote free
+// sets remote_check, which sends the owner's free through the full checks.
+TEST_F(Misuses, RemoteThenOwnerFreeOfTheObjectJustReusedFromTheMagazineAbortsNamingThePointer) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(32);
+    void* q = exmem_alloc(32);
+    CHILD_CHECK(keep && q, "alloc: %s", last_error_text().c_str());
+    exmem_free(q);
+    void* p = exmem_alloc(32);
+    CHILD_CHECK(p == q, "the magazine did not hand q back (%p, %p)", p, q);
+    std::thread([p] { exmem_free(p); }).join();  // a remote free
+    announce(p);
+    exmem_free(p);  // the owner frees it again
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+}
+
+// ... nor after a magazine pop consumed remote_check (it checks only objects
+// in the magazines, and moves the shortcut to the object it pops).
+TEST_F(Misuses, RemoteFreeThenPopThenOwnerFreeOfTheReusedObjectAbortsNamingThePointer) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(32);
+    void* q1 = exmem_alloc(32);
+    void* q2 = exmem_alloc(32);
+    CHILD_CHECK(keep && q1 && q2, "alloc: %s", last_error_text().c_str());
+    exmem_free(q1);
+    exmem_free(q2);
+    void* p = exmem_alloc(32);  // q2
+    std::thread([p] { exmem_free(p); }).join();  // a remote free
+    void* r = exmem_alloc(32);  // q1: pops, sees remote_check, checks the magazine, clears it
+    (void)r;
+    announce(p);
+    exmem_free(p);  // the owner frees p again
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+}
+
 TEST_F(Misuses, DoubleFreeOfTheOnlyObjectOfASlabAbortsNamingThePointer) {
   Misuse m = run_misuse([] {
     void* p = exmem_alloc(700);
@@ -137,6 +195,31 @@ TEST_F(Misuses, RemoteFreeOfAnObjectTheOwnerAlreadyFreedAbortsBeforeReuse) {
     return 0;
   });
   expect_abort_naming(m, "double free");
+}
+
+// The remote free sets the owner's remote_check flag; the next reuse from the
+// magazine checks every object waiting there, not only the one it takes (here
+// p2, taken first, is innocent), so that p1 cannot be handed out later with
+// the flag already consumed.
+TEST_F(Misuses, RemoteFreeOfAnObjectDeeperInTheMagazineAbortsAtTheNextReuse) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(48);
+    void* p1 = exmem_alloc(48);
+    void* p2 = exmem_alloc(48);
+    CHILD_CHECK(keep && p1 && p2, "alloc: %s", last_error_text().c_str());
+    exmem_free(p1);
+    exmem_free(p2);  // the magazine holds p1, then p2 (taken first)
+    announce(p1);
+    std::thread([p1] { exmem_free(p1); }).join();  // another thread frees p1 again
+    void* again = exmem_alloc(48);                 // takes p2: must still catch p1
+    std::printf("not caught at the first reuse (got %p)\n", again);
+    std::fflush(stdout);
+    void* later = exmem_alloc(48);
+    (void)later;
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+  EXPECT_FALSE(contains(m.message, "not caught at the first reuse")) << m.message;
 }
 
 TEST_F(Misuses, FreeOfMallocMemoryAbortsAsNotOwned) {

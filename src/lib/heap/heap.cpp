@@ -31,6 +31,50 @@ void* alloc_slow(size_t size) {
   return p;
 }
 
+void* alloc_from_slab(ThreadHeap* h, size_t cls, size_t size) {
+  if (h == &g_no_heap) return alloc_slow(size);
+  Slab* s = h->current[cls];
+  void* p = s ? slab_take(s) : nullptr;
+  if (!p) {
+    p = alloc_refill(h, cls);
+    if (!p) return nullptr;
+  }
+  if (g_layout.canaries) write_canary(p, cls);
+  return p;
+}
+
+void* alloc_canary(size_t size) { return alloc_impl<true>(size); }
+void free_canary(void* p) { free_impl<true>(p); }
+
+void free_rest(ThreadHeap* h, Slab* s, void* p) {
+  wipe(p, s->obj_size);
+  size_t cls = s->cls;
+  uint32_t n = h->mag_n[cls];
+  if (n < kMagazine) {
+    h->mag[cls][n] = p;
+    set_mag_n(h, cls, n + 1);
+    return;
+  }
+  uint32_t idx = index_of(s, p);
+  uint32_t w = idx >> 6;
+  s->bits[w].store(s->bits[w].load(std::memory_order_relaxed) & ~(uint64_t{1} << (idx & 63)),
+                   std::memory_order_relaxed);
+  if (w < s->hint) s->hint = static_cast<uint16_t>(w);
+  uint32_t used = s->used - 1;
+  set_used(s, used);
+  // The current slab stays put; others move between lists when they stop
+  // being full or become empty.
+  if (s->list != SlabList::current && (used == 0 || used + 1 == s->nobj)) free_list_change(h, s);
+}
+
+void* check_magazines_remote(ThreadHeap* h, void* p) {
+  h->remote_check.exchange(false, std::memory_order_acquire);
+  check_reused(p);
+  for (size_t c = 0; c < kClasses; ++c)
+    for (uint32_t i = 0; i < h->mag_n[c]; ++i) check_reused(h->mag[c][i]);
+  return p;
+}
+
 void flush_magazines(ThreadHeap* h) {
   for (size_t c = 0; c < kClasses; ++c) {
     for (uint32_t i = 0; i < h->mag_n[c]; ++i) {
@@ -165,8 +209,10 @@ void free_slow(void* p) {
   uint64_t old = s->remote[w].fetch_or(bit, std::memory_order_release);
   if (old & bit) report_double_free(p);
   s->remote_count.fetch_add(1, std::memory_order_release);
-  if (ThreadHeap* owner = s->owner.load(std::memory_order_acquire))
+  if (ThreadHeap* owner = s->owner.load(std::memory_order_acquire)) {
     owner->remote_pending.store(true, std::memory_order_release);
+    owner->remote_check.store(true, std::memory_order_release);
+  }
 }
 
 }  // namespace exmem::heap

@@ -19,7 +19,8 @@
 namespace exmem::heap {
 
 Layout g_layout;
-constinit thread_local ThreadHeap* t_heap __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit ThreadHeap g_no_heap{};
+constinit thread_local ThreadHeap* t_heap __attribute__((tls_model("initial-exec"))) = &g_no_heap;
 pthread_mutex_t g_arena_lock = PTHREAD_MUTEX_INITIALIZER;
 
 namespace {

@@ -42,15 +42,17 @@ void retire(ThreadHeap* h) {
     }
   }
   // Kept for reuse, never freed: another thread may still be setting its
-  // remote_pending flag through a slab's stale owner pointer.
-  // Reset field by field (not destroy + construct): remote_pending may be
-  // written concurrently, and must stay a live atomic object.
+  // remote_pending and remote_check flags through a slab's stale owner pointer.
+  // Reset field by field (not destroy + construct): the two flags may be
+  // written concurrently, and must stay live atomic objects.
   for (size_t c = 0; c < kClasses; ++c) {
     h->current[c] = nullptr;
     h->partial[c].head = nullptr;
     h->full[c].head = nullptr;
   }
   h->remote_pending.store(false, std::memory_order_relaxed);
+  h->remote_check.store(false, std::memory_order_relaxed);
+  h->last = nullptr;  // the next thread's frees must not take this thread's object for its own
   h->next_heap = a.idle;
   a.idle = h;
 }
@@ -60,7 +62,7 @@ struct ThreadExitHook {
   ThreadHeap* heap = nullptr;
   ~ThreadExitHook() {
     if (heap && heap == t_heap) retire(heap);
-    t_heap = nullptr;
+    t_heap = &g_no_heap;
     heap = nullptr;
   }
 };
@@ -69,7 +71,7 @@ thread_local ThreadExitHook t_exit_hook;
 }  // namespace
 
 ThreadHeap* thread_heap() {
-  if (t_heap) return t_heap;
+  if (t_heap != &g_no_heap) return t_heap;
   ThreadHeap* h = nullptr;
   {
     ArenaLock l;
@@ -103,7 +105,7 @@ void forget_thread_heaps(Arena& a) {
     }
   }
   a.heaps = a.idle = nullptr;
-  t_heap = nullptr;
+  t_heap = &g_no_heap;
   t_exit_hook.heap = nullptr;
 }
 

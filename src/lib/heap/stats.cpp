@@ -127,7 +127,7 @@ Found arena_find(const void* p) {
     if (!(s->bits[idx >> 6].load(std::memory_order_acquire) & bit) ||
         (s->remote[idx >> 6].load(std::memory_order_acquire) & bit))
       return f;
-    if (const ThreadHeap* h = t_heap) {
+    if (const ThreadHeap* h = t_heap; h != &g_no_heap) {
       for (uint32_t i = 0; i < h->mag_n[s->cls]; ++i)
         if (h->mag[s->cls][i] == obj) return f;
     }
