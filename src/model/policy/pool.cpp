@@ -51,6 +51,25 @@ void ChunkPool::remove(Pfn start) {
   with_free_.erase(start);
 }
 
+Pfn ChunkPool::take_whole() {
+  for (const Pfn start : with_free_) {
+    std::vector<Pfn>& f = chunks_.at(start);
+    if (f.size() != kPagesPer2M) continue;
+    f.clear();
+    with_free_.erase(start);
+    free_ -= kPagesPer2M;
+    return start;
+  }
+  return kNoPfn;
+}
+
+void ChunkPool::put_whole(Pfn start) {
+  std::vector<Pfn>& f = chunks_.at(start);
+  for (Pfn i = kPagesPer2M; i-- > 0;) f.push_back(start + i);  // as add(): taken lowest first
+  with_free_.insert(start);
+  free_ += kPagesPer2M;
+}
+
 std::vector<Pfn> ChunkPool::wholly_free() const {
   std::vector<Pfn> out;
   for (const auto& [start, f] : chunks_) {
@@ -110,14 +129,14 @@ void UnmappedBuddy::add(Pfn pfn, unsigned order) {
   free_ += Pfn{1} << order;
 }
 
-Pfn UnmappedBuddy::take_page() {
-  for (unsigned o = 0; o <= kMaxOrder; ++o) {
+Pfn UnmappedBuddy::take_block(unsigned order) {
+  for (unsigned o = order; o <= kMaxOrder; ++o) {
     if (lists_[o].empty()) continue;
     const Pfn pfn = *lists_[o].begin();
     lists_[o].erase(lists_[o].begin());
     free_ -= Pfn{1} << o;
     // expand(): the upper halves go back on the lower lists
-    while (o > 0) {
+    while (o > order) {
       --o;
       lists_[o].insert(pfn + (Pfn{1} << o));
       free_ += Pfn{1} << o;
@@ -179,6 +198,15 @@ void BlockLists::put(Pfn pfn) {
   const std::size_t before = v.size();
   v.push_back(pfn);
   ++total_;
+  refile(block, before);
+}
+
+void BlockLists::put_block(Pfn block) {
+  std::vector<Pfn>& v = blocks_[block];
+  const std::size_t before = v.size();
+  v.reserve(before + kPageblockNrPages);
+  for (Pfn p = block; p < block + kPageblockNrPages; ++p) v.push_back(p);
+  total_ += kPageblockNrPages;
   refile(block, before);
 }
 
