@@ -630,8 +630,9 @@ TEST(GuestMemfd, A2MiBFolioIsOneOrder9BlockZappedAsOneRangeWithOneFlush) {
   const Result<std::uint32_t> g = gm.create(2 * kPagesPer2M * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP,
                                             kPageblockOrder);
   ASSERT_TRUE(g.ok());
-  const std::uint64_t flushes0 = range_flushes(m);
-  const std::uint64_t flushed_pages0 = m.flushes().counters().range_pages;
+  const std::uint64_t flushes0 = range_flushes(m) + m.flushes().counters().full_flushes;
+  m.flushes().set_recording(16);
+  m.flushes().clear_events();
   const std::uint64_t cpa0 = m.dmap().counters().cpa_calls;
   const std::uint64_t pgalloc0 = m.phys().stats().pgalloc;
   ASSERT_EQ(gm.fault(g.value, kPagesPer2M + 188, 1), VmFault::Major);  // inside the second folio
@@ -645,8 +646,13 @@ TEST(GuestMemfd, A2MiBFolioIsOneOrder9BlockZappedAsOneRangeWithOneFlush) {
   EXPECT_EQ(gm.pfn(g.value, kPagesPer2M + 188), head + 188);  // folio_file_pfn()
   EXPECT_EQ(gm.pfn(g.value, 0), kNoPfn);  // the first folio was not touched
   EXPECT_EQ(m.dmap().counters().cpa_calls - cpa0, 1u);  // one set_direct_map_valid_noflush()
-  EXPECT_EQ(range_flushes(m) - flushes0, 1u);            // one flush ...
-  EXPECT_EQ(m.flushes().counters().range_pages - flushed_pages0, kPagesPer2M);  // ... of the folio's range
+  // One flush_tlb_kernel_range() of the folio's range, which, being above
+  // tlb_single_page_flush_ceiling, flushes everything.
+  EXPECT_EQ(range_flushes(m) + m.flushes().counters().full_flushes - flushes0, 1u);
+  ASSERT_EQ(m.flushes().events().size(), 1u);
+  EXPECT_EQ(m.flushes().events()[0].start, head);
+  EXPECT_EQ(m.flushes().events()[0].pages, kPagesPer2M);
+  EXPECT_TRUE(m.flushes().events()[0].all_cpus);
   for (Pfn p = head; p < head + kPagesPer2M; ++p) ASSERT_TRUE(held_unmapped(m, p)) << p;
   EXPECT_TRUE(m.dmap().is_present(head - 1));              // exactly that range
   EXPECT_TRUE(m.dmap().is_present(head + kPagesPer2M));
