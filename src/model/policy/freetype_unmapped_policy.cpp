@@ -65,11 +65,11 @@ class FreetypeUnmappedPolicy final : public Policy {
     if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
     for (const phys::Migratetype mt : kUnmappedOrder) {
       BlockLists& l = lists_[Freetype{mt, true}.index()];
-      const std::vector<Pfn> whole = l.whole_blocks();
-      if (whole.empty()) continue;
-      l.take_block(whole.front());
-      phys().set_kind(whole.front(), kPageblockOrder, phys::FrameKind::Secret);
-      return {whole.front(), 0};
+      const Pfn whole = l.whole_block();
+      if (whole == kNoPfn) continue;
+      l.take_block(whole);
+      phys().set_kind(whole, kPageblockOrder, phys::FrameKind::Secret);
+      return {whole, 0};
     }
     const Result<Pfn> r = Policy::alloc_unmapped_folio(order, cpu, owner);
     if (r.ok()) {

@@ -55,11 +55,11 @@ class MigrateUnmappedPolicy final : public Policy {
 
   Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
     if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
-    const std::vector<Pfn> whole = lists_.whole_blocks();
-    if (!whole.empty()) {
-      lists_.take_block(whole.front());
-      phys().set_kind(whole.front(), kPageblockOrder, phys::FrameKind::Secret);
-      return {whole.front(), 0};
+    const Pfn whole = lists_.whole_block();
+    if (whole != kNoPfn) {
+      lists_.take_block(whole);
+      phys().set_kind(whole, kPageblockOrder, phys::FrameKind::Secret);
+      return {whole, 0};
     }
     const Result<Pfn> r =
         phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, kPageblockOrder, cpu, phys::FrameKind::Secret);

@@ -237,6 +237,12 @@ std::uint64_t BlockLists::in_block(Pfn block) const {
   return it == blocks_.end() ? 0 : it->second.size();
 }
 
+Pfn BlockLists::whole_block() const {
+  if (by_count_.empty()) return kNoPfn;
+  const auto last = by_count_.rbegin();
+  return last->first == kPageblockNrPages ? last->second : kNoPfn;
+}
+
 std::vector<Pfn> BlockLists::whole_blocks() const {
   std::vector<Pfn> out;
   for (auto it = by_count_.rbegin(); it != by_count_.rend() && it->first == kPageblockNrPages; ++it) {

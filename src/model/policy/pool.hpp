@@ -101,6 +101,8 @@ class BlockLists {
   [[nodiscard]] std::uint64_t in_block(Pfn block) const;
   // Pageblocks whose 512 pages are all here.
   [[nodiscard]] std::vector<Pfn> whole_blocks() const;
+  // The first of whole_blocks() (the highest such pageblock), in O(log n); kNoPfn when none.
+  [[nodiscard]] Pfn whole_block() const;
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [block, pages] : blocks_) {

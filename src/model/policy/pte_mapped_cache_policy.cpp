@@ -63,10 +63,8 @@ class PteMappedCachePolicy final : public Policy {
 
   Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
     if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
-    Pfn block = kNoPfn;
-    const std::vector<Pfn> whole = cache_.whole_blocks();
-    if (!whole.empty()) {
-      block = whole.front();
+    Pfn block = cache_.whole_block();
+    if (block != kNoPfn) {
       cache_.take_block(block);
     } else {
       const Result<Pfn> r = phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, kPageblockOrder, cpu,
