@@ -55,7 +55,7 @@ Pfn ChunkPool::take_whole() {
   for (const Pfn start : with_free_) {
     std::vector<Pfn>& f = chunks_.at(start);
     if (f.size() != kPagesPer2M) continue;
-    f.clear();
+    std::vector<Pfn>().swap(f);  // in use as one folio: no list kept
     with_free_.erase(start);
     free_ -= kPagesPer2M;
     return start;
@@ -201,18 +201,23 @@ void BlockLists::put(Pfn pfn) {
   refile(block, before);
 }
 
-void BlockLists::put_block(Pfn block) {
-  std::vector<Pfn>& v = blocks_[block];
-  const std::size_t before = v.size();
-  v.reserve(before + kPageblockNrPages);
+std::vector<Pfn> BlockLists::block_pages(Pfn block) {
+  std::vector<Pfn> v;
+  v.reserve(kPageblockNrPages);
   for (Pfn p = block; p < block + kPageblockNrPages; ++p) v.push_back(p);
+  return v;
+}
+
+void BlockLists::put_block(Pfn block) {
+  whole_.insert(block);
+  by_count_.insert({kPageblockNrPages, block});
   total_ += kPageblockNrPages;
-  refile(block, before);
 }
 
 Pfn BlockLists::take() {
   if (by_count_.empty()) return kNoPfn;
   const Pfn block = by_count_.begin()->second;
+  if (whole_.erase(block) != 0) blocks_[block] = block_pages(block);
   std::vector<Pfn>& v = blocks_.at(block);
   const std::size_t before = v.size();
   const Pfn p = v.back();
@@ -223,6 +228,11 @@ Pfn BlockLists::take() {
 }
 
 std::vector<Pfn> BlockLists::take_block(Pfn block) {
+  if (whole_.erase(block) != 0) {
+    by_count_.erase({kPageblockNrPages, block});
+    total_ -= kPageblockNrPages;
+    return block_pages(block);
+  }
   auto it = blocks_.find(block);
   if (it == blocks_.end()) return {};
   std::vector<Pfn> out = std::move(it->second);
@@ -233,6 +243,7 @@ std::vector<Pfn> BlockLists::take_block(Pfn block) {
 }
 
 std::uint64_t BlockLists::in_block(Pfn block) const {
+  if (whole_.count(block) != 0) return kPageblockNrPages;
   auto it = blocks_.find(block);
   return it == blocks_.end() ? 0 : it->second.size();
 }
