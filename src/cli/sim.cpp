@@ -169,7 +169,8 @@ void add_sim(CLI::App& app) {
       "kmem trace, every selected policy side by side, and report direct-map fragmentation");
   sim->add_option("--scenario", opts->scenario,
                   "Scenario file (TOML), or the name of a shipped one (default, laptop-password-manager, "
-                  "key-server, pool-starvation, vm-host-1tib, wp-page-tables-host). Without it: the built-in default scenario")
+                  "key-server, pool-starvation, vm-host-1tib, vm-host-4tib, wp-page-tables-host). Without it: the built-in "
+                  "default scenario")
       ->type_name("FILE|NAME");
   sim->add_option("--trace", opts->trace,
                   "Replay a trace written by `exmem trace record` instead of the synthetic workload (every policy "

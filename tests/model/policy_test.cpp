@@ -12,6 +12,7 @@
 #include "helpers.hpp"
 #include "model/machine.hpp"
 #include "model/policy/policy.hpp"
+#include "model/policy/pool.hpp"
 #include "model/users/guest_memfd.hpp"
 #include "model/workload/synthetic.hpp"
 
@@ -634,6 +635,52 @@ RC_GTEST_PROP(PolicyProperty, RandomWorkloadsKeepEveryInvariantUnderEveryPolicy,
   // Every page the policy hands out is accounted: no page is lost.
   RC_ASSERT(m.phys().pages_of_kind(phys::FrameKind::Secret) ==
             m.mm().secret_pages() + m.mm().exclusive_pages() + m.guest_memfd().unmapped_pages());
+}
+
+}  // namespace
+}  // namespace exmem::model
+
+namespace exmem::model {
+namespace {
+
+// The pools' pieces for 2 MiB folios: a pageblock put back whole serves
+// pages in the order 512 put()s would (so the pools behave as before), a
+// chunk taken whole leaves the pool's free count and comes back whole, and
+// the unmapped buddy cache hands out an aligned order-9 block (expand()).
+TEST(PolicyPools, WholeBlocksBehaveAsTheirPagesWould) {
+  policy::BlockLists whole;
+  policy::BlockLists paged;
+  const Pfn block = 7 * kPageblockNrPages;
+  whole.put_block(block);
+  for (Pfn p = block; p < block + kPageblockNrPages; ++p) paged.put(p);
+  paged.put(3 * kPageblockNrPages + 5);
+  whole.put(3 * kPageblockNrPages + 5);
+  EXPECT_EQ(whole.whole_block(), block);
+  EXPECT_EQ(whole.in_block(block), kPageblockNrPages);
+  EXPECT_EQ(whole.free_pages(), paged.free_pages());
+  while (!paged.empty()) ASSERT_EQ(whole.take(), paged.take());
+  EXPECT_TRUE(whole.empty());
+  whole.put_block(block);
+  EXPECT_EQ(whole.take_block(block).size(), kPageblockNrPages);
+  EXPECT_TRUE(whole.empty());
+  EXPECT_EQ(whole.whole_block(), kNoPfn);
+
+  policy::ChunkPool pool;
+  pool.add(0);
+  pool.add(kPagesPer2M);
+  EXPECT_NE(pool.take(), kNoPfn);  // the first chunk is no longer whole
+  EXPECT_EQ(pool.take_whole(), kPagesPer2M);
+  EXPECT_EQ(pool.free_pages(), kPagesPer2M - 1);
+  EXPECT_EQ(pool.take_whole(), kNoPfn);
+  pool.put_whole(kPagesPer2M);
+  EXPECT_EQ(pool.free_pages(), 2 * kPagesPer2M - 1);
+
+  policy::UnmappedBuddy cache;
+  cache.add(0, 0);
+  EXPECT_EQ(cache.take_block(kPageblockOrder), kNoPfn);
+  cache.add(2 * kPagesPer2M, kPageblockOrder);
+  EXPECT_EQ(cache.take_block(kPageblockOrder), 2 * kPagesPer2M);
+  EXPECT_EQ(cache.free_pages(), 1u);
 }
 
 }  // namespace

@@ -15,8 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "model/machine.hpp"
 #include "model/policy/policy.hpp"
 #include "model/tlb/tlb.hpp"
+#include "model/workload/synthetic.hpp"
 
 namespace exmem::model::workload {
 namespace {
@@ -53,9 +55,52 @@ TEST(Scenario, EveryShippedScenarioReadsAndSaysWhatItRepresents) {
     names.push_back(s.name);
   }
   for (const char* want : {"default", "laptop-password-manager", "key-server", "pool-starvation", "vm-host-1tib",
-                           "wp-page-tables-host"}) {
+                           "vm-host-4tib", "wp-page-tables-host"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
   }
+}
+
+// The VM hosts fault in all of their guests' memory: 2 MiB folios (one event
+// per folio faulted, one per folio freed at teardown), and events enough for
+// every guest to be wholly faulted in. The shipped vm-host-1tib is run shrunk
+// 64 times (RAM, guest size and events alike, the same number of guests).
+TEST(Scenario, TheVmHostsFaultInAllOfTheirGuestsMemory) {
+  for (const char* name : {"vm-host-1tib", "vm-host-4tib"}) {
+    SCOPED_TRACE(name);
+    const Scenario s = load_scenario((scenarios_dir() / (std::string(name) + ".toml")).string());
+    const WorkloadConfig& w = s.workload;
+    EXPECT_EQ(w.guest_folio_order, kPageblockOrder);
+    const std::uint64_t folios = w.guests * (w.guest_pages >> w.guest_folio_order);
+    EXPECT_GE(static_cast<double>(w.guests * w.guest_pages * kPageSize), 0.75 * static_cast<double>(s.machine.ram_bytes));
+    // Faulting every folio and freeing it at teardown are two events each,
+    // within the guests' share of events.
+    EXPECT_GT(static_cast<double>(w.events) * w.guest_share, 2.0 * static_cast<double>(folios));
+  }
+  Scenario s = load_scenario((scenarios_dir() / "vm-host-1tib.toml").string());
+  constexpr std::uint64_t kShrink = 64;
+  s.machine.ram_bytes /= kShrink;
+  s.machine.cpus = 4;
+  s.machine.policy = "upstream";
+  WorkloadConfig w = s.workload;
+  w.guest_pages /= kShrink;
+  w.events /= kShrink;
+  Machine m(s.machine);
+  SyntheticWorkload run(m, w);
+  const WorkloadResult r = run.run();
+  EXPECT_EQ(r.guest_failures, 0u);
+  EXPECT_GE(r.guest_teardowns, w.guests);  // each torn down once wholly faulted in
+  EXPECT_GE(r.guest_faults, w.guests * (w.guest_pages >> w.guest_folio_order));
+  const std::vector<std::string> v = m.check();
+  EXPECT_TRUE(v.empty()) << v.front();
+}
+
+TEST(Scenario, TheGuestFolioIs4KiBOr2MiBAndTheSizeWholeFolios) {
+  const Scenario s = parse_scenario("[guests]\nshare = 0.1\nsize = \"4MiB\"\nfolio = \"2MiB\"\n", "t");
+  EXPECT_EQ(s.workload.guest_folio_order, kPageblockOrder);
+  EXPECT_EQ(parse_scenario("[guests]\nshare = 0.1\n", "t").workload.guest_folio_order, 0u);
+  EXPECT_THROW((void)parse_scenario("[guests]\nshare = 0.1\nsize = \"3MiB\"\nfolio = \"2MiB\"\n", "t"),
+               ScenarioError);
+  EXPECT_THROW((void)parse_scenario("[guests]\nfolio = \"1GiB\"\n", "t"), ScenarioError);
 }
 
 TEST(Scenario, TheDefaultScenarioIsTheSyntheticWorkloadsDefaultsOnEveryPolicy) {

@@ -616,6 +616,112 @@ TEST(GuestMemfd, UpstreamZapsEachFolioWithAOnePageFlush) {
   EXPECT_SOUND(m);
 }
 
+// A guest_memfd with 2 MiB folios (the huge-page guest_memfd series): a fault
+// of any index populates the whole folio that holds it, as
+// __filemap_get_folio_mpol() does for a mapping whose minimum folio order is 9
+// (the index aligned down, one filemap_alloc_folio() of that order), and
+// folio_file_pfn() finds the page inside it; folio_zap_direct_map() removes the
+// folio with one set_direct_map_valid_noflush() over its range and one
+// flush_tlb_kernel_range(); folio_restore_direct_map() at the release puts the
+// range back with no flush.
+TEST(GuestMemfd, A2MiBFolioIsOneOrder9BlockZappedAsOneRangeWithOneFlush) {
+  Machine m(config_for("upstream"));
+  users::GuestMemfd& gm = m.guest_memfd();
+  const Result<std::uint32_t> g = gm.create(2 * kPagesPer2M * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP,
+                                            kPageblockOrder);
+  ASSERT_TRUE(g.ok());
+  const std::uint64_t flushes0 = range_flushes(m) + m.flushes().counters().full_flushes;
+  m.flushes().set_recording(16);
+  m.flushes().clear_events();
+  const std::uint64_t cpa0 = m.dmap().counters().cpa_calls;
+  const std::uint64_t pgalloc0 = m.phys().stats().pgalloc;
+  ASSERT_EQ(gm.fault(g.value, kPagesPer2M + 188, 1), VmFault::Major);  // inside the second folio
+  EXPECT_EQ(m.phys().stats().pgalloc - pgalloc0, 1u);  // one block (of 512 pages, below)
+  EXPECT_EQ(gm.folios(g.value), 1u);
+  EXPECT_EQ(gm.unmapped_pages(), kPagesPer2M);
+  EXPECT_EQ(gm.stats().faults, 1u);
+  const Pfn head = gm.pfn(g.value, kPagesPer2M);
+  ASSERT_NE(head, kNoPfn);
+  EXPECT_EQ(head % kPagesPer2M, 0u);  // an order-9 block: naturally aligned
+  EXPECT_EQ(gm.pfn(g.value, kPagesPer2M + 188), head + 188);  // folio_file_pfn()
+  EXPECT_EQ(gm.pfn(g.value, 0), kNoPfn);  // the first folio was not touched
+  EXPECT_EQ(m.dmap().counters().cpa_calls - cpa0, 1u);  // one set_direct_map_valid_noflush()
+  // One flush_tlb_kernel_range() of the folio's range, which, being above
+  // tlb_single_page_flush_ceiling, flushes everything.
+  EXPECT_EQ(range_flushes(m) + m.flushes().counters().full_flushes - flushes0, 1u);
+  ASSERT_EQ(m.flushes().events().size(), 1u);
+  EXPECT_EQ(m.flushes().events()[0].start, head);
+  EXPECT_EQ(m.flushes().events()[0].pages, kPagesPer2M);
+  EXPECT_TRUE(m.flushes().events()[0].all_cpus);
+  for (Pfn p = head; p < head + kPagesPer2M; ++p) ASSERT_TRUE(held_unmapped(m, p)) << p;
+  EXPECT_TRUE(m.dmap().is_present(head - 1));              // exactly that range
+  EXPECT_TRUE(m.dmap().is_present(head + kPagesPer2M));
+  for (const std::uint64_t i : {kPagesPer2M, 2 * kPagesPer2M - 1}) {
+    EXPECT_EQ(gm.fault(g.value, i, 0), VmFault::Minor) << i;
+  }
+  EXPECT_SOUND(m);
+  const std::uint64_t flushes1 = range_flushes(m) + m.flushes().counters().full_flushes;
+  ASSERT_EQ(gm.release(g.value, 0), 0);
+  EXPECT_EQ(range_flushes(m) + m.flushes().counters().full_flushes, flushes1);  // restoring needs no flush
+  for (Pfn p = head; p < head + kPagesPer2M; ++p) ASSERT_TRUE(m.dmap().is_present(p)) << p;
+  EXPECT_EQ(gm.stats().folios_freed, 1u);
+  EXPECT_EQ(gm.unmapped_pages(), 0u);
+  EXPECT_EQ(m.phys().pages_of_kind(phys::FrameKind::Secret), 0u);
+  EXPECT_SOUND(m);
+}
+
+// Policy::alloc_unmapped_folio() of order 9 under every policy: the folio's
+// 512 pages are Secret and out of the direct map, every invariant holds, and
+// the release gives every page back (mapped again or pooled unmapped); a
+// second VM's folios fault after it.
+TEST(GuestMemfd, EveryPolicyServesAndTakesBack2MiBFolios) {
+  for (const std::string& name : policies()) {
+    SCOPED_TRACE(name);
+    Machine m(config_for(name));
+    users::GuestMemfd& gm = m.guest_memfd();
+    for (int vm = 0; vm < 2; ++vm) {
+      const Result<std::uint32_t> g =
+          gm.create(3 * kPagesPer2M * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP, kPageblockOrder);
+      ASSERT_TRUE(g.ok());
+      std::vector<Pfn> heads;
+      for (std::uint64_t f = 0; f < 3; ++f) {
+        ASSERT_EQ(gm.fault(g.value, f * kPagesPer2M + 7, static_cast<CpuId>(f % 2)), VmFault::Major) << f;
+        const Pfn head = gm.pfn(g.value, f * kPagesPer2M);
+        ASSERT_NE(head, kNoPfn);
+        EXPECT_EQ(head % kPagesPer2M, 0u);
+        for (Pfn p = head; p < head + kPagesPer2M; ++p) ASSERT_TRUE(held_unmapped(m, p)) << p;
+        heads.push_back(head);
+      }
+      EXPECT_EQ(gm.unmapped_pages(), 3 * kPagesPer2M);
+      EXPECT_SOUND(m);
+      ASSERT_EQ(gm.release(g.value, 1), 0);
+      for (const Pfn head : heads) {
+        for (Pfn p = head; p < head + kPagesPer2M; ++p) ASSERT_TRUE(came_back(m, p)) << p;
+      }
+      EXPECT_EQ(m.phys().pages_of_kind(phys::FrameKind::Secret), 0u);
+      EXPECT_SOUND(m);
+    }
+  }
+}
+
+TEST(GuestMemfd, AFolioOrderNeedsASizeOfWholeFolios) {
+  Machine m(config_for("upstream"));
+  users::GuestMemfd& gm = m.guest_memfd();
+  EXPECT_EQ(gm.create(kPagesPer2M * kPageSize + kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP, kPageblockOrder).err,
+            -EINVAL);
+  EXPECT_EQ(gm.create(4 * MiB, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP, kPageblockOrder + 1).err, -EINVAL);
+  const Result<std::uint32_t> g = gm.create(4 * MiB, users::kGUEST_MEMFD_FLAG_MMAP, kPageblockOrder);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(gm.folio_order(g.value), kPageblockOrder);
+  ASSERT_EQ(gm.fault(g.value, 3, 0), VmFault::Major);  // without NO_DIRECT_MAP: a mapped User folio
+  EXPECT_EQ(gm.mapped_pages(), kPagesPer2M);
+  EXPECT_TRUE(m.dmap().is_present(gm.pfn(g.value, 3)));
+  EXPECT_SOUND(m);
+  ASSERT_EQ(gm.release(g.value, 0), 0);
+  EXPECT_EQ(gm.mapped_pages(), 0u);
+  EXPECT_SOUND(m);
+}
+
 TEST(GuestMemfd, WithoutNoDirectMapFoliosStayInTheDirectMap) {
   Machine m(config_for("upstream"));
   const Result<std::uint32_t> g = m.guest_memfd().create(4 * kPageSize, users::kGUEST_MEMFD_FLAG_MMAP);

@@ -158,6 +158,38 @@ TEST(SyntheticWorkload, DrivesTheOtherUsersOfUnmappedPages) {
   EXPECT_SOUND(m);
 }
 
+// With 2 MiB guest_memfd folios a guest's turn faults one folio (one event),
+// and the teardown counts one event per folio freed.
+TEST(SyntheticWorkload, AGuestFaultsOneFolioPerEvent) {
+  for (const std::uint64_t events : {4u, 8u}) {
+    SCOPED_TRACE(events);
+    Machine m(small_config(1 * GiB, true, 4));
+    workload::WorkloadConfig wc;
+    wc.events = events;
+    wc.fill = 0.1;
+    wc.secret_share = 0;
+    wc.kernel_share = 0;
+    wc.guest_share = 1;
+    wc.guests = 1;
+    wc.guest_pages = 4 * kPagesPer2M;
+    wc.guest_folio_order = kPageblockOrder;
+    workload::SyntheticWorkload w(m, wc);
+    const auto r = w.run();
+    EXPECT_EQ(r.events, events);
+    EXPECT_EQ(r.guest_faults, 4u);  // 4 folios of 512 pages: the whole guest
+    EXPECT_EQ(m.guest_memfd().stats().faults, 4u);
+    if (events == 4) {
+      EXPECT_EQ(r.guest_teardowns, 0u);
+      EXPECT_EQ(m.guest_memfd().unmapped_pages(), 4 * kPagesPer2M);
+    } else {
+      EXPECT_EQ(r.guest_teardowns, 1u);
+      EXPECT_EQ(r.guest_frees, 4u);
+      EXPECT_EQ(m.guest_memfd().unmapped_pages(), 0u);
+    }
+    EXPECT_SOUND(m);
+  }
+}
+
 TEST(SyntheticWorkload, DefaultsLeaveTheOtherUsersIdle) {
   Machine m(small_config(1 * GiB, true, 4));
   workload::WorkloadConfig wc;

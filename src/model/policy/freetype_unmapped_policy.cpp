@@ -18,6 +18,11 @@
 // present, with no split at all. Freed secret pages go back to the unmapped
 // lists with no direct-map change. A shrinker returns the mapped lists first,
 // then wholly free unmapped pageblocks, mapped back as one range.
+// A 2 MiB folio (a guest_memfd with 2 MiB folios) is a whole pageblock: one
+// wholly free on an unmapped list (no direct-map change, no flush), else one
+// from the page allocator, flagged and unmapped as one range with one flush;
+// freed, its pages join the unmapped list of its freetype, still unmapped.
+// Other large orders take the default path.
 #include <fmt/format.h>
 
 #include "model/policy/alloc_util.hpp"
@@ -54,6 +59,33 @@ class FreetypeUnmappedPolicy final : public Policy {
     (void)cpu;
     phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     lists_[freetype_of(pfn, true).index()].put(pfn);
+  }
+
+  Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    for (const phys::Migratetype mt : kUnmappedOrder) {
+      BlockLists& l = lists_[Freetype{mt, true}.index()];
+      const Pfn whole = l.whole_block();
+      if (whole == kNoPfn) continue;
+      l.take_block(whole);
+      phys().set_kind(whole, kPageblockOrder, phys::FrameKind::Secret);
+      return {whole, 0};
+    }
+    const Result<Pfn> r = Policy::alloc_unmapped_folio(order, cpu, owner);
+    if (r.ok()) {
+      flagged_.insert(r.value);
+      ++whole_;
+    }
+    return r;
+  }
+
+  void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) {
+      Policy::free_unmapped_folio(pfn, order, cpu, owner);
+      return;
+    }
+    phys().set_kind(pfn, kPageblockOrder, phys::FrameKind::Unmapped);
+    lists_[freetype_of(pfn, true).index()].put_block(pfn);
   }
 
   // A page of a flagged pageblock freed by another user: it is still mapped;
@@ -131,10 +163,10 @@ class FreetypeUnmappedPolicy final : public Policy {
     return {mt, unmapped};
   }
   // The unmovable unmapped list, then the others in fallback order.
+  static constexpr phys::Migratetype kUnmappedOrder[] = {phys::MIGRATE_UNMOVABLE, phys::kFallbacks[0][0],
+                                                         phys::kFallbacks[0][1]};
   Pfn take_unmapped() {
-    const phys::Migratetype order[] = {phys::MIGRATE_UNMOVABLE, phys::kFallbacks[0][0],
-                                       phys::kFallbacks[0][1]};
-    for (const phys::Migratetype mt : order) {
+    for (const phys::Migratetype mt : kUnmappedOrder) {
       BlockLists& l = lists_[Freetype{mt, true}.index()];
       if (!l.empty()) return l.take();
     }

@@ -18,6 +18,12 @@
 // pageblock's other pages reach the lists through Policy::on_free (free pages
 // the buddy held in that pageblock at steal time join when next freed). Under
 // memory pressure a shrinker maps wholly free pageblocks back and returns them.
+// A 2 MiB folio (a guest_memfd with 2 MiB folios) is a whole pageblock of the
+// unmapped lists when one is wholly free (no direct-map change, no flush), else
+// a pageblock stolen whole for it: remapped with PTEs as every MIGRATE_UNMAPPED
+// pageblock is (one split, one flush) and unmapped as one range (one flush).
+// Freed, its pages join the unmapped lists. Other large orders take the
+// default path.
 #include <fmt/format.h>
 
 #include "model/policy/alloc_util.hpp"
@@ -45,6 +51,38 @@ class MigrateUnmappedPolicy final : public Policy {
     (void)cpu;
     phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);  // stays out of the direct map
     lists_.put(pfn);
+  }
+
+  Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    const Pfn whole = lists_.whole_block();
+    if (whole != kNoPfn) {
+      lists_.take_block(whole);
+      phys().set_kind(whole, kPageblockOrder, phys::FrameKind::Secret);
+      return {whole, 0};
+    }
+    const Result<Pfn> r =
+        phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, kPageblockOrder, cpu, phys::FrameKind::Secret);
+    if (!r.ok()) return r;
+    if (blocks_.insert(r.value).second) dmap().set_memory_4k(r.value, kPageblockNrPages, cpu);
+    const int err = unmap_range(context(), r.value, kPageblockNrPages, cpu);
+    if (err != 0) {
+      blocks_.erase(r.value);
+      dmap().clear_4k(r.value, kPageblockNrPages, cpu);
+      phys().free_pages(r.value, kPageblockOrder, cpu);
+      return Result<Pfn>::error(err);
+    }
+    ++whole_;
+    return r;
+  }
+
+  void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) {
+      Policy::free_unmapped_folio(pfn, order, cpu, owner);
+      return;
+    }
+    phys().set_kind(pfn, kPageblockOrder, phys::FrameKind::Unmapped);  // stays out of the direct map
+    lists_.put_block(pfn);
   }
 
   // __free_one_page() into a MIGRATE_UNMAPPED pageblock: the unmapped list.

@@ -115,6 +115,22 @@ class Policy {
   // The page leaves its owner: secretmem_free_folio() (or the user's own free
   // hook) then folio_put().
   virtual void free_secret_page(Pfn pfn, CpuId cpu, Owner owner) = 0;
+  // A folio of 2^order pages for `owner`, out of the direct map as one unit:
+  // the fault path of a user whose file has large folios (a guest_memfd with
+  // a folio order, kvm_gmem_get_pfn() with NO_DIRECT_MAP, where
+  // folio_zap_direct_map() makes the whole folio not present with one
+  // set_direct_map_valid_noflush() and flushes it with one
+  // flush_tlb_kernel_range()). The folio's frames are FrameKind::Secret;
+  // order <= kPageblockOrder. Order 0 is alloc_secret_page() in every policy.
+  // Default (policy.cpp): order 0 -> alloc_secret_page(); a larger order from
+  // the page allocator (GFP_HIGHUSER | __GFP_ZERO), removed as one range with
+  // one flush. Pool policies serve a folio from their pools where they can.
+  virtual Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner);
+  // The folio leaves its owner as a unit (the user's free_folio hook:
+  // folio_restore_direct_map(), then the folio is freed). Default: order 0 ->
+  // free_secret_page(); a larger order back into the direct map as one range
+  // (no flush: a not-present entry is never cached), then to the page allocator.
+  virtual void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner);
   // The owner is gone (the secretmem inode evicted, the MAP_EXCLUSIVE object's
   // last mapping unmapped, the guest_memfd file released), after every page
   // of it went through free_secret_page(): a policy that keeps state per file

@@ -51,6 +51,25 @@ void ChunkPool::remove(Pfn start) {
   with_free_.erase(start);
 }
 
+Pfn ChunkPool::take_whole() {
+  for (const Pfn start : with_free_) {
+    std::vector<Pfn>& f = chunks_.at(start);
+    if (f.size() != kPagesPer2M) continue;
+    std::vector<Pfn>().swap(f);  // in use as one folio: no list kept
+    with_free_.erase(start);
+    free_ -= kPagesPer2M;
+    return start;
+  }
+  return kNoPfn;
+}
+
+void ChunkPool::put_whole(Pfn start) {
+  std::vector<Pfn>& f = chunks_.at(start);
+  for (Pfn i = kPagesPer2M; i-- > 0;) f.push_back(start + i);  // as add(): taken lowest first
+  with_free_.insert(start);
+  free_ += kPagesPer2M;
+}
+
 std::vector<Pfn> ChunkPool::wholly_free() const {
   std::vector<Pfn> out;
   for (const auto& [start, f] : chunks_) {
@@ -110,14 +129,14 @@ void UnmappedBuddy::add(Pfn pfn, unsigned order) {
   free_ += Pfn{1} << order;
 }
 
-Pfn UnmappedBuddy::take_page() {
-  for (unsigned o = 0; o <= kMaxOrder; ++o) {
+Pfn UnmappedBuddy::take_block(unsigned order) {
+  for (unsigned o = order; o <= kMaxOrder; ++o) {
     if (lists_[o].empty()) continue;
     const Pfn pfn = *lists_[o].begin();
     lists_[o].erase(lists_[o].begin());
     free_ -= Pfn{1} << o;
     // expand(): the upper halves go back on the lower lists
-    while (o > 0) {
+    while (o > order) {
       --o;
       lists_[o].insert(pfn + (Pfn{1} << o));
       free_ += Pfn{1} << o;
@@ -182,9 +201,23 @@ void BlockLists::put(Pfn pfn) {
   refile(block, before);
 }
 
+std::vector<Pfn> BlockLists::block_pages(Pfn block) {
+  std::vector<Pfn> v;
+  v.reserve(kPageblockNrPages);
+  for (Pfn p = block; p < block + kPageblockNrPages; ++p) v.push_back(p);
+  return v;
+}
+
+void BlockLists::put_block(Pfn block) {
+  whole_.insert(block);
+  by_count_.insert({kPageblockNrPages, block});
+  total_ += kPageblockNrPages;
+}
+
 Pfn BlockLists::take() {
   if (by_count_.empty()) return kNoPfn;
   const Pfn block = by_count_.begin()->second;
+  if (whole_.erase(block) != 0) blocks_[block] = block_pages(block);
   std::vector<Pfn>& v = blocks_.at(block);
   const std::size_t before = v.size();
   const Pfn p = v.back();
@@ -195,6 +228,11 @@ Pfn BlockLists::take() {
 }
 
 std::vector<Pfn> BlockLists::take_block(Pfn block) {
+  if (whole_.erase(block) != 0) {
+    by_count_.erase({kPageblockNrPages, block});
+    total_ -= kPageblockNrPages;
+    return block_pages(block);
+  }
   auto it = blocks_.find(block);
   if (it == blocks_.end()) return {};
   std::vector<Pfn> out = std::move(it->second);
@@ -205,8 +243,15 @@ std::vector<Pfn> BlockLists::take_block(Pfn block) {
 }
 
 std::uint64_t BlockLists::in_block(Pfn block) const {
+  if (whole_.count(block) != 0) return kPageblockNrPages;
   auto it = blocks_.find(block);
   return it == blocks_.end() ? 0 : it->second.size();
+}
+
+Pfn BlockLists::whole_block() const {
+  if (by_count_.empty()) return kNoPfn;
+  const auto last = by_count_.rbegin();
+  return last->first == kPageblockNrPages ? last->second : kNoPfn;
 }
 
 std::vector<Pfn> BlockLists::whole_blocks() const {

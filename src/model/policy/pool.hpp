@@ -37,6 +37,11 @@ class ChunkPool {
   // A page back; returns its chunk's start when the chunk is now wholly free.
   Pfn put(Pfn pfn);
   void remove(Pfn start);  // a wholly free chunk leaves the pool
+  // A 2 MiB folio: every page of the lowest wholly free chunk at once (the
+  // chunk stays in the pool, wholly in use); kNoPfn when no chunk is wholly free.
+  Pfn take_whole();
+  // Such a folio back: every page of the chunk free again.
+  void put_whole(Pfn start);
   [[nodiscard]] bool owns(Pfn pfn) const { return chunks_.count(pfn & ~(kPagesPer2M - 1)) != 0; }
   [[nodiscard]] std::uint64_t free_pages() const { return free_; }
   [[nodiscard]] std::uint64_t chunks() const { return chunks_.size(); }
@@ -62,7 +67,10 @@ class UnmappedBuddy {
   static constexpr unsigned kMaxOrder = kPageblockOrder;
   void add(Pfn pfn, unsigned order);  // merges
   // An order-0 page, splitting the smallest free block; kNoPfn when empty.
-  Pfn take_page();
+  Pfn take_page() { return take_block(0); }
+  // A block of 2^order pages (order <= kMaxOrder), splitting the smallest free
+  // block that holds one (expand()); kNoPfn when there is none.
+  Pfn take_block(unsigned order);
   // The largest free block (for shrinkers): false when empty.
   bool take_largest(Pfn& pfn, unsigned& order);
   [[nodiscard]] std::uint64_t free_pages() const { return free_; }
@@ -82,6 +90,11 @@ class UnmappedBuddy {
 class BlockLists {
  public:
   void put(Pfn pfn);
+  // Every page of a pageblock none of whose pages is listed, at once (as 512
+  // put()s in pfn order would file them). Kept as the block's start alone
+  // until a page of it is taken: 2 MiB folios freed by the thousand cost no
+  // per-page list.
+  void put_block(Pfn block);
   Pfn take();  // kNoPfn when empty
   // Takes every page of one pageblock (which must hold `count` of them).
   std::vector<Pfn> take_block(Pfn block);
@@ -90,16 +103,24 @@ class BlockLists {
   [[nodiscard]] std::uint64_t in_block(Pfn block) const;
   // Pageblocks whose 512 pages are all here.
   [[nodiscard]] std::vector<Pfn> whole_blocks() const;
+  // The first of whole_blocks() (the highest such pageblock), in O(log n); kNoPfn when none.
+  [[nodiscard]] Pfn whole_block() const;
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [block, pages] : blocks_) {
       for (const Pfn p : pages) f(p);
     }
+    for (const Pfn block : whole_) {
+      for (Pfn p = block; p < block + kPageblockNrPages; ++p) f(p);
+    }
   }
 
  private:
   void refile(Pfn block, std::size_t before);
+  // A block put whole: its page list as put_block() would have filed it.
+  static std::vector<Pfn> block_pages(Pfn block);
   std::map<Pfn, std::vector<Pfn>> blocks_;
+  std::set<Pfn> whole_;  // blocks put whole by put_block(), none of their pages taken since
   std::set<std::pair<std::size_t, Pfn>> by_count_;  // (free pages, pageblock)
   std::uint64_t total_ = 0;
 };

@@ -16,6 +16,12 @@
 // Cached pages are present in the direct map (Kernel frames mapped by 4K
 // PTEs); a secret page taken from the cache is removed with no split and one
 // single-page flush, and put back present when freed.
+// A 2 MiB folio (a guest_memfd with 2 MiB folios) is a whole pageblock of the
+// cache when one is wholly cached, else a 2 MiB allocation marked pte-mapped
+// (one split, one flush); its 512 PTEs are then made not present as one range
+// with one flush. Freed, they are made present again and join the cache,
+// whose wholly cached pageblocks go back as above. Other large orders take
+// the default path.
 #include <fmt/format.h>
 
 #include "model/policy/policy.hpp"
@@ -53,6 +59,39 @@ class PteMappedCachePolicy final : public Policy {
     phys().set_kind(pfn, 0, phys::FrameKind::Kernel);
     cache_.put(pfn);
     maybe_restore(pageblock_of(pfn), cpu);
+  }
+
+  Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    Pfn block = cache_.whole_block();
+    if (block != kNoPfn) {
+      cache_.take_block(block);
+    } else {
+      const Result<Pfn> r = phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, kPageblockOrder, cpu,
+                                               phys::FrameKind::Kernel);
+      if (!r.ok()) return r;
+      block = r.value;
+      mark(block, cpu);
+      ++refills_2m_;
+    }
+    const int err = unmap_range(context(), block, kPageblockNrPages, cpu);  // 4K PTEs: no split
+    if (err != 0) {
+      cache_.put_block(block);
+      return Result<Pfn>::error(err);
+    }
+    phys().set_kind(block, kPageblockOrder, phys::FrameKind::Secret);
+    return {block, 0};
+  }
+
+  void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) {
+      Policy::free_unmapped_folio(pfn, order, cpu, owner);
+      return;
+    }
+    map_range(context(), pfn, kPageblockNrPages, cpu);
+    phys().set_kind(pfn, kPageblockOrder, phys::FrameKind::Kernel);
+    cache_.put_block(pfn);
+    maybe_restore(pfn, cpu);
   }
 
   // The RFC's first user: page tables made read-only come from the cache, so

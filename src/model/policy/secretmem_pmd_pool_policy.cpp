@@ -16,7 +16,10 @@
 // the direct map as one range each) when the file is evicted
 // (Policy::release_file()). The other users of unmapped pages get the same
 // treatment per owner: one pool per MAP_EXCLUSIVE mapping object and per
-// guest_memfd file.
+// guest_memfd file. A 2 MiB folio (a guest_memfd with 2 MiB folios) is a
+// wholly free chunk of the owner's pool, or a chunk grown from CMA for it,
+// handed out whole; other large orders take the default path (the page
+// allocator), which the 2020 series never had to serve.
 #include <set>
 
 #include "model/policy/policy.hpp"
@@ -57,6 +60,32 @@ class SecretmemPmdPoolPolicy final : public Policy {
     const Pfn p = pool.take();
     phys().set_kind(p, 0, phys::FrameKind::Secret);
     return {p, 0};
+  }
+
+  Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    ChunkPool& pool = pools_[owner];
+    Pfn chunk = pool.take_whole();
+    if (chunk == kNoPfn) {
+      if (grow_from_cma(context(), pool, cpu) != 0) {
+        ++depleted_;
+        if (pool.chunks() == 0) pools_.erase(owner);
+        return Result<Pfn>::error(sigbus_ ? -EFAULT : -ENOMEM);
+      }
+      ++chunks_taken_;
+      chunk = pool.take_whole();
+    }
+    phys().set_kind(chunk, kPageblockOrder, phys::FrameKind::Secret);
+    return {chunk, 0};
+  }
+
+  void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) {
+      Policy::free_unmapped_folio(pfn, order, cpu, owner);
+      return;
+    }
+    phys().set_kind(pfn, kPageblockOrder, phys::FrameKind::Unmapped);
+    pools_.at(owner).put_whole(pfn);
   }
 
   // The page goes back to its file's pool, still out of the direct map.

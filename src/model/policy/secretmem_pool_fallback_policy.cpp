@@ -7,6 +7,12 @@
 // free, fall back to an order-0 page exactly as merged memfd_secret does. A
 // fault fails only when the page allocator itself has no page.
 //
+// A 2 MiB folio (a guest_memfd with 2 MiB folios) is a wholly free chunk of
+// the pool, handed out whole with no direct-map change and no flush; else a
+// new chunk grown for it (one range, one flush); else, as merged, a folio of
+// that order from the page allocator removed as one range (the default).
+// Other large orders take the default path.
+//
 // Pool pages go back to the pool when freed; a wholly free chunk goes back to
 // the buddy allocator (mapped again as one range) when another chunk's worth of
 // free pages remains, or at once under memory pressure (the pool's shrinker).
@@ -51,6 +57,25 @@ class SecretmemPoolFallbackPolicy final : public Policy {
     phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     const Pfn chunk = pool_.put(pfn);
     if (chunk != kNoPfn && pool_.free_pages() >= 2 * kPagesPer2M) release(chunk, cpu);
+  }
+
+  Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    Pfn chunk = pool_.take_whole();
+    if (chunk == kNoPfn && grow(cpu)) chunk = pool_.take_whole();
+    if (chunk == kNoPfn) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    phys().set_kind(chunk, kPageblockOrder, phys::FrameKind::Secret);
+    return {chunk, 0};
+  }
+
+  void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder || !pool_.owns(pfn)) {
+      Policy::free_unmapped_folio(pfn, order, cpu, owner);
+      return;
+    }
+    phys().set_kind(pfn, kPageblockOrder, phys::FrameKind::Unmapped);
+    pool_.put_whole(pfn);
+    if (pool_.free_pages() >= 2 * kPagesPer2M) release(pfn, cpu);
   }
 
   std::uint64_t shrink(std::uint64_t nr, CpuId cpu) override {

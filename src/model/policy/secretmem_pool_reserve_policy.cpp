@@ -13,6 +13,10 @@
 // the reservation; a wholly free chunk goes back to CMA when the rest of the
 // pool still covers the reservations. (The model reserves per mapping: a
 // mapping inherited by fork() carries no reservation of its own.)
+// A 2 MiB folio (a guest_memfd with 2 MiB folios, which reserves nothing) is
+// served as a whole chunk grown from CMA for it, so that the reservations'
+// cover stays as it was; freed, the chunk is trimmed like any other. Other
+// large orders take the default path (the page allocator).
 #include "model/policy/policy.hpp"
 #include "model/policy/secretmem_common.hpp"
 
@@ -56,6 +60,26 @@ class SecretmemPoolReservePolicy final : public Policy {
   void free_secret_page(Pfn pfn, CpuId cpu, Owner /*owner*/) override {
     phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     if (pool_.put(pfn) != kNoPfn) trim(cpu);
+  }
+
+  Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    ++unreserved_faults_;
+    if (grow_from_cma(context(), pool_, cpu) != 0) return Result<Pfn>::error(-ENOMEM);
+    ++chunks_taken_;
+    const Pfn chunk = pool_.take_whole();
+    phys().set_kind(chunk, kPageblockOrder, phys::FrameKind::Secret);
+    return {chunk, 0};
+  }
+
+  void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner) override {
+    if (order != kPageblockOrder) {
+      Policy::free_unmapped_folio(pfn, order, cpu, owner);
+      return;
+    }
+    phys().set_kind(pfn, kPageblockOrder, phys::FrameKind::Unmapped);
+    pool_.put_whole(pfn);
+    trim(cpu);
   }
 
   [[nodiscard]] std::uint64_t pooled_pages() const override { return pool_.free_pages(); }

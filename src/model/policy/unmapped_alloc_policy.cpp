@@ -9,6 +9,10 @@
 // are split out of it, go back to it (merging with their buddies) when freed,
 // and stay unmapped; a shrinker maps cached blocks back and returns them to
 // the page allocator under memory pressure.
+// A large folio (a guest_memfd with 2 MiB folios) is a block of its order
+// split from the cache (no direct-map change, no flush); when the cache holds
+// none, a block of that order from the page allocator joins the cache first,
+// removed as one range with one flush. Freed, it goes back to the cache.
 #include "model/policy/alloc_util.hpp"
 #include "model/policy/policy.hpp"
 #include "model/policy/pool.hpp"
@@ -34,6 +38,39 @@ class UnmappedAllocPolicy final : public Policy {
     (void)cpu;
     phys().set_kind(pfn, 0, phys::FrameKind::Unmapped);
     cache_.add(pfn, 0);
+  }
+
+  Result<Pfn> alloc_unmapped_folio(unsigned order, CpuId cpu, Owner owner) override {
+    if (order == 0 || order > UnmappedBuddy::kMaxOrder) return Policy::alloc_unmapped_folio(order, cpu, owner);
+    Pfn p = cache_.take_block(order);
+    if (p == kNoPfn) {
+      const Result<Pfn> r = phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, order, cpu,
+                                               phys::FrameKind::Unmapped);
+      if (!r.ok()) return r;
+      const int err = unmap_range(context(), r.value, Pfn{1} << order, cpu);
+      if (err != 0) {
+        phys().free_pages(r.value, order, cpu);
+        return Result<Pfn>::error(err);
+      }
+      cache_.add(r.value, order);
+      if (order == kPageblockOrder) {
+        ++refills_2m_;
+      } else {
+        ++refills_lower_;
+      }
+      p = cache_.take_block(order);
+    }
+    phys().set_kind(p, order, phys::FrameKind::Secret);
+    return {p, 0};
+  }
+
+  void free_unmapped_folio(Pfn pfn, unsigned order, CpuId cpu, Owner owner) override {
+    if (order == 0 || order > UnmappedBuddy::kMaxOrder) {
+      Policy::free_unmapped_folio(pfn, order, cpu, owner);
+      return;
+    }
+    phys().set_kind(pfn, order, phys::FrameKind::Unmapped);
+    cache_.add(pfn, order);
   }
 
   // unmapped_alloc_shrink_scan(): largest blocks first, mapped back, freed.

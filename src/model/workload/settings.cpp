@@ -206,6 +206,13 @@ std::vector<Setting> make_settings() {
                     [](Scenario& s, U v) { s.workload.guest_pages = v; }));
   t.push_back(size("guests.size", "", kPageSize, 4 * TiB, kPageSize, "",
                    [](Scenario& s, U v) { s.workload.guest_pages = v / kPageSize; }));
+  // The guest_memfd's folio size: 4KiB (upstream's order-0 folios) or 2MiB
+  // (the huge-page guest_memfd series: order 9).
+  t.push_back(choice("guests.folio", "", "guest_memfd folio size",
+                     [] { return std::vector<std::string>{"4KiB", "2MiB"}; }, "4KiB|2MiB", "",
+                     [](Scenario& s, const std::string& v) {
+                       s.workload.guest_folio_order = v == "2MiB" ? kPageblockOrder : 0;
+                     }));
   t.push_back(boolean("page_tables.write_protected", "--wp-page-tables", true,
                       "Write-protected page tables: user memory's page-table pages come from the policy, "
                       "read-only in the direct map",
@@ -551,6 +558,11 @@ void check_scenario(Scenario& s) {
   if (at("guests.pages") != nullptr && at("guests.size") != nullptr) {
     const Origin* second = latest({"guests.pages", "guests.size"});
     fail(second, second->path, "give either pages or size, not both");
+  }
+  if (wc.guest_pages % (std::uint64_t{1} << wc.guest_folio_order) != 0) {
+    fail(latest({"guests.pages", "guests.size", "guests.folio"}), "guests",
+         fmt::format("expected the size to be a whole number of folios ({}), got {}",
+                     format_size(kPageSize << wc.guest_folio_order), format_size(wc.guest_pages * kPageSize)));
   }
   if (wc.guest_share > 0 && static_cast<double>(wc.guests) * static_cast<double>(wc.guest_pages) *
                                     static_cast<double>(kPageSize) >

@@ -59,6 +59,13 @@ void WorkloadConfig::validate() const {
   if (rox_share > 0 && rox_max_pages == 0) fail("rox_max_pages is 0: expected at least 1 page");
   if (guest_share > 0 && guests == 0) fail("guests is 0: expected at least 1 VM");
   if (guest_share > 0 && guest_pages == 0) fail("guest_pages is 0: expected at least 1 page");
+  if (guest_folio_order > kPageblockOrder) {
+    fail(fmt::format("guest_folio_order is {}: expected at most {} (2 MiB)", guest_folio_order, kPageblockOrder));
+  }
+  if (guest_share > 0 && guest_pages % (std::uint64_t{1} << guest_folio_order) != 0) {
+    fail(fmt::format("guest_pages is {}: expected a whole number of folios of {} pages", guest_pages,
+                     std::uint64_t{1} << guest_folio_order));
+  }
 }
 
 Rng::Rng(std::uint64_t seed) {
@@ -470,15 +477,16 @@ void SyntheticWorkload::rox_step() {
   ++result_.rox_unloads;
 }
 
-// A KVM guest: its guest_memfd (NO_DIRECT_MAP) is created on the VM's first
-// turn, one page is faulted in per turn, and the VM is torn down once all of
-// its memory is faulted in, or when a fault finds no memory.
+// A KVM guest: its guest_memfd (NO_DIRECT_MAP, folios of guest_folio_order)
+// is created on the VM's first turn, one folio is faulted in per turn (one
+// event), and the VM is torn down once all of its memory is faulted in, or
+// when a fault finds no memory; the teardown counts an event per folio freed.
 void SyntheticWorkload::guest_step() {
   users::GuestMemfd& gm = machine_.guest_memfd();
   State::Guest& g = st_->guests[rng_.below(st_->guests.size())];
   if (!g.live) {
     const Result<std::uint32_t> f =
-        gm.create(config_.guest_pages * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+        gm.create(config_.guest_pages * kPageSize, users::kGUEST_MEMFD_FLAG_NO_DIRECT_MAP, config_.guest_folio_order);
     if (!f.ok()) {
       ++result_.guest_failures;
       ++result_.events;
@@ -494,7 +502,7 @@ void SyntheticWorkload::guest_step() {
     ++result_.events;
     if (f == mm::VmFault::Major || f == mm::VmFault::Minor) {
       if (f == mm::VmFault::Major) ++result_.guest_faults;
-      ++g.touched;
+      g.touched += std::uint64_t{1} << config_.guest_folio_order;
       return;
     }
     ++result_.guest_failures;  // the VMM gives up on this VM

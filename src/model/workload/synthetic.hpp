@@ -62,11 +62,14 @@ struct WorkloadConfig {
   double rox_share = 0;
   std::uint64_t rox_max_pages = 64;
   // KVM guests whose memory is a guest_memfd with NO_DIRECT_MAP: `guests`
-  // VMs of guest_pages each, faulted in one page per turn and torn down once
-  // wholly faulted in (or when a fault finds no memory).
+  // VMs of guest_pages each, faulted in one folio per turn and torn down once
+  // wholly faulted in (or when a fault finds no memory). The guest_memfd's
+  // folios are of guest_folio_order (0: 4 KiB, as upstream; 9: 2 MiB, as
+  // the huge-page guest_memfd series); guest_pages is a whole number of them.
   double guest_share = 0;
   unsigned guests = 4;
   std::uint64_t guest_pages = 262'144;
+  unsigned guest_folio_order = 0;
 
   // Module loads kept live at a time (the ROX cache's working set).
   static constexpr std::size_t kRoxModules = 64;
@@ -108,7 +111,7 @@ struct WorkloadResult {
   std::uint64_t rox_unloads = 0;
   std::uint64_t rox_failures = 0;  // loads the cache could not serve (ENOMEM)
   // guest_memfd with NO_DIRECT_MAP
-  std::uint64_t guest_faults = 0;     // folios allocated
+  std::uint64_t guest_faults = 0;     // folios allocated (of guest_folio_order)
   std::uint64_t guest_frees = 0;      // folios freed at teardown
   std::uint64_t guest_failures = 0;   // faults that found no page (the VM is then torn down)
   std::uint64_t guest_teardowns = 0;
