@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <emmintrin.h>
 #include <limits>
 #include <numeric>
 
@@ -96,43 +96,46 @@ std::array<std::uint8_t, 256> kind_table() {
 }
 
 // Calls f(pfn, kind) for every frame of a kind whose weight is above 0, in
-// pfn order; stops when f returns false. Eight frames at a time: a word with
-// none of those kinds' bytes is skipped whole (most of a large machine is
-// user memory or free), so a 1 TiB machine's 268 M frames take one pass at
-// memory speed.
+// pfn order; stops when f returns false. Sixteen frames at a time (SSE2, part
+// of x86-64's baseline): one compare per wanted kind, and a stretch with none
+// of those kinds' bytes is skipped whole (most of a large machine is user
+// memory or free); a free block of 16 frames or more is stepped over without
+// reading it. A 4 TiB machine's 1 G frames take about a second.
 template <class F>
 void for_each_kernel_page(const phys::PhysMem& phys, const KindWeights& weights, F f) {
   static const std::array<std::uint8_t, 256> table = kind_table();
-  std::array<std::uint64_t, kKernelPageKinds> pattern{};
+  __m128i pattern[kKernelPageKinds];
   std::size_t patterns = 0;
   for (unsigned b = 0; b < 256; ++b) {
-    if (table[b] != kNoKind && weights.w[table[b]] > 0) pattern[patterns++] = 0x0101010101010101ull * b;
+    if (table[b] != kNoKind && weights.w[table[b]] > 0) {
+      pattern[patterns++] = _mm_set1_epi8(static_cast<char>(static_cast<std::uint8_t>(b)));
+    }
   }
   if (patterns == 0) return;
   auto wanted = [&](std::uint8_t b) { return table[b] != kNoKind && weights.w[table[b]] > 0; };
-  auto any_wanted = [&](std::uint64_t word) {
-    for (std::size_t i = 0; i < patterns; ++i) {
-      const std::uint64_t t = word ^ pattern[i];
-      if (((t - 0x0101010101010101ull) & ~t & 0x8080808080808080ull) != 0) return true;  // a zero byte
-    }
-    return false;
+  // Bit i: byte i of the 16 at q is of a wanted kind.
+  auto wanted_mask = [&](const std::uint8_t* q) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    __m128i m = _mm_cmpeq_epi8(v, pattern[0]);
+    for (std::size_t i = 1; i < patterns; ++i) m = _mm_or_si128(m, _mm_cmpeq_epi8(v, pattern[i]));
+    return static_cast<unsigned>(_mm_movemask_epi8(m));
   };
   const std::uint8_t* bytes = phys.frame_bytes();
   for (const phys::PfnRange& r : phys.ram()) {
     Pfn p = r.start;
     while (p < r.end) {
-      if ((p & 7u) == 0 && p + 8 <= r.end) {
+      if ((p & 15u) == 0 && p + 16 <= r.end) {
         const std::uint8_t head = bytes[p];
-        if (phys::is_free_head(head) && phys::free_head_order(head) >= 3) {  // a free block, skipped whole
+        if (phys::is_free_head(head) && phys::free_head_order(head) >= 4) {  // a free block, skipped whole
           p += Pfn{1} << phys::free_head_order(head);
           continue;
         }
-        std::uint64_t word = 0;
-        std::memcpy(&word, bytes + p, sizeof word);
-        if (!any_wanted(word)) {
-          p += 8;
-          continue;
+        for (unsigned m = wanted_mask(bytes + p); m != 0; m &= m - 1) {
+          const Pfn q = p + static_cast<Pfn>(__builtin_ctz(m));
+          if (!f(q, table[bytes[q]])) return;
         }
+        p += 16;
+        continue;
       }
       const std::uint8_t b = bytes[p];
       if (wanted(b) && !f(p, table[b])) return;
