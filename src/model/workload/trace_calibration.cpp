@@ -140,6 +140,7 @@ TraceCalibrator::~TraceCalibrator() = default;
 TraceCalibration TraceCalibrator::add(const TraceInfo& info) {
   TraceCalibration c;
   c.machine = config_;
+  c.map_unavailable = info.map_unavailable;
   real_deltas(info, c);
   std::unordered_set<std::uint64_t> regions;
   for (const auto& [pfn, pid] : info.secret_pages) regions.insert(pfn >> 9);

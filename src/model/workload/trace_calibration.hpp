@@ -89,6 +89,7 @@ struct TraceCalibration {
   // model never predicts fewer than the real kernel did for these pages).
   bool explained = false;
   RegionComparison exact;  // exact.exact: the trace's snapshots were used
+  std::string map_unavailable;  // otherwise: the trace's reason (empty: an older trace)
 };
 
 // Needs the start and end counters for have_counters; without them only the
