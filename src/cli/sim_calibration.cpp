@@ -168,8 +168,8 @@ std::string calibration_text(const nlohmann::json& out) {
   }
   text += fmt::format(
       "  {:<46} {:>12} {:>15} kB\n",
-      fmt::format("{}, the real pfns ({})",
-                  c.contains("direct_map_regions") ? "model from the real start map" : "model direct map",
+      fmt::format("{} ({})",
+                  c.contains("direct_map_regions") ? "model from the real start map" : "model direct map, the real pfns",
                   md::format_size(at["ram_bytes"].get<std::uint64_t>())),
       at["direct_map_level2_splits"].get<std::uint64_t>(), at["DirectMap4k_delta_kb"].get<std::uint64_t>());
   if (c.contains("upstream_replay")) {

@@ -16,7 +16,12 @@
 # kptr_restrict=2), `exmem probe --map` before, the guest program (secret pages
 # through libexmem and through a memfd_secret file, then `exmem probe --map` while
 # it holds them), each result between markers on ttyS0. Outside: the check. Then
-# the same with -cpu max -m 4096 (1 GiB leaves), unless EXMEM_QEMU_QUICK=1.
+# a third step: `exmem trace record` of the guest program (tracefs mounted by
+# /init), its trace carrying the guest's real direct map at the start and the
+# end ("# direct_map" lines), brought out gzip+base64 and replayed outside with
+# `exmem sim --trace`, whose exact region-by-region comparison must be
+# explained (exmem_qemu_check --trace-calibration). Then the same with -cpu max
+# -m 4096 (1 GiB leaves), unless EXMEM_QEMU_QUICK=1.
 #
 # Exit 0 when every check holds, 1 when one fails, 77 (a CTest skip) when qemu,
 # busybox-static or the kernel package cannot be had, with the reason printed.
@@ -73,6 +78,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t securityfs none /sys/kernel/security 2>/dev/null
+mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 echo "===KERNEL $(uname -r) kptr_restrict=$(cat /proc/sys/kernel/kptr_restrict) lockdown=$(cat /sys/kernel/security/lockdown 2>/dev/null)"
 echo "===NOTROOT"; su nobody -s /bin/sh -c '/bin/exmem probe --map --json'; echo "===END rc=$?"
 echo 2 >/proc/sys/kernel/kptr_restrict
@@ -85,6 +91,12 @@ echo "===OUT rc=$? index.html $(wc -c </tmp/map/index.html) map.json $(wc -c </t
 /bin/exmem_qemu_guest 256 -- /bin/sh /after.sh; echo "===GUEST rc=$?"
 echo "===HTML"; base64 /tmp/after/index.html; echo "===END"
 echo "===AFTER_TEXT"; /bin/exmem probe --map; echo "===END rc=$?"
+# The third step: a recording of the guest program with the map before and after it. Its own
+# output (FRAME lines) stays out of the console, so that the check above reads the first run's.
+/bin/exmem trace record -o /tmp/guest.trace -- /bin/exmem_qemu_guest 1024 -- /bin/true >/tmp/record.out 2>&1
+rc=$?
+echo "===RECORD rc=$rc $(grep -v '^FRAME' /tmp/record.out | tr '\n' ' ')"
+echo "===TRACE"; gzip -c /tmp/guest.trace | base64; echo "===END"
 echo "===DONE"
 poweroff -f
 EOF
@@ -149,6 +161,20 @@ run_guest() {  # NAME QEMU-ARGS...
   echo "$name: the guest's direct map while it held the pages, drawn by the report's renderer: $out/index.html ($(wc -c <"$out/index.html") bytes)"
   if ! "$check" "$out/before.json" "$out/after.json" "$out/frames.txt" | tee "$out/check.txt"; then
     echo "FAIL $name: the model and the real map disagree (or the input was bad)"; failed=1
+  fi
+  # The third step: the recording, replayed here with its snapshots.
+  grep '^===RECORD' "$out/serial.log" | sed 's/^===RECORD/exmem trace record in the guest:/'
+  if ! grep -q '^===RECORD rc=0' "$out/serial.log"; then
+    echo "FAIL $name: exmem trace record failed in the guest"; failed=1; return
+  fi
+  section "$out/serial.log" TRACE | base64 -d 2>/dev/null | gunzip >"$out/guest.trace" 2>/dev/null || true
+  echo "$name: the guest's trace: $out/guest.trace ($(wc -l <"$out/guest.trace") lines, $(grep -c '^# secret' "$out/guest.trace") secret pages, $(grep -c '^# direct_map' "$out/guest.trace") direct_map lines)"
+  if ! "$exmem" sim --trace "$out/guest.trace" --policy upstream --json >"$out/sim.json" 2>"$out/sim.err"; then
+    echo "FAIL $name: exmem sim --trace failed: $(tail -3 "$out/sim.err")"; failed=1; return
+  fi
+  "$exmem" sim --trace "$out/guest.trace" --policy upstream 2>/dev/null | sed -n '/^against the real kernel/,$p' | tee "$out/sim.txt"
+  if ! "$check" --trace-calibration "$out/sim.json" | tee "$out/trace_check.txt"; then
+    echo "FAIL $name: the model's end map and the guest's real one disagree where the trace decides"; failed=1
   fi
 }
 

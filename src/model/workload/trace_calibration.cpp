@@ -62,9 +62,11 @@ MachineConfig layout(const TraceInfo& info) {
   return mc;
 }
 
+}  // namespace
+
 // The model's map made like the real one at the start: each region split
 // there is split in the model, each GiB of 2 MiB leaves there split to them.
-void start_from(directmap::DirectMap& dm, const DirectMapSnapshot& start, RegionComparison& x) {
+void start_from_snapshot(directmap::DirectMap& dm, const DirectMapSnapshot& start, RegionComparison& x) {
   const auto split = static_cast<std::uint8_t>(Coverage::Split4K);
   const auto leaf2m = static_cast<std::uint8_t>(Coverage::Leaf2M);
   for (std::size_t r = 0; r < start.regions.size(); ++r) {
@@ -81,12 +83,12 @@ void start_from(directmap::DirectMap& dm, const DirectMapSnapshot& start, Region
 }
 
 // The model's end map against the real end map (see RegionComparison).
-void compare_end(const Machine& machine, const TraceInfo& info, RegionComparison& x) {
+void compare_with_snapshot(const Machine& machine, const DirectMapSnapshot& start, const DirectMapSnapshot& end,
+                           const std::vector<std::uint64_t>& secret_pfns, RegionComparison& x) {
+  x.exact = true;
   const RegionMap model = region_map(machine);
-  const DirectMapSnapshot& start = *info.map_start;
-  const DirectMapSnapshot& end = *info.map_end;
   std::unordered_set<std::uint64_t> secret;
-  for (const auto& [pfn, pid] : info.secret_pages) secret.insert(pfn >> 9);
+  for (const std::uint64_t pfn : secret_pfns) secret.insert(pfn >> 9);
   const std::size_t n = std::max(model.regions.size(), end.regions.size());
   auto real_at = [](const DirectMapSnapshot& s, std::size_t r) {
     return r < s.regions.size() ? static_cast<Coverage>(s.regions[r]) : Coverage::Hole;
@@ -132,7 +134,6 @@ void compare_end(const Machine& machine, const TraceInfo& info, RegionComparison
   x.explained = x.split_model_only == 0 && x.kernel_only_with_secret == 0;
 }
 
-}  // namespace
 
 TraceCalibrator::TraceCalibrator(const TraceInfo& first) : config_(layout(first)) {}
 TraceCalibrator::~TraceCalibrator() = default;
@@ -150,7 +151,7 @@ TraceCalibration TraceCalibrator::add(const TraceInfo& info) {
   if (c.secret_pages != 0 || exact) {
     if (!machine_) machine_ = std::make_unique<Machine>(config_);  // booted once, kept across recordings
     directmap::DirectMap& dm = machine_->dmap();
-    if (exact) start_from(dm, *info.map_start, c.exact);
+    if (exact) start_from_snapshot(dm, *info.map_start, c.exact);
     const directmap::DirectMapCounters before = dm.counters();
     for (const auto& [pfn, pid] : info.secret_pages) {
       if (dm.set_direct_map_invalid_noflush(static_cast<Pfn>(pfn), 0) != 0) ++c.outside_model;
@@ -160,8 +161,10 @@ TraceCalibration TraceCalibrator::add(const TraceInfo& info) {
     c.model_level3_splits = after.level3_splits - before.level3_splits;
     c.model_directmap4k_kb = (after.leaves_4k - before.leaves_4k) * 4;
     if (exact) {
-      c.exact.exact = true;
-      compare_end(*machine_, info, c.exact);
+      std::vector<std::uint64_t> pfns;
+      pfns.reserve(info.secret_pages.size());
+      for (const auto& [pfn, pid] : info.secret_pages) pfns.push_back(pfn);
+      compare_with_snapshot(*machine_, *info.map_start, *info.map_end, pfns, c.exact);
     }
   }
   if (c.have_counters) {

@@ -92,6 +92,14 @@ struct TraceCalibration {
   std::string map_unavailable;  // otherwise: the trace's reason (empty: an older trace)
 };
 
+// The two halves of the exact comparison, for other callers than a trace
+// (bench/calibrate.cpp): the model's map split where `start` is split, and the
+// model's map against the real `end` one, `secret_pfns` being the pages whose
+// regions decide. compare_with_snapshot() sets x.exact.
+void start_from_snapshot(directmap::DirectMap& dm, const DirectMapSnapshot& start, RegionComparison& x);
+void compare_with_snapshot(const Machine& machine, const DirectMapSnapshot& start, const DirectMapSnapshot& end,
+                           const std::vector<std::uint64_t>& secret_pfns, RegionComparison& x);
+
 // Needs the start and end counters for have_counters; without them only the
 // secret-page part is filled.
 TraceCalibration calibrate_trace(const TraceInfo& info);
