@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -95,15 +96,20 @@ int main(int argc, char** argv) {
   mc.ram_bytes = static_cast<std::uint64_t>(total_kb) * 1024 / (2 * md::MiB) * (2 * md::MiB);
   mc.direct_gbpages = start.has_1g && start.dm1g > 0;
   mc.cpus = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN));
-  md::Machine machine(mc);
   namespace wl = md::workload;
   const exmem::host::KernelMapResult real_before = exmem::host::read_kernel_map();
-  wl::RegionComparison exact;
   std::optional<wl::DirectMapSnapshot> map_before;
   if (real_before.map) {
+    // Laid out from the map itself: its mapped regions, 1 GiB leaves if it has any.
     map_before = snapshot_of(*real_before.map);
-    wl::start_from_snapshot(machine.dmap(), *map_before, exact);
+    const auto hole = static_cast<std::uint8_t>(exmem::host::MapCoverage::NotMapped);
+    const auto leaf1g = static_cast<std::uint8_t>(exmem::host::MapCoverage::Leaf1G);
+    mc.ram_bytes = std::max<std::uint64_t>(md::GiB, (map_before->regions.size() - map_before->regions_of(hole)) * 2 * md::MiB);
+    mc.direct_gbpages = map_before->regions_of(leaf1g) > 0;
   }
+  md::Machine machine(mc);
+  wl::RegionComparison exact;
+  if (map_before) wl::start_from_snapshot(machine.dmap(), *map_before, exact);
   const auto model_before = machine.dmap().counters();
 
   std::printf("exmem_calibrate: %d rounds of %zu MiB of memfd_secret; model: %s RAM, PCI hole 3-4 GiB, "

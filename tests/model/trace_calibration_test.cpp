@@ -159,15 +159,20 @@ TEST(TraceCalibrationExact, ARegionOnlyTheModelSplitsIsNotExplained) {
 
 TEST(TraceCalibrationExact, AGibOf2MLeavesAtTheStartSplitsTheModels1GLeaf) {
   TraceInfo t = recording(0, 0);
-  t.start_counters["DirectMap1G_kB"] = "1048576";  // the model gets 1 GiB leaves
-  // like_the_model() has 2 MiB leaves where the model boots 1 GiB ones: [1, 3) and [4, 5) GiB.
-  t.map_start = like_the_model();
-  t.map_end = like_the_model();
+  // GiB 2 a 1 GiB leaf in the real map: the model gets 1 GiB leaves, and its
+  // 1 GiB leaves of GiBs 1 and 4, 2 MiB leaves in the real map, are split to them.
+  DirectMapSnapshot s = like_the_model();
+  for (std::size_t r = 1024; r < 1536; ++r) s.regions[r] = static_cast<std::uint8_t>(Coverage::Leaf1G);
+  t.map_start = s;
+  t.map_end = s;
   const TraceCalibration c = calibrate_trace(t);
   ASSERT_TRUE(c.machine.direct_gbpages);
-  EXPECT_EQ(c.exact.presplit_1g, 3u);
-  EXPECT_EQ(c.exact.leaf1g_model_only, 0u);
+  EXPECT_EQ(c.machine.ram_bytes, 4 * GiB);  // the snapshot's mapped regions
+  EXPECT_EQ(c.exact.presplit_1g, 2u);
+  EXPECT_EQ(c.exact.leaf1g_both, 512u);
+  EXPECT_EQ(c.exact.leaf1g_model_only + c.exact.leaf1g_kernel_only, 0u);
   EXPECT_EQ(c.exact.split_model_only + c.exact.split_kernel_only, 0u);
+  EXPECT_EQ(c.exact.model_end, s.regions);  // the model's end map is the real one
   EXPECT_TRUE(c.exact.explained);
 }
 

@@ -57,6 +57,15 @@ MachineConfig layout(const TraceInfo& info) {
   MachineConfig mc;
   mc.ram_bytes = std::max<std::uint64_t>(GiB, (ram_kb * KiB + 2 * MiB - 1) / (2 * MiB) * (2 * MiB));
   mc.direct_gbpages = s1g && *s1g > 0;
+  if (info.map_start) {
+    // The real map itself: its mapped regions (DirectMap1G may count 1 GiB
+    // leaves the kernel has remapped since boot, so the counters can
+    // overstate the RAM), and 1 GiB leaves only if it has any.
+    const DirectMapSnapshot& s = *info.map_start;
+    const std::uint64_t mapped = s.regions.size() - s.regions_of(static_cast<std::uint8_t>(Coverage::Hole));
+    if (mapped != 0) mc.ram_bytes = std::max<std::uint64_t>(GiB, mapped * 2 * MiB);
+    mc.direct_gbpages = s.regions_of(static_cast<std::uint8_t>(Coverage::Leaf1G)) > 0;
+  }
   mc.cpus = std::max(1u, info.cpus);
   mc.policy = "upstream";
   return mc;
@@ -87,6 +96,10 @@ void compare_with_snapshot(const Machine& machine, const DirectMapSnapshot& star
                            const std::vector<std::uint64_t>& secret_pfns, RegionComparison& x) {
   x.exact = true;
   const RegionMap model = region_map(machine);
+  x.model_end.resize(model.regions.size());
+  for (std::size_t r = 0; r < model.regions.size(); ++r) {
+    x.model_end[r] = static_cast<std::uint8_t>(region_coverage(model.regions[r]));
+  }
   std::unordered_set<std::uint64_t> secret;
   for (const std::uint64_t pfn : secret_pfns) secret.insert(pfn >> 9);
   const std::size_t n = std::max(model.regions.size(), end.regions.size());

@@ -17,6 +17,9 @@
 // must not exceed the regions split before plus those split by other activity
 // during the recording: `explained` checks exactly that.
 //
+// With a start snapshot the model machine's RAM is the snapshot's mapped
+// regions (still with the model's PCI hole at 3-4 GiB) rather than the counters' total.
+//
 // When the trace carries the real direct map at the start and the end (its
 // "# direct_map" lines, trace_format.hpp), the comparison is exact instead:
 // the model's direct map starts from the real start map (every region split
@@ -63,6 +66,8 @@ struct RegionComparison {
   // never expected), and the first few region numbers of each disagreement.
   std::uint64_t kernel_only_with_secret = 0;
   std::vector<std::uint64_t> first_model_only, first_kernel_only;
+  // The model's map at the end, one model::Coverage value per region (for pictures).
+  std::vector<std::uint8_t> model_end;
   // Every region the model split is split in the real end map, and every
   // region only the kernel split holds none of the command's secret pages
   // (other kernel activity during the recording, not in the trace's secret pages).
