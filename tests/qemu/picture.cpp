@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   const int grid_w = kPerRow * kPitch;
   const int top = 86;
   const int width = kLabel + grid_w + kGap + kLabel + grid_w + 20;
-  const int height = top + rows * kPitch + 120;
+  const int height = top + rows * kPitch + 110;
   auto at = [](const std::vector<std::uint8_t>& v, std::size_t r) {
     return r < v.size() ? static_cast<Coverage>(v[r]) : Coverage::Hole;
   };
@@ -132,19 +132,22 @@ int main(int argc, char** argv) {
   for (const auto& [fill, text] : legend) {
     svg += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='{}'/><text x='{}' y='{}' class='k'>{}</text>",
                        lx, ly - 9, kCell, kCell, fill, lx + 14, ly, text);
-    lx += 30 + static_cast<int>(std::string(text).size()) * 7;
+    lx += 34 + static_cast<int>(std::string(text).size()) * 6;
   }
   svg += fmt::format("<circle cx='{}' cy='{}' r='2' fill='#000'/><text x='{}' y='{}' class='k'>holds a secret page "
                      "of the recording</text>",
                      lx + 4, ly - 4, lx + 14, ly);
   ly += 24;
   svg += fmt::format(
-      "<text x='{}' y='{}' class='k'>{} secret pages in {} regions; of {} regions mapped in both, split in both {}, "
-      "only in the model {}, only in the kernel {} (a black frame marks each); the kernel split {} during the "
-      "recording, {} holding a secret page; the model split {} to match the start map.</text>",
-      kLabel, ly, c.secret_pages, c.secret_regions, x.regions, x.split_both, x.split_model_only,
-      x.split_kernel_only, x.kernel_new_splits, x.kernel_new_with_secret, x.presplit_2m);
-  ly += 20;
+      "<text x='{}' y='{}' class='k'>{} secret pages in {} regions. Of the {} regions mapped in both maps, split in "
+      "both {}, only in the model {}, only in the kernel {} (a black frame would mark each).</text>",
+      kLabel, ly, c.secret_pages, c.secret_regions, x.regions, x.split_both, x.split_model_only, x.split_kernel_only);
+  ly += 18;
+  svg += fmt::format(
+      "<text x='{}' y='{}' class='k'>The kernel split {} regions during the recording, {} of them holding a secret "
+      "page; before replaying, the model split {} regions to match the kernel's start map.</text>",
+      kLabel, ly, x.kernel_new_splits, x.kernel_new_with_secret, x.presplit_2m);
+  ly += 18;
   svg += fmt::format("<text x='{}' y='{}' class='k'>{}</text>", kLabel, ly,
                      x.explained ? "The maps agree wherever the recording's secret pages decide."
                                  : "The maps DISAGREE where the recording's secret pages decide.");
