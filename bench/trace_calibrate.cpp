@@ -12,7 +12,11 @@
 //     laid out like this one (an upper bound: the real kernel had split some
 //     regions before; the check is that the difference stays within them),
 //   - the upstream replay, where the model's own buddy allocator places the
-//     secret pages on an empty machine.
+//     secret pages on an empty machine;
+//   - when the traces carry the real direct map ("# direct_map" lines, where
+//     /proc/kcore can be read), the exact comparison: the model started from
+//     the real start map, its end map against the real end map region by
+//     region; that then decides the verdict instead of the upper bound.
 // Needs root (tracefs, /proc/PID/pagemap). Exits 0 when every comparison is
 // explained, 1 when one is not, 2 when it cannot run.
 //
@@ -163,12 +167,21 @@ int main(int argc, char** argv) {
       if (pre_split < 0) pre_split = static_cast<std::int64_t>(c.regions_split_before);
       const auto model = static_cast<std::int64_t>(c.model_level2_splits);
       const std::int64_t diff = model - c.real_level2_splits;
-      const bool explained = diff >= 0 && diff <= pre_split;
+      const bool exact = c.exact.exact;
+      const bool explained = exact ? c.exact.explained : diff >= 0 && diff <= pre_split;
       all_explained = all_explained && explained;
       fmt::print("{:<5} {:<13} {:>7} {:>7} {:>8} {:>11} {:>8} {:>9} {:>9} {:>6}  {}\n", round, api, c.secret_pages,
                  c.secret_regions, c.real_level2_splits, c.real_directmap4k_kb, model,
                  j["calibration"]["upstream_replay"]["direct_map_level2_splits"].get<std::uint64_t>(), pre_split, diff,
-                 explained ? "explained" : "NOT explained");
+                 explained ? (exact ? "exact" : "explained") : "NOT explained");
+      if (exact) {
+        fmt::print("      exact, region by region: split in both {}, only in the model {}, only in the kernel {} "
+                   "({} of them holding a secret page)\n",
+                   c.exact.split_both, c.exact.split_model_only, c.exact.split_kernel_only,
+                   c.exact.kernel_only_with_secret);
+      } else if (!info.map_unavailable.empty()) {
+        fmt::print("      no direct-map snapshot: {}\n", info.map_unavailable);
+      }
       if (keep) {
         fmt::print("      kept {}\n", trace);
       } else {
@@ -182,7 +195,9 @@ int main(int argc, char** argv) {
       "direct map with the same pfns removed, after those of the earlier recordings; replay l2: `exmem sim --trace\n"
       "FILE --policy upstream` on its own, the model's allocator placing the pages on an empty machine; pre-split:\n"
       "regions the real kernel had split before the first recording (DirectMap4k / 2 MiB), which the model cannot\n"
-      "know; diff = model l2 - real l2, explained when 0 <= diff <= pre-split.\n");
+      "know; diff = model l2 - real l2, explained when 0 <= diff <= pre-split. With the real direct map in the\n"
+      "traces the model starts from the real start map, and the verdict is exact: no region split only in the\n"
+      "model, none split only in the kernel holding a secret page.\n");
   return all_explained ? 0 : 1;
 #endif
 }

@@ -17,6 +17,13 @@
 // timestamps of different CPUs compare, the command's pid and the kernel
 // threads (from /proc: PF_KTHREAD) at the start and the end, for
 // `exmem trace sched` (trace_sched.cpp).
+//
+// When the running kernel lets it (host::read_kernel_map(): root, /proc/kcore,
+// kallsyms addresses shown, no lockdown=confidentiality), the real direct map
+// is read before the command starts and after tracing stops, and both go in
+// the footer as "# direct_map start/end" lines, which `exmem sim --trace` uses
+// for its exact region-by-region calibration; otherwise the recording goes on
+// and "# direct_map unavailable" says why.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mount.h>
@@ -35,6 +42,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -84,6 +92,22 @@ void write_file(const std::string& path, const std::string& value) {
 }
 
 // Values from /proc/meminfo and /proc/vmstat for the calibration lines.
+// The real direct map as the trace carries it; its values are host::MapCoverage's.
+trace_format::DirectMapSnapshot snapshot_of(const host::KernelDirectMap& m) {
+  trace_format::DirectMapSnapshot s;
+  s.regions.reserve(m.regions.size());
+  for (const host::MapCoverage c : m.regions) s.regions.push_back(static_cast<std::uint8_t>(c));
+  return s;
+}
+
+// The direct map now, or why not ("<refusal>: <why>" in *why).
+std::optional<trace_format::DirectMapSnapshot> read_snapshot(std::string* why) {
+  const host::KernelMapResult r = host::read_kernel_map();
+  if (r.map) return snapshot_of(*r.map);
+  *why = fmt::format("{}: {}", host::refusal_name(r.refusal), r.why);
+  return std::nullopt;
+}
+
 std::string counters_line() {
   const host::DirectMapCounters d = host::read_direct_map();
   namespace key = trace_format::trace_counter;
@@ -214,6 +238,12 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
   std::fputs(header.c_str(), out);
   if (sched) std::fputs(trace_format::trace_sched_lines(clock).c_str(), out);
 
+  // The real direct map before the command (read before tracing starts, so
+  // the walk's own allocations are not in the trace).
+  std::string map_why;
+  const std::optional<trace_format::DirectMapSnapshot> map_start = read_snapshot(&map_why);
+  if (!map_start) std::fprintf(stderr, "exmem trace record: no direct-map snapshot (%s)\n", map_why.c_str());
+
   int pipe_fd = ::open((inst.dir + "/trace_pipe").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (pipe_fd < 0) fail(3, fmt::format("cannot open {}/trace_pipe: {}", inst.dir, std::strerror(errno)));
   std::atomic<bool> stop{false};
@@ -317,7 +347,20 @@ int record(const std::string& out_path, unsigned buffer_kb, unsigned sample_ms, 
       }
   }
   if (sched) sample_kthreads(&kthreads);
+  std::optional<trace_format::DirectMapSnapshot> map_end;
+  if (map_start) {
+    map_end = read_snapshot(&map_why);
+    if (!map_end) std::fprintf(stderr, "exmem trace record: no direct-map snapshot at the end (%s)\n", map_why.c_str());
+  }
   std::fputs(trace_format::trace_end_line(counters_line()).c_str(), out);
+  if (map_start && map_end) {
+    std::fputs(trace_format::trace_direct_map_lines("start", *map_start).c_str(), out);
+    std::fputs(trace_format::trace_direct_map_lines("end", *map_end).c_str(), out);
+  } else {
+    const std::size_t colon = map_why.find(": ");
+    std::fputs(trace_format::trace_direct_map_unavailable_line(map_why.substr(0, colon), map_why.substr(colon + 2)).c_str(),
+               out);
+  }
   for (uint64_t pfn : pfns) std::fputs(trace_format::trace_secret_line(pfn, child).c_str(), out);
   for (int tid : tids) std::fputs(trace_format::trace_thread_line(tid, child).c_str(), out);
   std::fputs(trace_format::trace_command_pid_line(child).c_str(), out);
@@ -338,7 +381,8 @@ void add_trace(CLI::App& app) {
   trace->require_subcommand(1);
   trace->footer(
       "Subcommands:\n"
-      "  record   run a command while recording kmem page events, the direct map's counters and the\n"
+      "  record   run a command while recording kmem page events, the direct map's counters (and the\n"
+      "           map itself, region by region, where /proc/kcore allows) and the\n"
       "           command's memfd_secret pages to a file (`exmem trace record --help`); with --sched\n"
       "           also the scheduler's switches, forks, execs and exits\n"
       "  sched    how long each mm of the recorded command ran on one CPU only, with and without lazy\n"
@@ -373,7 +417,9 @@ void add_trace(CLI::App& app) {
   rec->add_option("command", opts->cmd, "The command to run, after --")->required();
   rec->footer(
       "Needs root (tracefs, /proc/PID/pagemap). Mounts tracefs if needed and records in a tracefs\n"
-      "instance of its own, so other tracing on the machine is left alone.\n\n"
+      "instance of its own, so other tracing on the machine is left alone. Where the kernel allows\n"
+      "(`exmem probe --map` says), the real direct map is read at the start and the end for\n"
+      "`exmem sim --trace`'s exact calibration; if not, the trace says why and the recording goes on.\n\n"
       "Examples:\n"
       "  exmem trace record -o secrets.trace -- build/release/bench/exmem_density_bench\n"
       "  exmem trace record -o make.trace --buffer-kb 262144 -- make -j2\n"

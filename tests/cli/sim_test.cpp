@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
 #include <set>
 #include <sstream>
 #include <string>
@@ -261,6 +262,63 @@ TEST(SimCommand, ATraceIsComparedWithTheRealKernelsDeltasDuringItsRecording) {
   CommandResult synthetic = run("sim --ram 1GiB --events 100 --policy upstream --json", false);
   ASSERT_EQ(synthetic.status, 0);
   EXPECT_FALSE(nlohmann::json::parse(synthetic.out).contains("calibration"));
+}
+
+// With the trace's "# direct_map" snapshots the comparison is exact: the
+// model starts from the real start map and its end map is compared region by
+// region (trace_calibration.hpp's RegionComparison). small.trace's machine:
+// [0, 3) and [4, 5) GiB, 1 GiB leaves; its secret pages lie in region 0x9f6.
+TEST(SimCommand, ATraceWithDirectMapSnapshotsIsComparedRegionByRegion) {
+  std::string text = slurp(kSmallTrace);
+  // Written as `exmem trace record` writes them (trace_format.hpp): region 0 (the ISA range) and
+  // 600 split, GiBs 1 and 4 of 2 MiB leaves, GiB 2 a 1 GiB leaf, the PCI hole not mapped; at the
+  // end also 0x9f6 (the secret pages) and 100 (the kernel's own) split.
+  const std::string snapshots =
+      "# direct_map start regions=2560 from=0 map=1K599M1K423M512G512.512M\n"
+      "# direct_map end regions=2560 from=0 map=1K99M1K499M1K423M512G512.502M1K9M\n";
+  const std::size_t footer = text.find("# exit_status:");
+  ASSERT_NE(footer, std::string::npos);
+  TempFile f("snap.trace", text.substr(0, footer) + snapshots + text.substr(footer));
+  CommandResult r = run("sim --trace " + f.path() + " --policy upstream --json", false);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto c = nlohmann::json::parse(r.out)["calibration"];
+  const auto& x = c["direct_map_regions"];
+  ASSERT_TRUE(x.is_object()) << c.dump();
+  EXPECT_EQ(x["split_in_model_to_match_start"], 1);      // region 600
+  EXPECT_EQ(x["gib_split_in_model_to_match_start"], 2);  // GiBs 1 and 4 were 2 MiB leaves
+  EXPECT_EQ(x["regions_compared"], 2048);
+  EXPECT_EQ(x["split_both"], 3);  // 0, 600, 0x9f6
+  EXPECT_EQ(x["split_model_only"], 0);
+  EXPECT_EQ(x["split_kernel_only"], 1);
+  EXPECT_EQ(x["first_kernel_only"], nlohmann::json::array({100}));
+  EXPECT_EQ(x["leaf1g_both"], 512);
+  EXPECT_EQ(x["leaf1g_model_only"], 0);
+  EXPECT_EQ(x["kernel_new_splits"], 2);
+  EXPECT_EQ(x["kernel_new_splits_with_secret"], 1);
+  EXPECT_EQ(x["explained"], true);
+  EXPECT_EQ(c["model_at_real_pfns"]["direct_map_level2_splits"], 1);
+  EXPECT_EQ(c["model_at_real_pfns"]["direct_map_level3_splits"], 0);  // GiB 4 was split before
+  EXPECT_FALSE(c.contains("direct_map_snapshot"));
+  CommandResult table = run("sim --trace " + f.path() + " --policy upstream", false);
+  ASSERT_EQ(table.status, 0);
+  EXPECT_NE(table.out.find("exact, region by region"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("split only in the kernel, 0 of them holding a secret page"), std::string::npos)
+      << table.out;
+  EXPECT_NE(table.out.find("(exact)"), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("(consistent)"), std::string::npos) << table.out;  // no upper-bound wording
+
+  // A recording that could not read the map says why, and keeps the counters' comparison.
+  TempFile g("refused.trace", text.substr(0, footer) +
+                                  "# direct_map unavailable no_kcore: /proc/kcore does not exist\n" +
+                                  text.substr(footer));
+  CommandResult refused = run("sim --trace " + g.path() + " --policy upstream", false);
+  ASSERT_EQ(refused.status, 0);
+  EXPECT_NE(refused.out.find("no direct-map snapshot in the trace (no_kcore: /proc/kcore does not exist)"),
+            std::string::npos)
+      << refused.out;
+  EXPECT_NE(refused.out.find("(consistent)"), std::string::npos) << refused.out;
+  CommandResult old = run("sim --trace " + kSmallTrace + " --policy upstream --json", false);
+  EXPECT_EQ(nlohmann::json::parse(old.out)["calibration"]["direct_map_snapshot"], "not recorded");
 }
 
 TEST(SimCommand, ATraceWithUnknownLinesIsReplayedAndTheLinesAreReportedWithTheirNumbers) {

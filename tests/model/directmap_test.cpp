@@ -83,6 +83,39 @@ TEST(DirectMapSplit, RemovingAPageFromA1GLeafSplitsLevel3ThenLevel2) {
   EXPECT_SOUND(*m);
 }
 
+// split_to(): the model started from a real map. Each step is
+// split_large_page() (__split_large_page()) with the leaf's own protection, so
+// the pages stay PAGE_KERNEL and a later set_direct_map_invalid_noflush() in
+// the region (secretmem_fault()) splits nothing more, as in the real kernel
+// whose region was split before.
+TEST(DirectMapSplitTo, SplitsA1GLeafTo2MThenTo4KKeepingTheAttributes) {
+  auto m = machine(8 * GiB, true);
+  directmap::DirectMap& d = m->dmap();
+  const Pfn p = pfn_at(5 * GiB + 6 * MiB) + 3;
+  const std::uint8_t flags = d.lookup(p).flags;
+  ASSERT_EQ(d.split_to(p, Level::Pmd2M, 0), 0);
+  EXPECT_EQ(d.lookup(p).level, Level::Pmd2M);
+  EXPECT_EQ(d.lookup(pfn_at(5 * GiB + 600 * MiB)).level, Level::Pmd2M);
+  EXPECT_EQ(d.counters().level3_splits, 1u);
+  EXPECT_EQ(d.counters().level2_splits, 0u);
+  ASSERT_EQ(d.split_to(p, Level::Pte4K, 0), 0);
+  EXPECT_EQ(d.lookup(p).level, Level::Pte4K);
+  EXPECT_EQ(d.lookup(p).flags, flags);
+  EXPECT_EQ(d.lookup(p + kPagesPer2M).level, Level::Pmd2M);
+  EXPECT_EQ(d.counters().level2_splits, 1u);
+  // Already that small: nothing more.
+  ASSERT_EQ(d.split_to(p, Level::Pte4K, 0), 0);
+  ASSERT_EQ(d.split_to(p, Level::Pmd2M, 0), 0);
+  EXPECT_EQ(d.counters().level2_splits, 1u);
+  EXPECT_EQ(d.counters().level3_splits, 1u);
+  // A secret page there now costs no split (secretmem_fault() in a split region).
+  ASSERT_EQ(d.set_direct_map_invalid_noflush(p + 1, 0), 0);
+  EXPECT_EQ(d.counters().level2_splits, 1u);
+  // The PCI hole is not mapped.
+  EXPECT_EQ(d.split_to(pfn_at(3 * GiB + 2 * MiB), Level::Pte4K, 0), -EINVAL);
+  EXPECT_SOUND(*m);
+}
+
 TEST(DirectMapSplit, ChangeCoveringAWholeLeafChangesItInPlace) {
   auto m = machine(1 * GiB, false, 16);
   const Pfn p = pfn_at(256 * MiB);

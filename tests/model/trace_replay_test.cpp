@@ -586,5 +586,88 @@ TEST(TraceInfoReader, ReadsBackWhatTheWritersHelpersWrite) {
   EXPECT_EQ(i.lost_events, 0u);
 }
 
+// "# direct_map" lines: the real map at the start and the end, run-length coded.
+DirectMapSnapshot snapshot_of(std::string_view codes) {  // one of ".GMK" per region
+  DirectMapSnapshot s;
+  for (const char c : codes) s.regions.push_back(static_cast<std::uint8_t>(std::string_view(".GMK").find(c)));
+  return s;
+}
+
+TEST(TraceInfoReader, ReadsTheDirectMapSnapshotsBackFromTheFooter) {
+  const DirectMapSnapshot start = snapshot_of("KMMMMKKM..GGGG");
+  const DirectMapSnapshot end = snapshot_of("KMKMMKKM..GGGG");
+  const std::string lines = trace_direct_map_lines("start", start) + trace_direct_map_lines("end", end);
+  EXPECT_NE(lines.find("# direct_map start regions=14 from=0 map=1K4M2K1M2.4G\n"), std::string::npos) << lines;
+  const TempTrace f(trace_header("x", 2, 1024, "") + alloc(0x1000, 0) + trace_end_line("") + lines +
+                    trace_footer(0, 1, 1, 0));
+  const TraceInfo i = read_trace_info(f.path());
+  ASSERT_TRUE(i.map_start.has_value());
+  ASSERT_TRUE(i.map_end.has_value());
+  EXPECT_EQ(*i.map_start, start);
+  EXPECT_EQ(*i.map_end, end);
+  EXPECT_EQ(i.map_end->regions_of(3), 4u);
+  EXPECT_TRUE(i.map_unavailable.empty());
+}
+
+TEST(TraceInfoReader, AMapOfManyRunsTakesSeveralLinesAndReadsBack) {
+  std::string codes;
+  for (std::size_t r = 0; r < 3 * kDirectMapRunsPerLine + 17; ++r) codes += r % 2 == 0 ? 'K' : 'M';
+  const DirectMapSnapshot m = snapshot_of(codes);
+  const std::string lines = trace_direct_map_lines("end", m);
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 4);
+  EXPECT_NE(lines.find(fmt::format(" from={} ", kDirectMapRunsPerLine)), std::string::npos);
+  const TempTrace f(trace_header("x", 2, 1024, "") + lines + trace_footer(0, 1, 0, 0));
+  const TraceInfo i = read_trace_info(f.path());
+  ASSERT_TRUE(i.map_end.has_value());
+  EXPECT_EQ(*i.map_end, m);
+  EXPECT_FALSE(i.map_start.has_value());
+}
+
+TEST(TraceInfoReader, ATraceWithoutSnapshotsReadsAsBeforeAndARefusalKeepsItsReason) {
+  const TempTrace old(trace_header("x", 2, 1024, "") + alloc(0x1000, 0) + trace_footer(0, 1, 1, 0));
+  const TraceInfo o = read_trace_info(old.path());
+  EXPECT_FALSE(o.map_start.has_value());
+  EXPECT_FALSE(o.map_end.has_value());
+  EXPECT_TRUE(o.map_unavailable.empty());
+  const TempTrace refused(trace_header("x", 2, 1024, "") + alloc(0x1000, 0) +
+                          trace_direct_map_unavailable_line("no_kcore", "/proc/kcore does not exist\n(here)") +
+                          trace_footer(0, 1, 1, 0));
+  const TraceInfo r = read_trace_info(refused.path());
+  EXPECT_FALSE(r.map_start.has_value());
+  EXPECT_EQ(r.map_unavailable, "no_kcore: /proc/kcore does not exist (here)");
+}
+
+::testing::AssertionResult has(const std::string& text, std::string_view part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
+}
+
+// A malformed snapshot is an error that names the line and the field.
+std::string snapshot_error(const std::string& lines) {
+  const TempTrace f(trace_header("x", 2, 1024, "") + alloc(0x1000, 0) + lines + trace_footer(0, 1, 1, 0));
+  try {
+    (void)read_trace_info(f.path());
+  } catch (const TraceError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(TraceInfoReader, AMalformedSnapshotIsAnErrorNamingTheLineAndTheField) {
+  const std::string bad_code = snapshot_error("# direct_map end regions=4 from=0 map=2K2X\n");
+  EXPECT_TRUE(has(bad_code, "the line \"# direct_map end regions=4 from=0\""));
+  EXPECT_TRUE(has(bad_code, "field map=: run 2 (\"2X\"): code 'X' is not G, M, K or ."));
+  EXPECT_TRUE(has(snapshot_error("# direct_map end regions=4 from=0 map=2KM\n"), "field map=: run 2 (at character 2) has no count"));
+  EXPECT_TRUE(has(snapshot_error("# direct_map end regions=4 from=0 map=2K3M\n"), "field map=: run 2 reaches region 5, past regions=4"));
+  EXPECT_TRUE(has(snapshot_error("# direct_map start regions=4 from=0 map=2K1M\n"), "the \"# direct_map start\" lines: field map=: the runs cover 3 regions, regions=4"));
+  EXPECT_TRUE(has(snapshot_error("# direct_map end regions=4 map=4K\n"), "field from= is missing"));
+  EXPECT_TRUE(has(snapshot_error("# direct_map end regions=four from=0 map=4K\n"), "field regions=: not a number"));
+  EXPECT_TRUE(has(snapshot_error("# direct_map end regions=4 from=0\n"), "field map= is missing"));
+  EXPECT_TRUE(has(snapshot_error("# direct_map end regions=4 from=0 map=2K\n# direct_map end regions=4 from=3 map=2K\n"), "field from=: 3, but the map's earlier lines end at region 2"));
+  EXPECT_TRUE(has(snapshot_error("# direct_map middle regions=4 from=0 map=4K\n"), "\"middle\" is neither start, end nor unavailable"));
+  // The file is named.
+  EXPECT_TRUE(has(snapshot_error("# direct_map end regions=4 from=0 map=4Q\n"), ".trace: the line"));
+}
+
 }  // namespace
 }  // namespace exmem::model::workload

@@ -17,6 +17,14 @@
 // Prints the figures, one per line, and exits 0 when all hold, 1 when one fails, 2 on bad input.
 //
 // usage: exmem_qemu_check BEFORE.json AFTER.json FRAMES.txt
+//
+// The third step: `exmem sim --trace GUEST.trace --policy upstream --json` of a
+// recording made in the guest with its direct map before and after. Requires
+// the exact comparison (calibration.direct_map_regions) to be there and
+// explained: no region split only in the model, no region split only in the
+// kernel that holds one of the recorded secret pages; prints its figures.
+//
+// usage: exmem_qemu_check --trace-calibration SIM.json
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -104,9 +112,39 @@ bool check_totals(const char* when, const nlohmann::json& j) {
 
 }  // namespace
 
+int trace_calibration(const char* path) {
+  nlohmann::json c;
+  try {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(std::string("cannot read ") + path);
+    c = nlohmann::json::parse(in).at("calibration");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "exmem_qemu_check: %s\n", e.what());
+    return 2;
+  }
+  if (!c.contains("direct_map_regions")) {
+    std::printf("FAIL the trace has no direct-map snapshots: %s\n", c.value("direct_map_snapshot", std::string("?")).c_str());
+    return 1;
+  }
+  const nlohmann::json& x = c["direct_map_regions"];
+  for (const auto& [k, v] : x.items()) std::printf("trace %s %s\n", k.c_str(), v.dump().c_str());
+  std::printf("trace secret_pages %s secret_regions_2m %s model_level2_splits %s real_level2_splits %s\n",
+              c["secret_pages"].dump().c_str(), c["secret_regions_2m"].dump().c_str(),
+              c["model_at_real_pfns"]["direct_map_level2_splits"].dump().c_str(),
+              c.contains("real") ? c["real"]["direct_map_level2_splits"].dump().c_str() : "null");
+  bool ok = x["explained"].get<bool>();
+  if (c["secret_pages"].get<std::uint64_t>() == 0) {
+    std::printf("FAIL the recording marked no secret page\n");
+    ok = false;
+  }
+  std::printf("%s\n", ok ? "TRACE AGREE" : "TRACE DISAGREE");
+  return ok ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--trace-calibration") return trace_calibration(argv[2]);
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s BEFORE.json AFTER.json FRAMES.txt\n", argv[0]);
+    std::fprintf(stderr, "usage: %s BEFORE.json AFTER.json FRAMES.txt | --trace-calibration SIM.json\n", argv[0]);
     return 2;
   }
   Real before, after;

@@ -2,12 +2,13 @@
 # The direct-map reader (`exmem probe --map`) against Debian's stock kernel
 # under QEMU (TCG), and the model against what that kernel did.
 #
-#   run.sh WORKDIR EXMEM GUEST CHECK
+#   run.sh WORKDIR EXMEM GUEST CHECK [CALIBRATE]
 #
 # WORKDIR  cache and results (the kernel package is fetched once, into WORKDIR/kernel)
 # EXMEM    the exmem command (its shared libraries are copied into the initramfs)
 # GUEST    exmem_qemu_guest: faults secret pages, prints their frames, runs a command
 # CHECK    exmem_qemu_check: the model against the guest's maps (check.cpp)
+# CALIBRATE  bench's exmem_calibrate (optional: "" or absent skips that step)
 #
 # Boots linux-image-amd64's kernel (the version `apt-cache depends linux-image-amd64`
 # names, fetched with apt-get download and unpacked with dpkg-deb -x; nothing is
@@ -16,13 +17,20 @@
 # kptr_restrict=2), `exmem probe --map` before, the guest program (secret pages
 # through libexmem and through a memfd_secret file, then `exmem probe --map` while
 # it holds them), each result between markers on ttyS0. Outside: the check. Then
-# the same with -cpu max -m 4096 (1 GiB leaves), unless EXMEM_QEMU_QUICK=1.
+# a third step: `exmem trace record` of the guest program (tracefs mounted by
+# /init), its trace carrying the guest's real direct map at the start and the
+# end ("# direct_map" lines), brought out gzip+base64 and replayed outside with
+# `exmem sim --trace`, whose exact region-by-region comparison must be
+# explained (exmem_qemu_check --trace-calibration). Fourth, when CALIBRATE is
+# given: exmem_calibrate 64 3 in the guest (the model started from the guest's
+# real map, compared region by region), which must exit 0. Then the same with
+# -cpu max -m 4096 (1 GiB leaves), unless EXMEM_QEMU_QUICK=1.
 #
 # Exit 0 when every check holds, 1 when one fails, 77 (a CTest skip) when qemu,
 # busybox-static or the kernel package cannot be had, with the reason printed.
 set -euo pipefail
 
-work=$1 exmem=$2 guest=$3 check=$4
+work=$1 exmem=$2 guest=$3 check=$4 calibrate=${5:-}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 skip() { echo "SKIPPED: $*" >&2; echo "  (scripts/deps test installs qemu-system-x86, busybox-static and cpio)" >&2; exit 77; }
@@ -57,8 +65,9 @@ rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,etc,tmp}
 cp "$busybox" "$root/bin/busybox"
 cp "$exmem" "$root/bin/exmem"
 cp "$guest" "$root/bin/exmem_qemu_guest"
-# The shared libraries of exmem and the guest program (and the loader) at the paths ldd names.
-ldd "$exmem" "$guest" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^\// && $i !~ /:$/) print $i}' | sort -u | while read -r lib; do
+[[ -n $calibrate ]] && cp "$calibrate" "$root/bin/exmem_calibrate"
+# The shared libraries of exmem and the guest programs (and the loader) at the paths ldd names.
+ldd "$exmem" "$guest" ${calibrate:+"$calibrate"} | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^\// && $i !~ /:$/) print $i}' | sort -u | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
@@ -73,6 +82,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t securityfs none /sys/kernel/security 2>/dev/null
+mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 echo "===KERNEL $(uname -r) kptr_restrict=$(cat /proc/sys/kernel/kptr_restrict) lockdown=$(cat /sys/kernel/security/lockdown 2>/dev/null)"
 echo "===NOTROOT"; su nobody -s /bin/sh -c '/bin/exmem probe --map --json'; echo "===END rc=$?"
 echo 2 >/proc/sys/kernel/kptr_restrict
@@ -85,6 +95,14 @@ echo "===OUT rc=$? index.html $(wc -c </tmp/map/index.html) map.json $(wc -c </t
 /bin/exmem_qemu_guest 256 -- /bin/sh /after.sh; echo "===GUEST rc=$?"
 echo "===HTML"; base64 /tmp/after/index.html; echo "===END"
 echo "===AFTER_TEXT"; /bin/exmem probe --map; echo "===END rc=$?"
+# The third step: a recording of the guest program with the map before and after it. Its own
+# output (FRAME lines) stays out of the console, so that the check above reads the first run's.
+/bin/exmem trace record -o /tmp/guest.trace -- /bin/exmem_qemu_guest 1024 -- /bin/true >/tmp/record.out 2>&1
+rc=$?
+echo "===RECORD rc=$rc $(grep -v '^FRAME' /tmp/record.out | tr '\n' ' ')"
+echo "===TRACE"; gzip -c /tmp/guest.trace | base64; echo "===END"
+# RLIMIT_MEMLOCK is 8 MiB here: faults of memfd_secret pages beyond it get SIGBUS.
+if [ -x /bin/exmem_calibrate ]; then echo "===CALIBRATE"; (ulimit -l unlimited; exec /bin/exmem_calibrate 64 3); echo "===END rc=$?"; fi
 echo "===DONE"
 poweroff -f
 EOF
@@ -149,6 +167,26 @@ run_guest() {  # NAME QEMU-ARGS...
   echo "$name: the guest's direct map while it held the pages, drawn by the report's renderer: $out/index.html ($(wc -c <"$out/index.html") bytes)"
   if ! "$check" "$out/before.json" "$out/after.json" "$out/frames.txt" | tee "$out/check.txt"; then
     echo "FAIL $name: the model and the real map disagree (or the input was bad)"; failed=1
+  fi
+  # The third step: the recording, replayed here with its snapshots.
+  grep '^===RECORD' "$out/serial.log" | sed 's/^===RECORD/exmem trace record in the guest:/'
+  if ! grep -q '^===RECORD rc=0' "$out/serial.log"; then
+    echo "FAIL $name: exmem trace record failed in the guest"; failed=1; return
+  fi
+  section "$out/serial.log" TRACE | base64 -d 2>/dev/null | gunzip >"$out/guest.trace" 2>/dev/null || true
+  echo "$name: the guest's trace: $out/guest.trace ($(wc -l <"$out/guest.trace") lines, $(grep -c '^# secret' "$out/guest.trace") secret pages, $(grep -c '^# direct_map' "$out/guest.trace") direct_map lines)"
+  if ! "$exmem" sim --trace "$out/guest.trace" --policy upstream --json >"$out/sim.json" 2>"$out/sim.err"; then
+    echo "FAIL $name: exmem sim --trace failed: $(tail -3 "$out/sim.err")"; failed=1; return
+  fi
+  "$exmem" sim --trace "$out/guest.trace" --policy upstream 2>/dev/null | sed -n '/^against the real kernel/,$p' | tee "$out/sim.txt"
+  if ! "$check" --trace-calibration "$out/sim.json" | tee "$out/trace_check.txt"; then
+    echo "FAIL $name: the model's end map and the guest's real one disagree where the trace decides"; failed=1
+  fi
+  if [[ -n $calibrate ]]; then
+    section "$out/serial.log" CALIBRATE | tee "$out/calibrate.txt"
+    if ! grep -A10000 '^===CALIBRATE' "$out/serial.log" | grep -q '^===END rc=0'; then
+      echo "FAIL $name: exmem_calibrate in the guest: $(grep -A10000 '^===CALIBRATE' "$out/serial.log" | grep -m1 '^===END')"; failed=1
+    fi
   fi
 }
 

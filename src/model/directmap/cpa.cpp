@@ -174,6 +174,20 @@ int DirectMap::collapse_range(Pfn pfn, Pfn n, CpuId cpu) {
   cpa_collapse_large_pages(pfn, n, cpu);
   return static_cast<int>(counters_.level2_collapses + counters_.level3_collapses - before);
 }
+int DirectMap::split_to(Pfn pfn, Level level, CpuId cpu) {
+  Cpa cpa{0, 0, false, false, 1, cpu};
+  const std::size_t gi = pfn / kPagesPer1G;
+  if (gi >= pud_.size() || pud_[gi].kind == kNone) return -EINVAL;
+  if (pud_[gi].kind == kLeaf) {
+    if (level >= Level::Pud1G) return 0;
+    if (const int err = split_large_page(cpa, pfn, Level::Pud1G); err != 0) return err;
+  }
+  const Entry& pmd = pmd_tables_[pud_[gi].table].e[(pfn / kPagesPer2M) % kPtrsPerTable];
+  if (pmd.kind == kNone) return -EINVAL;
+  if (pmd.kind == kTable || level >= Level::Pmd2M) return 0;
+  return split_large_page(cpa, pfn, Level::Pmd2M);
+}
+
 int DirectMap::clear_4k(Pfn pfn, Pfn n, CpuId cpu) {
   return change_page_attr_set_clr(pfn, n, 0, _PAGE_KERNEL_4K, false, false, cpu);
 }

@@ -265,6 +265,16 @@ class DirectMap {
   int clear_4k(Pfn pfn, Pfn numpages, CpuId cpu);
   int clear_4k_and_collapse(Pfn pfn, Pfn numpages, CpuId cpu);
 
+  // Not a kernel call: starts the model from a real kernel's map. Splits the
+  // leaf that maps pfn until it is no larger than `level` (Pmd2M: a 1 GiB leaf
+  // becomes 512 2 MiB leaves; Pte4K: down to a PTE table), each step
+  // split_large_page() with the leaf's own attributes and no change after it,
+  // as a CPA call the model did not see (e.g. before a trace's recording began)
+  // left the region. Counts in vmstat like any split once running. Returns 0
+  // (also when already that small), -EINVAL when pfn is not mapped at all,
+  // -ENOMEM when a table page cannot be had.
+  int split_to(Pfn pfn, Level level, CpuId cpu);
+
   // mirrors lookup_address() on the direct-map address of pfn
   [[nodiscard]] Lookup lookup(Pfn pfn) const;
   [[nodiscard]] bool is_present(Pfn pfn) const { return lookup(pfn).present(); }

@@ -16,16 +16,63 @@
 // count at the real pfns is an upper bound of the real one, and the difference
 // must not exceed the regions split before plus those split by other activity
 // during the recording: `explained` checks exactly that.
+//
+// With a start snapshot the model machine's RAM is the snapshot's mapped
+// regions (still with the model's PCI hole at 3-4 GiB) rather than the counters' total.
+//
+// When the trace carries the real direct map at the start and the end (its
+// "# direct_map" lines, trace_format.hpp), the comparison is exact instead:
+// the model's direct map starts from the real start map (every region split
+// there is split in the model with DirectMap::split_to() before the secret
+// pages are taken out, and a GiB of 2 MiB leaves there is split to them), and
+// its end map is compared with the real end map region by region
+// (RegionComparison).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/machine.hpp"
 #include "model/workload/trace_replay.hpp"
 
 namespace exmem::model::workload {
+
+// The model's end map against the real end map, per 2 MiB region, over the
+// regions both map (regions mapped in only one of them are counted apart: the
+// model's RAM layout is the recording machine's size with the model's PCI hole,
+// not its e820 map).
+struct RegionComparison {
+  bool exact = false;                    // the trace has both snapshots
+  std::uint64_t regions = 0;             // regions compared (mapped in both)
+  std::uint64_t presplit_2m = 0;         // regions split to 4 KiB in the model to match the start map
+  std::uint64_t presplit_1g = 0;         // GiBs split to 2 MiB leaves in the model to match it
+  std::uint64_t split_both = 0;          // split to 4 KiB in both end maps
+  std::uint64_t split_model_only = 0;    // split in the model's, a leaf in the kernel's
+  std::uint64_t split_kernel_only = 0;   // split in the kernel's, a leaf in the model's
+  std::uint64_t leaf1g_both = 0;         // inside a 1 GiB leaf in both
+  std::uint64_t leaf1g_model_only = 0;
+  std::uint64_t leaf1g_kernel_only = 0;
+  std::uint64_t mapped_model_only = 0;   // layout differences, not compared
+  std::uint64_t mapped_kernel_only = 0;
+  // The real kernel during the recording: regions split at the end and not
+  // at the start, and of those the ones holding one of the command's secret
+  // pages; regions split at the start and no longer at the end (collapsed).
+  std::uint64_t kernel_new_splits = 0;
+  std::uint64_t kernel_new_with_secret = 0;
+  std::uint64_t kernel_collapsed = 0;
+  // split_kernel_only regions holding a secret page (the model missed them:
+  // never expected), and the first few region numbers of each disagreement.
+  std::uint64_t kernel_only_with_secret = 0;
+  std::vector<std::uint64_t> first_model_only, first_kernel_only;
+  // The model's map at the end, one model::Coverage value per region (for pictures).
+  std::vector<std::uint8_t> model_end;
+  // Every region the model split is split in the real end map, and every
+  // region only the kernel split holds none of the command's secret pages
+  // (other kernel activity during the recording, not in the trace's secret pages).
+  bool explained = false;
+};
 
 struct TraceCalibration {
   bool have_counters = false;  // the trace has "# start" and "# end" counters
@@ -46,7 +93,17 @@ struct TraceCalibration {
   // model_level2_splits - real_level2_splits <= regions_split_before (and the
   // model never predicts fewer than the real kernel did for these pages).
   bool explained = false;
+  RegionComparison exact;  // exact.exact: the trace's snapshots were used
+  std::string map_unavailable;  // otherwise: the trace's reason (empty: an older trace)
 };
+
+// The two halves of the exact comparison, for other callers than a trace
+// (bench/calibrate.cpp): the model's map split where `start` is split, and the
+// model's map against the real `end` one, `secret_pfns` being the pages whose
+// regions decide. compare_with_snapshot() sets x.exact.
+void start_from_snapshot(directmap::DirectMap& dm, const DirectMapSnapshot& start, RegionComparison& x);
+void compare_with_snapshot(const Machine& machine, const DirectMapSnapshot& start, const DirectMapSnapshot& end,
+                           const std::vector<std::uint64_t>& secret_pfns, RegionComparison& x);
 
 // Needs the start and end counters for have_counters; without them only the
 // secret-page part is filled.

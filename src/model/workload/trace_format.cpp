@@ -736,6 +736,123 @@ GfpFlags parse_gfp_flags(std::string_view text, std::vector<std::string>* unknow
   return out;
 }
 
+namespace {
+
+// The codes of "# direct_map" runs, by model::Coverage value.
+constexpr std::array<char, 4> kCoverageCode{'.', 'G', 'M', 'K'};
+
+int coverage_of_code(char c) {
+  for (std::size_t i = 0; i < kCoverageCode.size(); ++i) {
+    if (kCoverageCode[i] == c) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// The line as an error names it: its first words, without the runs.
+std::string line_head(std::string_view line) {
+  const std::size_t map = line.find(" map=");
+  return std::string(map == std::string_view::npos ? line.substr(0, 80) : line.substr(0, map));
+}
+
+// One "# direct_map ..." line of the footer into info; `declared` keeps each
+// map's regions= from its first line.
+void read_direct_map_line(const std::string& path, std::string_view line, TraceInfo& info,
+                          std::map<std::string, std::uint64_t>& declared) {
+  auto fail = [&](const std::string& what) {
+    throw TraceError(path, 0, fmt::format("the line \"{}\": {}", line_head(line), what));
+  };
+  std::string_view rest = trim(line.substr(trace_line::kDirectMap.size()));
+  if (starts_with(rest, "unavailable")) {
+    info.map_unavailable = std::string(trim(rest.substr(11)));
+    return;
+  }
+  const std::size_t sp = std::min(rest.find(' '), rest.size());
+  const std::string when(rest.substr(0, sp));
+  if (when != "start" && when != "end") fail(fmt::format("\"{}\" is neither start, end nor unavailable", when));
+  const std::string_view fields = rest.substr(sp);
+  std::uint64_t regions = 0;
+  std::uint64_t from = 0;
+  bool present = false;
+  if (!field_number(fields, "regions=", regions, present)) {
+    fail(present ? "field regions=: not a number" : "field regions= is missing");
+  }
+  if (regions > kMaxRealPfn / 512) fail(fmt::format("field regions=: {} regions is more than the format allows", regions));
+  if (!field_number(fields, "from=", from, present)) {
+    fail(present ? "field from=: not a number" : "field from= is missing");
+  }
+  const std::string_view runs = field(fields, "map=");
+  if (runs.data() == nullptr) fail("field map= is missing");
+  std::optional<DirectMapSnapshot>& snap = when == "start" ? info.map_start : info.map_end;
+  if (!snap) {
+    snap.emplace();
+    snap->regions.reserve(regions);
+    declared[when] = regions;
+  } else if (declared[when] != regions) {
+    fail(fmt::format("field regions=: {}, but the map's first line said {}", regions, declared[when]));
+  }
+  if (from != snap->regions.size()) {
+    fail(fmt::format("field from=: {}, but the map's earlier lines end at region {}", from, snap->regions.size()));
+  }
+  std::size_t i = 0;
+  for (std::uint64_t run = 1; i < runs.size(); ++run) {
+    const std::size_t start = i;
+    std::uint64_t count = 0;
+    while (i < runs.size() && is_digit(runs[i]) && count <= regions) {
+      count = count * 10 + static_cast<std::uint64_t>(runs[i] - '0');
+      ++i;
+    }
+    if (i == start || count == 0) fail(fmt::format("field map=: run {} (at character {}) has no count", run, start));
+    if (i >= runs.size()) fail(fmt::format("field map=: run {} (\"{}\") has no code", run, runs.substr(start)));
+    const int code = coverage_of_code(runs[i]);
+    if (code < 0) {
+      fail(fmt::format("field map=: run {} (\"{}\"): code '{}' is not G, M, K or .", run,
+                       runs.substr(start, i + 1 - start), runs[i]));
+    }
+    ++i;
+    if (snap->regions.size() + count > regions) {
+      fail(fmt::format("field map=: run {} reaches region {}, past regions={}", run, snap->regions.size() + count,
+                       regions));
+    }
+    snap->regions.insert(snap->regions.end(), count, static_cast<std::uint8_t>(code));
+  }
+}
+
+}  // namespace
+
+std::uint64_t DirectMapSnapshot::regions_of(std::uint8_t coverage) const {
+  return static_cast<std::uint64_t>(std::count(regions.begin(), regions.end(), coverage));
+}
+
+std::string trace_direct_map_lines(std::string_view when, const DirectMapSnapshot& map) {
+  std::string out;
+  std::string runs;
+  std::size_t nruns = 0;
+  std::size_t from = 0;
+  auto line = [&](std::size_t end) {
+    out += fmt::format("{} {} regions={} from={} map={}\n", trace_line::kDirectMap, when, map.regions.size(), from,
+                       runs);
+    runs.clear();
+    nruns = 0;
+    from = end;
+  };
+  std::size_t i = 0;
+  while (i < map.regions.size()) {
+    std::size_t j = i;
+    while (j < map.regions.size() && map.regions[j] == map.regions[i]) ++j;
+    runs += fmt::format("{}{}", j - i, kCoverageCode[map.regions[i] & 3u]);
+    i = j;
+    if (++nruns == kDirectMapRunsPerLine && i < map.regions.size()) line(i);
+  }
+  line(i);
+  return out;
+}
+
+std::string trace_direct_map_unavailable_line(std::string_view refusal, std::string_view why) {
+  std::string w(why);
+  std::replace(w.begin(), w.end(), '\n', ' ');
+  return fmt::format("{} unavailable {}: {}\n", trace_line::kDirectMap, refusal, w);
+}
+
 TraceInfo read_trace_info(const std::string& path) {
   TraceInfo info;
   info.path = path;
@@ -800,13 +917,24 @@ TraceInfo read_trace_info(const std::string& path) {
       end = nl;
     }
   }
+  std::map<std::string, std::uint64_t> declared;  // regions= of each "# direct_map" map
   for (auto it = footer.rbegin(); it != footer.rend(); ++it) {
     std::uint64_t pfn = 0;
     int pid = 0;
-    if (starts_with(*it, trace_line::kSecret)) {
+    if (starts_with(*it, trace_line::kDirectMap)) {
+      read_direct_map_line(path, *it, info, declared);
+    } else if (starts_with(*it, trace_line::kSecret)) {
       if (parse_secret_line(*it, pfn, pid)) info.secret_pages.emplace_back(pfn, pid);
     } else {
       parse_info_line(*it, info);
+    }
+  }
+  for (const auto& [when, regions] : declared) {
+    const std::optional<DirectMapSnapshot>& snap = when == "start" ? info.map_start : info.map_end;
+    if (snap->regions.size() != regions) {
+      throw TraceError(path, 0,
+                       fmt::format("the \"# direct_map {}\" lines: field map=: the runs cover {} regions, regions={}",
+                                   when, snap->regions.size(), regions));
     }
   }
   return info;

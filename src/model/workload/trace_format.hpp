@@ -32,6 +32,23 @@
 //   # duration_seconds: X
 //   # events: N
 //   # lost_events: N        (events tracefs dropped: its buffer overflowed)
+//   # direct_map start regions=N from=I map=RUNS
+//   # direct_map end regions=N from=I map=RUNS
+//                                    (the real direct map at the start and the end
+//                                     of the recording, read through /proc/kcore
+//                                     (host/kernel_map.hpp): one code per 2 MiB
+//                                     region of [0, N x 2 MiB), run-length coded:
+//                                     RUNS is <count><code>... with code G (inside a
+//                                     1 GiB leaf), M (a 2 MiB leaf), K (split to
+//                                     4 KiB PTEs) or . (not mapped); a map is cut
+//                                     into lines of at most kDirectMapRunsPerLine
+//                                     runs, each starting at region I, in order.
+//                                     Both are written in the footer, the start map
+//                                     kept in memory meanwhile, so that the header
+//                                     stays short)
+//   # direct_map unavailable <refusal>: <why>
+//                                    (instead, when the map could not be read:
+//                                     host::refusal_name() and the sentence why)
 //
 // An event line, as every kernel since 4.x prints it:
 //   <comm>-<pid> [<cpu>] <flags> <timestamp>: mm_page_<event>: page=<ptr> pfn=<n> order=<n>
@@ -49,7 +66,9 @@
 // `exmem sim --trace` counts them and skips them; `exmem trace sched`
 // (sched_analysis.hpp) reads them. Traces from before --sched (no such lines,
 // no "# sched"/"# command_pid"/"# kthread" lines) read as before, and the
-// format's version stays 1: every addition is a line old readers skip.
+// format's version stays 1: every addition is a line old readers skip. So do
+// traces without "# direct_map" lines (recorded before the snapshots, or
+// elsewhere than on x86-64): the calibration then falls back to the counters.
 //
 // The "# secret" lines come from samples of the command's mappings taken
 // while it ran and at its exit: a page it faulted in and released between two
@@ -90,6 +109,7 @@ inline constexpr std::string_view kSched = "# sched:";
 inline constexpr std::string_view kTraceClock = "# trace_clock:";
 inline constexpr std::string_view kCommandPid = "# command_pid:";
 inline constexpr std::string_view kKthread = "# kthread";
+inline constexpr std::string_view kDirectMap = "# direct_map";
 }  // namespace trace_line
 
 // The keys of "# start" and "# end": /proc/meminfo's DirectMap lines (with
@@ -125,6 +145,22 @@ class TraceError : public std::runtime_error {
   TraceError(const std::string& file, std::uint64_t line, const std::string& what);
 };
 
+// A real direct map as "# direct_map" lines carry it: one code per 2 MiB
+// region of physical memory from 0, the values of model::Coverage (snapshot.hpp:
+// 0 not mapped, 1 inside a 1 GiB leaf, 2 a 2 MiB leaf, 3 split to 4 KiB), which
+// are also host::MapCoverage's.
+struct DirectMapSnapshot {
+  std::vector<std::uint8_t> regions;
+  [[nodiscard]] std::uint64_t regions_of(std::uint8_t coverage) const;
+  bool operator==(const DirectMapSnapshot&) const = default;
+};
+// Runs per "# direct_map" line (a map of many short runs takes several lines).
+inline constexpr std::size_t kDirectMapRunsPerLine = 4096;
+// The lines of one snapshot; `when` is "start" or "end".
+std::string trace_direct_map_lines(std::string_view when, const DirectMapSnapshot& map);
+// "# direct_map unavailable <refusal>: <why>".
+std::string trace_direct_map_unavailable_line(std::string_view refusal, std::string_view why);
+
 // The lines `exmem trace record` writes around the events.
 struct TraceInfo {
   std::string path;
@@ -148,10 +184,17 @@ struct TraceInfo {
   std::string trace_clock;         // "# trace_clock: NAME"; empty: not recorded
   std::optional<int> command_pid;  // "# command_pid: N"
   std::vector<int> kthreads;       // "# kthread pid=N"
+  // The real direct map at the start and the end ("# direct_map start/end");
+  // both absent in traces from before the snapshots or when the map could not
+  // be read, and then map_unavailable says why ("<refusal>: <why>"; empty for
+  // an older trace).
+  std::optional<DirectMapSnapshot> map_start, map_end;
+  std::string map_unavailable;
 };
 
 // Reads the header (leading '#' lines) and the footer (trailing '#' lines)
-// without reading the events between them. TraceError when unreadable.
+// without reading the events between them. TraceError when unreadable, and
+// when a "# direct_map" line is malformed (naming the line and the field).
 TraceInfo read_trace_info(const std::string& path);
 
 // "# secret pfn=0x1a2b pid=42": false when the line is not well formed.
