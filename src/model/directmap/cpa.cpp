@@ -239,6 +239,21 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
         leaf = &pmd;
         level = Level::Pmd2M;
       } else if (pmd.kind == kTable) {
+        const std::uint32_t rep = pte_tables_[pmd.table].rep;
+        if ((rep & kUniformPtes) != 0 && rep != kUniformPtes && addr % kPtrsPerTable == 0 &&
+            cpa.numpages >= kPtrsPerTable && step_observer_ == nullptr) {
+          // The whole table, all 512 equal: __change_page_attr() would write
+          // the same new PTE 512 times; done in one, the table stays compact.
+          const auto u = static_cast<std::uint8_t>(rep);
+          const auto new_prot =
+              clear_protnone_bits(static_cast<std::uint8_t>((u & ~cpa.clr) | cpa.set));
+          if (new_prot != u) {
+            pte_tables_[pmd.table].rep = kUniformPtes | new_prot;
+            cpa.flushtlb = true;
+          }
+          cpa.numpages = kPtrsPerTable;
+          return 0;
+        }
         pte = pte_get(pmd.table, addr % kPtrsPerTable);
         if (pte != 0) {
           pte_table = pmd.table;

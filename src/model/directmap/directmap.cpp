@@ -80,21 +80,24 @@ void DirectMap::pte_set(std::uint32_t slot, unsigned i, std::uint8_t v) {
       full_ptes_.emplace_back();
     }
     full_ptes_[f].pte.fill(u);
-    full_ptes_[f].same = kPtrsPerTable - 1;
+    full_ptes_[f].same = kPtrsPerTable;
+    full_ptes_[f].ref = u;
     t.rep = f;
   }
   FullPtes& f = full_ptes_[t.rep];
   const std::uint8_t old = f.pte[i];
   if (old == v) return;
   f.pte[i] = v;
-  if (i == 0) {
-    f.same = static_cast<std::uint16_t>(std::count(f.pte.begin() + 1, f.pte.end(), v));
-  } else {
-    f.same = static_cast<std::uint16_t>(f.same - (old == f.pte[0]) + (v == f.pte[0]));
+  // O(1) on every write: same counts the entries equal to ref; when none is
+  // left, ref moves to the value just written (one count of 512 bytes).
+  f.same = static_cast<std::uint16_t>(f.same - (old == f.ref) + (v == f.ref));
+  if (f.same == 0) {
+    f.ref = v;
+    f.same = static_cast<std::uint16_t>(std::count(f.pte.begin(), f.pte.end(), v));
   }
-  if (f.same == kPtrsPerTable - 1) {  // all 512 equal again: back to one byte
+  if (f.same == kPtrsPerTable) {  // all 512 equal again: back to one byte
     free_full_ptes_.push_back(t.rep);
-    t.rep = kUniformPtes | v;
+    t.rep = kUniformPtes | f.ref;
   }
 }
 
@@ -253,12 +256,13 @@ std::vector<std::string> DirectMap::check() const {
           ++full_live;
           const FullPtes& f = full_ptes_[rep];
           const auto same =
-              static_cast<std::uint64_t>(std::count(f.pte.begin() + 1, f.pte.end(), f.pte[0]));
-          if (same != std::uint64_t{f.same}) {
-            bad(fmt::format("PTE table of pfn {:#x}: {} entries match the first, recorded {}",
-                            b2, same, f.same));
+              static_cast<std::uint64_t>(std::count(f.pte.begin(), f.pte.end(), f.ref));
+          if (same != std::uint64_t{f.same} || same == 0) {
+            bad(fmt::format("PTE table of pfn {:#x}: {} entries are {:#x}, recorded {}", b2,
+                            same, f.ref, f.same));
           }
-          if (same == kPtrsPerTable - 1) {
+          const auto first = std::count(f.pte.begin(), f.pte.end(), f.pte[0]);
+          if (first == std::ptrdiff_t{kPtrsPerTable}) {
             bad(fmt::format("PTE table of pfn {:#x}: 512 equal entries held in full", b2));
           }
         }

@@ -327,7 +327,8 @@ class DirectMap {
   };
   struct FullPtes {
     std::array<std::uint8_t, kPtrsPerTable> pte{};
-    std::uint16_t same = 0;  // entries 1..511 equal to pte[0] (511: all equal)
+    std::uint16_t same = 0;  // entries equal to ref: never 0 (ref moves) nor 512 (folded)
+    std::uint8_t ref = 0;
   };
   struct Cpa {  // struct cpa_data, for one call
     std::uint8_t set = 0;
