@@ -314,6 +314,42 @@ TEST(DirectMapPteStorage, ASingleDifferingPteTakesOneBlockAndItsRestoreGivesItBa
   EXPECT_SOUND(*m);
 }
 
+// A CPA step over a whole compact table: __change_page_attr() writes the same
+// new PTE 512 times; without an observer of CPA steps the model writes the
+// one byte (no block taken), with one it makes the 512 writes it reports.
+struct StepCount final : directmap::CpaStepObserver {
+  int pte_changes = 0;
+  void on_cpa_step(const directmap::CpaStep& s) override {
+    pte_changes += s.kind == directmap::CpaStepKind::PteChange ? 1 : 0;
+  }
+};
+
+TEST(DirectMapPteStorage, AChangeOfAWholeCompactTableStaysCompact) {
+  auto m = machine(1 * GiB, false, 64);
+  auto& d = m->dmap();
+  const auto boot = d.pte_storage();
+  const Pfn a = pfn_at(256 * MiB);
+  ASSERT_EQ(d.set_memory_4k(a, 2 * kPagesPer2M, 0), 0);  // two split, compact tables
+  ASSERT_EQ(d.pte_storage().tables, boot.tables + 2);
+  const std::size_t flushes = m->flushes().events().size();
+  ASSERT_EQ(d.set_memory_ro(a, 2 * kPagesPer2M, 0), 0);
+  EXPECT_EQ(d.pte_storage().full, boot.full);
+  EXPECT_EQ(d.pte_storage().free_full, boot.free_full);
+  for (Pfn p = a; p < a + 2 * kPagesPer2M; ++p) {
+    ASSERT_FALSE(d.lookup(p).flags & directmap::_PAGE_RW);
+    ASSERT_EQ(d.lookup(p).level, Level::Pte4K);
+  }
+  EXPECT_GT(m->flushes().events().size(), flushes);  // CPA_FLUSHTLB was set: cpa_flush()
+  StepCount steps;
+  d.set_cpa_step_observer(&steps);
+  ASSERT_EQ(d.set_memory_rw(a, kPagesPer2M, 0), 0);
+  d.set_cpa_step_observer(nullptr);
+  EXPECT_EQ(steps.pte_changes, static_cast<int>(kPagesPer2M));
+  EXPECT_EQ(d.pte_storage().full, boot.full);  // taken at the first write, given back at the last
+  EXPECT_TRUE(d.lookup(a + 17).flags & directmap::_PAGE_RW);
+  EXPECT_SOUND(*m);
+}
+
 // collapse_pmd_page() frees the table: its slot is reused by the next split
 // (not leaked), and the TLB model's table_ref() sees the same slot again.
 TEST(DirectMapPteStorage, CollapsedTablesAreRecycled) {
