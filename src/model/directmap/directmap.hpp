@@ -12,7 +12,11 @@
 // one entry per GiB, PMD tables only under split or partly mapped GiBs, PTE
 // tables only under split or partly mapped 2 MiB leaves. The direct map is
 // linear (pfn N maps at PAGE_OFFSET + N * 4 KiB), so entries keep attributes
-// only; a leaf's pfn is implied by its position.
+// only; a leaf's pfn is implied by its position. A PTE table whose 512
+// entries are equal (most are: a 2 MiB folio leaves and rejoins the direct map
+// as one range) is held as one byte, 512 bytes only while its entries differ;
+// its page-table page, and so every result of the model, is the same either
+// way.
 #pragma once
 
 #include <array>
