@@ -1,5 +1,6 @@
 // Tests of directmap/: boot mapping, CPA splits and in-place changes,
 // collapse as in 6.15, counters, and the flush requests.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -269,6 +270,216 @@ TEST(DirectMapCollapse, WithoutGbpagesNoPudCollapse) {
   EXPECT_EQ(m->dmap().counters().level3_collapses, 0u);
   EXPECT_EQ(m->dmap().lookup(base).level, Level::Pmd2M);
   EXPECT_SOUND(*m);
+}
+
+// The PTE tables' storage (the model's, not the kernel's): a table whose 512
+// entries are equal keeps one byte, a 512-byte block only while they differ.
+// __split_large_page() fills the new table with the leaf's protection and
+// __change_page_attr() then writes one PTE at a time; the storage must follow
+// every write and give the block back once the entries agree again.
+TEST(DirectMapPteStorage, SplitThenWhollyClearedHoldsNoFullTable) {
+  auto m = machine(1 * GiB, false);
+  auto& d = m->dmap();
+  const auto boot = d.pte_storage();
+  const Pfn base = pfn_at(512 * MiB);
+  ASSERT_EQ(d.set_direct_map_invalid_noflush(base + 9, 0), 0);  // splits: one table
+  ASSERT_EQ(d.counters().level2_splits, 1u);
+  EXPECT_EQ(d.pte_storage().tables, boot.tables + 1);
+  EXPECT_EQ(d.pte_storage().full, boot.full + 1);  // the entries differ
+  // Clearing the rest of the 2 MiB (what removing a 2 MiB folio from the
+  // direct map does) makes the 512 entries equal again.
+  ASSERT_EQ(d.set_direct_map_valid_noflush(base, kPagesPer2M, false, 0), 0);
+  EXPECT_EQ(d.pte_storage().tables, boot.tables + 1);
+  EXPECT_EQ(d.pte_storage().full, boot.full);
+  // Its block is free again (the boot ISA table's, given back at boot and reused).
+  EXPECT_EQ(d.pte_storage().free_full, boot.free_full);
+  for (Pfn p = base; p < base + kPagesPer2M; ++p) {
+    ASSERT_EQ(d.lookup(p).level, Level::Pte4K);
+    ASSERT_FALSE(d.is_present(p));
+  }
+  EXPECT_EQ(m->phys().pages_of_kind(phys::FrameKind::PageTable), 1u);  // the table page stays
+  EXPECT_SOUND(*m);
+  // Restored whole: still compact (the present entries are equal).
+  ASSERT_EQ(d.set_direct_map_valid_noflush(base, kPagesPer2M, true, 0), 0);
+  EXPECT_EQ(d.pte_storage().full, boot.full);
+  EXPECT_TRUE(d.is_present(base + 9));
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapPteStorage, ASingleDifferingPteTakesOneBlockAndItsRestoreGivesItBack) {
+  auto m = machine(1 * GiB, false);
+  auto& d = m->dmap();
+  const auto boot = d.pte_storage();
+  const Pfn a = pfn_at(256 * MiB);
+  const Pfn b = pfn_at(384 * MiB);
+  // set_memory_4k() splits with uniform PTEs (all pinned): still compact.
+  ASSERT_EQ(d.set_memory_4k(a, kPagesPer2M, 0), 0);
+  EXPECT_EQ(d.pte_storage().tables, boot.tables + 1);
+  EXPECT_EQ(d.pte_storage().full, boot.full);
+  ASSERT_EQ(d.set_memory_ro(a + 511, 1, 0), 0);  // the last PTE differs
+  EXPECT_EQ(d.pte_storage().full, boot.full + 1);
+  EXPECT_EQ(d.pte_storage().free_full, 0u);  // the block given back at boot, reused
+  EXPECT_FALSE(d.lookup(a + 511).flags & directmap::_PAGE_RW);
+  EXPECT_TRUE(d.lookup(a + 510).flags & directmap::_PAGE_RW);
+  EXPECT_SOUND(*m);
+  ASSERT_EQ(d.set_memory_ro(a + 0, 1, 0), 0);  // the first one too: still two values
+  EXPECT_EQ(d.pte_storage().full, boot.full + 1);
+  // A second differing table needs a new block, and model_bytes() counts it.
+  const std::size_t bytes = d.model_bytes();
+  ASSERT_EQ(d.set_direct_map_invalid_noflush(b + 3, 0), 0);
+  EXPECT_EQ(d.pte_storage().full, boot.full + 2);
+  EXPECT_GE(d.model_bytes(), bytes + kPtrsPerTable);
+  EXPECT_SOUND(*m);
+  ASSERT_EQ(d.set_memory_rw(a, kPagesPer2M, 0), 0);
+  // set_memory_ro() cleared _PAGE_DIRTY and set_memory_rw() leaves it clear:
+  // entries 0 and 511 still differ from the others.
+  EXPECT_EQ(d.pte_storage().full, boot.full + 2);
+  ASSERT_EQ(d.set_memory_ro(a, kPagesPer2M, 0), 0);  // now all equal: folded
+  EXPECT_EQ(d.pte_storage().full, boot.full + 1);
+  EXPECT_EQ(d.pte_storage().free_full, 1u);
+  EXPECT_SOUND(*m);
+  // The next table that needs a block reuses the freed one.
+  const Pfn c = pfn_at(640 * MiB);
+  ASSERT_EQ(d.set_direct_map_invalid_noflush(c + 3, 0), 0);
+  EXPECT_EQ(d.pte_storage().tables, boot.tables + 3);
+  EXPECT_EQ(d.pte_storage().full, boot.full + 2);
+  EXPECT_EQ(d.pte_storage().free_full, 0u);
+  EXPECT_SOUND(*m);
+}
+
+// A CPA step over a whole compact table: __change_page_attr() writes the same
+// new PTE 512 times; without an observer of CPA steps the model writes the
+// one byte (no block taken), with one it makes the 512 writes it reports.
+struct StepCount final : directmap::CpaStepObserver {
+  int pte_changes = 0;
+  void on_cpa_step(const directmap::CpaStep& s) override {
+    pte_changes += s.kind == directmap::CpaStepKind::PteChange ? 1 : 0;
+  }
+};
+
+TEST(DirectMapPteStorage, AChangeOfAWholeCompactTableStaysCompact) {
+  auto m = machine(1 * GiB, false, 64);
+  auto& d = m->dmap();
+  const auto boot = d.pte_storage();
+  const Pfn a = pfn_at(256 * MiB);
+  ASSERT_EQ(d.set_memory_4k(a, 2 * kPagesPer2M, 0), 0);  // two split, compact tables
+  ASSERT_EQ(d.pte_storage().tables, boot.tables + 2);
+  const std::size_t flushes = m->flushes().events().size();
+  ASSERT_EQ(d.set_memory_ro(a, 2 * kPagesPer2M, 0), 0);
+  EXPECT_EQ(d.pte_storage().full, boot.full);
+  EXPECT_EQ(d.pte_storage().free_full, boot.free_full);
+  for (Pfn p = a; p < a + 2 * kPagesPer2M; ++p) {
+    ASSERT_FALSE(d.lookup(p).flags & directmap::_PAGE_RW);
+    ASSERT_EQ(d.lookup(p).level, Level::Pte4K);
+  }
+  EXPECT_GT(m->flushes().events().size(), flushes);  // CPA_FLUSHTLB was set: cpa_flush()
+  StepCount steps;
+  d.set_cpa_step_observer(&steps);
+  ASSERT_EQ(d.set_memory_rw(a, kPagesPer2M, 0), 0);
+  d.set_cpa_step_observer(nullptr);
+  EXPECT_EQ(steps.pte_changes, static_cast<int>(kPagesPer2M));
+  EXPECT_EQ(d.pte_storage().full, boot.full);  // taken at the first write, given back at the last
+  EXPECT_TRUE(d.lookup(a + 17).flags & directmap::_PAGE_RW);
+  EXPECT_SOUND(*m);
+}
+
+// collapse_pmd_page() frees the table: its slot is reused by the next split
+// (not leaked), and the TLB model's table_ref() sees the same slot again.
+TEST(DirectMapPteStorage, CollapsedTablesAreRecycled) {
+  auto m = machine(1 * GiB, false);
+  auto& d = m->dmap();
+  const auto boot = d.pte_storage();
+  const Pfn a = pfn_at(256 * MiB);
+  ASSERT_EQ(d.set_memory_ro(a + 5, 1, 0), 0);
+  const auto slot = d.table_ref(a, Level::Pte4K).slot;
+  ASSERT_EQ(d.set_memory_rox(a, kPagesPer2M, 0), 0);
+  ASSERT_EQ(d.counters().level2_collapses, 1u);
+  EXPECT_EQ(d.pte_storage().tables, boot.tables);
+  EXPECT_EQ(d.pte_storage().full, boot.full);
+  const Pfn b = pfn_at(640 * MiB);
+  ASSERT_EQ(d.set_memory_ro(b + 7, 1, 0), 0);
+  EXPECT_EQ(d.table_ref(b, Level::Pte4K).slot, slot);
+  EXPECT_EQ(d.pte_storage().tables, boot.tables + 1);
+  EXPECT_EQ(d.pte_storage().free_full, 0u);  // the block freed by the fold, reused
+  EXPECT_SOUND(*m);
+}
+
+TEST(DirectMapPteStorage, CheckCatchesACorruptedRecord) {
+  auto m = machine(1 * GiB, false);
+  auto& d = m->dmap();
+  const Pfn a = pfn_at(256 * MiB);
+  const Pfn b = pfn_at(384 * MiB);
+  ASSERT_EQ(d.set_direct_map_invalid_noflush(a, 0), 0);  // a: full
+  ASSERT_EQ(d.set_memory_4k(b, 1, 0), 0);
+  ASSERT_EQ(d.set_memory_4k(b, kPagesPer2M, 0), 0);  // b: compact
+  ASSERT_TRUE(d.check().empty()) << join(d.check());
+  constexpr std::uint32_t kCompact = 0x80000000u;
+  // A compact record with bits beyond its one byte.
+  d.overwrite_pte_record_for_test(b, kCompact | 0x100u | directmap::PAGE_KERNEL);
+  EXPECT_FALSE(d.check().empty());
+  // A compact record where a full one belongs: the lookups change, and the
+  // block is neither used nor free.
+  d.overwrite_pte_record_for_test(b, kCompact | directmap::PAGE_KERNEL | directmap::_PAGE_KERNEL_4K);
+  ASSERT_TRUE(d.check().empty()) << join(d.check());
+  d.overwrite_pte_record_for_test(a, kCompact | directmap::PAGE_KERNEL);
+  EXPECT_FALSE(d.check().empty());
+  // Two tables sharing one block (a's is block 0: the boot ISA table's,
+  // given back once its 512 entries were mapped, then reused).
+  d.overwrite_pte_record_for_test(a, 0);
+  ASSERT_TRUE(d.check().empty()) << join(d.check());
+  d.overwrite_pte_record_for_test(b, 0);
+  EXPECT_FALSE(d.check().empty());
+  // A block index out of range.
+  d.overwrite_pte_record_for_test(b, 12345);
+  EXPECT_FALSE(d.check().empty());
+}
+
+// The storage is lossless: after every random CPA call over a few 2 MiB
+// regions (where tables take, give back and reuse blocks), each page's
+// lookup() equals the per-page rule __change_page_attr() applies,
+// pgprot_clear_protnone_bits((old & ~clr) | set), whatever the level.
+RC_GTEST_PROP(DirectMapPteStorage, LookupsFollowThePerPageRule, ()) {
+  Machine m(small_config(1 * GiB, false));
+  auto& d = m.dmap();
+  const Pfn lo = pfn_at(256 * MiB);
+  const Pfn span = 4 * kPagesPer2M;
+  std::vector<std::uint8_t> want(span);
+  for (Pfn i = 0; i < span; ++i) want[i] = d.lookup(lo + i).flags;
+  using namespace directmap;
+  const auto ops = *rc::gen::container<std::vector<std::tuple<int, std::uint32_t, int>>>(
+      rc::gen::tuple(rc::gen::inRange(0, 10), rc::gen::inRange<std::uint32_t>(0, span),
+                     rc::gen::inRange(1, 1100)));
+  for (const auto& [op, off, len] : ops) {
+    Pfn n = static_cast<Pfn>(std::min<std::uint64_t>(static_cast<std::uint64_t>(len), span - off));
+    const Pfn pfn = lo + off;
+    std::uint8_t set = 0;
+    std::uint8_t clr = 0;
+    switch (op) {
+      case 0: d.set_memory_ro(pfn, n, 0); clr = _PAGE_RW | _PAGE_DIRTY; break;
+      case 1: d.set_memory_rw(pfn, n, 0); set = _PAGE_RW; break;
+      case 2: d.set_memory_np(pfn, n, 0); clr = _PAGE_PRESENT; break;
+      case 3: d.set_memory_p(pfn, n, 0); set = _PAGE_PRESENT; break;
+      case 4: d.set_memory_rox(pfn, n, 0); clr = _PAGE_RW | _PAGE_DIRTY | _PAGE_NX; break;
+      case 5: n = 1; d.set_memory_4k(pfn, 1, 0); set = _PAGE_KERNEL_4K; break;
+      case 6: n = 1; d.set_direct_map_invalid_noflush(pfn, 0); clr = _PAGE_PRESENT | _PAGE_RW; break;
+      case 7: n = 1; d.set_direct_map_default_noflush(pfn, 0); set = _PAGE_PRESENT | _PAGE_RW; break;
+      case 8: d.set_memory_nx(pfn, n, 0); set = _PAGE_NX; break;
+      default: d.clear_4k_and_collapse(pfn, n, 0); clr = _PAGE_KERNEL_4K; break;
+    }
+    for (Pfn i = off; i < off + n; ++i) {
+      auto v = static_cast<std::uint8_t>((want[i] & ~clr) | set);
+      if ((v & _PAGE_PRESENT) == 0) v = static_cast<std::uint8_t>(v & ~_PAGE_GLOBAL);
+      want[i] = v;
+    }
+    for (Pfn i = 0; i < span; ++i) {
+      if (d.lookup(lo + i).flags != want[i]) {
+        RC_FAIL(fmt::format("op {} at +{} x{}: page +{} has {:#x}, want {:#x}", op, off, n, i,
+                            d.lookup(lo + i).flags, want[i]));
+      }
+    }
+    const auto v = d.check();
+    if (!v.empty()) RC_FAIL(join(v));
+  }
 }
 
 // Random CPA sequences keep the counters equal to the tables and the mapped RAM.

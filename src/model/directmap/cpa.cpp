@@ -242,7 +242,8 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
     Entry* pud = gi < pud_.size() ? &pud_[gi] : nullptr;
     Entry* leaf = nullptr;
     Level level = Level::None;
-    std::uint8_t* pte = nullptr;
+    std::uint32_t pte_table = 0;
+    std::uint8_t pte = 0;
     if (pud != nullptr && pud->kind == kLeaf) {
       leaf = pud;
       level = Level::Pud1G;
@@ -252,9 +253,24 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
         leaf = &pmd;
         level = Level::Pmd2M;
       } else if (pmd.kind == kTable) {
-        std::uint8_t& e = pte_tables_[pmd.table].pte[addr % kPtrsPerTable];
-        if (e != 0) {
-          pte = &e;
+        const std::uint32_t rep = pte_tables_[pmd.table].rep;
+        if ((rep & kUniformPtes) != 0 && rep != kUniformPtes && addr % kPtrsPerTable == 0 &&
+            cpa.numpages >= kPtrsPerTable && step_observer_ == nullptr) {
+          // The whole table, all 512 equal: __change_page_attr() would write
+          // the same new PTE 512 times; done in one, the table stays compact.
+          const auto u = static_cast<std::uint8_t>(rep);
+          const auto new_prot =
+              clear_protnone_bits(static_cast<std::uint8_t>((u & ~cpa.clr) | cpa.set));
+          if (new_prot != u) {
+            pte_tables_[pmd.table].rep = kUniformPtes | new_prot;
+            cpa.flushtlb = true;
+          }
+          cpa.numpages = kPtrsPerTable;
+          return 0;
+        }
+        pte = pte_get(pmd.table, addr % kPtrsPerTable);
+        if (pte != 0) {
+          pte_table = pmd.table;
           level = Level::Pte4K;
         }
       }
@@ -269,10 +285,10 @@ int DirectMap::change_page_attr(Cpa& cpa, Pfn addr) {
     }
     if (level == Level::Pte4K) {
       const auto new_prot =
-          clear_protnone_bits(static_cast<std::uint8_t>((*pte & ~cpa.clr) | cpa.set));
-      if (new_prot != *pte) {
-        const std::uint8_t old_prot = *pte;
-        *pte = new_prot;
+          clear_protnone_bits(static_cast<std::uint8_t>((pte & ~cpa.clr) | cpa.set));
+      if (new_prot != pte) {
+        const std::uint8_t old_prot = pte;
+        pte_set(pte_table, addr % kPtrsPerTable, new_prot);
         cpa.flushtlb = true;
         step([&] {
           return CpaStep{CpaStepKind::PteChange, cpa.cpu, addr, 1, Level::Pte4K, Level::Pte4K,
@@ -366,7 +382,7 @@ int DirectMap::split_large_page(Cpa& cpa, Pfn addr, Level level) {
       const auto new_prot = static_cast<std::uint8_t>((ref_prot & ~cpa.clr) | cpa.set);
       const Pfn n = std::min<Pfn>(cpa.numpages, lpaddr + kPagesPer2M - addr);
       if (new_prot != ref_prot) {
-        for (Pfn p = addr; p < addr + n; ++p) pte_tables_[t].pte[p % kPtrsPerTable] = new_prot;
+        for (Pfn p = addr; p < addr + n; ++p) pte_set(t, p % kPtrsPerTable, new_prot);
         st.new_flags = new_prot;
         st.changed_pages = n;
         cpa.flushtlb = true;
@@ -456,16 +472,19 @@ void count_refusal(DirectMapCounters::CollapseRefusals& r, std::uint8_t diff) {
 int DirectMap::collapse_pmd_page(Entry& pmd, Pfn addr, std::vector<Pfn>& pgtables, CpuId cpu) {
   const std::uint32_t idx = pmd.table;
   const PteTable& t = pte_tables_[idx];
-  const std::uint8_t first = t.pte[0];
+  const std::uint8_t first = pte_get(idx, 0);
   if (first & _PAGE_KERNEL_4K) {  // the page is 4k intentionally
     ++counters_.refused_2m.pinned_4k;
     return 0;
   }
   bool absent = (first & _PAGE_PRESENT) == 0;
   std::uint8_t diff = 0;
-  for (unsigned i = 1; i < kPtrsPerTable; ++i) {
-    absent |= (t.pte[i] & _PAGE_PRESENT) == 0;
-    diff |= static_cast<std::uint8_t>(t.pte[i] ^ first);
+  if ((t.rep & kUniformPtes) == 0) {  // compact: all 512 are first
+    const FullPtes& f = full_ptes_[t.rep];
+    for (unsigned i = 1; i < kPtrsPerTable; ++i) {
+      absent |= (f.pte[i] & _PAGE_PRESENT) == 0;
+      diff |= static_cast<std::uint8_t>(f.pte[i] ^ first);
+    }
   }
   if (absent) {
     ++counters_.refused_2m.not_present;
@@ -497,7 +516,7 @@ int DirectMap::collapse_pmd_page(Entry& pmd, Pfn addr, std::vector<Pfn>& pgtable
                      Level::Pmd2M, first, first, addr, 0};
     });
   }
-  free_pte_tables_.push_back(idx);
+  free_pte_table(idx);
   collapse_page_count(Level::Pmd2M);
   return 1;
 }

@@ -55,10 +55,50 @@ std::uint32_t DirectMap::new_pte_table(Pfn page, std::uint8_t flags) {
     idx = static_cast<std::uint32_t>(pte_tables_.size());
     pte_tables_.emplace_back();
   }
-  PteTable& t = pte_tables_[idx];
-  t.page = page;
-  t.pte.fill(flags);
+  pte_tables_[idx] = PteTable{page, kUniformPtes | flags};
   return idx;
+}
+
+void DirectMap::free_pte_table(std::uint32_t slot) {
+  const std::uint32_t rep = pte_tables_[slot].rep;
+  if ((rep & kUniformPtes) == 0) free_full_ptes_.push_back(rep);
+  pte_tables_[slot].rep = kUniformPtes;
+  free_pte_tables_.push_back(slot);
+}
+
+void DirectMap::pte_set(std::uint32_t slot, unsigned i, std::uint8_t v) {
+  PteTable& t = pte_tables_[slot];
+  if ((t.rep & kUniformPtes) != 0) {
+    const auto u = static_cast<std::uint8_t>(t.rep);
+    if (v == u) return;
+    std::uint32_t f = 0;
+    if (!free_full_ptes_.empty()) {
+      f = free_full_ptes_.back();
+      free_full_ptes_.pop_back();
+    } else {
+      f = static_cast<std::uint32_t>(full_ptes_.size());
+      full_ptes_.emplace_back();
+    }
+    full_ptes_[f].pte.fill(u);
+    full_ptes_[f].same = kPtrsPerTable;
+    full_ptes_[f].ref = u;
+    t.rep = f;
+  }
+  FullPtes& f = full_ptes_[t.rep];
+  const std::uint8_t old = f.pte[i];
+  if (old == v) return;
+  f.pte[i] = v;
+  // O(1) on every write: same counts the entries equal to ref; when none is
+  // left, ref moves to the value just written (one count of 512 bytes).
+  f.same = static_cast<std::uint16_t>(f.same - (old == f.ref) + (v == f.ref));
+  if (f.same == 0) {
+    f.ref = v;
+    f.same = static_cast<std::uint16_t>(std::count(f.pte.begin(), f.pte.end(), v));
+  }
+  if (f.same == kPtrsPerTable) {  // all 512 equal again: back to one byte
+    free_full_ptes_.push_back(t.rep);
+    t.rep = kUniformPtes | f.ref;
+  }
 }
 
 DirectMap::Entry& DirectMap::pmd_entry_for(Pfn pfn, bool boot) {
@@ -82,7 +122,7 @@ void DirectMap::map_boot_range(Pfn start, Pfn end) {
     } else {
       Entry& pmd = pmd_entry_for(p, true);
       if (pmd.kind == kNone) pmd = Entry{kTable, 0, new_pte_table(kNoPfn, 0)};
-      pte_tables_[pmd.table].pte[p % kPtrsPerTable] = PAGE_KERNEL;
+      pte_set(pmd.table, p % kPtrsPerTable, PAGE_KERNEL);
       ++counters_.leaves_4k;
       ++p;
     }
@@ -99,7 +139,7 @@ Lookup DirectMap::lookup(Pfn pfn) const {
   const Entry& pmd = pmd_tables_[pud.table].e[(pfn / kPagesPer2M) % kPtrsPerTable];
   if (pmd.kind == kNone) return {};
   if (pmd.kind == kLeaf) return {Level::Pmd2M, pmd.flags};
-  const std::uint8_t pte = pte_tables_[pmd.table].pte[pfn % kPtrsPerTable];
+  const std::uint8_t pte = pte_get(pmd.table, pfn % kPtrsPerTable);
   if (pte == 0) return {};
   return {Level::Pte4K, pte};
 }
@@ -130,9 +170,29 @@ DirectMap::TableRef DirectMap::table_ref(Pfn pfn, Level level) const {
   return {pte_tables_[pmd.table].page, pmd.table};
 }
 
+DirectMap::PteStorage DirectMap::pte_storage() const {
+  PteStorage s;
+  s.tables = pte_tables_.size() - free_pte_tables_.size();
+  s.full = full_ptes_.size() - free_full_ptes_.size();
+  s.free_full = free_full_ptes_.size();
+  return s;
+}
+
+void DirectMap::overwrite_pte_record_for_test(Pfn pfn, std::uint32_t rep) {
+  const std::size_t gi = pfn / kPagesPer1G;
+  if (gi >= pud_.size() || pud_[gi].kind != kTable) return;
+  const Entry& pmd = pmd_tables_[pud_[gi].table].e[(pfn / kPagesPer2M) % kPtrsPerTable];
+  if (pmd.kind == kTable) pte_tables_[pmd.table].rep = rep;
+}
+
 std::size_t DirectMap::model_bytes() const {
   return pud_.capacity() * sizeof(Entry) + pmd_tables_.capacity() * sizeof(PmdTable) +
-         pte_tables_.capacity() * sizeof(PteTable) + sizeof(*this);
+         free_pmd_tables_.capacity() * sizeof(std::uint32_t) +
+         pte_tables_.capacity() * sizeof(PteTable) +
+         free_pte_tables_.capacity() * sizeof(std::uint32_t) +
+         full_ptes_.capacity() * sizeof(FullPtes) +
+         free_full_ptes_.capacity() * sizeof(std::uint32_t) +
+         ram_.capacity() * sizeof(MappedRange) + sizeof(*this);
 }
 
 std::vector<std::string> DirectMap::check() const {
@@ -146,6 +206,8 @@ std::vector<std::string> DirectMap::check() const {
   std::uint64_t l1g = 0;
   std::uint64_t pmd_live = 0;
   std::uint64_t pte_live = 0;
+  std::uint64_t full_live = 0;
+  std::vector<std::uint8_t> full_used(full_ptes_.size(), 0);
   auto is_ram = [this](Pfn p) {
     return std::any_of(ram_.begin(), ram_.end(),
                        [p](const MappedRange& r) { return p >= r.start && p < r.end; });
@@ -174,9 +236,38 @@ std::vector<std::string> DirectMap::check() const {
         }
       } else if (pmd.kind == kTable) {
         ++pte_live;
-        const PteTable& pt = pte_tables_[pmd.table];
+        if (pmd.table >= pte_tables_.size()) {
+          bad(fmt::format("PMD entry at pfn {:#x} points to PTE table {} of {}", b2, pmd.table,
+                          pte_tables_.size()));
+          continue;
+        }
+        const std::uint32_t rep = pte_tables_[pmd.table].rep;
+        if ((rep & kUniformPtes) != 0) {
+          if ((rep & ~(kUniformPtes | 0xFFu)) != 0) {
+            bad(fmt::format("PTE table of pfn {:#x}: compact record {:#x} has stray bits", b2,
+                            rep));
+          }
+        } else if (rep >= full_ptes_.size()) {
+          bad(fmt::format("PTE table of pfn {:#x}: full block {} of {}", b2, rep,
+                          full_ptes_.size()));
+          continue;
+        } else {
+          if (full_used[rep]++ != 0) bad(fmt::format("full PTE block {} shared", rep));
+          ++full_live;
+          const FullPtes& f = full_ptes_[rep];
+          const auto same =
+              static_cast<std::uint64_t>(std::count(f.pte.begin(), f.pte.end(), f.ref));
+          if (same != std::uint64_t{f.same} || same == 0) {
+            bad(fmt::format("PTE table of pfn {:#x}: {} entries are {:#x}, recorded {}", b2,
+                            same, f.ref, f.same));
+          }
+          const auto first = std::count(f.pte.begin(), f.pte.end(), f.pte[0]);
+          if (first == std::ptrdiff_t{kPtrsPerTable}) {
+            bad(fmt::format("PTE table of pfn {:#x}: 512 equal entries held in full", b2));
+          }
+        }
         for (unsigned j = 0; j < kPtrsPerTable; ++j) {
-          if (pt.pte[j] == 0) continue;
+          if (pte_get(pmd.table, j) == 0) continue;
           ++l4k;
           if (!is_ram(b2 + j)) bad(fmt::format("4 KiB pte at pfn {:#x} maps a hole", b2 + j));
         }
@@ -197,6 +288,15 @@ std::vector<std::string> DirectMap::check() const {
   if (pmd_live + free_pmd_tables_.size() != pmd_tables_.size() ||
       pte_live + free_pte_tables_.size() != pte_tables_.size()) {
     bad("page-table slots leaked or doubly used");
+  }
+  for (const std::uint32_t f : free_full_ptes_) {
+    if (f >= full_ptes_.size() || full_used[f]++ != 0) {
+      bad(fmt::format("free full PTE block {} out of range, in use or listed twice", f));
+    }
+  }
+  if (full_live + free_full_ptes_.size() != full_ptes_.size()) {
+    bad(fmt::format("{} full PTE blocks, {} in use and {} free", full_ptes_.size(), full_live,
+                    free_full_ptes_.size()));
   }
   const std::uint64_t live_pages = table_pages().size();
   if (counters_.table_pages_allocated - counters_.table_pages_freed != live_pages) {

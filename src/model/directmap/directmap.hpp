@@ -12,7 +12,11 @@
 // one entry per GiB, PMD tables only under split or partly mapped GiBs, PTE
 // tables only under split or partly mapped 2 MiB leaves. The direct map is
 // linear (pfn N maps at PAGE_OFFSET + N * 4 KiB), so entries keep attributes
-// only; a leaf's pfn is implied by its position.
+// only; a leaf's pfn is implied by its position. A PTE table whose 512
+// entries are equal (most are: a 2 MiB folio leaves and rejoins the direct map
+// as one range) is held as one byte, 512 bytes only while its entries differ;
+// its page-table page, and so every result of the model, is the same either
+// way.
 #pragma once
 
 #include <array>
@@ -294,6 +298,19 @@ class DirectMap {
     bool operator==(const TableRef&) const = default;
   };
   [[nodiscard]] TableRef table_ref(Pfn pfn, Level level) const;
+  // How the PTE tables are held (the model's storage, not the kernel's): a
+  // table whose 512 entries are all equal keeps that one byte (compact); one
+  // with entries that differ keeps 512 bytes (full).
+  struct PteStorage {
+    std::uint64_t tables = 0;       // live PTE tables (split or partly mapped 2 MiB regions)
+    std::uint64_t full = 0;         // of them, held as 512 bytes
+    std::uint64_t free_full = 0;    // 512-byte blocks kept for reuse
+  };
+  [[nodiscard]] PteStorage pte_storage() const;
+  // Tests only: overwrite the storage record of the PTE table that maps pfn
+  // (check() must catch a bad one). No effect when pfn has no PTE table.
+  void overwrite_pte_record_for_test(Pfn pfn, std::uint32_t rep);
+  // The bytes the model holds for the direct map (vector capacities).
   [[nodiscard]] std::size_t model_bytes() const;
   // Counters add up to the mapped RAM and match the tables; tables are sound.
   [[nodiscard]] std::vector<std::string> check() const;
@@ -309,9 +326,23 @@ class DirectMap {
     Pfn page = kNoPfn;  // the page-table page (kNoPfn: allocated at boot by memblock)
     std::array<Entry, kPtrsPerTable> e{};
   };
+  // A PTE table (one per split or partly mapped 2 MiB region; Entry::table of
+  // its PMD entry is its slot, which TableRef reports): its page-table page
+  // and its 512 entries (0: pte_none), compact when they are all equal (a
+  // split leaf, a 2 MiB folio removed from or restored to the direct map as
+  // one range), else in a 512-byte block of full_ptes_. A write that makes
+  // the entries differ takes a block (from the free list first); a write that
+  // makes them all equal again gives it back, so a full table never holds 512
+  // equal entries.
+  static constexpr std::uint32_t kUniformPtes = 0x80000000u;
   struct PteTable {
     Pfn page = kNoPfn;
-    std::array<std::uint8_t, kPtrsPerTable> pte{};  // 0: pte_none
+    std::uint32_t rep = kUniformPtes;  // kUniformPtes | the entry, or a full_ptes_ index
+  };
+  struct FullPtes {
+    std::array<std::uint8_t, kPtrsPerTable> pte{};
+    std::uint16_t same = 0;  // entries equal to ref: never 0 (ref moves) nor 512 (folded)
+    std::uint8_t ref = 0;
   };
   struct Cpa {  // struct cpa_data, for one call
     std::uint8_t set = 0;
@@ -326,6 +357,14 @@ class DirectMap {
   Entry& pmd_entry_for(Pfn pfn, bool boot);  // allocate boot tables on demand
   std::uint32_t new_pmd_table(Pfn page, std::uint8_t flags, bool leaves);
   std::uint32_t new_pte_table(Pfn page, std::uint8_t flags);
+  void free_pte_table(std::uint32_t slot);
+  [[nodiscard]] std::uint8_t pte_get(std::uint32_t slot, unsigned i) const {
+    const std::uint32_t rep = pte_tables_[slot].rep;
+    if ((rep & kUniformPtes) != 0) return static_cast<std::uint8_t>(rep);
+    return full_ptes_[rep].pte[i];
+  }
+  // Writes entry i of the table in slot, taking or giving back its full block.
+  void pte_set(std::uint32_t slot, unsigned i, std::uint8_t v);
 
   // The range's restore, told to the observer when every page is at PAGE_KERNEL.
   void restored(int err, Pfn pfn, Pfn n, CpuId cpu);
@@ -353,6 +392,8 @@ class DirectMap {
   std::vector<std::uint32_t> free_pmd_tables_;
   std::vector<PteTable> pte_tables_;
   std::vector<std::uint32_t> free_pte_tables_;
+  std::vector<FullPtes> full_ptes_;
+  std::vector<std::uint32_t> free_full_ptes_;
   std::vector<MappedRange> ram_;
   PageTableAllocator& allocator_;
   FlushLog& flushes_;
