@@ -110,6 +110,12 @@ inline constexpr std::string_view kTraceClock = "# trace_clock:";
 inline constexpr std::string_view kCommandPid = "# command_pid:";
 inline constexpr std::string_view kKthread = "# kthread";
 inline constexpr std::string_view kDirectMap = "# direct_map";
+// A line of the direct-map snapshot: kDirectMap, then a space or nothing (a
+// comment such as "# direct_map=..." is an ordinary comment, ignored).
+inline bool is_direct_map_line(std::string_view line) {
+  return line.substr(0, kDirectMap.size()) == kDirectMap &&
+         (line.size() == kDirectMap.size() || line[kDirectMap.size()] == ' ');
+}
 }  // namespace trace_line
 
 // The keys of "# start" and "# end": /proc/meminfo's DirectMap lines (with
