@@ -921,7 +921,7 @@ TraceInfo read_trace_info(const std::string& path) {
   for (auto it = footer.rbegin(); it != footer.rend(); ++it) {
     std::uint64_t pfn = 0;
     int pid = 0;
-    if (is_direct_map_line(*it)) {
+    if (trace_line::is_direct_map_line(*it)) {
       read_direct_map_line(path, *it, info, declared);
     } else if (starts_with(*it, trace_line::kSecret)) {
       if (parse_secret_line(*it, pfn, pid)) info.secret_pages.emplace_back(pfn, pid);
