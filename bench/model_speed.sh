@@ -15,22 +15,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 runs=${1:-3}
 events=${2:-100000000}
 ram=${3:-1TiB}
 shift $(($# < 3 ? $# : 3))
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "model_speed.sh: runs \"$runs\": expected a whole number from 1" >&2; exit 2; }
 [[ $events =~ ^[1-9][0-9]*$ ]] || { echo "model_speed.sh: events \"$events\": expected a whole number from 1" >&2; exit 2; }
-exmem=${EXMEM:-}
-if [[ -z $exmem ]]; then
-  if command -v exmem >/dev/null; then
-    exmem=$(command -v exmem)
-  else
-    cmake --preset app -S "$src" >/dev/null
-    cmake --build --preset app >/dev/null
-    exmem=$src/build/app/src/cli/exmem
-  fi
-fi
+exmem=$(bench_exmem "$src")
 policies=("$@")
 if ((${#policies[@]} == 0)); then
   # The known policies, as `exmem sim --help` lists them.
@@ -41,10 +33,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "exmem: $exmem ($("$exmem" --version)); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "exmem sim --ram $ram --events $events --seed 1 --jobs 1 --policy P, $runs runs each"
-stats() {  # median min max of the numbers given
-  printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END {
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.2f %.2f %.2f\n", m, a[1], a[NR] }'
-}
 printf '| policy | M events/s median [min-max] | bytes per frame | peak RSS MiB | wall s (median) |\n|---|---|---|---|---|\n' >"$work/table"
 for p in "${policies[@]}"; do
   rates=() walls=() bpf="" rss=0
@@ -60,8 +48,8 @@ print(r["events_per_second"] / 1e6, r["model_bytes_per_frame"])' "$work/out.json
     rates+=("$rate") walls+=("$wall") bpf=$b
     ((kb / 1024 > rss)) && rss=$((kb / 1024))
   done
-  read -r m lo hi < <(stats "${rates[@]}")
-  read -r wm _ _ < <(stats "${walls[@]}")
+  read -r m lo hi < <(bench_stats "${rates[@]}")
+  read -r wm _ _ < <(bench_stats "${walls[@]}")
   printf '| %s | %.2f [%.2f-%.2f] | %.2f | %d | %.1f |\n' "$p" "$m" "$lo" "$hi" "$bpf" "$rss" "$wm" >>"$work/table"
 done
 echo

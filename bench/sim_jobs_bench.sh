@@ -10,20 +10,12 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 runs=${1:-3}
 jobs=${2:-$(nproc)}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "sim_jobs_bench.sh: runs \"$runs\": expected a whole number from 1" >&2; exit 2; }
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "sim_jobs_bench.sh: jobs \"$jobs\": expected a whole number from 1" >&2; exit 2; }
-exmem=${EXMEM:-}
-if [[ -z $exmem ]]; then
-  if command -v exmem >/dev/null; then
-    exmem=$(command -v exmem)
-  else
-    cmake --preset app -S "$src" >/dev/null
-    cmake --build --preset app >/dev/null
-    exmem=$src/build/app/src/cli/exmem
-  fi
-fi
+exmem=$(bench_exmem "$src")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "exmem: $exmem ($("$exmem" --version)); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -36,10 +28,6 @@ one() {
   end=$(date +%s.%N)
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
 }
-stats() {  # median min max of the numbers given
-  printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END {
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.2f %.2f %.2f\n", m, a[1], a[NR] }'
-}
 serial=() parallel=()
 for ((r = 1; r <= runs; r++)); do
   s=$(one 1)
@@ -47,7 +35,7 @@ for ((r = 1; r <= runs; r++)); do
   printf 'run %d: --jobs 1 %.2f s, --jobs %d %.2f s\n' "$r" "$s" "$jobs" "$p"
   serial+=("$s") parallel+=("$p")
 done
-read -r sm smin smax < <(stats "${serial[@]}")
-read -r pm pmin pmax < <(stats "${parallel[@]}")
+read -r sm smin smax < <(bench_stats "${serial[@]}")
+read -r pm pmin pmax < <(bench_stats "${parallel[@]}")
 printf -- '--jobs 1: median %.2f s [%.2f-%.2f]; --jobs %d: median %.2f s [%.2f-%.2f]; speed-up %.2fx over %d runs\n' \
   "$sm" "$smin" "$smax" "$jobs" "$pm" "$pmin" "$pmax" "$(awk -v a="$sm" -v b="$pm" 'BEGIN { print a / b }')" "$runs"

@@ -12,18 +12,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 runs=${1:-3}
 jobs=${2:-2}
-exmem=${EXMEM:-}
-if [[ -z $exmem ]]; then
-  if command -v exmem >/dev/null; then
-    exmem=$(command -v exmem)
-  else
-    cmake --preset app -S "$src" >/dev/null
-    cmake --build --preset app >/dev/null
-    exmem=$src/build/app/src/cli/exmem
-  fi
-fi
+exmem=$(bench_exmem "$src")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "exmem: $exmem ($("$exmem" --version)); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -39,10 +31,7 @@ for ((r = 1; r <= runs; r++)); do
   printf 'run %d: %d points in %.1f s wall with --jobs %d (their own run times sum to %s s)\n' "$r" "$points" "$wall" "$jobs" "$serial"
   walls+=("$wall")
 done
-sorted=$(printf '%s\n' "${walls[@]}" | sort -n)
-median=$(echo "$sorted" | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
-min=$(echo "$sorted" | head -1)
-max=$(echo "$sorted" | tail -1)
+read -r median min max < <(bench_stats "${walls[@]}")
 printf 'median %.1f s (min %.1f, max %.1f) over %d runs\n' "$median" "$min" "$max" "$runs"
 verdict=$(awk -v m="$median" 'BEGIN { print (m < 120) ? "PASS" : "FAIL" }')
 printf '%s: 100 points of 1 M events on 64 GiB, median %.1f s, target < 120 s\n' "$verdict" "$median"
