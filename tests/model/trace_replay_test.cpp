@@ -166,6 +166,26 @@ TEST(TraceLine, OneEntryPointReadsALineStraightFromTheBufferUpToItsNewline) {
   EXPECT_FALSE(why.empty());
 }
 
+
+// A short page= value: the skip over a 16-digit hashed pointer must stop at
+// the newline, not read on into the next line (the trace fuzzer's finding).
+TEST(TraceLine, AShortPagePointerDoesNotRunIntoTheNextLine) {
+  const std::string first = "a-1 [000] .... 1.0: mm_page_alloc: page=ab\n";
+  const std::string text = first + "0123456789abc pfn=0x1 order=0 migratetype=0 gfp_flags=GFP_KERNEL\n";
+  TraceEvent ev;
+  std::string why;
+  const EventLine l = read_event_line(text.data(), text.data() + text.size(), ev, &why);
+  EXPECT_FALSE(l.event);
+  EXPECT_EQ(l.end, text.data() + first.size() - 1);
+  EXPECT_FALSE(why.empty());
+
+  const TempTrace trace(text + alloc(0x2000, 0));
+  Machine m(small_config());
+  const ReplayStats s = TraceReplay(m, trace.path()).run();
+  EXPECT_EQ(s.lines, 3u);
+  EXPECT_EQ(s.events, 1u);
+  EXPECT_EQ(s.unknown_lines, 2u);
+}
 TEST(TraceLine, ACarriageReturnAndTheGeneralLayoutReadLikeTheUsualOne) {
   const std::string usual = alloc(0x3000, 0, "GFP_HIGHUSER|__GFP_ZERO", 1);  // ends in '\n'
   const std::string crlf = usual.substr(0, usual.size() - 1) + "\r\n";

@@ -308,6 +308,21 @@ inline const char* find_either(const char* p, const char* const end, char a, cha
   return end;
 }
 
+// Whether the 16 bytes at p hold a newline: the skip over a hashed pointer
+// must not run into the next line of the reader's buffer.
+inline bool newline_in_16(const char* p) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  constexpr std::uint64_t kNewlines = kOnes * static_cast<unsigned char>('\n');
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  std::memcpy(&a, p, 8);
+  std::memcpy(&b, p + 8, 8);
+  a ^= kNewlines;
+  b ^= kNewlines;
+  return ((((a - kOnes) & ~a) | ((b - kOnes) & ~b)) & kHigh) != 0;
+}
+
 // The first c at or after p, before a newline and before end; nullptr when none.
 inline const char* find_in_line(const char* p, const char* end, char c) {
   p = find_either(p, end, c, '\n');
@@ -341,7 +356,7 @@ const char* parse_usual(const char* const begin, const char* const end, TraceEve
     return nullptr;
   }
   if (!skip_literal(p, end, "page=")) return nullptr;
-  if (end - p > 16 && p[16] == ' ') {  // the hashed pointer, 16 hex digits on 64-bit kernels
+  if (end - p > 16 && p[16] == ' ' && !newline_in_16(p)) {  // the hashed pointer, 16 hex digits on 64-bit kernels
     p += 17;
   } else {
     p = find_in_line(p, end, ' ');
