@@ -115,7 +115,8 @@ struct Expected {
 
 void expect_line(std::string_view line, Expected& x) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (wl::trace_line::is_direct_map_line(line)) ++x.direct_map_lines;
+  // The header and footer reader trims a line before it looks (" # direct_map ..." is one).
+  if (wl::trace_line::is_direct_map_line(trim(line))) ++x.direct_map_lines;
   if (line.empty() || line[0] == '#') return;
   const std::optional<wl::TraceEvent> ev = wl::parse_trace_line(line);
   if (!ev) return;
