@@ -18,21 +18,6 @@ inline Pfn pfn_plus(Pfn pfn, std::uint64_t n) { return static_cast<Pfn>(pfn + n)
 inline Pfn pageblock_start_pfn(Pfn pfn) { return pfn & ~(kPageblockNrPages - 1); }
 }  // namespace
 
-void PhysMem::set_frames(Pfn pfn, Pfn count, std::uint8_t b) {
-  std::memset(frames_.data() + pfn, b, count);
-}
-
-// mirrors account_freepages()
-void PhysMem::account_freepages(Zone& z, std::int64_t nr, unsigned mt) {
-  if (mt == MIGRATE_ISOLATE) return;
-  z.nr_free_pages += nr;
-  if (mt == MIGRATE_CMA) {
-    z.nr_free_cma += nr;
-  } else if (mt == MIGRATE_HIGHATOMIC) {
-    z.nr_free_highatomic += nr;
-  }
-}
-
 // mirrors __add_to_free_list() and set_buddy_order()
 void PhysMem::add_to_free_list(Zone& z, Pfn pfn, unsigned order, unsigned mt, bool tail) {
   FreeList& list = z.free_area[order][mt];
@@ -60,12 +45,6 @@ void PhysMem::move_to_free_list(Zone& z, Pfn pfn, unsigned order, unsigned old_m
   const auto nr = static_cast<std::int64_t>(1) << order;
   account_freepages(z, -nr, old_mt);
   account_freepages(z, nr, new_mt);
-}
-
-// mirrors page_is_buddy(): a free block of exactly this order, same zone
-bool PhysMem::page_is_buddy(Pfn buddy, unsigned order) const {
-  if (buddy >= frames_.size()) return false;
-  return frames_[buddy] == free_head_byte(order);
 }
 
 // mirrors __free_one_page(): merge with free buddies, then add to the head of

@@ -14,21 +14,7 @@ FreeListStore::FreeListStore(std::size_t expected_blocks) {
   shift_ = 64u - static_cast<unsigned>(std::countr_zero(cap));
 }
 
-std::size_t FreeListStore::find_index(Pfn pfn) const {
-  std::size_t i = home(pfn);
-  while (true) {
-    const Pfn k = slots_[i].key;
-    if (k == pfn) return i;
-    if (k == kNoPfn) return kNotFound;
-    i = (i + 1) & mask_;
-  }
-}
-
-FreeListStore::Slot& FreeListStore::slot(Pfn pfn) {
-  const std::size_t i = find_index(pfn);
-  if (i == kNotFound) throw std::logic_error("free list: pfn is not on any list");
-  return slots_[i];
-}
+void FreeListStore::not_on_a_list() { throw std::logic_error("free list: pfn is not on any list"); }
 
 void FreeListStore::grow() {
   std::vector<Slot> old = std::move(slots_);
@@ -57,9 +43,7 @@ FreeListStore::Slot& FreeListStore::insert(Pfn pfn) {
 }
 
 // Backward-shift deletion keeps linear probing free of tombstones.
-void FreeListStore::erase(Pfn pfn) {
-  std::size_t i = find_index(pfn);
-  if (i == kNotFound) throw std::logic_error("free list: erase of a pfn not on any list");
+void FreeListStore::erase_at(std::size_t i) {
   std::size_t j = i;
   while (true) {
     j = (j + 1) & mask_;
@@ -102,7 +86,9 @@ void FreeListStore::add_tail(FreeList& list, Pfn pfn) {
 }
 
 void FreeListStore::remove(FreeList& list, Pfn pfn) {
-  const Slot s = slot(pfn);
+  const std::size_t at = find_index(pfn);
+  if (at == kNotFound) not_on_a_list();
+  const Slot s = slots_[at];
   if ((s.prev == kNoPfn) != (list.head == pfn)) {
     throw std::logic_error("free list: pfn removed from a list it is not on");
   }
@@ -116,7 +102,7 @@ void FreeListStore::remove(FreeList& list, Pfn pfn) {
   } else {
     list.tail = s.prev;
   }
-  erase(pfn);
+  erase_at(at);  // the neighbours' updates above move no slot
   --list.count;
 }
 

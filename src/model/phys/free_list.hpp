@@ -49,10 +49,24 @@ class FreeListStore {
   [[nodiscard]] std::size_t home(Pfn pfn) const {
     return static_cast<std::size_t>((std::uint64_t{pfn} * 0x9E3779B97F4A7C15ull) >> shift_);
   }
-  [[nodiscard]] std::size_t find_index(Pfn pfn) const;
-  Slot& slot(Pfn pfn);
+  // Inline: the buddy code calls these several times per block it moves.
+  [[nodiscard]] std::size_t find_index(Pfn pfn) const {
+    std::size_t i = home(pfn);
+    while (true) {
+      const Pfn k = slots_[i].key;
+      if (k == pfn) return i;
+      if (k == kNoPfn) return kNotFound;
+      i = (i + 1) & mask_;
+    }
+  }
+  Slot& slot(Pfn pfn) {
+    const std::size_t i = find_index(pfn);
+    if (i == kNotFound) [[unlikely]] not_on_a_list();
+    return slots_[i];
+  }
+  [[noreturn]] static void not_on_a_list();
   Slot& insert(Pfn pfn);
-  void erase(Pfn pfn);
+  void erase_at(std::size_t i);
   void grow();
 
   std::vector<Slot> slots_;

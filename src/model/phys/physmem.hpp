@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -237,8 +238,20 @@ class PhysMem {
   void add_to_free_list(Zone& z, Pfn pfn, unsigned order, unsigned mt, bool tail);
   void del_from_free_list(Zone& z, Pfn pfn, unsigned order, unsigned mt);
   void move_to_free_list(Zone& z, Pfn pfn, unsigned order, unsigned old_mt, unsigned new_mt);
-  void account_freepages(Zone& z, std::int64_t nr, unsigned mt);
-  [[nodiscard]] bool page_is_buddy(Pfn buddy, unsigned order) const;
+  // mirrors account_freepages() (inline, as the next: called on every block the buddy moves)
+  void account_freepages(Zone& z, std::int64_t nr, unsigned mt) {
+    if (mt == MIGRATE_ISOLATE) return;
+    z.nr_free_pages += nr;
+    if (mt == MIGRATE_CMA) {
+      z.nr_free_cma += nr;
+    } else if (mt == MIGRATE_HIGHATOMIC) {
+      z.nr_free_highatomic += nr;
+    }
+  }
+  // mirrors page_is_buddy(): a free block of exactly this order, same zone
+  [[nodiscard]] bool page_is_buddy(Pfn buddy, unsigned order) const {
+    return buddy < frames_.size() && frames_[buddy] == free_head_byte(order);
+  }
   void free_one_page_core(Zone& z, Pfn pfn, unsigned order, unsigned mt, bool fpi_to_tail);
   void split_large_buddy(Zone& z, Pfn pfn, unsigned order, bool fpi_to_tail);
   std::uint64_t expand(Zone& z, Pfn pfn, unsigned low, unsigned high, unsigned mt);
@@ -363,7 +376,14 @@ class PhysMem {
   int cma_migrate_range(Pfn s, Pfn e, Pfn& busy_pfn);
   void cma_isolate(Pfn s, Pfn e, bool isolate);
 
-  void set_frames(Pfn pfn, Pfn count, std::uint8_t b);
+  // Inline, one frame without a call to memset: most calls set one frame.
+  void set_frames(Pfn pfn, Pfn count, std::uint8_t b) {
+    if (count == 1) {
+      frames_[pfn] = b;
+    } else {
+      std::memset(frames_.data() + pfn, b, count);
+    }
+  }
   void count_kind(std::uint8_t b, Pfn count, bool add);
   Zone& zone_for(Pfn pfn) { return zones_[zone_of(pfn)]; }
 
