@@ -13,7 +13,7 @@ std::uint32_t PfnMap::find(Pfn pfn) const {
 }
 
 void PfnMap::grow() {
-  std::vector<Cell> old = std::move(cells_);
+  HugeVector<Cell> old = std::move(cells_);
   const std::size_t cap = old.empty() ? 1024 : old.size() * 2;
   cells_.assign(cap, Cell{kNoPfn, 0});
   shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(cap));

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/huge_pages.hpp"
 #include "model/types.hpp"
 
 namespace exmem::model {
@@ -42,7 +43,7 @@ class PfnMap {
     return static_cast<std::size_t>((pfn * 0x9E3779B97F4A7C15ull) >> shift_);
   }
   void grow();
-  std::vector<Cell> cells_;
+  HugeVector<Cell> cells_;
   std::size_t size_ = 0;
   unsigned shift_ = 64;
 };

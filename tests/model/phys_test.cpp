@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "model/huge_pages.hpp"
 #include "model/machine.hpp"
 
 namespace exmem::model {
@@ -485,6 +486,27 @@ RC_GTEST_PROP(BuddyProperty, RandomAllocationsAndFreesKeepEveryInvariant, ()) {
     const auto v = m.check();
     if (!v.empty()) RC_FAIL(join(v));
   }
+}
+
+// The model's large tables: a HugeVector of 2 MiB or more sits on a 2 MiB
+// boundary (so that transparent huge pages can back it) and keeps its
+// contents as it grows across that size and back; a small one is ordinary.
+TEST(HugeVector, LargeStorageIsHugePageAlignedAndKeepsItsContentsAcrossGrowth) {
+  HugeVector<std::uint64_t> v;
+  const std::size_t n = 3 * kHugePageBytes / sizeof(std::uint64_t);
+  for (std::size_t i = 0; i < n; ++i) v.push_back(i * 7 + 1);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(v.data()) % kHugePageBytes, 0u);
+  for (std::size_t i = 0; i < n; i += 4099) ASSERT_EQ(v[i], i * 7 + 1) << "at " << i;
+  EXPECT_EQ(v.back(), (n - 1) * 7 + 1);
+  v.resize(16);
+  v.shrink_to_fit();
+  EXPECT_EQ(v.size(), 16u);
+  EXPECT_EQ(v[15], 15u * 7 + 1);
+  HugeVector<std::uint64_t> copy(v);
+  EXPECT_EQ(copy, v);
+  EXPECT_EQ(round_up_huge(1), kHugePageBytes);
+  EXPECT_EQ(round_up_huge(kHugePageBytes), kHugePageBytes);
+  EXPECT_EQ(round_up_huge(kHugePageBytes + 1), 2 * kHugePageBytes);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "model/directmap/flush.hpp"
+#include "model/huge_pages.hpp"
 #include "model/types.hpp"
 
 namespace exmem::model::directmap {
@@ -388,11 +389,11 @@ class DirectMap {
   }
 
   std::vector<Entry> pud_;  // one per GiB of physical address space
-  std::vector<PmdTable> pmd_tables_;
+  HugeVector<PmdTable> pmd_tables_;
   std::vector<std::uint32_t> free_pmd_tables_;
-  std::vector<PteTable> pte_tables_;
+  HugeVector<PteTable> pte_tables_;
   std::vector<std::uint32_t> free_pte_tables_;
-  std::vector<FullPtes> full_ptes_;
+  HugeVector<FullPtes> full_ptes_;
   std::vector<std::uint32_t> free_full_ptes_;
   std::vector<MappedRange> ram_;
   PageTableAllocator& allocator_;

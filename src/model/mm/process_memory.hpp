@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "model/huge_pages.hpp"
 #include "model/pfn_map.hpp"
 #include "model/phys/page_source.hpp"
 #include "model/phys/physmem.hpp"
@@ -180,7 +181,7 @@ class ProcessMemory {
   void drop(std::uint32_t s, CpuId cpu, bool gone);
 
   phys::PageSource& pages_;
-  std::vector<Slot> slots_;
+  HugeVector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;
   std::vector<Proc> procs_;  // index = pid
   Queue file_lru_;

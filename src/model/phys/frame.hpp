@@ -11,7 +11,7 @@
 #include <string_view>
 #include <utility>
 
-#include <sys/mman.h>
+#include "model/huge_pages.hpp"
 
 namespace exmem::model::phys {
 
@@ -64,18 +64,8 @@ class ZeroedBytes {
   ZeroedBytes() = default;
   explicit ZeroedBytes(std::size_t n) : n_(n) {
     if (n >= kHugeAt) {
-      // Room to align the start to 2 MiB; the slack is unmapped again.
-      const std::size_t len = round_up(n, kHuge) + kHuge;
-      void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (m == MAP_FAILED) throw std::bad_alloc();
-      const auto base = reinterpret_cast<std::uintptr_t>(m);
-      const std::uintptr_t start = round_up(base, kHuge);
-      if (start > base) ::munmap(m, start - base);
-      const std::size_t tail = base + len - (start + round_up(n, kHuge));
-      if (tail > 0) ::munmap(reinterpret_cast<void*>(start + round_up(n, kHuge)), tail);
-      p_ = reinterpret_cast<std::uint8_t*>(start);
-      mapped_ = round_up(n, kHuge);
-      (void)::madvise(p_, mapped_, MADV_HUGEPAGE);  // a hint: without THP it is 4 KiB pages
+      p_ = static_cast<std::uint8_t*>(map_huge(n));  // the kernel's zero pages
+      mapped_ = round_up_huge(n);
       return;
     }
     p_ = static_cast<std::uint8_t*>(std::calloc(n == 0 ? 1 : n, 1));
@@ -100,9 +90,7 @@ class ZeroedBytes {
   [[nodiscard]] std::size_t size() const { return n_; }
 
  private:
-  static constexpr std::size_t kHuge = std::size_t{2} << 20;
   static constexpr std::size_t kHugeAt = std::size_t{8} << 20;  // frames of 8 GiB of modelled RAM
-  static constexpr std::size_t round_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
   void release() {
     if (mapped_ != 0) {
       ::munmap(p_, mapped_);

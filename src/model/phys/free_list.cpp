@@ -17,7 +17,7 @@ FreeListStore::FreeListStore(std::size_t expected_blocks) {
 void FreeListStore::not_on_a_list() { throw std::logic_error("free list: pfn is not on any list"); }
 
 void FreeListStore::grow() {
-  std::vector<Slot> old = std::move(slots_);
+  HugeVector<Slot> old = std::move(slots_);
   const std::size_t cap = old.size() * 2;
   slots_.assign(cap, Slot{kNoPfn, kNoPfn, kNoPfn});
   mask_ = cap - 1;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/huge_pages.hpp"
 #include "model/types.hpp"
 
 namespace exmem::model::phys {
@@ -69,7 +70,7 @@ class FreeListStore {
   void erase_at(std::size_t i);
   void grow();
 
-  std::vector<Slot> slots_;
+  HugeVector<Slot> slots_;
   std::size_t mask_ = 0;
   unsigned shift_ = 64;
   std::size_t used_ = 0;

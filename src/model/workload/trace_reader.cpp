@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -293,22 +292,5 @@ void TraceReader::read_stream(int fd) {
     have = rest;
   }
 }
-
-void* map_table_page(std::size_t bytes) {
-  // Over-map, then trim the ends to a 2 MiB aligned block.
-  const std::size_t len = 2 * bytes;
-  void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) throw std::bad_alloc();
-  const auto start = reinterpret_cast<std::uintptr_t>(raw);
-  const std::uintptr_t aligned = (start + bytes - 1) & ~(std::uintptr_t{bytes} - 1);
-  if (aligned > start) ::munmap(raw, aligned - start);
-  const std::uintptr_t tail = aligned + bytes;
-  if (start + len > tail) ::munmap(reinterpret_cast<void*>(tail), start + len - tail);
-  void* page = reinterpret_cast<void*>(aligned);
-  (void)::madvise(page, bytes, MADV_HUGEPAGE);
-  return page;
-}
-
-void unmap_table_page(void* page, std::size_t bytes) { ::munmap(page, bytes); }
 
 }  // namespace exmem::model::workload

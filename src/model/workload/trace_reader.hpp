@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/huge_pages.hpp"
 #include "model/phys/gfp.hpp"
 #include "model/workload/trace_format.hpp"
 
@@ -131,12 +132,7 @@ class TraceReader {
   std::array<FastGfp, std::size_t{1} << kFastBits> fast_{};
 };
 
-// A 2 MiB aligned, zeroed mapping of `bytes` (a multiple of 2 MiB), as
-// transparent huge pages where the host allows; std::bad_alloc when mmap fails.
-void* map_table_page(std::size_t bytes);
-void unmap_table_page(void* page, std::size_t bytes);
-
-// real pfn -> Entry, in pages of 2^18 entries mapped when first touched (a
+// real pfn -> Entry, in pages of 2^18 entries mapped (map_huge()) when first touched (a
 // replay touches them at random, and one TLB entry then covers 256 Ki pfns).
 template <class Entry>
 class PfnTable {
@@ -148,13 +144,13 @@ class PfnTable {
   PfnTable& operator=(const PfnTable&) = delete;
   ~PfnTable() {
     for (Entry* p : pages_)
-      if (p != nullptr) unmap_table_page(p, kPageBytes);
+      if (p != nullptr) unmap_huge(p, kPageBytes);
   }
   Entry& get(std::uint64_t pfn) {
     const std::size_t page = pfn >> kBits;
     if (page >= pages_.size()) pages_.resize(page + 1, nullptr);
     Entry*& p = pages_[page];
-    if (p == nullptr) p = static_cast<Entry*>(map_table_page(kPageBytes));
+    if (p == nullptr) p = static_cast<Entry*>(map_huge(kPageBytes));
     return p[pfn & kMask];
   }
   // A hint that pfn's entry is wanted soon (the replay looks a few records ahead).
