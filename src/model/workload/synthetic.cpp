@@ -2,6 +2,8 @@
 // synthetic.cpp: the built-in synthetic workload.
 #include "model/workload/synthetic.hpp"
 
+#include "model/huge_pages.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -105,18 +107,18 @@ struct SyntheticWorkload::State {
     CpuId cpu = 0;
     std::uint64_t touched = 0;
   };
-  std::vector<Block> kernel;
-  std::vector<Block> user;
+  HugeVector<Block> kernel;
+  HugeVector<Block> user;
   std::uint64_t kernel_pages = 0;
   std::uint64_t user_pages = 0;
   std::uint64_t kernel_target = 0;
   std::uint64_t user_target = 0;
-  std::vector<Holder> holders;
+  HugeVector<Holder> holders;
   std::vector<ExclusiveHolder> exclusive;
   std::vector<Module> modules;
   std::vector<Guest> guests;
-  std::vector<Block> fill;
-  std::vector<Ordinary> ordinary;
+  HugeVector<Block> fill;
+  HugeVector<Ordinary> ordinary;
   std::vector<Pfn> wp_tables;       // write-protected page-table pages in use
   std::uint64_t user_base_pages = 0;  // order-0 user pages since the last table
   bool filled = false;
