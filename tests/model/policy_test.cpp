@@ -6,6 +6,10 @@
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <iterator>
+#include <map>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -681,6 +685,69 @@ TEST(PolicyPools, WholeBlocksBehaveAsTheirPagesWould) {
   cache.add(2 * kPagesPer2M, kPageblockOrder);
   EXPECT_EQ(cache.take_block(kPageblockOrder), 2 * kPagesPer2M);
   EXPECT_EQ(cache.free_pages(), 1u);
+}
+
+// The chunk pool keeps its wholly free chunks as a set (trimming reads it on
+// every free) instead of scanning every chunk: after each step of a random mix
+// of page and folio takes and puts, additions and removals, wholly_free() and
+// wholly_free_from() name exactly the chunks whose 512 pages are all free.
+TEST(PolicyPools, TheWhollyFreeChunksAreExactlyThoseWithEveryPageFree) {
+  constexpr Pfn kChunks = 8;
+  policy::ChunkPool pool;
+  std::map<Pfn, std::vector<Pfn>> taken;  // chunk in the pool -> its pages handed out
+  std::set<Pfn> folios;                   // chunks handed out whole
+  std::mt19937_64 rng(17);
+  for (int step = 0; step < 20000; ++step) {
+    const Pfn chunk = static_cast<Pfn>(rng() % kChunks) * kPagesPer2M;
+    const bool in_pool = taken.count(chunk) != 0;
+    switch (rng() % 6) {
+      case 0:  // a chunk joins the pool, or a wholly free one leaves it
+        if (!in_pool) {
+          pool.add(chunk);
+          taken[chunk];
+        } else if (taken[chunk].empty() && folios.count(chunk) == 0) {
+          pool.remove(chunk);
+          taken.erase(chunk);
+        }
+        break;
+      case 1:
+      case 2: {  // a page handed out (from the lowest chunk with free pages)
+        const Pfn p = pool.take();
+        if (p == kNoPfn) break;
+        taken.at(p & ~(kPagesPer2M - 1)).push_back(p);
+        break;
+      }
+      case 3: {  // a page of this chunk back
+        if (!in_pool || taken[chunk].empty()) break;
+        std::vector<Pfn>& t = taken[chunk];
+        const std::size_t i = rng() % t.size();
+        const Pfn start = pool.put(t[i]);
+        t.erase(t.begin() + static_cast<std::ptrdiff_t>(i));
+        EXPECT_EQ(start, t.empty() && folios.count(chunk) == 0 ? chunk : kNoPfn);
+        break;
+      }
+      case 4: {  // a 2 MiB folio
+        const Pfn c = pool.take_whole();
+        if (c != kNoPfn) folios.insert(c);
+        break;
+      }
+      default:  // a folio back
+        if (!folios.empty()) {
+          const Pfn c = *std::next(folios.begin(), static_cast<std::ptrdiff_t>(rng() % folios.size()));
+          pool.put_whole(c);
+          folios.erase(c);
+        }
+        break;
+    }
+    std::vector<Pfn> expected;
+    for (const auto& [c, t] : taken) {
+      if (t.empty() && folios.count(c) == 0) expected.push_back(c);
+    }
+    ASSERT_EQ(pool.wholly_free(), expected) << "step " << step;
+    const Pfn from = static_cast<Pfn>(rng() % (kChunks + 1)) * kPagesPer2M;
+    const auto next = std::lower_bound(expected.begin(), expected.end(), from);
+    ASSERT_EQ(pool.wholly_free_from(from), next == expected.end() ? kNoPfn : *next) << "step " << step;
+  }
 }
 
 }  // namespace

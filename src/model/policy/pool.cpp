@@ -22,6 +22,7 @@ void ChunkPool::add(Pfn start) {
   f.clear();
   for (Pfn i = kPagesPer2M; i-- > 0;) f.push_back(start + i);  // taken lowest first
   with_free_.insert(start);
+  whole_.insert(start);
   free_ += kPagesPer2M;
 }
 
@@ -29,6 +30,7 @@ Pfn ChunkPool::take() {
   if (with_free_.empty()) return kNoPfn;
   const Pfn start = *with_free_.begin();
   std::vector<Pfn>& f = chunks_[start];
+  if (f.size() == kPagesPer2M) whole_.erase(start);
   const Pfn p = f.back();
   f.pop_back();
   if (f.empty()) with_free_.erase(start);
@@ -42,40 +44,34 @@ Pfn ChunkPool::put(Pfn pfn) {
   f.push_back(pfn);
   with_free_.insert(start);
   ++free_;
-  return f.size() == kPagesPer2M ? start : kNoPfn;
+  if (f.size() != kPagesPer2M) return kNoPfn;
+  whole_.insert(start);
+  return start;
 }
 
 void ChunkPool::remove(Pfn start) {
   free_ -= chunks_.at(start).size();
   chunks_.erase(start);
   with_free_.erase(start);
+  whole_.erase(start);
 }
 
 Pfn ChunkPool::take_whole() {
-  for (const Pfn start : with_free_) {
-    std::vector<Pfn>& f = chunks_.at(start);
-    if (f.size() != kPagesPer2M) continue;
-    std::vector<Pfn>().swap(f);  // in use as one folio: no list kept
-    with_free_.erase(start);
-    free_ -= kPagesPer2M;
-    return start;
-  }
-  return kNoPfn;
+  if (whole_.empty()) return kNoPfn;
+  const Pfn start = *whole_.begin();  // the lowest wholly free chunk
+  std::vector<Pfn>().swap(chunks_.at(start));  // in use as one folio: no list kept
+  with_free_.erase(start);
+  whole_.erase(start);
+  free_ -= kPagesPer2M;
+  return start;
 }
 
 void ChunkPool::put_whole(Pfn start) {
   std::vector<Pfn>& f = chunks_.at(start);
   for (Pfn i = kPagesPer2M; i-- > 0;) f.push_back(start + i);  // as add(): taken lowest first
   with_free_.insert(start);
+  whole_.insert(start);
   free_ += kPagesPer2M;
-}
-
-std::vector<Pfn> ChunkPool::wholly_free() const {
-  std::vector<Pfn> out;
-  for (const auto& [start, f] : chunks_) {
-    if (f.size() == kPagesPer2M) out.push_back(start);
-  }
-  return out;
 }
 
 std::vector<Pfn> ChunkPool::starts() const {
@@ -109,7 +105,16 @@ std::vector<std::string> ChunkPool::check(const phys::PhysMem& phys, const direc
     if ((f.empty() == (with_free_.count(start) != 0))) {
       v.push_back(fmt::format("{}: chunk {:#x} misfiled in the with-free set", who, start));
     }
+    if ((f.size() == kPagesPer2M) != (whole_.count(start) != 0)) {
+      v.push_back(fmt::format("{}: chunk {:#x} with {} free pages misfiled in the wholly-free set", who, start,
+                              f.size()));
+    }
     free += f.size();
+  }
+  for (const Pfn start : whole_) {
+    if (chunks_.count(start) == 0) {
+      v.push_back(fmt::format("{}: wholly free chunk {:#x} is not in the pool", who, start));
+    }
   }
   if (free != free_) v.push_back(fmt::format("{}: {} free pages counted, {} listed", who, free_, free));
   return v;

@@ -45,7 +45,13 @@ class ChunkPool {
   [[nodiscard]] bool owns(Pfn pfn) const { return chunks_.count(pfn & ~(kPagesPer2M - 1)) != 0; }
   [[nodiscard]] std::uint64_t free_pages() const { return free_; }
   [[nodiscard]] std::uint64_t chunks() const { return chunks_.size(); }
-  [[nodiscard]] std::vector<Pfn> wholly_free() const;
+  // The wholly free chunks, lowest first.
+  [[nodiscard]] std::vector<Pfn> wholly_free() const { return {whole_.begin(), whole_.end()}; }
+  // The lowest wholly free chunk at or above `from`; kNoPfn when none.
+  [[nodiscard]] Pfn wholly_free_from(Pfn from) const {
+    const auto it = whole_.lower_bound(from);
+    return it == whole_.end() ? kNoPfn : *it;
+  }
   [[nodiscard]] std::vector<Pfn> starts() const;
   // Every chunk aligned and absent from the direct map; its free pages
   // Unmapped frames, the others Secret frames; the counts add up.
@@ -55,6 +61,7 @@ class ChunkPool {
  private:
   std::map<Pfn, std::vector<Pfn>> chunks_;  // chunk start -> its free pages
   std::set<Pfn> with_free_;
+  std::set<Pfn> whole_;  // chunks all of whose pages are free: trimming looks here, not at every chunk
   std::uint64_t free_ = 0;
 };
 

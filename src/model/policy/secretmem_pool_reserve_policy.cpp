@@ -101,9 +101,12 @@ class SecretmemPoolReservePolicy final : public Policy {
 
  private:
   [[nodiscard]] std::uint64_t capacity() const { return pool_.chunks() * kPagesPer2M; }
-  // Wholly free chunks the reservations do not need go back to CMA (one spare stays).
+  // Wholly free chunks the reservations do not need go back to CMA (one spare
+  // stays), lowest first. Releasing a chunk changes no other chunk, so walking
+  // the live set upward visits what a snapshot would, without copying it on
+  // every free while the reservations keep many chunks.
   void trim(CpuId cpu) {
-    for (const Pfn c : pool_.wholly_free()) {
+    for (Pfn c = pool_.wholly_free_from(0); c != kNoPfn; c = pool_.wholly_free_from(c + kPagesPer2M)) {
       if (capacity() < reserved_ + 2 * kPagesPer2M) break;  // one spare chunk stays
       release_to_cma(context(), pool_, c, cpu);
       ++chunks_released_;
