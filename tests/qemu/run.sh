@@ -125,16 +125,31 @@ failed=0
 run_guest() {  # NAME QEMU-ARGS...
   local name=$1; shift
   local out=$work/$name
-  rm -rf "$out" && mkdir -p "$out"
-  local t0=$SECONDS
-  timeout 300 qemu-system-x86_64 "$@" -smp 2 -nographic -no-reboot -nic none -kernel "$kdir/vmlinuz" \
-    -initrd "$work/initramfs.cpio.gz" \
-    -append "console=ttyS0 secretmem.enable=1 panic=-1 quiet loglevel=1" </dev/null 2>&1 |
-    tr -d '\r' >"$out/serial.log" || true
-  echo "== $name: qemu $* ran $((SECONDS - t0)) s (serial log: $out/serial.log)"
-  if ! grep -q '^===DONE' "$out/serial.log"; then
-    echo "FAIL $name: the guest did not reach the end of /init"; tail -30 "$out/serial.log"; failed=1; return
-  fi
+  local attempt
+  for attempt in 1 2; do
+    rm -rf "$out" && mkdir -p "$out"
+    local t0=$SECONDS
+    # softlockup_panic=1: a guest kernel that locks up panics (and, with panic=-1 and
+    # -no-reboot, QEMU exits) at the first report instead of running into the timeout.
+    timeout 300 qemu-system-x86_64 "$@" -smp 2 -nographic -no-reboot -nic none -kernel "$kdir/vmlinuz" \
+      -initrd "$work/initramfs.cpio.gz" \
+      -append "console=ttyS0 secretmem.enable=1 panic=-1 softlockup_panic=1 quiet loglevel=1" </dev/null 2>&1 |
+      tr -d '\r' >"$out/serial.log" || true
+    echo "== $name: qemu $* ran $((SECONDS - t0)) s (serial log: $out/serial.log)"
+    grep -q '^===DONE' "$out/serial.log" && break
+    echo "FAIL $name: the guest did not reach the end of /init"; tail -30 "$out/serial.log"
+    # Debian's 6.1 kernel under TCG has been seen, once in a run of the whole suite with
+    # both host cores busy, to lock up a vCPU in the kernel during `exmem trace record`
+    # (soft lockup reports for 250 s; not reproduced alone or beside CPU hogs). That is the
+    # emulated machine failing, not the checks: boot once more, saying so. A second
+    # failure, or any other failure, fails the test.
+    if [[ $attempt == 1 ]] && grep -q 'soft lockup' "$out/serial.log"; then
+      rm -rf "$out.locked-up" && mv "$out" "$out.locked-up"
+      echo "RETRY $name: the guest kernel locked up (serial log kept in $out.locked-up/serial.log); booting it again"
+      continue
+    fi
+    failed=1; return
+  done
   grep -o '===KERNEL.*' "$out/serial.log" | sed 's/^===KERNEL/kernel in the guest:/'
   section "$out/serial.log" NOTROOT >"$out/notroot.json"
   section "$out/serial.log" HIDDEN >"$out/hidden.json"
