@@ -2,8 +2,6 @@
 // synthetic.cpp: the built-in synthetic workload.
 #include "model/workload/synthetic.hpp"
 
-#include "model/huge_pages.hpp"
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #include <cmath>
 #include <stdexcept>
 #include <vector>
+
+#include "model/huge_pages.hpp"
 
 namespace exmem::model::workload {
 
