@@ -130,7 +130,8 @@ std::uint64_t Machine::reclaim(unsigned highest_zoneidx, std::uint64_t nr_to_rec
     ++reclaim_stats_.refused;
     return 0;
   }
-  const FlagScope memalloc(in_reclaim_);
+  const FlagScope reclaiming(in_reclaim_);
+  const FlagScope memalloc(pf_memalloc_);
   ++reclaim_stats_.calls;
   // The first pfn above highest_zoneidx (zones are ascending ranges of pfns).
   Pfn below = kNoPfn;

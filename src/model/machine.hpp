@@ -134,10 +134,13 @@ class Machine final : public phys::PageSource,
   // block follows it (a pinned block refuses). out_of_memory(): the OOM
   // killer of mm/ (oom_kill.hpp). Neither reclaim nor the OOM killer runs
   // from inside reclaim (PF_MEMALLOC) or from a direct-map page-table
-  // allocation (the model's CPA is not reentrant).
+  // allocation (the model's CPA is not reentrant). memalloc(): PF_MEMALLOC,
+  // set while reclaim() runs, so a shrinker's page-table page may come from
+  // the reserves.
   std::uint64_t reclaim(unsigned highest_zoneidx, std::uint64_t nr_to_reclaim, CpuId cpu) override;
   bool migrate(Pfn from, Pfn to, unsigned order) override;
   bool out_of_memory(phys::Gfp gfp, unsigned order, CpuId cpu) override;
+  [[nodiscard]] bool memalloc() const override { return pf_memalloc_; }
   struct ReclaimStats {
     std::uint64_t calls = 0;
     std::uint64_t cache_pages = 0;   // page cache freed
@@ -187,7 +190,8 @@ class Machine final : public phys::PageSource,
   CollapseStats collapse_stats_;
   ReclaimStats reclaim_stats_;
   Pfn scan_cursor_ = 0;
-  bool in_reclaim_ = false;      // PF_MEMALLOC: reclaim or the OOM killer is running
+  bool in_reclaim_ = false;      // reclaim or the OOM killer is running (neither re-enters)
+  bool pf_memalloc_ = false;     // current->flags & PF_MEMALLOC: reclaim is running
   bool in_table_alloc_ = false;  // a direct-map page-table page is being allocated
 };
 

@@ -450,6 +450,104 @@ TEST(UnmappedAlloc, ShrinkerMapsCachedPagesBack) {
   EXPECT_SOUND(m);
 }
 
+// Takes every free page the allocator hands out for `gfp` without reclaim,
+// from each CPU's lists and the buddy; returns them.
+std::vector<Pfn> take_free_pages(Machine& m, phys::Gfp gfp) {
+  std::vector<Pfn> held;
+  for (CpuId cpu = 0; cpu < m.config().cpus; ++cpu) {
+    for (;;) {
+      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, cpu, phys::FrameKind::Kernel);
+      if (!r.ok()) break;
+      held.push_back(r.value);
+    }
+  }
+  return held;
+}
+
+// A cached block under 2 MiB lies in a 2 MiB leaf the refill removed whole:
+// mapping it back splits that leaf, and with no page left for the page table
+// the block stays cached and unmapped (the RFC would free it out of the
+// direct map). Once a page is free, the same shrink maps and frees it all.
+TEST(UnmappedAlloc, ShrinkerKeepsABlockItCannotMapBack) {
+  Machine m(policy_config("unmapped-alloc"));
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  ASSERT_EQ(m.policy().pooled_pages(), kPagesPer2M - 1);  // orders 0..8 of one leaf
+  const Pfn p = m.mm().pagemap(s.pid, s.addr);
+  ASSERT_EQ(m.dmap().lookup(p).level, directmap::Level::Pmd2M);
+  std::vector<Pfn> held = take_free_pages(m, phys::__GFP_NOWARN | phys::__GFP_MEMALLOC);
+  ASSERT_FALSE(held.empty());
+  EXPECT_EQ(m.policy().shrink(kPagesPer2M, 0), 0u);
+  EXPECT_EQ(counter(m, "shrink_map_failures"), kPageblockOrder);  // one per order 0..8
+  EXPECT_EQ(m.policy().pooled_pages(), kPagesPer2M - 1);
+  EXPECT_EQ(m.dmap().lookup(p).level, directmap::Level::Pmd2M);
+  EXPECT_SOUND(m);
+  m.phys().free_pages(held.back(), 0, 0);
+  held.pop_back();
+  EXPECT_EQ(m.policy().shrink(kPagesPer2M, 0), kPagesPer2M - 1);
+  EXPECT_EQ(counter(m, "shrink_map_failures"), kPageblockOrder);
+  EXPECT_EQ(m.policy().pooled_pages(), 0u);
+  EXPECT_EQ(m.dmap().lookup(p).level, directmap::Level::Pte4K);
+  EXPECT_SOUND(m);
+  for (const Pfn h : held) m.phys().free_pages(h, 0, 0);
+  EXPECT_SOUND(m);
+}
+
+// Reclaim runs with PF_MEMALLOC: the page table the shrinker's split needs
+// comes from below the min watermark, where an ordinary GFP_KERNEL
+// allocation stops.
+TEST(UnmappedAlloc, ShrinkerSplitsWithTheReservesWhileReclaiming) {
+  Machine m(policy_config("unmapped-alloc"));
+  const Secret s = map_secret(m, 1);
+  ASSERT_EQ(touch(m, s, 0), mm::VmFault::Major);
+  const std::vector<Pfn> held = take_free_pages(m, phys::__GFP_NOWARN);
+  ASSERT_FALSE(held.empty());
+  ASSERT_FALSE(m.phys().alloc_pages(phys::__GFP_NOWARN, 0, 0, phys::FrameKind::Kernel).ok());
+  const unsigned top = m.phys().zone_of(m.phys().nr_frames() - 1);
+  EXPECT_EQ(m.reclaim(top, kPagesPer2M, 0), kPagesPer2M - 1);
+  EXPECT_EQ(counter(m, "shrink_map_failures"), 0u);
+  EXPECT_EQ(m.policy().pooled_pages(), 0u);
+  EXPECT_SOUND(m);
+}
+
+// MIGRATE_UNMAPPED's steal remaps the pageblock with PTEs first; when the
+// split finds no page for its table, the pageblock stays an ordinary one and
+// the allocation fails, nothing of it unmapped.
+TEST(MigrateUnmapped, AStealThatCannotSplitLeavesThePageblockOrdinary) {
+  Machine m(policy_config("migrate-unmapped"));
+  // Down to the min watermark, then one whole pageblock mapped by a 2 MiB
+  // leaf given back: the steal takes it, and the table's allocation finds the
+  // zone under its watermark again.
+  std::vector<Pfn> held = take_free_pages(m, phys::__GFP_NOWARN);
+  const std::set<Pfn> mine(held.begin(), held.end());
+  Pfn block = kNoPfn;
+  for (Pfn b = 0; b + kPageblockNrPages <= m.phys().nr_frames() && block == kNoPfn; b += kPageblockNrPages) {
+    bool all = m.dmap().lookup(b).level == directmap::Level::Pmd2M;
+    for (Pfn p = b; p < b + kPageblockNrPages && all; ++p) all = mine.count(p) != 0;
+    if (all) block = b;
+  }
+  ASSERT_NE(block, kNoPfn);
+  for (Pfn p = block; p < block + kPageblockNrPages; ++p) m.phys().free_pages(p, 0, 0);
+  m.phys().drain_all_pages();
+  const Result<Pfn> r = m.policy().alloc_secret_page(0, policy::Owner{});
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.err, -ENOMEM);
+  EXPECT_EQ(counter(m, "split_failures"), 1u);
+  EXPECT_EQ(counter(m, "unmapped_pageblocks"), 0u);
+  EXPECT_TRUE(m.dmap().is_present(block));
+  EXPECT_EQ(m.dmap().lookup(block).level, directmap::Level::Pmd2M);
+  EXPECT_SOUND(m);
+  for (const Pfn h : held) {
+    if (h < block || h >= block + kPageblockNrPages) m.phys().free_pages(h, 0, 0);
+  }
+  const Result<Pfn> again = m.policy().alloc_secret_page(0, policy::Owner{});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(counter(m, "unmapped_pageblocks"), 1u);
+  EXPECT_EQ(m.dmap().lookup(again.value).level, directmap::Level::Pte4K);
+  m.policy().free_secret_page(again.value, 0, policy::Owner{});
+  EXPECT_SOUND(m);
+}
+
 // --- freetype-unmapped ---
 
 TEST(FreetypeUnmapped, UnmapsAWholePageblockAsOneLeafWithOneFlush) {

@@ -43,6 +43,11 @@ class PageOwners {
   // memory goes back through PhysMem::free_pages() before this returns (the
   // OOM reaper's work, done at once). false: no process could be killed.
   virtual bool out_of_memory(Gfp gfp, unsigned order, CpuId cpu) = 0;
+
+  // current->flags & PF_MEMALLOC: true while reclaim() runs (direct reclaim
+  // and kswapd both set it), so that what a shrinker allocates meanwhile may
+  // dip into the reserves (__gfp_pfmemalloc_flags()) and never reclaims again.
+  [[nodiscard]] virtual bool memalloc() const { return false; }
 };
 
 }  // namespace exmem::model::phys

@@ -6,9 +6,9 @@
 // pages' owners only through PageOwners (page_owners.hpp).
 //
 // What the model leaves out, where the kernel has it: cpusets and zonelist
-// restarts (one node, no hotplug), PF_MEMALLOC and OOM-victim reserves
-// (__gfp_pfmemalloc_flags() gives ALLOC_NO_WATERMARKS only for
-// __GFP_MEMALLOC), defrag_mode, memcg, throttling and sleeping.
+// restarts (one node, no hotplug), OOM-victim reserves (ALLOC_OOM; PF_MEMALLOC,
+// set while the owners reclaim, and __GFP_MEMALLOC do give
+// ALLOC_NO_WATERMARKS), defrag_mode, memcg, throttling and sleeping.
 #include <algorithm>
 
 #include "model/phys/compaction.hpp"
@@ -290,8 +290,11 @@ Pfn PhysMem::alloc_pages_slowpath(Gfp gfp, unsigned order, unsigned alloc_flags,
   const bool can_compact = (gfp & __GFP_IO) != 0;  // gfp_compaction_allowed()
   const bool nofail = (gfp & __GFP_NOFAIL) != 0;
   const bool costly_order = order > kPageAllocCostlyOrder;
-  // gfp_pfmemalloc_allowed(): PF_MEMALLOC and OOM victims are not modelled.
-  const bool pfmemalloc = (gfp & __GFP_MEMALLOC) && !(gfp & __GFP_NOMEMALLOC);
+  // gfp_pfmemalloc_allowed(): __GFP_MEMALLOC, or PF_MEMALLOC (an allocation
+  // made while reclaiming), unless __GFP_NOMEMALLOC; OOM victims' ALLOC_OOM is
+  // not modelled.
+  const bool pf_memalloc = owners_ != nullptr && owners_->memalloc();
+  const bool pfmemalloc = !(gfp & __GFP_NOMEMALLOC) && ((gfp & __GFP_MEMALLOC) || pf_memalloc);
   int compaction_retries = 0;
   int no_progress_loops = 0;
   int compact_result = compact::COMPACT_SKIPPED;
@@ -334,6 +337,7 @@ Pfn PhysMem::alloc_pages_slowpath(Gfp gfp, unsigned order, unsigned alloc_flags,
     page = get_page_from_freelist(gfp, order, alloc_flags, highest_zoneidx, mt, cpu);
     if (page != kNoPfn) return page;
     if (!can_direct_reclaim) break;  // not willing to reclaim: nothing to balance
+    if (pf_memalloc) break;          // avoid recursion of direct reclaim
 
     page = alloc_pages_direct_reclaim(gfp, order, alloc_flags, highest_zoneidx, mt, cpu, did_some_progress);
     if (page != kNoPfn) return page;

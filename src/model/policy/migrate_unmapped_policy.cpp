@@ -64,7 +64,10 @@ class MigrateUnmappedPolicy final : public Policy {
     const Result<Pfn> r =
         phys().alloc_pages(phys::GFP_HIGHUSER | phys::__GFP_ZERO, kPageblockOrder, cpu, phys::FrameKind::Secret);
     if (!r.ok()) return r;
-    if (blocks_.insert(r.value).second) dmap().set_memory_4k(r.value, kPageblockNrPages, cpu);
+    if (const int err = mark_unmapped(r.value, cpu); err != 0) {
+      phys().free_pages(r.value, kPageblockOrder, cpu);
+      return Result<Pfn>::error(err);
+    }
     const int err = unmap_range(context(), r.value, kPageblockNrPages, cpu);
     if (err != 0) {
       blocks_.erase(r.value);
@@ -115,7 +118,7 @@ class MigrateUnmappedPolicy final : public Policy {
   [[nodiscard]] std::vector<Counter> counters() const override {
     return {{"unmapped_pageblocks", blocks_.size()}, {"whole_pageblocks_stolen", whole_},
             {"partial_steals", partial_},            {"pages_joined_on_free", joined_},
-            {"pageblocks_returned", returned_}};
+            {"pageblocks_returned", returned_},     {"split_failures", split_failures_}};
   }
   [[nodiscard]] std::vector<std::string> check() const override {
     std::vector<std::string> v;
@@ -138,14 +141,30 @@ class MigrateUnmappedPolicy final : public Policy {
   }
 
  private:
+  // mirrors set_pageblock_unmapped(): the pageblock becomes MIGRATE_UNMAPPED,
+  // remapped with PTEs (set_memory_4k() here: one split, one flush). The
+  // split's page-table page can fail to come; then, as in the RFC, the
+  // pageblock keeps its migratetype, left as it was (the split is the change's
+  // first step), and the allocation fails with the error.
+  int mark_unmapped(Pfn block, CpuId cpu) {
+    if (!blocks_.insert(block).second) return 0;  // already remapped with PTEs
+    const int err = dmap().set_memory_4k(block, kPageblockNrPages, cpu);
+    if (err != 0) {
+      blocks_.erase(block);
+      ++split_failures_;
+    }
+    return err;
+  }
+
   int steal(CpuId cpu) {
     unsigned o = 0;
     const Result<Pfn> r = alloc_highest(phys(), kPageblockOrder, cpu, phys::FrameKind::Unmapped, o);
     if (!r.ok()) return r.err;
-    const Pfn block = pageblock_of(r.value);
     const Pfn n = Pfn{1} << o;
-    // Remap the pageblock with PTEs: set_memory_4k() splits it once, flushes once.
-    if (blocks_.insert(block).second) dmap().set_memory_4k(block, kPageblockNrPages, cpu);
+    if (const int err = mark_unmapped(pageblock_of(r.value), cpu); err != 0) {
+      phys().free_pages(r.value, o, cpu);
+      return err;
+    }
     const int err = unmap_range(context(), r.value, n, cpu);
     if (err != 0) {
       phys().free_pages(r.value, o, cpu);
@@ -166,6 +185,7 @@ class MigrateUnmappedPolicy final : public Policy {
   std::uint64_t partial_ = 0;
   std::uint64_t joined_ = 0;
   std::uint64_t returned_ = 0;
+  std::uint64_t split_failures_ = 0;  // pageblocks set_memory_4k() could not split
 };
 
 }  // namespace
