@@ -219,7 +219,7 @@ EXMEM_API int exmem_equal(const void *a, const void *b, size_t size);
  * a vault (any byte of its pages, open or closed) or a shared region of this
  * process; EXMEM_PROT_NONE for anything else, including a freed object (a
  * small one still in another thread's cache of recently freed objects, at
- * most 8 per size class and thread, is the exception: it still counts) and
+ * most one per size class and thread, is the exception: it still counts) and
  * objects a child inherited in EXMEM_FORK_SHARE mode (the parent's). Never
  * touches the memory at p: any pointer may be asked about. */
 EXMEM_API int exmem_is_exclusive(const void *p);

@@ -341,6 +341,44 @@ TEST_F(Heap, FreeWipesASmallObjectInPlace) {
   EXPECT_TRUE(r.succeeded()) << r.describe();
 }
 
+// Past the thread's cache of one freed object per class, free clears the
+// object's bit in its slab inline and alloc takes the lowest free object of the
+// slab inline: those objects too are wiped in place, and handed out again zeroed.
+TEST_F(Heap, ObjectsFreedPastTheCacheAreWipedInPlaceAndReusedZeroed) {
+  ChildResult r = run_child([] {
+    for (size_t size : {16, 32, 48, 64, 96, 128, 160, 256, 320, 1024, 4096}) {
+      void* keep = exmem_alloc(size);
+      CHILD_CHECK(keep, "alloc: %s", last_error_text().c_str());
+      std::vector<unsigned char*> v;
+      for (int i = 0; i < 70; ++i) {  // more than one bitmap word of the largest classes' slabs
+        auto* p = static_cast<unsigned char*>(exmem_alloc(size));
+        CHILD_CHECK(p, "alloc: %s", last_error_text().c_str());
+        std::memset(p, 0xC3, exmem_usable_size(p));
+        v.push_back(p);
+      }
+      for (unsigned char* p : v) exmem_free(p);
+      for (unsigned char* p : v)
+        CHILD_CHECK(all_zero(p, size), "size %zu: the freed object at %p still holds %s", size,
+                    static_cast<void*>(p), hex_bytes(p, 16).c_str());
+      std::set<void*> was(v.begin(), v.end());
+      size_t reused = 0;
+      for (size_t i = 0; i < v.size(); ++i) {
+        auto* p = static_cast<unsigned char*>(exmem_alloc(size));
+        CHILD_CHECK(p, "alloc: %s", last_error_text().c_str());
+        CHILD_CHECK(all_zero(p, exmem_usable_size(p)), "size %zu: a reused object holds %s", size,
+                    hex_bytes(p, 16).c_str());
+        reused += was.count(p);
+        v[i] = p;
+      }
+      CHILD_CHECK(reused > 0, "size %zu: no freed object was reused: nothing was tested", size);
+      for (unsigned char* p : v) exmem_free(p);
+      exmem_free(keep);
+    }
+    return 0;
+  });
+  EXPECT_TRUE(r.succeeded()) << r.describe();
+}
+
 TEST_F(Heap, ReallocWipesTheObjectItMovedAwayFrom) {
   ChildResult r = run_child([] {
     void* keep = exmem_alloc(32);

@@ -130,6 +130,46 @@ TEST_F(Misuses, RemoteFreeThenPopThenOwnerFreeOfTheReusedObjectAbortsNamingThePo
   expect_abort_naming(m, "double free");
 }
 
+// The thread keeps one freed object per class; the next free of the class
+// clears the object's bit in its slab inline, and the next allocations take
+// free objects from the slab inline. A second free of either kind of object
+// still finds a clear bit.
+TEST_F(Misuses, DoubleFreeOfAnObjectFreedPastTheCacheAbortsNamingThePointer) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(32);
+    void* a = exmem_alloc(32);
+    void* b = exmem_alloc(32);
+    CHILD_CHECK(keep && a && b, "alloc: %s", last_error_text().c_str());
+    exmem_free(a);  // kept by the thread
+    exmem_free(b);  // back in its slab's bitmap
+    announce(b);
+    exmem_free(b);
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+}
+
+TEST_F(Misuses, DoubleFreeOfAnObjectTakenFromTheBitmapAbortsNamingThePointer) {
+  Misuse m = run_misuse([] {
+    void* keep = exmem_alloc(64);
+    void* v[100];
+    for (void*& p : v) {
+      p = exmem_alloc(64);  // all but the first from the slab's bitmap, inline
+      CHILD_CHECK(p, "alloc: %s", last_error_text().c_str());
+    }
+    for (void* p : v) exmem_free(p);
+    void* p = exmem_alloc(64);  // the cached object
+    void* q = exmem_alloc(64);  // the lowest free object of the slab
+    CHILD_CHECK(keep && p && q, "alloc: %s", last_error_text().c_str());
+    exmem_free(q);
+    exmem_free(p);
+    announce(q);
+    exmem_free(q);
+    return 0;
+  });
+  expect_abort_naming(m, "double free");
+}
+
 TEST_F(Misuses, DoubleFreeOfTheOnlyObjectOfASlabAbortsNamingThePointer) {
   Misuse m = run_misuse([] {
     void* p = exmem_alloc(700);

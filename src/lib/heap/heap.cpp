@@ -55,16 +55,7 @@ void free_rest(ThreadHeap* h, Slab* s, void* p) {
     set_mag_n(h, cls, n + 1);
     return;
   }
-  uint32_t idx = index_of(s, p);
-  uint32_t w = idx >> 6;
-  s->bits[w].store(s->bits[w].load(std::memory_order_relaxed) & ~(uint64_t{1} << (idx & 63)),
-                   std::memory_order_relaxed);
-  if (w < s->hint) s->hint = static_cast<uint16_t>(w);
-  uint32_t used = s->used - 1;
-  set_used(s, used);
-  // The current slab stays put; others move between lists when they stop
-  // being full or become empty.
-  if (s->list != SlabList::current && (used == 0 || used + 1 == s->nobj)) free_list_change(h, s);
+  give_back(h, s, index_of(s, p));
 }
 
 void* check_magazines_remote(ThreadHeap* h, void* p) {

@@ -15,11 +15,14 @@
 // leaves its slabs as orphans, which other threads adopt.
 //
 // Fast paths. alloc() and free() are inlined into exmem_alloc/exmem_free; their
-// common case (a 32-byte object back and forth through the thread's magazine)
-// calls nothing and touches no stack. Everything else leaves through a tail call
-// to heap.cpp: canaries on (one branch on g_layout.canaries, then a copy of the
-// fast path compiled with the canary code), an empty or full magazine, objects
-// over kWipeInline bytes (memset), a thread heap that other threads freed into.
+// common cases (a 32-byte object back and forth through the thread's magazine;
+// the lowest free object of the current slab's `hint` word when the magazine is
+// empty; clearing the object's bit when it is full) call nothing. Everything
+// else leaves through a tail call to heap.cpp: canaries on (one branch on
+// g_layout.canaries, then a copy of the fast path compiled with the canary
+// code), no current slab or its `hint` word full, objects over kWipeInline
+// bytes (memset), a slab that changes lists, a thread heap that other threads
+// freed into.
 // Every free checks that the pointer is an object start in a slab of this
 // thread, allocated (bits, remote) and not already in a magazine, except a free
 // of ThreadHeap::last, the object the magazine path of alloc handed out last,
@@ -31,7 +34,8 @@
 //   allocated  <=> bits[i] == 1 && remote[i] == 0
 //   free       <=> bits[i] == 0 (then remote[i] == 0 and the bytes are zero)
 //   freed by another thread, not yet collected <=> bits[i] == 1 && remote[i] == 1
-//   indices >= nobj have bits == 1 forever; `used` counts ones in bits.
+//   indices >= nobj have bits == 1 forever; `used` counts ones in bits;
+//   hint < nwords, and no word below hint has a clear bit.
 #pragma once
 
 #include <atomic>
@@ -106,11 +110,15 @@ struct List {
   }
 };
 
-// Objects this heap freed last, per class, already wiped: the next
-// allocations of the class take them back without touching the slab, which
-// keeps the slab's bitmap off the critical path of an alloc/free loop. Their
-// bits stay set (the slab counts them as used); exmem_stats subtracts them.
-inline constexpr uint32_t kMagazine = 8;
+// The object this heap freed last, per class, already wiped: the next
+// allocation of the class takes it back without touching the slab, which keeps
+// the slab's bitmap (a load and a store to the same word in every alloc and
+// every free) off the critical path of an alloc/free loop. Its bit stays set
+// (the slab counts it as used); exmem_stats subtracts it. One object: every
+// free of another object compares the pointer with each object waiting here
+// (a double free would otherwise hand it out twice), and the bitmap, taken and
+// given back inline, is nearly as fast for everything past the first.
+inline constexpr uint32_t kMagazine = 1;
 
 struct alignas(64) ThreadHeap {
   uint32_t mag_n[kClasses] = {};  // written by the owner with set_mag_n(), read by exmem_stats
@@ -253,7 +261,9 @@ inline void set_used(Slab* s, uint32_t v) { __atomic_store_n(&s->used, v, __ATOM
 
 inline void set_mag_n(ThreadHeap* h, size_t cls, uint32_t v) { __atomic_store_n(&h->mag_n[cls], v, __ATOMIC_RELAXED); }
 
-// Takes the lowest free object of s, or nullptr when s is full. Owner only.
+// Takes the lowest free object of s, or nullptr when s is full (then hint is
+// its last word, so that alloc's fast path never reads past the bitmap).
+// Owner only.
 inline void* slab_take(Slab* s) {
   for (uint32_t w = s->hint; w < s->nwords; ++w) {
     uint64_t b = s->bits[w].load(std::memory_order_relaxed);
@@ -265,8 +275,22 @@ inline void* slab_take(Slab* s) {
       return s->start + (size_t{w} * 64 + i) * s->obj_size;
     }
   }
-  s->hint = s->nwords;
+  s->hint = static_cast<uint16_t>(s->nwords - 1);
   return nullptr;
+}
+
+// Object idx of s, wiped, goes back to its slab: its bit is cleared. A slab
+// other than the current one changes lists when it stops being full or
+// becomes empty. Owner only.
+[[gnu::always_inline]] inline void give_back(ThreadHeap* h, Slab* s, uint32_t idx) {
+  uint32_t w = idx >> 6;
+  s->bits[w].store(s->bits[w].load(std::memory_order_relaxed) & ~(uint64_t{1} << (idx & 63)),
+                   std::memory_order_relaxed);
+  if (w < s->hint) s->hint = static_cast<uint16_t>(w);
+  uint32_t used = s->used - 1;
+  set_used(s, used);
+  if (__builtin_expect(s->list != SlabList::current, 0) && (used == 0 || used + 1 == s->nobj))
+    free_list_change(h, s);
 }
 
 
@@ -286,7 +310,20 @@ template <bool kCanaries>
   if (__builtin_expect(size - 1 >= kMaxSmall - kCanary, 0)) return alloc_slow(size);
   size_t cls = class_of(size + kCanary);
   uint32_t n = h->mag_n[cls];  // always 0 in g_no_heap
-  if (__builtin_expect(n == 0, 0)) return alloc_from_slab(h, cls, size);
+  if (n == 0) {
+    // The lowest free object of the current slab, when its `hint` word has one
+    // (g_no_heap has no current slab).
+    Slab* s = h->current[cls];
+    if (__builtin_expect(s == nullptr, 0)) return alloc_from_slab(h, cls, size);
+    uint32_t w = s->hint;
+    uint64_t b = s->bits[w].load(std::memory_order_relaxed);
+    if (__builtin_expect(b == ~uint64_t{0}, 0)) return alloc_from_slab(h, cls, size);
+    s->bits[w].store(b | (b + 1), std::memory_order_relaxed);  // sets the lowest clear bit
+    set_used(s, s->used + 1);
+    void* p = s->start + (size_t{w} * 64 + static_cast<size_t>(__builtin_ctzll(~b))) * s->obj_size;
+    if constexpr (kCanaries) write_canary(p, cls);
+    return p;
+  }
   void* p = h->mag[cls][n - 1];
   set_mag_n(h, cls, n - 1);
   if constexpr (kCanaries) {
@@ -366,8 +403,9 @@ template <bool kCanaries>
   uint32_t n = h->mag_n[cls];
   for (uint32_t i = 0; i < n; ++i)
     if (__builtin_expect(h->mag[cls][i] == p, 0)) report_double_free(p);
-  if (__builtin_expect(size > kWipeInline || n == kMagazine, 0)) return free_rest(h, s, p);
+  if (__builtin_expect(size > kWipeInline, 0)) return free_rest(h, s, p);
   wipe_small(p, size);
+  if (n == kMagazine) return give_back(h, s, idx);
   h->mag[cls][n] = p;
   set_mag_n(h, cls, n + 1);
 }

@@ -75,7 +75,12 @@ void collect_remote(Slab* s) {
   for (uint32_t w = 0; w < s->nwords; ++w) {
     if (s->remote[w].load(std::memory_order_relaxed) == 0) continue;
     uint64_t r = s->remote[w].exchange(0, std::memory_order_acquire);
-    s->bits[w].store(s->bits[w].load(std::memory_order_relaxed) & ~r, std::memory_order_relaxed);
+    uint64_t b = s->bits[w].load(std::memory_order_relaxed);
+    // Another thread freed an object that was free already: it raced with the
+    // owner's free of it (each checks the other's bitmap before it writes its own).
+    if (uint64_t twice = r & ~b)
+      report_double_free(s->start + (size_t{w} * 64 + static_cast<size_t>(__builtin_ctzll(twice))) * s->obj_size);
+    s->bits[w].store(b & ~r, std::memory_order_relaxed);
     if (r && w < s->hint) s->hint = static_cast<uint16_t>(w);
     n += static_cast<uint32_t>(__builtin_popcountll(r));
   }
