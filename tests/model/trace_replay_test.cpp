@@ -186,6 +186,32 @@ TEST(TraceLine, AShortPagePointerDoesNotRunIntoTheNextLine) {
   EXPECT_EQ(s.events, 1u);
   EXPECT_EQ(s.unknown_lines, 2u);
 }
+// The usual layout's scans look at 16 bytes at a time: every field must be
+// found wherever it falls in those blocks, and the line must end at its own
+// newline (or at the end of the buffer), never in the next line.
+TEST(TraceLine, EveryFieldIsFoundWhereverItFallsAmongTheScannedBlocks) {
+  for (std::size_t shift = 0; shift < 40; ++shift) {
+    for (const bool last : {false, true}) {
+      const std::string comm = "kworker/u8:" + std::string(shift + 1, '3');
+      std::string gfp = "GFP_KERNEL";
+      for (std::size_t i = 0; i < shift % 5; ++i) gfp += "|__GFP_ZERO";
+      const std::string line = comm + "-42 [003] ..... 5.000001: mm_page_alloc: page=00000000deadbeef pfn=0x1234 " +
+                               "order=2 migratetype=1 gfp_flags=" + gfp;
+      const std::string next = comm + "-43 [001] .... 6.0: mm_page_free: page=00000000deadbeef pfn=0x99 order=0\n";
+      const std::string text = last ? line : line + "\n" + next;
+      TraceEvent ev;
+      std::string why;
+      const EventLine l = read_event_line(text.data(), text.data() + text.size(), ev, &why);
+      ASSERT_TRUE(l.event) << text << why;
+      EXPECT_EQ(l.end, text.data() + line.size()) << text;
+      EXPECT_EQ(ev.pid, 42) << text;
+      EXPECT_EQ(ev.cpu, 3u) << text;
+      EXPECT_EQ(ev.pfn, 0x1234u) << text;
+      EXPECT_EQ(ev.order, 2u) << text;
+      EXPECT_EQ(ev.gfp, gfp) << text;
+    }
+  }
+}
 TEST(TraceLine, ACarriageReturnAndTheGeneralLayoutReadLikeTheUsualOne) {
   const std::string usual = alloc(0x3000, 0, "GFP_HIGHUSER|__GFP_ZERO", 1);  // ends in '\n'
   const std::string crlf = usual.substr(0, usual.size() - 1) + "\r\n";

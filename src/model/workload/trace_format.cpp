@@ -15,6 +15,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "model/phys/gfp_names.hpp"
 #include "model/types.hpp"
 
@@ -284,10 +288,20 @@ inline bool skip_literal(const char*& p, const char* end, const char (&lit)[N]) 
   return true;
 }
 
-// The first byte at or after p that is a or b, or end. Eight bytes at a time
-// (a zero byte of x ^ a marks an a; the lowest marked byte is exact, borrows
-// only mark bytes above it), then byte by byte for the rest.
+// The first byte at or after p that is a or b, or end. Sixteen bytes at a
+// time with SSE2 (every x86-64 has it), else eight at a time (a zero byte of
+// x ^ a marks an a; the lowest marked byte is exact, borrows only mark bytes
+// above it), then byte by byte for the rest.
 inline const char* find_either(const char* p, const char* const end, char a, char b) {
+#if defined(__SSE2__)
+  const __m128i va = _mm_set1_epi8(a);
+  const __m128i vb = _mm_set1_epi8(b);
+  for (; end - p >= 16; p += 16) {
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const auto hit = static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(w, va), _mm_cmpeq_epi8(w, vb))));
+    if (hit != 0) return p + std::countr_zero(hit);
+  }
+#endif
   if constexpr (std::endian::native == std::endian::little) {
     constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
     constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
@@ -311,6 +325,10 @@ inline const char* find_either(const char* p, const char* const end, char a, cha
 // Whether the 16 bytes at p hold a newline: the skip over a hashed pointer
 // must not run into the next line of the reader's buffer.
 inline bool newline_in_16(const char* p) {
+#if defined(__SSE2__)
+  const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8('\n'))) != 0;
+#else
   constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
   constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
   constexpr std::uint64_t kNewlines = kOnes * static_cast<unsigned char>('\n');
@@ -321,6 +339,7 @@ inline bool newline_in_16(const char* p) {
   a ^= kNewlines;
   b ^= kNewlines;
   return ((((a - kOnes) & ~a) | ((b - kOnes) & ~b)) & kHigh) != 0;
+#endif
 }
 
 // The first c at or after p, before a newline and before end; nullptr when none.
