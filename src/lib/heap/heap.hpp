@@ -310,7 +310,7 @@ template <bool kCanaries>
   if (__builtin_expect(size - 1 >= kMaxSmall - kCanary, 0)) return alloc_slow(size);
   size_t cls = class_of(size + kCanary);
   uint32_t n = h->mag_n[cls];  // always 0 in g_no_heap
-  if (n == 0) {
+  if (__builtin_expect(n == 0, 0)) {
     // The lowest free object of the current slab, when its `hint` word has one
     // (g_no_heap has no current slab).
     Slab* s = h->current[cls];
