@@ -33,19 +33,23 @@ inline std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+// Allocates order-0 kernel pages for `gfp` on `cpu` until the allocator
+// refuses, appending them to `held`.
+inline void take_pages(Machine& m, phys::Gfp gfp, CpuId cpu, std::vector<Pfn>& held) {
+  for (;;) {
+    const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, cpu, phys::FrameKind::Kernel);
+    if (!r.ok()) return;
+    held.push_back(r.value);
+  }
+}
+
 // Leaves (almost) only order-0 free blocks: every page the allocator gives
 // allocated, then the even pfns of `free_back` of them freed (their odd
 // buddies stay allocated). Returns the pages still held.
 inline std::vector<Pfn> leave_only_order0(Machine& m, std::size_t free_back = 2048) {
   std::vector<Pfn> held;
   m.phys().drain_all_pages();  // pcp pages of other CPUs back to the buddy first
-  for (const phys::Gfp gfp : {phys::GFP_KERNEL, phys::GFP_ATOMIC}) {
-    for (;;) {
-      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, 0, phys::FrameKind::Kernel);
-      if (!r.ok()) break;
-      held.push_back(r.value);
-    }
-  }
+  for (const phys::Gfp gfp : {phys::GFP_KERNEL, phys::GFP_ATOMIC}) take_pages(m, gfp, 0, held);
   std::sort(held.begin(), held.end());
   std::vector<Pfn> kept;
   std::size_t freed = 0;

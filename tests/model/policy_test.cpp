@@ -25,6 +25,7 @@ namespace {
 
 using testing::join;
 using testing::leave_only_order0;
+using testing::take_pages;
 
 MachineConfig policy_config(const std::string& policy, std::uint64_t ram = 256 * MiB) {
   MachineConfig c = testing::small_config(ram);
@@ -241,11 +242,7 @@ TEST(SecretmemPoolReserve, ReservePolicyFailsMmapNotTheFault) {
   EXPECT_EQ(b.mmap_err, -ENOMEM);  // the reservation cannot be met: mmap fails cleanly
   // The rest of memory is exhausted; no fault of the reserved mapping fails.
   std::vector<Pfn> hog;
-  for (;;) {
-    const Result<Pfn> r = m.phys().alloc_pages(phys::GFP_KERNEL, 0, 0, phys::FrameKind::Kernel);
-    if (!r.ok()) break;
-    hog.push_back(r.value);
-  }
+  take_pages(m, phys::GFP_KERNEL, 0, hog);
   for (std::uint64_t i = 0; i < 2 * kPagesPer2M; ++i) {
     ASSERT_EQ(touch(m, a, i), mm::VmFault::Major) << "page " << i;
   }
@@ -450,17 +447,11 @@ TEST(UnmappedAlloc, ShrinkerMapsCachedPagesBack) {
   EXPECT_SOUND(m);
 }
 
-// Takes every free page the allocator hands out for `gfp` without reclaim,
-// from each CPU's lists and the buddy; returns them.
+// Takes every free page the allocator hands out for `gfp`, from each CPU's
+// lists and the buddy; returns them.
 std::vector<Pfn> take_free_pages(Machine& m, phys::Gfp gfp) {
   std::vector<Pfn> held;
-  for (CpuId cpu = 0; cpu < m.config().cpus; ++cpu) {
-    for (;;) {
-      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, cpu, phys::FrameKind::Kernel);
-      if (!r.ok()) break;
-      held.push_back(r.value);
-    }
-  }
+  for (CpuId cpu = 0; cpu < m.config().cpus; ++cpu) take_pages(m, gfp, cpu, held);
   return held;
 }
 

@@ -261,6 +261,14 @@ inline void set_used(Slab* s, uint32_t v) { __atomic_store_n(&s->used, v, __ATOM
 
 inline void set_mag_n(ThreadHeap* h, size_t cls, uint32_t v) { __atomic_store_n(&h->mag_n[cls], v, __ATOMIC_RELAXED); }
 
+// Takes the object of the lowest clear bit of word w of s, whose value b has
+// one. Owner only.
+[[gnu::always_inline]] inline void* take_in_word(Slab* s, uint32_t w, uint64_t b) {
+  s->bits[w].store(b | (b + 1), std::memory_order_relaxed);  // sets the lowest clear bit
+  set_used(s, s->used + 1);
+  return s->start + (size_t{w} * 64 + static_cast<size_t>(__builtin_ctzll(~b))) * s->obj_size;
+}
+
 // Takes the lowest free object of s, or nullptr when s is full (then hint is
 // its last word, so that alloc's fast path never reads past the bitmap).
 // Owner only.
@@ -268,11 +276,8 @@ inline void* slab_take(Slab* s) {
   for (uint32_t w = s->hint; w < s->nwords; ++w) {
     uint64_t b = s->bits[w].load(std::memory_order_relaxed);
     if (~b) {
-      unsigned i = static_cast<unsigned>(__builtin_ctzll(~b));
-      s->bits[w].store(b | (uint64_t{1} << i), std::memory_order_relaxed);
       s->hint = static_cast<uint16_t>(w);
-      set_used(s, s->used + 1);
-      return s->start + (size_t{w} * 64 + i) * s->obj_size;
+      return take_in_word(s, w, b);
     }
   }
   s->hint = static_cast<uint16_t>(s->nwords - 1);
@@ -318,9 +323,7 @@ template <bool kCanaries>
     uint32_t w = s->hint;
     uint64_t b = s->bits[w].load(std::memory_order_relaxed);
     if (__builtin_expect(b == ~uint64_t{0}, 0)) return alloc_from_slab(h, cls, size);
-    s->bits[w].store(b | (b + 1), std::memory_order_relaxed);  // sets the lowest clear bit
-    set_used(s, s->used + 1);
-    void* p = s->start + (size_t{w} * 64 + static_cast<size_t>(__builtin_ctzll(~b))) * s->obj_size;
+    void* p = take_in_word(s, w, b);
     if constexpr (kCanaries) write_canary(p, cls);
     return p;
   }
