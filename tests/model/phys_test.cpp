@@ -192,6 +192,79 @@ TEST(Cma, AllocatesAFreeAlignedRangeAndReleasesIt) {
   EXPECT_EQ(ph.cma_release(r.value, kPageblockNrPages), -EINVAL);
 }
 
+// Pages of `zone` on the pcp lists of all CPUs.
+std::uint64_t pcp_pages_of(const phys::PhysMem& ph, unsigned zone) {
+  std::uint64_t n = 0;
+  for (const auto& pcp : ph.zone(zone).pcp) n += static_cast<std::uint64_t>(pcp.count);
+  return n;
+}
+
+// Order-0 pages of `gfp` allocated on each CPU and freed again: they wait on
+// that CPU's pcp list.
+void fill_pcp_lists(Machine& m, phys::Gfp gfp) {
+  for (CpuId cpu = 0; cpu < m.config().cpus; ++cpu) {
+    std::vector<Pfn> held;
+    for (int i = 0; i < 8; ++i) {
+      const Result<Pfn> r = m.phys().alloc_pages(gfp, 0, cpu, FrameKind::Kernel);
+      ASSERT_TRUE(r.ok());
+      held.push_back(r.value);
+    }
+    for (const Pfn p : held) ASSERT_EQ(m.phys().free_pages(p, 0, cpu), 0);
+  }
+}
+
+// alloc_contig_range() drains the CMA zone's pcp lists (drain_all_pages(cc.zone))
+// in every try, before it looks at a page of its range: whether or not the
+// range holds pcp pages, and whether the range is then taken or busy. Only a
+// bitmap with no clear range (-ENOMEM before any try) leaves them, and so do
+// the other zones.
+TEST(Cma, EveryTryDrainsTheCmaZonesPcpListsOnly_AllocContigRange) {
+  MachineConfig c = testing::small_config(6 * GiB);
+  c.cma_bytes = 8 * MiB;  // four 2 MiB chunks
+  Machine m(c);
+  auto& ph = m.phys();
+  const phys::PfnRange cma = ph.cma_area();
+  const unsigned cz = ph.zone_of(cma.start);
+  ASSERT_EQ(cz, phys::ZONE_NORMAL);
+  ASSERT_NO_FATAL_FAILURE(fill_pcp_lists(m, phys::GFP_KERNEL));
+  ASSERT_NO_FATAL_FAILURE(fill_pcp_lists(m, phys::GFP_DMA32));
+  const std::uint64_t dma32 = pcp_pages_of(ph, phys::ZONE_DMA32);
+  ASSERT_GT(dma32, 0u);
+  ASSERT_GT(pcp_pages_of(ph, cz), 0u);
+  // Unmovable pages never sit in the area, so the range taken holds none of them.
+  const Result<Pfn> a = ph.cma_alloc(kPageblockNrPages, kPageblockOrder);
+  ASSERT_TRUE(a.ok()) << a.err;
+  EXPECT_EQ(pcp_pages_of(ph, cz), 0u);
+  EXPECT_EQ(pcp_pages_of(ph, phys::ZONE_DMA32), dma32);
+  // A busy try (an unmovable page in the range) drains as well, on every
+  // call, even when the model already knows the range busy.
+  std::vector<Pfn> rest;
+  for (Result<Pfn> r; (r = ph.cma_alloc(kPageblockNrPages, kPageblockOrder)).ok();) {
+    rest.push_back(r.value);
+  }
+  ASSERT_EQ(rest.size(), 3u);
+  ASSERT_EQ(ph.cma_release(rest[0], kPageblockNrPages), 0);
+  Result<Pfn> mov;
+  while ((mov = ph.alloc_pages(phys::GFP_HIGHUSER_MOVABLE, 0, 0, FrameKind::User)).ok() &&
+         (mov.value < rest[0] || mov.value >= rest[0] + kPageblockNrPages)) {
+  }
+  ASSERT_TRUE(mov.ok());
+  ph.set_kind(mov.value, 0, FrameKind::Kernel);
+  for (int call = 0; call < 2; ++call) {
+    ASSERT_NO_FATAL_FAILURE(fill_pcp_lists(m, phys::GFP_KERNEL));
+    ASSERT_GT(pcp_pages_of(ph, cz), 0u);
+    EXPECT_EQ(ph.cma_alloc(kPageblockNrPages, kPageblockOrder).err, -EBUSY);
+    EXPECT_EQ(pcp_pages_of(ph, cz), 0u) << "call " << call;
+  }
+  // No clear range in the bitmap: no alloc_contig_range(), no drain.
+  ASSERT_NO_FATAL_FAILURE(fill_pcp_lists(m, phys::GFP_KERNEL));
+  const std::uint64_t left = pcp_pages_of(ph, cz);
+  ASSERT_GT(left, 0u);
+  EXPECT_EQ(ph.cma_alloc(2 * kPageblockNrPages, kPageblockOrder).err, -ENOMEM);
+  EXPECT_EQ(pcp_pages_of(ph, cz), left);
+  EXPECT_TRUE(ph.check().empty()) << join(ph.check());
+}
+
 // These tests re-tag CMA pages without the direct-map work a policy does, so
 // they check PhysMem's invariants rather than the whole machine's.
 TEST(Cma, BitmapFollowsAllocAndReleaseAndFailsAtOnceWhenFull) {

@@ -400,9 +400,10 @@ int PhysMem::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
   return 0;
 }
 
-// mirrors drain_all_pages(NULL) -> drain_pages_zone() on every CPU
-void PhysMem::drain_all_pages() {
+// mirrors __drain_all_pages(zone, false) -> drain_pages_zone() on every CPU
+void PhysMem::drain_all_pages(Zone* zone) {
   for (Zone& z : zones_) {
+    if (zone != nullptr && &z != zone) continue;
     for (PerCpuPages& pcp : z.pcp) {
       while (pcp.count > 0) {
         const int to_drain = std::min(pcp.count, pcp.batch << kPcpBatchScaleMax);
@@ -596,7 +597,17 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
   cma_memo_.count = count;
   cma_memo_.align_order = align_order;
   cma_memo_.open.clear();
-  bool drained = false;
+  // cc.zone: a CMA area lies in one zone.
+  Zone& zone = zone_for(cma_.start);
+  // The kernel's first alloc_contig_range() call, whatever range it tries,
+  // isolates it and drains the zone's pcp lists before it looks at a page;
+  // so a call with any clear aligned range in the bitmap drains, even when
+  // the model, knowing that range busy, skips it. (Each later call drains
+  // again: the model drains at each range it tries, which adds nothing
+  // unless a migration refilled a pcp list since.)
+  if (cma_find_next_zero_area(cma_memo_.bitmap_floor, maxno, count, mask, offset, false) < maxno) {
+    drain_all_pages(&zone);
+  }
   Pfn start = 0;
   for (std::size_t wi = 0; wi < windows.size(); ++wi) {
     start = std::max(start, windows[wi].start);
@@ -630,8 +641,7 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
         // an unmovable one, before failing it; the model tries only ranges
         // without one.)
         cma_isolate(s, e, true);
-        drain_all_pages();
-        drained = true;
+        drain_all_pages(&zone);
         Pfn failed = kNoPfn;
         const int err = cma_migrate_range(s, e, failed);
         bool clean = err == 0;
@@ -646,18 +656,17 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
           continue;
         }
       }
+      if (!movable) drain_all_pages(&zone);  // this try's drain
+      // A page still on a pcp list after the drain fails test_pages_isolated():
+      // -EBUSY, and the kernel tries the next range. (A pcp list holds no
+      // page of the area unless a migration of this call refilled it.)
       bool pcp = false;
       for (Pfn p = s; p < e && !pcp; ++p) {
         pcp = frames_[p] == static_cast<std::uint8_t>(FrameKind::Pcp);
       }
       if (pcp) {
-        if (!drained) {
-          drain_all_pages();  // alloc_contig_range() drains the pcp lists
-          drained = true;     // and looks at this range again
-        } else {
-          cma_memo_.valid = false;
-          start = bitmap_no + mask + 1;
-        }
+        cma_memo_.valid = false;
+        start = bitmap_no + mask + 1;
         continue;
       }
       // Taken: the ranges above it stay open for the next search.

@@ -141,8 +141,9 @@ class PhysMem {
   // mirrors __free_pages(): pcp list for pcp orders, else the buddy directly.
   // -EINVAL when the block is not an allocated block of that order.
   int free_pages(Pfn pfn, unsigned order, CpuId cpu);
-  // mirrors drain_all_pages(NULL)
-  void drain_all_pages();
+  // mirrors drain_all_pages(zone): every CPU's pcp list of `zone`, or of
+  // every zone when it is nullptr (the kernel's drain_all_pages(NULL)).
+  void drain_all_pages(Zone* zone = nullptr);
   // mirrors min_free_kbytes_sysctl_handler(): a write to vm.min_free_kbytes
   // sets user_min_free_kbytes and min_free_kbytes, then setup_per_zone_wmarks()
   // (watermarks, and pcp high_min/high_max from the new low watermark).
