@@ -605,9 +605,11 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
   // the model, knowing that range busy, skips it. (Each later call drains
   // again: the model drains at each range it tries, which adds nothing
   // unless a migration refilled a pcp list since.)
-  if (cma_find_next_zero_area(cma_memo_.bitmap_floor, maxno, count, mask, offset, false) < maxno) {
-    drain_all_pages(&zone);
-  }
+  // The lowest clear range is also the floor of the next searches: no clear
+  // range of this size lies below it until bits are cleared, which lowers it.
+  cma_memo_.bitmap_floor =
+      cma_find_next_zero_area(cma_memo_.bitmap_floor, maxno, count, mask, offset, false);
+  if (cma_memo_.bitmap_floor < maxno) drain_all_pages(&zone);
   Pfn start = 0;
   for (std::size_t wi = 0; wi < windows.size(); ++wi) {
     start = std::max(start, windows[wi].start);
