@@ -252,5 +252,40 @@ TEST(StudyInBrowser, HostileNamesAreTextAndTheScriptStillFinishes) {
   EXPECT_EQ(count(b.dom, "\"no-values\">no values here: unmap-none"), 0u) << "unmap-none has none anywhere: the legend says so";
 }
 
+// scripts/study-chart, which draws the charts of docs/results/: the page
+// with one metric's section left, as wide as the docs' charts and as tall as
+// that section; an unknown metric is an error that lists the page's metrics.
+TEST(StudyInBrowser, StudyChartScriptDrawsOneMetricsSection) {
+  const std::string chromium = chromium_or_fail();
+  ASSERT_FALSE(chromium.empty());
+  const std::filesystem::path script =
+      std::filesystem::path(EXMEM_TEST_DATA_DIR).parent_path().parent_path() / "scripts" / "study-chart";
+  ASSERT_TRUE(std::filesystem::exists(script)) << script;
+  TempDir dir;
+  {
+    std::ofstream out(dir.path() / "index.html", std::ios::binary);
+    out << study_html_page(two_axis_study());
+  }
+  const auto png = dir.path() / "splits.png";
+  const Exit ok = run({script.string(), dir.path().string(), "direct_map_level2_splits", png.string()},
+                      dir.path() / "chart.out", dir.path() / "chart.err", kBrowserTimeoutSeconds * 2);
+  ASSERT_FALSE(ok.timed_out);
+  ASSERT_TRUE(WIFEXITED(ok.status) && WEXITSTATUS(ok.status) == 0) << read_file(dir.path() / "chart.err");
+  const Image image = read_png(png);
+  EXPECT_EQ(image.width, 1380u);
+  // One metric of two, its two facets side by side: far shorter than the page.
+  EXPECT_GT(image.height, 200u);
+  EXPECT_LT(image.height, 900u);
+  EXPECT_NE(read_file(dir.path() / "chart.out").find("direct_map_level2_splits, 1380x"), std::string::npos);
+
+  const Exit bad = run({script.string(), dir.path().string(), "no_such_metric", png.string()},
+                       dir.path() / "bad.out", dir.path() / "bad.err", kBrowserTimeoutSeconds);
+  ASSERT_TRUE(WIFEXITED(bad.status));
+  EXPECT_EQ(WEXITSTATUS(bad.status), 2);
+  const std::string err = read_file(dir.path() / "bad.err");
+  EXPECT_NE(err.find("no chart of \"no_such_metric\""), std::string::npos) << err;
+  EXPECT_NE(err.find("kernel_slowdown_percent"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace exmem::report::testing
