@@ -560,6 +560,52 @@ TEST(Execmem, LargeLoadsTakeSeveral2MiBPagesAtOnce) {
   EXPECT_SOUND(m);
 }
 
+// execmem_cache_free() whose execmem_force_rw() fails (the alias split finds
+// no page for its table) leaves the range busy and pending, as
+// pending_free_set() does, instead of handing out pages the failed call left
+// writable; execmem_cache_free_slow() frees it once the split can be made
+// (the model tries at the next load or unload). Here the failing free is the
+// one a failed load makes of its own range.
+TEST(Execmem, AnUnloadThatCannotForceRwStaysPendingUntilItCan) {
+  Machine m(config_for("upstream"));
+  users::ExecmemCache& x = m.execmem();
+  const Result<std::uint64_t> a = x.alloc(kPagesPer2M - 8, 0);  // splits its block's alias
+  const Result<std::uint64_t> tail = x.alloc(8, 0);               // the block's last 8 pages
+  ASSERT_TRUE(a.ok() && tail.ok());
+  const Result<std::uint64_t> b = x.alloc(kPagesPer2M, 0);  // a second block, a whole leaf
+  ASSERT_TRUE(b.ok());
+  const Pfn second = x.pfn_of(b.value);
+  ASSERT_EQ(second % kPagesPer2M, 0u);
+  ASSERT_EQ(m.dmap().lookup(second).level, directmap::Level::Pmd2M);
+  // Both freed: one free area from the first block's tail through the second
+  // block, not 2 MiB aligned, so it stays cached; the second leaf stays whole.
+  ASSERT_EQ(x.free(tail.value, 0), 0);
+  ASSERT_EQ(x.free(b.value, 0), 0);
+  ASSERT_EQ(x.areas(), 2u);
+  ASSERT_EQ(m.dmap().lookup(second).level, directmap::Level::Pmd2M);
+  std::vector<Pfn> held;
+  m.phys().drain_all_pages();
+  for (const phys::Gfp gfp : {phys::GFP_KERNEL, phys::GFP_ATOMIC}) testing::take_pages(m, gfp, 0, held);
+  // The first free area that fits runs from the first block's last 8 pages
+  // into the second, whose leaf cannot be split now: the load fails and so
+  // does the free of its range.
+  const Result<std::uint64_t> c = x.alloc(16, 0);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.err, -ENOMEM);
+  EXPECT_EQ(x.stats().pending_frees, 1u);
+  EXPECT_EQ(x.pending_pages(), 16u);
+  EXPECT_EQ(x.busy_pages(), kPagesPer2M - 8 + 16);
+  EXPECT_SOUND(m);
+  // Memory back: the next unload frees the pending range first.
+  for (const Pfn p : held) ASSERT_EQ(m.phys().free_pages(p, 0, 0), 0);
+  ASSERT_EQ(x.free(a.value, 0), 0);
+  EXPECT_EQ(x.pending_pages(), 0u);
+  EXPECT_GE(x.stats().pending_retries, 1u);
+  EXPECT_EQ(x.busy_pages(), 0u);
+  EXPECT_EQ(m.dmap().lookup(second).level, directmap::Level::Pte4K);  // split by the retry
+  EXPECT_SOUND(m);
+}
+
 TEST(Execmem, RejectsBadArguments) {
   Machine m(config_for("upstream"));
   EXPECT_EQ(m.execmem().alloc(0, 0).err, -EINVAL);

@@ -31,6 +31,7 @@ ExecmemCache::ExecmemCache(phys::PageSource& pages, directmap::DirectMap& dmap,
 Result<std::uint64_t> ExecmemCache::alloc(std::uint64_t pages, CpuId cpu) {
   using R = Result<std::uint64_t>;
   if (pages == 0 || pages > kRangePages) return R::error(-EINVAL);
+  free_pending(cpu);
   auto take = [&]() -> std::uint64_t {  // __execmem_cache_alloc(): the first free area that fits
     for (auto it = free_.begin(); it != free_.end(); ++it) {
       if (it->second < pages) continue;
@@ -55,7 +56,10 @@ Result<std::uint64_t> ExecmemCache::alloc(std::uint64_t pages, CpuId cpu) {
   }
   // execmem_alloc_rw(): execmem_force_rw(), the text is written, then
   // module_enable_text_rox(): execmem_restore_rox().
-  if (force_rw_restore_rox(start, pages, cpu) != 0) {
+  int err = force_rw(start, pages, cpu);
+  // The module's text is written here.
+  if (err == 0) err = restore_rox(start, pages, cpu);
+  if (err != 0) {
     // execmem_alloc_rw() frees what it got (__free(execmem)): execmem_free().
     free(kModulesVaddr + start * kPageSize, cpu);
     --stats_.unloads;
@@ -66,15 +70,15 @@ Result<std::uint64_t> ExecmemCache::alloc(std::uint64_t pages, CpuId cpu) {
   return R{kModulesVaddr + start * kPageSize, 0};
 }
 
-// execmem_force_rw() (set_memory_nx(), set_memory_rw()), then
-// execmem_restore_rox() (set_memory_rox()), as a load and an unload do them.
-int ExecmemCache::force_rw_restore_rox(std::uint64_t start, std::uint64_t pages, CpuId cpu) {
-  using Op = directmap::DirectMap::AliasOp;
-  int err = change_attr(start, pages, Op::Nx, cpu);
-  if (err == 0) err = change_attr(start, pages, Op::Rw, cpu);
-  if (err != 0) return err;
-  // execmem_fill_trapping_insns() / the module's text written here.
-  return change_attr(start, pages, Op::Rox, cpu);
+// execmem_force_rw(): set_memory_nx(), then set_memory_rw().
+int ExecmemCache::force_rw(std::uint64_t start, std::uint64_t pages, CpuId cpu) {
+  const int err = change_attr(start, pages, directmap::DirectMap::AliasOp::Nx, cpu);
+  return err != 0 ? err : change_attr(start, pages, directmap::DirectMap::AliasOp::Rw, cpu);
+}
+
+// execmem_restore_rox(): set_memory_rox().
+int ExecmemCache::restore_rox(std::uint64_t start, std::uint64_t pages, CpuId cpu) {
+  return change_attr(start, pages, directmap::DirectMap::AliasOp::Rox, cpu);
 }
 
 // set_memory_*() on cache addresses: the primary walk (__change_page_attr_set_clr())
@@ -137,22 +141,57 @@ int ExecmemCache::free(std::uint64_t addr, CpuId cpu) {
   if (addr < kModulesVaddr || addr >= kModulesEnd || (addr - kModulesVaddr) % kPageSize != 0) {
     return -EINVAL;
   }
-  const auto it = busy_.find((addr - kModulesVaddr) / kPageSize);
-  if (it == busy_.end()) return -EINVAL;
-  const std::uint64_t start = it->first;
-  const std::uint64_t pages = it->second;
-  // __execmem_cache_free(): execmem_force_rw(), execmem_fill_trapping_insns(),
-  // execmem_restore_rox(), then the range joins the free areas. (A failed
-  // execmem_force_rw() would leave it busy, pending; the model's CPA calls on
-  // an already split alias cannot fail, and a first split's -ENOMEM is taken
-  // as done: the range is freed anyway.)
-  force_rw_restore_rox(start, pages, cpu);
-  busy_.erase(it);
-  busy_pages_ -= pages;
-  add_free(start, pages);
+  const std::uint64_t start = (addr - kModulesVaddr) / kPageSize;
+  // A range already pending was freed once: a second free is the caller's bug.
+  if (!busy_.contains(start) || pending_.contains(start)) return -EINVAL;
+  free_pending(cpu);
   ++stats_.unloads;
+  if (free_busy(start, cpu) != 0) {
+    // execmem_cache_free(): pending_free_set(), the range stays busy, and
+    // execmem_cache_free_slow() is scheduled; the caller sees the free done.
+    pending_.emplace(start, busy_.at(start));
+    ++stats_.pending_frees;
+    return 0;
+  }
   clean(cpu);  // schedule_work(&execmem_cache_clean_work), run at once
   return 0;
+}
+
+// __execmem_cache_free(): execmem_force_rw(), execmem_fill_trapping_insns(),
+// execmem_restore_rox() (whose error the kernel ignores; on an alias that
+// force_rw has just split it changes entries in place and cannot fail),
+// then the range joins the free areas.
+int ExecmemCache::free_busy(std::uint64_t start, CpuId cpu) {
+  const std::uint64_t pages = busy_.at(start);
+  if (const int err = force_rw(start, pages, cpu); err != 0) return err;
+  restore_rox(start, pages, cpu);
+  busy_.erase(start);
+  busy_pages_ -= pages;
+  add_free(start, pages);
+  return 0;
+}
+
+// mirrors execmem_cache_free_slow(): each pending range is freed if its
+// execmem_force_rw() now succeeds, then execmem_cache_clean().
+void ExecmemCache::free_pending(CpuId cpu) {
+  if (pending_.empty()) return;
+  bool freed = false;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    ++stats_.pending_retries;
+    if (free_busy(it->first, cpu) == 0) {
+      it = pending_.erase(it);
+      freed = true;
+    } else {
+      ++it;
+    }
+  }
+  if (freed) clean(cpu);
+}
+
+std::uint64_t ExecmemCache::pending_pages() const {
+  std::uint64_t n = 0;
+  for (const auto& [start, pages] : pending_) n += pages;
+  return n;
 }
 
 // mirrors execmem_cache_add(): merged with the free areas on either side
@@ -357,13 +396,17 @@ std::vector<std::string> ExecmemCache::check() const {
     if (vm.huge ? vm.split.size() != want : !vm.split.empty()) {
       bad(fmt::format("vm area at page {} tracks {} vmalloc leaves", start, vm.split.size()));
     }
+    // The address (in pages) of each page, to tell pending ranges.
+    std::uint64_t addr = start;
     for (const Pfn b : vm.blocks) {
       const Pfn n = vm.huge ? kPagesPer2M : 1;
       if (b % n != 0) bad(fmt::format("block {:#x} is not aligned to its order", b));
-      for (Pfn p = b; p < b + n; ++p) {
+      for (Pfn p = b; p < b + n; ++p, ++addr) {
         if (ph.kind(p) != phys::FrameKind::Kernel) {
           bad(fmt::format("page {:#x} is a {} frame", p, phys::frame_kind_name(ph.frame_byte(p))));
         }
+        auto pend = pending_.upper_bound(addr);
+        if (pend != pending_.begin() && addr < std::prev(pend)->first + std::prev(pend)->second) continue;
         const directmap::Lookup l = dm.lookup(p);
         if (!l.present() || (l.flags & (directmap::_PAGE_RW | directmap::_PAGE_DIRTY)) != 0 ||
             (l.flags & directmap::_PAGE_NX) == 0) {
@@ -371,6 +414,10 @@ std::vector<std::string> ExecmemCache::check() const {
         }
       }
     }
+  }
+  for (const auto& [s, n] : pending_) {
+    const auto b = busy_.find(s);
+    if (b == busy_.end() || b->second != n) bad(fmt::format("pending range at page {} is not a busy area", s));
   }
   // Free and busy areas: disjoint, inside the vm areas, covering them exactly.
   std::map<std::uint64_t, std::uint64_t> all(free_.begin(), free_.end());

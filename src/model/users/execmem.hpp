@@ -37,8 +37,12 @@
 // part of one splits it (a flush_tlb_all(), its page-table page not
 // modelled) and the set_memory_rox() that ends every load and unload
 // collapses it again (another flush_tlb_all(); not while collapse is off).
-// The pending-free path (a failed maple-tree store under __GFP_NORETRY) is not
-// modelled: the model's stores never fail.
+// - a free whose execmem_force_rw() fails (a split of the alias that finds
+//   no page for its table) leaves the range busy and marked pending
+//   (pending_free_set()); execmem_cache_free_slow(), a delayed work in the
+//   kernel, tries such ranges again. The model has no clock: it tries them
+//   at the start of the next load or unload. The maple-tree stores of that
+//   path, which may fail under __GFP_NORETRY in the kernel, never fail here.
 #pragma once
 
 #include <cstdint>
@@ -68,6 +72,8 @@ struct ExecmemStats {
   std::uint64_t releases = 0;            // areas given back by execmem_cache_clean()
   std::uint64_t vmalloc_splits = 0;      // vmalloc PMD leaves split by a partial call
   std::uint64_t vmalloc_collapses = 0;   // ... and collapsed back by set_memory_rox()
+  std::uint64_t pending_frees = 0;       // unloads left pending: execmem_force_rw() failed
+  std::uint64_t pending_retries = 0;     // execmem_cache_free_slow() tries of a pending range
 };
 
 class ExecmemCache {
@@ -98,9 +104,12 @@ class ExecmemCache {
   [[nodiscard]] std::uint64_t areas() const { return vms_.size(); }
   [[nodiscard]] const ExecmemStats& stats() const { return stats_; }
   [[nodiscard]] std::size_t model_bytes() const;
-  // Free and busy areas tile the vm areas exactly; every page of every vm area
-  // is an allocated Kernel frame, present, read-only, not dirty and not
-  // executable in the direct map.
+  // Pages of the busy ranges whose free is pending.
+  [[nodiscard]] std::uint64_t pending_pages() const;
+  // Free and busy areas tile the vm areas exactly; pending ranges are busy;
+  // every page of every vm area is an allocated Kernel frame, present,
+  // read-only, not dirty and not executable in the direct map, except in a
+  // pending range (its execmem_force_rw() may have changed part of it).
   [[nodiscard]] std::vector<std::string> check() const;
 
  private:
@@ -117,8 +126,14 @@ class ExecmemCache {
   // the primary walk's steps, their direct-map alias.
   int change_attr(std::uint64_t start, std::uint64_t pages, directmap::DirectMap::AliasOp op,
                   CpuId cpu);
-  // execmem_force_rw() then execmem_restore_rox().
-  int force_rw_restore_rox(std::uint64_t start, std::uint64_t pages, CpuId cpu);
+  // execmem_force_rw() and execmem_restore_rox() on [start, start + pages).
+  int force_rw(std::uint64_t start, std::uint64_t pages, CpuId cpu);
+  int restore_rox(std::uint64_t start, std::uint64_t pages, CpuId cpu);
+  // __execmem_cache_free() of the busy range at start: -ENOMEM (the range
+  // stays busy) when execmem_force_rw() fails, else the range is free.
+  int free_busy(std::uint64_t start, CpuId cpu);
+  // execmem_cache_free_slow(): every pending range tried again.
+  void free_pending(CpuId cpu);
   void release(std::uint64_t start, CpuId cpu);
   void clean(CpuId cpu);
   void add_free(std::uint64_t start, std::uint64_t pages);
@@ -131,6 +146,7 @@ class ExecmemCache {
   std::map<std::uint64_t, Vm> vms_;                  // start -> vm area
   std::map<std::uint64_t, std::uint64_t> free_;      // execmem_cache.free_areas: start -> pages
   std::map<std::uint64_t, std::uint64_t> busy_;      // execmem_cache.busy_areas: start -> pages
+  std::map<std::uint64_t, std::uint64_t> pending_;   // busy ranges whose free is pending
   std::uint64_t busy_pages_ = 0;
   std::uint64_t free_pages_ = 0;
   ExecmemStats stats_;
