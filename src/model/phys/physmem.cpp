@@ -637,13 +637,13 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
         start = busy - cma_.start + 1;  // the next aligned range above the busy page
         continue;
       }
+      // alloc_contig_range(): isolate the pageblocks (only a range to migrate
+      // from needs it here), drain, migrate. (The kernel would also migrate
+      // the movable pages of a range that holds an unmovable one, before
+      // failing it; the model tries only ranges without one.)
+      if (movable) cma_isolate(s, e, true);
+      drain_all_pages(&zone);
       if (movable) {
-        // alloc_contig_range(): isolate the pageblocks, drain, migrate. (The
-        // kernel would also migrate the movable pages of a range that holds
-        // an unmovable one, before failing it; the model tries only ranges
-        // without one.)
-        cma_isolate(s, e, true);
-        drain_all_pages(&zone);
         Pfn failed = kNoPfn;
         const int err = cma_migrate_range(s, e, failed);
         bool clean = err == 0;
@@ -658,7 +658,6 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
           continue;
         }
       }
-      if (!movable) drain_all_pages(&zone);  // this try's drain
       // A page still on a pcp list after the drain fails test_pages_isolated():
       // -EBUSY, and the kernel tries the next range. (A pcp list holds no
       // page of the area unless a migration of this call refilled it.)
@@ -667,6 +666,7 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
         pcp = frames_[p] == static_cast<std::uint8_t>(FrameKind::Pcp);
       }
       if (pcp) {
+        if (movable) cma_isolate(s, e, false);  // undo_isolate_page_range()
         cma_memo_.valid = false;
         start = bitmap_no + mask + 1;
         continue;
@@ -719,9 +719,8 @@ Result<Pfn> PhysMem::cma_alloc(Pfn count, unsigned align_order) {
   }
   if (!cma_memo_.valid) cma_memo_.open.clear();
   // As the kernel reports it: -EBUSY when a clear range of the bitmap was
-  // found busy, -ENOMEM when the bitmap has none.
-  cma_memo_.bitmap_floor =
-      cma_find_next_zero_area(cma_memo_.bitmap_floor, maxno, count, mask, offset, false);
+  // found busy, -ENOMEM when the bitmap has none (the floor, found above:
+  // no bit was set since).
   return Result<Pfn>::error(cma_memo_.bitmap_floor < maxno ? -EBUSY : -ENOMEM);
 }
 

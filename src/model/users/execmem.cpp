@@ -60,9 +60,9 @@ Result<std::uint64_t> ExecmemCache::alloc(std::uint64_t pages, CpuId cpu) {
   // The module's text is written here.
   if (err == 0) err = restore_rox(start, pages, cpu);
   if (err != 0) {
-    // execmem_alloc_rw() frees what it got (__free(execmem)): execmem_free().
-    free(kModulesVaddr + start * kPageSize, cpu);
-    --stats_.unloads;
+    // execmem_alloc_rw() frees what it got (__free(execmem)): execmem_free()
+    // (pending ranges were tried at this load's start).
+    unload(start, cpu);
     ++stats_.load_failures;
     return R::error(-ENOMEM);
   }
@@ -146,15 +146,20 @@ int ExecmemCache::free(std::uint64_t addr, CpuId cpu) {
   if (!busy_.contains(start) || pending_.contains(start)) return -EINVAL;
   free_pending(cpu);
   ++stats_.unloads;
+  unload(start, cpu);
+  return 0;
+}
+
+// execmem_cache_free() of the busy range at start
+void ExecmemCache::unload(std::uint64_t start, CpuId cpu) {
   if (free_busy(start, cpu) != 0) {
     // execmem_cache_free(): pending_free_set(), the range stays busy, and
     // execmem_cache_free_slow() is scheduled; the caller sees the free done.
     pending_.emplace(start, busy_.at(start));
     ++stats_.pending_frees;
-    return 0;
+    return;
   }
   clean(cpu);  // schedule_work(&execmem_cache_clean_work), run at once
-  return 0;
 }
 
 // __execmem_cache_free(): execmem_force_rw(), execmem_fill_trapping_insns(),

@@ -132,6 +132,9 @@ class ExecmemCache {
   // __execmem_cache_free() of the busy range at start: -ENOMEM (the range
   // stays busy) when execmem_force_rw() fails, else the range is free.
   int free_busy(std::uint64_t start, CpuId cpu);
+  // execmem_cache_free() of the busy range at start: freed and the cache
+  // cleaned, or left pending.
+  void unload(std::uint64_t start, CpuId cpu);
   // execmem_cache_free_slow(): every pending range tried again.
   void free_pending(CpuId cpu);
   void release(std::uint64_t start, CpuId cpu);
