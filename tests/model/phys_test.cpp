@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <random>
 #include <string>
@@ -126,6 +127,101 @@ TEST(Buddy, FreeingEverythingMergesBackToTheBootBlocks) {
   ph.drain_all_pages();
   EXPECT_EQ(ph.buddyinfo(phys::ZONE_DMA32), before);
   EXPECT_SOUND(*m);
+}
+
+// Two machines that free the same pages in the same order, one letting them
+// gather on the pcp list before the drain takes them (blocks at adjacent,
+// rising addresses leave it as one run, freed as its aligned blocks), the other
+// draining after every page (each freed alone by __free_one_page()), end with
+// the same buddy: the same blocks on the same lists in the same order, the same
+// frames and pageblocks. The CMA area starts in the middle of an order-10
+// block, so a run across its start must stop merging at the pageblock: CMA
+// never merges with movable.
+TEST(Buddy, PagesDrainedTogetherEndAsWhenDrainedOneByOne) {
+  phys::PhysConfig cfg;
+  cfg.ram_bytes = 1 * GiB;
+  cfg.cpus = 2;
+  cfg.thp = false;
+  cfg.cma_bytes = 6 * MiB;
+  phys::PhysMem a(cfg);
+  phys::PhysMem b(cfg);
+  const phys::PfnRange cma = a.cma_area();
+  ASSERT_EQ(cma.start % (Pfn{1} << kMaxPageOrder), kPageblockNrPages)
+      << "the CMA area should start in the middle of an order-10 block";
+  // The same pages live on both: the whole CMA area page by page, and 60,000
+  // movable pages (the boundary's order-9 block goes first).
+  std::vector<Pfn> live;
+  for (phys::PhysMem* ph : {&a, &b}) {
+    live.clear();
+    for (Pfn i = 0; i < cma.size(); ++i) {
+      const Result<Pfn> r = ph->cma_alloc(1, 0);
+      ASSERT_TRUE(r.ok()) << r.err;
+      live.push_back(r.value);
+    }
+    for (int i = 0; i < 60'000; ++i) {
+      const Result<Pfn> r = ph->alloc_pages(phys::GFP_HIGHUSER_MOVABLE, 0, 0, FrameKind::User);
+      ASSERT_TRUE(r.ok()) << r.err;
+      live.push_back(r.value);
+    }
+    ph->drain_all_pages();
+  }
+  std::sort(live.begin(), live.end());
+  const Pfn below = cma.start - kPageblockNrPages;
+  ASSERT_TRUE(std::binary_search(live.begin(), live.end(), below))
+      << "the pageblock below the CMA area should be allocated";
+
+  auto free_one = [&cma](phys::PhysMem& ph, Pfn p) {
+    return p >= cma.start && p < cma.end ? ph.cma_release(p, 1) : ph.free_pages(p, 0, 0);
+  };
+  auto same_buddy = [&](const std::string& when) {
+    for (unsigned z = 0; z < phys::MAX_NR_ZONES; ++z) {
+      for (unsigned o = 0; o <= kMaxPageOrder; ++o) {
+        for (unsigned mt = 0; mt < phys::MIGRATE_TYPES; ++mt) {
+          ASSERT_EQ(a.free_list(z, o, mt), b.free_list(z, o, mt))
+              << when << ": zone " << z << ", order " << o << ", migratetype " << mt;
+        }
+      }
+    }
+    for (Pfn p = 0; p < a.nr_frames(); ++p) {
+      ASSERT_EQ(a.frame_byte(p), b.frame_byte(p)) << when << ": pfn " << p;
+      if (p % kPageblockNrPages == 0) {
+        ASSERT_EQ(a.pageblock_migratetype(p), b.pageblock_migratetype(p)) << when << ": pfn " << p;
+      }
+    }
+  };
+  // A group: the pages are freed in that order on CPU 0, then every list drained.
+  auto free_group = [&](const std::vector<Pfn>& group, const std::string& when) {
+    for (const Pfn p : group) ASSERT_EQ(free_one(a, p), 0) << when << ": pfn " << p;
+    a.drain_all_pages();
+    for (const Pfn p : group) {
+      ASSERT_EQ(free_one(b, p), 0) << when << ": pfn " << p;
+      b.drain_all_pages();
+    }
+    ASSERT_NO_FATAL_FAILURE(same_buddy(when));
+    for (const Pfn p : group) live.erase(std::lower_bound(live.begin(), live.end(), p));
+  };
+
+  // Across the CMA area's start: a movable pageblock, then a CMA one.
+  std::vector<Pfn> across(std::lower_bound(live.begin(), live.end(), below),
+                          std::lower_bound(live.begin(), live.end(), cma.start + kPageblockNrPages));
+  ASSERT_EQ(across.size(), 2 * kPageblockNrPages);
+  ASSERT_NO_FATAL_FAILURE(free_group(across, "across the CMA area's start"));
+  EXPECT_EQ(a.pageblock_migratetype(below), phys::MIGRATE_MOVABLE);
+  EXPECT_EQ(a.kind(below), FrameKind::FreeHead);
+  EXPECT_EQ(a.kind(cma.start), FrameKind::FreeHead);
+
+  // Then stretches of the live pages, short and long, rising and falling.
+  std::mt19937_64 rng(17);
+  for (int g = 0; g < 60 && !live.empty(); ++g) {
+    const std::size_t len = std::min<std::size_t>(live.size(), 1 + rng() % 3000);
+    const std::size_t at = rng() % (live.size() - len + 1);
+    std::vector<Pfn> group(live.begin() + static_cast<std::ptrdiff_t>(at),
+                           live.begin() + static_cast<std::ptrdiff_t>(at + len));
+    if (g % 4 == 3) std::reverse(group.begin(), group.end());
+    ASSERT_NO_FATAL_FAILURE(free_group(group, "group " + std::to_string(g)));
+  }
+  EXPECT_TRUE(a.check().empty()) << join(a.check());
+  EXPECT_TRUE(b.check().empty()) << join(b.check());
 }
 
 TEST(Buddy, RefusesToFreeAPageThatIsNotAllocated) {

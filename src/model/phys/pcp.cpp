@@ -8,12 +8,6 @@
 
 namespace exmem::model::phys {
 
-// mirrors pcp_allowed_order()
-bool PhysMem::pcp_allowed_order(unsigned order) const {
-  if (order <= kPageAllocCostlyOrder) return true;
-  return config_.thp && order == kHpagePmdOrder;
-}
-
 // mirrors nr_pcp_alloc(): how many blocks one refill takes from the buddy
 int PhysMem::nr_pcp_alloc(PerCpuPages& pcp, const Zone& z, unsigned order) {
   const int base_batch = pcp.batch;
@@ -78,7 +72,8 @@ int PhysMem::nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_
 }
 
 // mirrors nr_pcp_high()
-int PhysMem::nr_pcp_high(PerCpuPages& pcp, Zone& z, int batch, bool free_high) {
+[[gnu::always_inline]] inline int PhysMem::nr_pcp_high(PerCpuPages& pcp, Zone& z, int batch,
+                                                      bool free_high) {
   const int high_min = pcp.high_min;
   const int high_max = pcp.high_max;
   int high = pcp.high = std::clamp(pcp.high, high_min, high_max);
@@ -125,19 +120,48 @@ void PhysMem::free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned 
     const unsigned order = pindex_to_order(idx);
     const int nr_pages = 1 << order;
     do {
-      const Pfn pfn = list.back();
-      list.pop_back();
-      count -= nr_pages;
-      pcp.count -= nr_pages;
-      set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
-      free_one_page_core(z, pfn, order, pageblock_migratetype(pfn), false);
+      // Blocks that leave the list one after another at rising, adjacent
+      // addresses (a range freed page by page, as free_contig_range() does)
+      // are freed together: see free_pcp_run().
+      const Pfn first = list.back();
+      Pfn end = first;
+      do {
+        list.pop_back();
+        count -= nr_pages;
+        pcp.count -= nr_pages;
+        end += static_cast<Pfn>(nr_pages);
+      } while (count > 0 && !list.empty() && list.back() == end);
+      free_pcp_run(z, first, end, order);
     } while (count > 0 && !list.empty());
   }
 }
 
+// Frees [first, end), blocks of `order` that __free_one_page() would take one
+// after another in rising order, as the largest aligned blocks the range
+// holds, none above a pageblock. The buddy ends the same: a block's pages
+// merge only among themselves until the last one completes it (every buddy
+// below the block's order lies inside it), and that last merge goes on from
+// the whole block exactly as freeing the block does, with the same
+// buddy_merge_likely() placement; the sub-blocks listed on the way were
+// taken off again, leaving every other list entry where it was. A pageblock
+// is the cap because above it each half keeps its own migratetype.
+void PhysMem::free_pcp_run(Zone& z, Pfn first, Pfn end, unsigned order) {
+  for (Pfn q = first; q < end;) {
+    unsigned o = order;
+    while (o < kPageblockOrder && (q & ((Pfn{2} << o) - 1)) == 0 &&
+           std::uint64_t{q} + (std::uint64_t{2} << o) <= end) {
+      ++o;
+    }
+    set_frames(q, Pfn{1} << o, static_cast<std::uint8_t>(FrameKind::FreeTail));
+    free_one_page_core(z, q, o, pageblock_migratetype(q), false);
+    q += Pfn{1} << o;
+  }
+}
+
 // mirrors free_frozen_page_commit() (free_unref_page_commit() before 6.14)
-void PhysMem::free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsigned mt,
-                                      unsigned order) {
+[[gnu::always_inline]] inline void PhysMem::free_frozen_page_commit(Zone& z, PerCpuPages& pcp,
+                                                                  Pfn pfn, unsigned mt,
+                                                                  unsigned order) {
   count_pcp_op();  // the model's clock for vmstat_tick()
   bool free_high = false;
   // Freeing reduces the number of pages batch-allocated next time.
@@ -166,6 +190,32 @@ void PhysMem::free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsign
       z.below_high = false;
     }
   }
+}
+
+// mirrors free_frozen_pages() (free_unref_page() before 6.14)
+void PhysMem::free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu) {
+  Zone& z = zone_for(pfn);
+  if (!pcp_allowed_order(order)) {
+    set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
+    split_large_buddy(z, pfn, order, false);  // __free_pages_ok() -> free_one_page()
+    return;
+  }
+  unsigned mt = pageblock_migratetype(pfn);
+  if (mt > MIGRATE_RECLAIMABLE) {
+    if (mt == MIGRATE_ISOLATE) {
+      set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
+      split_large_buddy(z, pfn, order, false);
+      return;
+    }
+    mt = MIGRATE_MOVABLE;  // CMA and HIGHATOMIC pages use the movable pcp list
+  }
+  free_frozen_page_commit(z, z.pcp[cpu], pfn, mt, order);
+}
+
+// mirrors free_contig_range() of 6.18: every page goes through __free_page(),
+// here on CPU 0. (Kept beside the pcp code so that the compiler can inline it.)
+void PhysMem::free_contig_range(Pfn pfn, Pfn count) {
+  for (Pfn p = pfn; p < pfn + count; ++p) free_frozen_pages(p, 0, 0);
 }
 
 // mirrors decay_pcp_high(), called from the vmstat counter updater: shrink

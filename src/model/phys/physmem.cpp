@@ -361,26 +361,6 @@ Result<Pfn> PhysMem::alloc_pages(Gfp gfp, unsigned order, CpuId cpu, FrameKind k
   return Result<Pfn>{page, 0};
 }
 
-// mirrors free_frozen_pages() (free_unref_page() before 6.14)
-void PhysMem::free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu) {
-  Zone& z = zone_for(pfn);
-  if (!pcp_allowed_order(order)) {
-    set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
-    split_large_buddy(z, pfn, order, false);  // __free_pages_ok() -> free_one_page()
-    return;
-  }
-  unsigned mt = pageblock_migratetype(pfn);
-  if (mt > MIGRATE_RECLAIMABLE) {
-    if (mt == MIGRATE_ISOLATE) {
-      set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::FreeTail));
-      split_large_buddy(z, pfn, order, false);
-      return;
-    }
-    mt = MIGRATE_MOVABLE;  // CMA and HIGHATOMIC pages use the movable pcp list
-  }
-  free_frozen_page_commit(z, z.pcp[cpu], pfn, mt, order);
-}
-
 int PhysMem::free_pages(Pfn pfn, unsigned order, CpuId cpu) {
   if (order > kMaxPageOrder || cpu >= config_.cpus || pfn >= frames_.size() ||
       (pfn & ((Pfn{1} << order) - 1)) != 0) {
@@ -732,8 +712,7 @@ int PhysMem::cma_release(Pfn pfn, Pfn count) {
     }
   }
   count_kind(static_cast<std::uint8_t>(FrameKind::CmaAllocated), count, false);
-  // free_contig_range(): every page goes through __free_page().
-  for (Pfn p = pfn; p < pfn + count; ++p) free_frozen_pages(p, 0, 0);
+  free_contig_range(pfn, count);
   cma_assign_bits(cma_bitmap_, pfn - cma_.start, count, false);  // cma_clear_bitmap()
   cma_bitmap_weight_ -= count;
   cma_pages_freed(pfn, count, true);
@@ -849,6 +828,12 @@ std::size_t PhysMem::model_bytes() const {
 
 std::array<std::uint64_t, kNrPageOrders> PhysMem::buddyinfo(unsigned z) const {
   return zones_[z].nr_free;
+}
+
+std::vector<Pfn> PhysMem::free_list(unsigned z, unsigned order, unsigned mt) const {
+  std::vector<Pfn> v;
+  for (Pfn p = zones_[z].free_area[order][mt].head; p != kNoPfn; p = lists_.next(p)) v.push_back(p);
+  return v;
 }
 
 int PhysMem::unusable_free_index(unsigned z, unsigned order) const {

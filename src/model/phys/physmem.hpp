@@ -220,6 +220,9 @@ class PhysMem {
   [[nodiscard]] std::size_t model_bytes() const;
   // Free blocks per order of one zone (all migratetypes), as /proc/buddyinfo.
   [[nodiscard]] std::array<std::uint64_t, kNrPageOrders> buddyinfo(unsigned z) const;
+  // The first pfns of the free blocks on free_area[order].free_list[mt] of
+  // zone z, from the list's head.
+  [[nodiscard]] std::vector<Pfn> free_list(unsigned z, unsigned order, unsigned mt) const;
   // mirrors unusable_free_index() of mm/vmstat.c, in thousandths.
   [[nodiscard]] int unusable_free_index(unsigned z, unsigned order) const;
 
@@ -273,15 +276,21 @@ class PhysMem {
   bool unreserve_highatomic_pageblock(unsigned highest_zoneidx, unsigned mt, bool force);
 
   // per-CPU lists (pcp.cpp)
-  [[nodiscard]] bool pcp_allowed_order(unsigned order) const;
+  // mirrors pcp_allowed_order()
+  [[nodiscard]] bool pcp_allowed_order(unsigned order) const {
+    return order <= kPageAllocCostlyOrder || (config_.thp && order == kHpagePmdOrder);
+  }
   int nr_pcp_alloc(PerCpuPages& pcp, const Zone& z, unsigned order);
   int rmqueue_bulk(Zone& z, unsigned order, int count, std::deque<Pfn>& list, unsigned mt,
                    unsigned alloc_flags);
   Pfn rmqueue_pcplist(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags, CpuId cpu);
-  void free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsigned mt, unsigned order);
-  int nr_pcp_high(PerCpuPages& pcp, Zone& z, int batch, bool free_high);
+  // Defined in pcp.cpp and inlined into its callers there, on every page freed.
+  inline void free_frozen_page_commit(Zone& z, PerCpuPages& pcp, Pfn pfn, unsigned mt,
+                                      unsigned order);
+  inline int nr_pcp_high(PerCpuPages& pcp, Zone& z, int batch, bool free_high);
   static int nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_high);
   void free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned pindex);
+  void free_pcp_run(Zone& z, Pfn first, Pfn end, unsigned order);
   void setup_pcp(Zone& z);
   void zone_pcp_update(Zone& z);
   bool decay_pcp_high(Zone& z, PerCpuPages& pcp);
@@ -308,12 +317,13 @@ class PhysMem {
   [[nodiscard]] bool zone_watermark_fast(const Zone& z, unsigned order, std::uint64_t mark,
                                          unsigned highest_zoneidx, unsigned alloc_flags) const;
 
-  // allocation entry points (physmem.cpp)
+  // allocation entry points (physmem.cpp; the frees in pcp.cpp)
   Pfn get_page_from_freelist(Gfp gfp, unsigned order, unsigned alloc_flags,
                              unsigned highest_zoneidx, unsigned mt, CpuId cpu);
   Pfn rmqueue(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt, CpuId cpu);
   Pfn rmqueue_buddy(Zone& z, unsigned order, unsigned alloc_flags, unsigned mt);
   void free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu);
+  void free_contig_range(Pfn pfn, Pfn count);
   // kswapd and direct reclaim (slowpath.cpp)
   void wakeup_kswapd(Zone& z, unsigned order, unsigned highest_zoneidx, CpuId cpu);
   void wake_all_kswapds(unsigned order, unsigned highest_zoneidx, CpuId cpu);
