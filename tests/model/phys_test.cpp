@@ -130,14 +130,15 @@ TEST(Buddy, FreeingEverythingMergesBackToTheBootBlocks) {
 }
 
 // Two machines that free the same pages in the same order, one letting them
-// gather on the pcp list before the drain takes them (blocks at adjacent,
-// rising addresses leave it as one run, freed as its aligned blocks), the other
-// draining after every page (each freed alone by __free_one_page()), end with
-// the same buddy: the same blocks on the same lists in the same order, the same
-// frames and pageblocks. The CMA area starts in the middle of an order-10
-// block, so a run across its start must stop merging at the pageblock: CMA
-// never merges with movable.
-TEST(Buddy, PagesDrainedTogetherEndAsWhenDrainedOneByOne) {
+// gather on the pcp list before the drain takes them (blocks at adjacent
+// addresses, rising or falling, leave it as one run, freed as aligned blocks),
+// the other draining after every page (each freed alone by __free_one_page()),
+// end with the same buddy: the same blocks on the same lists in the same order,
+// the same frames and pageblocks. The CMA area starts in the middle of an
+// order-10 block, so a run across its start must stop merging at the
+// pageblock: CMA never merges with movable. Groups are freed in rising address
+// order, except every fourth (and, with `falling`, all but every fourth).
+void drained_together_end_as_one_by_one(bool falling) {
   phys::PhysConfig cfg;
   cfg.ram_bytes = 1 * GiB;
   cfg.cpus = 2;
@@ -205,6 +206,7 @@ TEST(Buddy, PagesDrainedTogetherEndAsWhenDrainedOneByOne) {
   std::vector<Pfn> across(std::lower_bound(live.begin(), live.end(), below),
                           std::lower_bound(live.begin(), live.end(), cma.start + kPageblockNrPages));
   ASSERT_EQ(across.size(), 2 * kPageblockNrPages);
+  if (falling) std::reverse(across.begin(), across.end());
   ASSERT_NO_FATAL_FAILURE(free_group(across, "across the CMA area's start"));
   EXPECT_EQ(a.pageblock_migratetype(below), phys::MIGRATE_MOVABLE);
   EXPECT_EQ(a.kind(below), FrameKind::FreeHead);
@@ -217,11 +219,19 @@ TEST(Buddy, PagesDrainedTogetherEndAsWhenDrainedOneByOne) {
     const std::size_t at = rng() % (live.size() - len + 1);
     std::vector<Pfn> group(live.begin() + static_cast<std::ptrdiff_t>(at),
                            live.begin() + static_cast<std::ptrdiff_t>(at + len));
-    if (g % 4 == 3) std::reverse(group.begin(), group.end());
+    if ((g % 4 == 3) != falling) std::reverse(group.begin(), group.end());
     ASSERT_NO_FATAL_FAILURE(free_group(group, "group " + std::to_string(g)));
   }
   EXPECT_TRUE(a.check().empty()) << join(a.check());
   EXPECT_TRUE(b.check().empty()) << join(b.check());
+}
+
+TEST(Buddy, PagesDrainedTogetherInRisingOrderEndAsWhenDrainedOneByOne) {
+  drained_together_end_as_one_by_one(false);
+}
+
+TEST(Buddy, PagesDrainedTogetherInFallingOrderEndAsWhenDrainedOneByOne) {
+  drained_together_end_as_one_by_one(true);
 }
 
 TEST(Buddy, RefusesToFreeAPageThatIsNotAllocated) {

@@ -120,41 +120,69 @@ void PhysMem::free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned 
     const unsigned order = pindex_to_order(idx);
     const int nr_pages = 1 << order;
     do {
-      // Blocks that leave the list one after another at rising, adjacent
-      // addresses (a range freed page by page, as free_contig_range() does)
-      // are freed together: see free_pcp_run().
-      const Pfn first = list.back();
-      Pfn end = first;
-      do {
+      // Blocks that leave the list one after another at adjacent addresses,
+      // rising (a range freed page by page, as free_contig_range() does) or
+      // falling (a refill's pages, taken from the list's other end), are
+      // freed together: see free_pcp_run().
+      const Pfn step = static_cast<Pfn>(nr_pages);
+      Pfn low = list.back();
+      Pfn high = low + step;
+      auto take = [&] {
         list.pop_back();
         count -= nr_pages;
         pcp.count -= nr_pages;
-        end += static_cast<Pfn>(nr_pages);
-      } while (count > 0 && !list.empty() && list.back() == end);
-      free_pcp_run(z, first, end, order);
+      };
+      take();
+      // The block after the first says which way the run goes.
+      auto next_is = [&](Pfn pfn) { return count > 0 && !list.empty() && list.back() == pfn; };
+      const bool falling = low >= step && next_is(low - step);
+      while (falling ? low >= step && next_is(low - step) : next_is(high)) {
+        take();
+        if (falling) {
+          low -= step;
+        } else {
+          high += step;
+        }
+      }
+      free_pcp_run(z, low, high, order, !falling);
     } while (count > 0 && !list.empty());
   }
 }
 
-// Frees [first, end), blocks of `order` that __free_one_page() would take one
-// after another in rising order, as the largest aligned blocks the range
-// holds, none above a pageblock. The buddy ends the same: a block's pages
-// merge only among themselves until the last one completes it (every buddy
-// below the block's order lies inside it), and that last merge goes on from
-// the whole block exactly as freeing the block does, with the same
-// buddy_merge_likely() placement; the sub-blocks listed on the way were
-// taken off again, leaving every other list entry where it was. A pageblock
-// is the cap because above it each half keeps its own migratetype.
-void PhysMem::free_pcp_run(Zone& z, Pfn first, Pfn end, unsigned order) {
-  for (Pfn q = first; q < end;) {
-    unsigned o = order;
-    while (o < kPageblockOrder && (q & ((Pfn{2} << o) - 1)) == 0 &&
-           std::uint64_t{q} + (std::uint64_t{2} << o) <= end) {
-      ++o;
-    }
+// Frees [low, high), blocks of `order` that __free_one_page() would take one
+// after another, in rising address order or falling, as aligned blocks of up
+// to a pageblock taken in that same order. The buddy ends the same: a
+// block's pages merge only among themselves until the last of them completes
+// it (every buddy below the block's order lies inside it), and that last
+// merge goes on from the whole block exactly as freeing the block does, with
+// the same buddy_merge_likely() placement; the sub-blocks listed on the way
+// were taken off again, leaving every other list entry where it was. A
+// pageblock is the cap because above it each half keeps its own migratetype.
+void PhysMem::free_pcp_run(Zone& z, Pfn low, Pfn high, unsigned order, bool rising) {
+  auto free_block = [&](Pfn q, unsigned o) {
     set_frames(q, Pfn{1} << o, static_cast<std::uint8_t>(FrameKind::FreeTail));
     free_one_page_core(z, q, o, pageblock_migratetype(q), false);
-    q += Pfn{1} << o;
+  };
+  if (rising) {
+    for (Pfn q = low; q < high;) {
+      unsigned o = order;
+      while (o < kPageblockOrder && (q & ((Pfn{2} << o) - 1)) == 0 &&
+             std::uint64_t{q} + (std::uint64_t{2} << o) <= high) {
+        ++o;
+      }
+      free_block(q, o);
+      q += Pfn{1} << o;
+    }
+  } else {
+    for (Pfn e = high; e > low;) {
+      unsigned o = order;
+      while (o < kPageblockOrder && (e & ((Pfn{2} << o) - 1)) == 0 &&
+             std::uint64_t{low} + (std::uint64_t{2} << o) <= e) {
+        ++o;
+      }
+      e -= Pfn{1} << o;
+      free_block(e, o);
+    }
   }
 }
 

@@ -290,7 +290,7 @@ class PhysMem {
   inline int nr_pcp_high(PerCpuPages& pcp, Zone& z, int batch, bool free_high);
   static int nr_pcp_free(const PerCpuPages& pcp, int batch, int high, bool free_high);
   void free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned pindex);
-  void free_pcp_run(Zone& z, Pfn first, Pfn end, unsigned order);
+  void free_pcp_run(Zone& z, Pfn low, Pfn high, unsigned order, bool rising);
   void setup_pcp(Zone& z);
   void zone_pcp_update(Zone& z);
   bool decay_pcp_high(Zone& z, PerCpuPages& pcp);
