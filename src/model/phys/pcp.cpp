@@ -135,8 +135,9 @@ void PhysMem::free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned 
       take();
       // The block after the first says which way the run goes.
       auto next_is = [&](Pfn pfn) { return count > 0 && !list.empty() && list.back() == pfn; };
-      const bool falling = low >= step && next_is(low - step);
-      while (falling ? low >= step && next_is(low - step) : next_is(high)) {
+      auto next_below = [&] { return low >= step && next_is(low - step); };
+      const bool falling = next_below();
+      while (falling ? next_below() : next_is(high)) {
         take();
         if (falling) {
           low -= step;
@@ -159,27 +160,25 @@ void PhysMem::free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned 
 // were taken off again, leaving every other list entry where it was. A
 // pageblock is the cap because above it each half keeps its own migratetype.
 void PhysMem::free_pcp_run(Zone& z, Pfn low, Pfn high, unsigned order, bool rising) {
+  // The largest block (up to a pageblock) aligned at `at` that fits in `room` pages.
+  auto block_order = [order](Pfn at, Pfn room) {
+    unsigned o = order;
+    while (o < kPageblockOrder && (at & ((Pfn{2} << o) - 1)) == 0 && (Pfn{2} << o) <= room) ++o;
+    return o;
+  };
   auto free_block = [&](Pfn q, unsigned o) {
     set_frames(q, Pfn{1} << o, static_cast<std::uint8_t>(FrameKind::FreeTail));
     free_one_page_core(z, q, o, pageblock_migratetype(q), false);
   };
   if (rising) {
     for (Pfn q = low; q < high;) {
-      unsigned o = order;
-      while (o < kPageblockOrder && (q & ((Pfn{2} << o) - 1)) == 0 &&
-             std::uint64_t{q} + (std::uint64_t{2} << o) <= high) {
-        ++o;
-      }
+      const unsigned o = block_order(q, high - q);  // starting at q
       free_block(q, o);
       q += Pfn{1} << o;
     }
   } else {
     for (Pfn e = high; e > low;) {
-      unsigned o = order;
-      while (o < kPageblockOrder && (e & ((Pfn{2} << o) - 1)) == 0 &&
-             std::uint64_t{low} + (std::uint64_t{2} << o) <= e) {
-        ++o;
-      }
+      const unsigned o = block_order(e, e - low);  // ending at e
       e -= Pfn{1} << o;
       free_block(e, o);
     }
