@@ -129,6 +129,35 @@ TEST(Buddy, FreeingEverythingMergesBackToTheBootBlocks) {
   EXPECT_SOUND(*m);
 }
 
+// A 1 GiB machine of two CPUs without THP, with a CMA area of `cma` bytes.
+phys::PhysConfig gib_two_cpus(std::uint64_t cma) {
+  phys::PhysConfig cfg;
+  cfg.ram_bytes = 1 * GiB;
+  cfg.cpus = 2;
+  cfg.thp = false;
+  cfg.cma_bytes = cma;
+  return cfg;
+}
+
+// The same buddy: the same blocks on the same free lists in the same order,
+// the same frames and pageblocks.
+void same_buddy(const phys::PhysMem& a, const phys::PhysMem& b, const std::string& when) {
+  for (unsigned z = 0; z < phys::MAX_NR_ZONES; ++z) {
+    for (unsigned o = 0; o <= kMaxPageOrder; ++o) {
+      for (unsigned mt = 0; mt < phys::MIGRATE_TYPES; ++mt) {
+        ASSERT_EQ(a.free_list(z, o, mt), b.free_list(z, o, mt))
+            << when << ": zone " << z << ", order " << o << ", migratetype " << mt;
+      }
+    }
+  }
+  for (Pfn p = 0; p < a.nr_frames(); ++p) {
+    ASSERT_EQ(a.frame_byte(p), b.frame_byte(p)) << when << ": pfn " << p;
+    if (p % kPageblockNrPages == 0) {
+      ASSERT_EQ(a.pageblock_migratetype(p), b.pageblock_migratetype(p)) << when << ": pfn " << p;
+    }
+  }
+}
+
 // Two machines that free the same pages in the same order, one letting them
 // gather on the pcp list before the drain takes them (blocks at adjacent
 // addresses, rising or falling, leave it as one run, freed as aligned blocks),
@@ -139,11 +168,7 @@ TEST(Buddy, FreeingEverythingMergesBackToTheBootBlocks) {
 // pageblock: CMA never merges with movable. Groups are freed in rising address
 // order, except every fourth (and, with `falling`, all but every fourth).
 void drained_together_end_as_one_by_one(bool falling) {
-  phys::PhysConfig cfg;
-  cfg.ram_bytes = 1 * GiB;
-  cfg.cpus = 2;
-  cfg.thp = false;
-  cfg.cma_bytes = 6 * MiB;
+  const phys::PhysConfig cfg = gib_two_cpus(6 * MiB);
   phys::PhysMem a(cfg);
   phys::PhysMem b(cfg);
   const phys::PfnRange cma = a.cma_area();
@@ -174,22 +199,6 @@ void drained_together_end_as_one_by_one(bool falling) {
   auto free_one = [&cma](phys::PhysMem& ph, Pfn p) {
     return p >= cma.start && p < cma.end ? ph.cma_release(p, 1) : ph.free_pages(p, 0, 0);
   };
-  auto same_buddy = [&](const std::string& when) {
-    for (unsigned z = 0; z < phys::MAX_NR_ZONES; ++z) {
-      for (unsigned o = 0; o <= kMaxPageOrder; ++o) {
-        for (unsigned mt = 0; mt < phys::MIGRATE_TYPES; ++mt) {
-          ASSERT_EQ(a.free_list(z, o, mt), b.free_list(z, o, mt))
-              << when << ": zone " << z << ", order " << o << ", migratetype " << mt;
-        }
-      }
-    }
-    for (Pfn p = 0; p < a.nr_frames(); ++p) {
-      ASSERT_EQ(a.frame_byte(p), b.frame_byte(p)) << when << ": pfn " << p;
-      if (p % kPageblockNrPages == 0) {
-        ASSERT_EQ(a.pageblock_migratetype(p), b.pageblock_migratetype(p)) << when << ": pfn " << p;
-      }
-    }
-  };
   // A group: the pages are freed in that order on CPU 0, then every list drained.
   auto free_group = [&](const std::vector<Pfn>& group, const std::string& when) {
     for (const Pfn p : group) ASSERT_EQ(free_one(a, p), 0) << when << ": pfn " << p;
@@ -198,7 +207,7 @@ void drained_together_end_as_one_by_one(bool falling) {
       ASSERT_EQ(free_one(b, p), 0) << when << ": pfn " << p;
       b.drain_all_pages();
     }
-    ASSERT_NO_FATAL_FAILURE(same_buddy(when));
+    ASSERT_NO_FATAL_FAILURE(same_buddy(a, b, when));
     for (const Pfn p : group) live.erase(std::lower_bound(live.begin(), live.end(), p));
   };
 
@@ -232,6 +241,88 @@ TEST(Buddy, PagesDrainedTogetherInRisingOrderEndAsWhenDrainedOneByOne) {
 
 TEST(Buddy, PagesDrainedTogetherInFallingOrderEndAsWhenDrainedOneByOne) {
   drained_together_end_as_one_by_one(true);
+}
+
+// A pcp refill takes the pages of the block it splits as one run: the same
+// pages as __rmqueue() called once per page, and the same buddy afterwards.
+// Two 1 GiB machines, one refilling by runs and one page by page, run the
+// same random allocations and frees: orders 0 to 3, unmovable, reclaimable
+// and movable, on two CPUs, with drains, until memory runs short. A quarter
+// of RAM is CMA, so once the regular free pages fall below the CMA area's,
+// movable refills alternate between the two (the CMA balancing that may stop
+// a run part way). Every allocation must return the same block; every 2,000
+// operations the free lists, frames, pageblocks, counters and pcp lists must
+// be equal.
+TEST(Buddy, RefillsTakenAsRunsEndAsWhenTakenOneByOne) {
+  const phys::PhysConfig cfg = gib_two_cpus(256 * MiB);
+  phys::PhysMem a(cfg);
+  phys::PhysMem b(cfg);
+  b.set_refill_by_runs(false);
+  auto same = [&](const std::string& when) {
+    for (unsigned z = 0; z < phys::MAX_NR_ZONES; ++z) {
+      const phys::Zone& za = a.zone(z);
+      const phys::Zone& zb = b.zone(z);
+      ASSERT_EQ(za.nr_free_pages, zb.nr_free_pages) << when << ": zone " << z;
+      ASSERT_EQ(za.nr_free_cma, zb.nr_free_cma) << when << ": zone " << z;
+      ASSERT_EQ(za.nr_free, zb.nr_free) << when << ": zone " << z;
+      for (unsigned cpu = 0; cpu < cfg.cpus; ++cpu) {
+        ASSERT_EQ(za.pcp[cpu].count, zb.pcp[cpu].count) << when << ": zone " << z << ", cpu " << cpu;
+        ASSERT_EQ(za.pcp[cpu].lists, zb.pcp[cpu].lists) << when << ": zone " << z << ", cpu " << cpu;
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(same_buddy(a, b, when));
+    ASSERT_EQ(a.stats().pcp_refills, b.stats().pcp_refills) << when;
+    ASSERT_EQ(a.stats().cma_fallbacks, b.stats().cma_fallbacks) << when;
+    ASSERT_EQ(a.stats().pgalloc_fail, b.stats().pgalloc_fail) << when;
+  };
+  struct Block {
+    Pfn pfn;
+    unsigned order;
+  };
+  std::vector<Block> live;
+  std::mt19937_64 rng(23);
+  const phys::Gfp gfps[] = {phys::GFP_KERNEL, phys::GFP_KERNEL_RECLAIMABLE, phys::GFP_HIGHUSER_MOVABLE,
+                            phys::GFP_HIGHUSER_MOVABLE};
+  std::uint64_t failed = 0;
+  std::uint64_t from_cma = 0;
+  for (int op = 1; op <= 200'000; ++op) {
+    const std::string when = "operation " + std::to_string(op);
+    const auto cpu = static_cast<CpuId>(rng() % 2);
+    // Grow until an allocation fails, then hold memory near full.
+    const bool grow = failed == 0 ? rng() % 8 != 0 : rng() % 2 == 0;
+    if (grow || live.empty()) {
+      const phys::Gfp gfp = gfps[rng() % 4];
+      const unsigned order = rng() % 2 == 0 ? static_cast<unsigned>(1 + rng() % 3) : 0;
+      const Result<Pfn> ra = a.alloc_pages(gfp, order, cpu, FrameKind::Kernel);
+      const Result<Pfn> rb = b.alloc_pages(gfp, order, cpu, FrameKind::Kernel);
+      ASSERT_EQ(ra.ok(), rb.ok()) << when;
+      if (!ra.ok()) {
+        ++failed;
+        continue;
+      }
+      ASSERT_EQ(ra.value, rb.value) << when << ": order " << order;
+      if (ra.value >= a.cma_area().start && ra.value < a.cma_area().end) ++from_cma;
+      live.push_back({ra.value, order});
+    } else {
+      const std::size_t i = rng() % live.size();
+      ASSERT_EQ(a.free_pages(live[i].pfn, live[i].order, cpu), 0) << when;
+      ASSERT_EQ(b.free_pages(live[i].pfn, live[i].order, cpu), 0) << when;
+      live[i] = live.back();
+      live.pop_back();
+    }
+    if (op % 5'000 == 0) {
+      a.drain_all_pages();
+      b.drain_all_pages();
+    }
+    if (op % 2'000 == 0) {
+      ASSERT_NO_FATAL_FAILURE(same(when));
+    }
+  }
+  // The run reached the CMA balancing and the end of memory.
+  EXPECT_GT(from_cma, 1'000u);
+  EXPECT_GT(failed, 0u);
+  EXPECT_TRUE(a.check().empty()) << join(a.check());
+  EXPECT_TRUE(b.check().empty()) << join(b.check());
 }
 
 TEST(Buddy, RefusesToFreeAPageThatIsNotAllocated) {

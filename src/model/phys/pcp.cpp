@@ -3,6 +3,7 @@
 // auto-tuning): LIFO lists per migratetype and order, refilled in batches by
 // rmqueue_bulk() and drained oldest-first by free_pcppages_bulk().
 #include <algorithm>
+#include <bit>
 
 #include "model/phys/physmem.hpp"
 
@@ -28,17 +29,80 @@ int PhysMem::nr_pcp_alloc(PerCpuPages& pcp, const Zone& z, unsigned order) {
   return batch;
 }
 
+// Up to `want` blocks of `order` for rmqueue_bulk(), taken as __rmqueue()
+// takes them while it takes them from __rmqueue_smallest() of `mt`: no CMA
+// balancing before any of them, and a block of `mt` to take or split. A block
+// of `order` is the list's head. A larger one is the smallest that fits, so
+// the lists below its order are empty: each split hands its upper half to an
+// empty list, the next call takes the lowest remaining block, and the calls
+// hand out the block's pages in rising order. They are taken here at once:
+// what stays free is the rest of the block as its aligned blocks, each alone
+// on its list, and the free lists, counters and frames end as those calls
+// leave them, without listing and unlisting every half. Stops where
+// __rmqueue() would balance towards CMA or fall back: rmqueue_bulk() then
+// takes the next block the one-by-one way.
+int PhysMem::rmqueue_run(Zone& z, unsigned order, int want, std::deque<Pfn>& list, unsigned mt,
+                         unsigned alloc_flags) {
+  if (mt == MIGRATE_CMA || mt == MIGRATE_ISOLATE) return 0;
+  const bool cma_balance = (alloc_flags & ALLOC_CMA) != 0;
+  const auto step = std::int64_t{1} << order;
+  const auto pcp_byte = static_cast<std::uint8_t>(FrameKind::Pcp);
+  int n = 0;
+  unsigned current = order;
+  while (n < want) {
+    if (cma_balance && z.nr_free_cma > z.nr_free_pages / 2) break;
+    while (current < kNrPageOrders && z.free_area[current][mt].empty()) ++current;
+    if (current == kNrPageOrders) break;
+    const Pfn block = z.free_area[current][mt].head;
+    del_from_free_list(z, block, current, mt);
+    if (current == order) {
+      account_freepages(z, -step, mt);
+      set_frames(block, Pfn{1} << order, pcp_byte);
+      list.push_back(block);
+      ++n;
+      continue;
+    }
+    const int room = 1 << (current - order);
+    int m = 1;  // the first block passed the balance check above
+    for (std::int64_t free_pages = z.nr_free_pages - step; n + m < want && m < room;
+         ++m, free_pages -= step) {
+      if (cma_balance && z.nr_free_cma > free_pages / 2) break;
+    }
+    const Pfn taken = static_cast<Pfn>(m) << order;
+    const Pfn end = block + (Pfn{1} << current);
+    for (Pfn q = block + taken; q < end;) {
+      const auto o = static_cast<unsigned>(std::countr_zero(q));  // below `current`: q is inside
+      add_to_free_list(z, q, o, mt, false);
+      q += Pfn{1} << o;
+    }
+    account_freepages(z, -static_cast<std::int64_t>(taken), mt);
+    set_frames(block, taken, pcp_byte);
+    for (Pfn q = block; q < block + taken; q += Pfn{1} << order) list.push_back(q);
+    n += m;
+    if (m < room) current = order;  // the rest went to the lists below
+  }
+  return n;
+}
+
 // mirrors rmqueue_bulk(): blocks go to the list tail in the order obtained
 int PhysMem::rmqueue_bulk(Zone& z, unsigned order, int count, std::deque<Pfn>& list,
                           unsigned mt, unsigned alloc_flags) {
   RmqueueMode mode = RmqueueMode::Normal;
   ++stats_.pcp_refills;
   int i = 0;
-  for (; i < count; ++i) {
+  while (i < count) {
+    if (refill_by_runs_ && mode == RmqueueMode::Normal) {
+      const int n = rmqueue_run(z, order, count - i, list, mt, alloc_flags);
+      if (n > 0) {
+        i += n;
+        continue;
+      }
+    }
     const Pfn pfn = rmqueue_core(z, order, mt, alloc_flags, mode);
     if (pfn == kNoPfn) break;
     set_frames(pfn, Pfn{1} << order, static_cast<std::uint8_t>(FrameKind::Pcp));
     list.push_back(pfn);
+    ++i;
   }
   return i;
 }
@@ -161,10 +225,11 @@ void PhysMem::free_pcppages_bulk(Zone& z, int count, PerCpuPages& pcp, unsigned 
 // pageblock is the cap because above it each half keeps its own migratetype.
 void PhysMem::free_pcp_run(Zone& z, Pfn low, Pfn high, unsigned order, bool rising) {
   // The largest block (up to a pageblock) aligned at `at` that fits in `room` pages.
+  // `at` is aligned to `order` and room holds at least one block of it.
   auto block_order = [order](Pfn at, Pfn room) {
-    unsigned o = order;
-    while (o < kPageblockOrder && (at & ((Pfn{2} << o) - 1)) == 0 && (Pfn{2} << o) <= room) ++o;
-    return o;
+    const unsigned aligned = static_cast<unsigned>(std::countr_zero(at));  // 32 for pfn 0
+    const unsigned fits = static_cast<unsigned>(std::bit_width(room)) - 1;
+    return std::max(order, std::min({kPageblockOrder, aligned, fits}));
   };
   auto free_block = [&](Pfn q, unsigned o) {
     set_frames(q, Pfn{1} << o, static_cast<std::uint8_t>(FrameKind::FreeTail));

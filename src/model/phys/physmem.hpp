@@ -158,6 +158,11 @@ class PhysMem {
   // page_owners.hpp); nullptr (the default): no one, and then cma_alloc()
   // cannot migrate either (a movable page is busy, as an unmovable one).
   void set_page_owners(PageOwners* owners);
+  // A pcp refill takes the pages of the block it splits as one run
+  // (rmqueue_run()), which leaves the buddy exactly as taking them one by one
+  // does; off, every page goes through __rmqueue() on its own. On by default;
+  // the tests compare the two.
+  void set_refill_by_runs(bool on) { refill_by_runs_ = on; }
   // Re-tags an allocated block (e.g. a pool page handed out as a secret page).
   void set_kind(Pfn pfn, unsigned order, FrameKind kind);
 
@@ -281,6 +286,8 @@ class PhysMem {
     return order <= kPageAllocCostlyOrder || (config_.thp && order == kHpagePmdOrder);
   }
   int nr_pcp_alloc(PerCpuPages& pcp, const Zone& z, unsigned order);
+  int rmqueue_run(Zone& z, unsigned order, int want, std::deque<Pfn>& list, unsigned mt,
+                  unsigned alloc_flags);
   int rmqueue_bulk(Zone& z, unsigned order, int count, std::deque<Pfn>& list, unsigned mt,
                    unsigned alloc_flags);
   Pfn rmqueue_pcplist(Zone& z, unsigned order, unsigned mt, unsigned alloc_flags, CpuId cpu);
@@ -400,6 +407,7 @@ class PhysMem {
 
   PhysConfig config_;
   PageOwners* owners_ = nullptr;
+  bool refill_by_runs_ = true;  // set_refill_by_runs()
   ZeroedBytes frames_;                    // one state byte per frame
   std::vector<std::uint8_t> pageblocks_;  // migratetype per pageblock
   FreeListStore lists_;
