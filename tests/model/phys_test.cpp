@@ -158,6 +158,27 @@ void same_buddy(const phys::PhysMem& a, const phys::PhysMem& b, const std::strin
   }
 }
 
+// same_buddy(), and the same free counters, pcp lists and allocation statistics.
+void same_state(const phys::PhysMem& a, const phys::PhysMem& b, const std::string& when) {
+  for (unsigned z = 0; z < phys::MAX_NR_ZONES; ++z) {
+    const phys::Zone& za = a.zone(z);
+    const phys::Zone& zb = b.zone(z);
+    ASSERT_EQ(za.nr_free_pages, zb.nr_free_pages) << when << ": zone " << z;
+    ASSERT_EQ(za.nr_free_cma, zb.nr_free_cma) << when << ": zone " << z;
+    ASSERT_EQ(za.nr_free, zb.nr_free) << when << ": zone " << z;
+    for (unsigned cpu = 0; cpu < a.cpus(); ++cpu) {
+      ASSERT_EQ(za.pcp[cpu].count, zb.pcp[cpu].count) << when << ": zone " << z << ", cpu " << cpu;
+      ASSERT_EQ(za.pcp[cpu].high, zb.pcp[cpu].high) << when << ": zone " << z << ", cpu " << cpu;
+      ASSERT_EQ(za.pcp[cpu].lists, zb.pcp[cpu].lists) << when << ": zone " << z << ", cpu " << cpu;
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(same_buddy(a, b, when));
+  ASSERT_EQ(a.stats().pcp_refills, b.stats().pcp_refills) << when;
+  ASSERT_EQ(a.stats().pcp_drains, b.stats().pcp_drains) << when;
+  ASSERT_EQ(a.stats().cma_fallbacks, b.stats().cma_fallbacks) << when;
+  ASSERT_EQ(a.stats().pgalloc_fail, b.stats().pgalloc_fail) << when;
+}
+
 // Two machines that free the same pages in the same order, one letting them
 // gather on the pcp list before the drain takes them (blocks at adjacent
 // addresses, rising or falling, leave it as one run, freed as aligned blocks),
@@ -257,24 +278,8 @@ TEST(Buddy, RefillsTakenAsRunsEndAsWhenTakenOneByOne) {
   const phys::PhysConfig cfg = gib_two_cpus(256 * MiB);
   phys::PhysMem a(cfg);
   phys::PhysMem b(cfg);
-  b.set_refill_by_runs(false);
-  auto same = [&](const std::string& when) {
-    for (unsigned z = 0; z < phys::MAX_NR_ZONES; ++z) {
-      const phys::Zone& za = a.zone(z);
-      const phys::Zone& zb = b.zone(z);
-      ASSERT_EQ(za.nr_free_pages, zb.nr_free_pages) << when << ": zone " << z;
-      ASSERT_EQ(za.nr_free_cma, zb.nr_free_cma) << when << ": zone " << z;
-      ASSERT_EQ(za.nr_free, zb.nr_free) << when << ": zone " << z;
-      for (unsigned cpu = 0; cpu < cfg.cpus; ++cpu) {
-        ASSERT_EQ(za.pcp[cpu].count, zb.pcp[cpu].count) << when << ": zone " << z << ", cpu " << cpu;
-        ASSERT_EQ(za.pcp[cpu].lists, zb.pcp[cpu].lists) << when << ": zone " << z << ", cpu " << cpu;
-      }
-    }
-    ASSERT_NO_FATAL_FAILURE(same_buddy(a, b, when));
-    ASSERT_EQ(a.stats().pcp_refills, b.stats().pcp_refills) << when;
-    ASSERT_EQ(a.stats().cma_fallbacks, b.stats().cma_fallbacks) << when;
-    ASSERT_EQ(a.stats().pgalloc_fail, b.stats().pgalloc_fail) << when;
-  };
+  b.set_batched(false);
+  auto same = [&](const std::string& when) { same_state(a, b, when); };
   struct Block {
     Pfn pfn;
     unsigned order;
@@ -321,6 +326,82 @@ TEST(Buddy, RefillsTakenAsRunsEndAsWhenTakenOneByOne) {
   // The run reached the CMA balancing and the end of memory.
   EXPECT_GT(from_cma, 1'000u);
   EXPECT_GT(failed, 0u);
+  EXPECT_TRUE(a.check().empty()) << join(a.check());
+  EXPECT_TRUE(b.check().empty()) << join(b.check());
+}
+
+// cma_release() of a range looks up each pageblock's zone and migratetype once
+// for all of its pages: the same pcp lists, drains and buddy as freeing them
+// one by one. Two 1 GiB machines with 64 MiB of CMA, one of them page by
+// page (set_batched(false)), take chunks of 1 to 1,536 pages at alignments of
+// a page and of a pageblock, among movable allocations, and release them in
+// one to three pieces that cross pageblocks; the state must stay equal.
+TEST(Cma, RangesReleasedAsWhenReleasedPageByPage) {
+  const phys::PhysConfig cfg = gib_two_cpus(64 * MiB);
+  phys::PhysMem a(cfg);
+  phys::PhysMem b(cfg);
+  b.set_batched(false);
+  struct Chunk {
+    Pfn pfn;
+    Pfn count;
+  };
+  std::vector<Chunk> chunks;
+  std::vector<Pfn> movable;
+  std::mt19937_64 rng(31);
+  const Pfn sizes[] = {1, 7, 300, 512, 1024, 1536};
+  std::uint64_t released = 0;
+  for (int op = 1; op <= 6'000; ++op) {
+    const std::string when = "operation " + std::to_string(op);
+    const auto kind = rng() % 8;
+    if (kind < 3) {
+      const Pfn count = sizes[rng() % std::size(sizes)];
+      const unsigned align = rng() % 2 == 0 ? 0 : kPageblockOrder;
+      const Result<Pfn> ra = a.cma_alloc(count, align);
+      const Result<Pfn> rb = b.cma_alloc(count, align);
+      ASSERT_EQ(ra.ok(), rb.ok()) << when;
+      ASSERT_EQ(ra.value, rb.value) << when;
+      if (ra.ok()) chunks.push_back({ra.value, count});
+    } else if (kind < 5 && !chunks.empty()) {
+      const std::size_t i = rng() % chunks.size();
+      const Chunk c = chunks[i];
+      chunks[i] = chunks.back();
+      chunks.pop_back();
+      // One to three pieces, released in a random order.
+      std::vector<Pfn> cuts = {c.pfn, c.pfn + c.count};
+      for (int k = static_cast<int>(rng() % 3); k > 0 && c.count > 1; --k) {
+        cuts.push_back(c.pfn + 1 + static_cast<Pfn>(rng() % (c.count - 1)));
+      }
+      std::sort(cuts.begin(), cuts.end());
+      cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+      std::vector<std::size_t> order(cuts.size() - 1);
+      for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+      std::shuffle(order.begin(), order.end(), rng);
+      for (const std::size_t k : order) {
+        ASSERT_EQ(a.cma_release(cuts[k], cuts[k + 1] - cuts[k]), 0) << when;
+        ASSERT_EQ(b.cma_release(cuts[k], cuts[k + 1] - cuts[k]), 0) << when;
+        released += cuts[k + 1] - cuts[k];
+      }
+    } else if (kind < 7 || movable.empty()) {
+      const auto cpu = static_cast<CpuId>(rng() % 2);
+      const Result<Pfn> ra = a.alloc_pages(phys::GFP_HIGHUSER_MOVABLE, 0, cpu, FrameKind::Kernel);
+      const Result<Pfn> rb = b.alloc_pages(phys::GFP_HIGHUSER_MOVABLE, 0, cpu, FrameKind::Kernel);
+      ASSERT_EQ(ra.ok(), rb.ok()) << when;
+      ASSERT_EQ(ra.value, rb.value) << when;
+      if (ra.ok()) movable.push_back(ra.value);
+    } else {
+      const std::size_t i = rng() % movable.size();
+      const auto cpu = static_cast<CpuId>(rng() % 2);
+      ASSERT_EQ(a.free_pages(movable[i], 0, cpu), 0) << when;
+      ASSERT_EQ(b.free_pages(movable[i], 0, cpu), 0) << when;
+      movable[i] = movable.back();
+      movable.pop_back();
+    }
+    if (op % 200 == 0) {
+      ASSERT_NO_FATAL_FAILURE(same_state(a, b, when));
+    }
+  }
+  EXPECT_GT(released, 100'000u) << "the test should release many pages";
+  EXPECT_GT(a.stats().pcp_drains, 100u) << "the releases should overflow the pcp lists";
   EXPECT_TRUE(a.check().empty()) << join(a.check());
   EXPECT_TRUE(b.check().empty()) << join(b.check());
 }

@@ -91,7 +91,7 @@ int PhysMem::rmqueue_bulk(Zone& z, unsigned order, int count, std::deque<Pfn>& l
   ++stats_.pcp_refills;
   int i = 0;
   while (i < count) {
-    if (refill_by_runs_ && mode == RmqueueMode::Normal) {
+    if (batched_ && mode == RmqueueMode::Normal) {
       const int n = rmqueue_run(z, order, count - i, list, mt, alloc_flags);
       if (n > 0) {
         i += n;
@@ -305,9 +305,32 @@ void PhysMem::free_frozen_pages(Pfn pfn, unsigned order, CpuId cpu) {
 }
 
 // mirrors free_contig_range() of 6.18: every page goes through __free_page(),
-// here on CPU 0. (Kept beside the pcp code so that the compiler can inline it.)
+// here on CPU 0, as free_frozen_pages() takes it. What that looks up per page
+// (zone, pageblock migratetype, pcp) is looked up once per pageblock: freeing
+// cannot change them within it. A drain on the way may merge blocks and retag
+// a free buddy's pageblocks, but this pageblock is not free while the loop is
+// in it (its next page is still allocated), so it is not that buddy.
 void PhysMem::free_contig_range(Pfn pfn, Pfn count) {
-  for (Pfn p = pfn; p < pfn + count; ++p) free_frozen_pages(p, 0, 0);
+  const Pfn end = pfn + count;
+  if (!batched_) {
+    for (Pfn p = pfn; p < end; ++p) free_frozen_pages(p, 0, 0);
+    return;
+  }
+  for (Pfn p = pfn; p < end;) {
+    const Pfn block_end = std::min<Pfn>(end, (p | (kPageblockNrPages - 1)) + 1);
+    Zone& z = zone_for(p);
+    unsigned mt = pageblock_migratetype(p);
+    if (mt == MIGRATE_ISOLATE) {
+      for (; p < block_end; ++p) {
+        set_frames(p, 1, static_cast<std::uint8_t>(FrameKind::FreeTail));
+        split_large_buddy(z, p, 0, false);
+      }
+      continue;
+    }
+    if (mt > MIGRATE_RECLAIMABLE) mt = MIGRATE_MOVABLE;  // as free_frozen_pages()
+    PerCpuPages& pcp = z.pcp[0];
+    for (; p < block_end; ++p) free_frozen_page_commit(z, pcp, p, mt, 0);
+  }
 }
 
 // mirrors decay_pcp_high(), called from the vmstat counter updater: shrink

@@ -158,11 +158,12 @@ class PhysMem {
   // page_owners.hpp); nullptr (the default): no one, and then cma_alloc()
   // cannot migrate either (a movable page is busy, as an unmovable one).
   void set_page_owners(PageOwners* owners);
-  // A pcp refill takes the pages of the block it splits as one run
-  // (rmqueue_run()), which leaves the buddy exactly as taking them one by one
-  // does; off, every page goes through __rmqueue() on its own. On by default;
-  // the tests compare the two.
-  void set_refill_by_runs(bool on) { refill_by_runs_ = on; }
+  // Two paths do at once what the kernel does page by page, and end in the
+  // same state: a pcp refill takes the pages of the block it splits as one
+  // run (rmqueue_run()), and free_contig_range() looks up a pageblock's zone
+  // and migratetype once for all of its pages. Off, both go page by page, as
+  // the kernel's code does. On by default; the tests compare the two.
+  void set_batched(bool on) { batched_ = on; }
   // Re-tags an allocated block (e.g. a pool page handed out as a secret page).
   void set_kind(Pfn pfn, unsigned order, FrameKind kind);
 
@@ -407,7 +408,7 @@ class PhysMem {
 
   PhysConfig config_;
   PageOwners* owners_ = nullptr;
-  bool refill_by_runs_ = true;  // set_refill_by_runs()
+  bool batched_ = true;  // set_batched()
   ZeroedBytes frames_;                    // one state byte per frame
   std::vector<std::uint8_t> pageblocks_;  // migratetype per pageblock
   FreeListStore lists_;
