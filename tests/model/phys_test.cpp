@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <numeric>
 #include <random>
 #include <string>
 #include <tuple>
@@ -279,7 +280,6 @@ TEST(Buddy, RefillsTakenAsRunsEndAsWhenTakenOneByOne) {
   phys::PhysMem a(cfg);
   phys::PhysMem b(cfg);
   b.set_batched(false);
-  auto same = [&](const std::string& when) { same_state(a, b, when); };
   struct Block {
     Pfn pfn;
     unsigned order;
@@ -320,7 +320,7 @@ TEST(Buddy, RefillsTakenAsRunsEndAsWhenTakenOneByOne) {
       b.drain_all_pages();
     }
     if (op % 2'000 == 0) {
-      ASSERT_NO_FATAL_FAILURE(same(when));
+      ASSERT_NO_FATAL_FAILURE(same_state(a, b, when));
     }
   }
   // The run reached the CMA balancing and the end of memory.
@@ -374,7 +374,7 @@ TEST(Cma, RangesReleasedAsWhenReleasedPageByPage) {
       std::sort(cuts.begin(), cuts.end());
       cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
       std::vector<std::size_t> order(cuts.size() - 1);
-      for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+      std::iota(order.begin(), order.end(), std::size_t{0});
       std::shuffle(order.begin(), order.end(), rng);
       for (const std::size_t k : order) {
         ASSERT_EQ(a.cma_release(cuts[k], cuts[k + 1] - cuts[k]), 0) << when;
